@@ -1,0 +1,1 @@
+"""tuitrain: terminal training monitor and tuner."""

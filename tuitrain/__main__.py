@@ -1,0 +1,7 @@
+"""Provides `python -m tuitrain`."""
+
+import sys
+
+from tuitrain.cli import main
+
+sys.exit(main())

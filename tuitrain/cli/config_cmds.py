@@ -1,0 +1,50 @@
+"""Provides `tuitrain validate` and `tuitrain schema`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add validate and schema."""
+    from tuitrain.cli import add_config_source
+
+    p = sub.add_parser("validate", help="check a config; print it resolved, with derived values")
+    add_config_source(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("-o", "--output", help="also write the resolved config to this file")
+    p.set_defaults(handler=cmd_validate)
+    p = sub.add_parser("schema", help="print the config's JSON Schema (for editor validation)")
+    p.set_defaults(handler=cmd_schema)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load, validate and print the resolved config and its derived values."""
+    import sys
+
+    from tuitrain.config import dump_yaml, load_config, save_yaml, to_dict
+
+    r = load_config(args.config, env=args.env, sets=args.sets)
+    derived = r.derived.as_dict()
+    if args.format == "json":
+        print(json.dumps({"config": to_dict(r.config), "derived": derived, "warnings": r.warnings}, indent=2))
+    else:
+        print(dump_yaml(r.config), end="")
+        print("# derived")
+        for k, v in derived.items():
+            print(f"#   {k}: {v}")
+    for w in r.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.output:
+        save_yaml(r.config, args.output)
+    print(f"ok: {args.config} is valid", file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the config."""
+    from tuitrain.config.jsonschema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0

@@ -1,0 +1,14 @@
+"""Provides the CLI commands of this area (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands."""
+
+
+def cmd_home(args: argparse.Namespace) -> int:
+    """Bare `tuitrain`: open the runs list."""
+    raise SystemExit("tuitrain: the TUI is not built yet")

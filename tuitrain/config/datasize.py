@@ -1,0 +1,37 @@
+"""Provides a cheap, torch-free estimate of the number of training examples a config will see."""
+
+from __future__ import annotations
+
+from tuitrain.config.schema import TrainConfig
+from tuitrain.datasets import Record, read_records, split_counts, stdlib_bytes
+
+# Without loading a tokenizer, a subword model averages roughly 4 characters per token.
+CHARS_PER_TOKEN = 4.0
+
+
+def _count_examples(records: list[Record], cfg: TrainConfig) -> tuple[int, bool]:
+    if cfg.model.task == "causal-lm" and cfg.data.packing:
+        if cfg.model.tokenizer == "bytes":
+            tokens = sum(len(r.text.encode("utf-8")) + 1 for r in records)
+            return tokens // cfg.data.max_seq_length, False
+        chars = sum(len(r.text) + 1 for r in records)
+        return int(chars / CHARS_PER_TOKEN) // cfg.data.max_seq_length, True
+    return len(records), False
+
+
+def estimate_train_samples(cfg: TrainConfig) -> tuple[int | None, bool]:
+    """(training examples, whether that is an estimate). Raises ValueError for unreadable data."""
+    d = cfg.data
+    if d.source == "python-stdlib":
+        n = len(stdlib_bytes(d.max_bytes)) // d.max_seq_length
+        n_train, _ = split_counts(n, d.validation_split)
+        estimated = False
+    else:
+        if not d.train_file:
+            return None, False
+        records = list(read_records(d.train_file, d.format, d.text_field))
+        n, estimated = _count_examples(records, cfg)
+        n_train = n if d.validation_file else split_counts(n, d.validation_split)[0]
+    if d.max_train_samples is not None:
+        n_train = min(n_train, d.max_train_samples)
+    return n_train, estimated
