@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.datasets import Record, read_records, split_counts, stdlib_bytes
+from tuitrain.datasets import DataError, Record, read_records, split_counts, stdlib_bytes
 
 # Without loading a tokenizer, a subword model averages roughly 4 characters per token.
 CHARS_PER_TOKEN = 4.0
@@ -20,7 +20,8 @@ def _count_examples(records: list[Record], cfg: TrainConfig) -> tuple[int, bool]
 
 
 def estimate_train_samples(cfg: TrainConfig) -> tuple[int | None, bool]:
-    """(training examples, whether that is an estimate). Raises ValueError for unreadable data."""
+    """(training examples, whether that is an estimate). Raises DataError("<field>|<message>")
+    for unreadable data, so the caller can name the field."""
     d = cfg.data
     if d.source == "python-stdlib":
         n = len(stdlib_bytes(d.max_bytes)) // d.max_seq_length
@@ -29,9 +30,19 @@ def estimate_train_samples(cfg: TrainConfig) -> tuple[int | None, bool]:
     else:
         if not d.train_file:
             return None, False
-        records = list(read_records(d.train_file, d.format, d.text_field))
+        try:
+            records = list(read_records(d.train_file, d.format, d.text_field))
+        except DataError as exc:
+            raise DataError(f"data.train_file|{exc}") from None
         n, estimated = _count_examples(records, cfg)
-        n_train = n if d.validation_file else split_counts(n, d.validation_split)[0]
+        if d.validation_file:
+            try:
+                next(iter(read_records(d.validation_file, d.format, d.text_field)), None)
+            except DataError as exc:
+                raise DataError(f"data.validation_file|{exc}") from None
+            n_train = n
+        else:
+            n_train = split_counts(n, d.validation_split)[0]
     if d.max_train_samples is not None:
         n_train = min(n_train, d.max_train_samples)
     return n_train, estimated

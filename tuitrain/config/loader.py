@@ -248,13 +248,22 @@ def resolve(cfg: TrainConfig, source: str | None = None, lines: LineMap | None =
     from tuitrain.config.datasize import estimate_train_samples
 
     samples, estimated = (None, False)
+    name = cfg.model.name_or_path
+    if check_data and name and name.startswith("pkg:"):
+        from tuitrain.config.paths import resolve_path
+
+        try:
+            resolve_path(name)
+        except ValueError as exc:
+            line = (lines or {}).get("model.name_or_path", (None, None))[1]
+            raise ConfigError([ConfigIssue("model.name_or_path", str(exc), "install the package or give a local path", source, line)]) from None
     if check_data:
         try:
             samples, estimated = estimate_train_samples(cfg)
         except ValueError as exc:
-            path = "data.validation_file" if "validation" in str(exc) else "data.train_file"
+            path, _, msg = str(exc).partition("|")
             line = (lines or {}).get(path, (None, None))[1]
-            raise ConfigError([ConfigIssue(path, str(exc), "point it at an existing jsonl/csv/txt file", source, line)]) from None
+            raise ConfigError([ConfigIssue(path, msg, "point it at an existing jsonl/csv/txt file", source, line)]) from None
     d = compute(cfg, samples, estimated)
     issues = derived_issues(cfg, d)
     for i in issues:
@@ -273,8 +282,27 @@ def load_config(path: str | Path, env: str | None = None, sets: list[str] | tupl
         data = apply_sets(data, sets)
         for s in sets:
             lines[s.partition("=")[0].strip()] = ("--set", None)  # type: ignore[assignment]
+    anchor_paths(data, Path(path).resolve().parent)
     cfg = parse(data, lines, str(path))
     return resolve(cfg, str(path), lines, check_data)
+
+
+# Fields holding file paths: relative values are taken from the config file's folder (where
+# the file exists there), so a config works from any working directory and its run copy
+# (runs/<id>/config.yaml) still points at the same files.
+PATH_FIELDS = (("data", "train_file"), ("data", "validation_file"), ("launch", "accelerate_config"), ("model", "name_or_path"))
+
+
+def anchor_paths(data: dict, base: Path) -> None:
+    """Make relative path fields absolute against `base` when the target exists there."""
+    for group, key in PATH_FIELDS:
+        node = data.get(group)
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or value.startswith("pkg:"):
+            continue
+        p = Path(value).expanduser()
+        if not p.is_absolute() and (base / p).exists():
+            node[key] = str((base / p).resolve())
 
 
 def to_dict(cfg: TrainConfig) -> dict:
