@@ -1,0 +1,42 @@
+"""Provides the run store: one SQLite (WAL) database per runs directory for runs, metrics, events and commands."""
+
+from tuitrain.store.db import DB_NAME, SCHEMA_VERSION, network_fs_warning
+from tuitrain.store.models import (
+    ACTIVE_STATUSES,
+    COMMAND_KINDS,
+    STATUSES,
+    TERMINAL_STATUSES,
+    Command,
+    CommandRefused,
+    Event,
+    InvalidValue,
+    MetricPoint,
+    RunInfo,
+    RunNotFound,
+    StoreError,
+)
+from tuitrain.store.store import STALE_HEARTBEAT_S, NetworkFilesystemWarning, Store, pid_alive
+from tuitrain.store.writer import RunWriter
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "COMMAND_KINDS",
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "STALE_HEARTBEAT_S",
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "Command",
+    "CommandRefused",
+    "Event",
+    "InvalidValue",
+    "MetricPoint",
+    "NetworkFilesystemWarning",
+    "RunInfo",
+    "RunNotFound",
+    "RunWriter",
+    "Store",
+    "StoreError",
+    "network_fs_warning",
+    "pid_alive",
+]

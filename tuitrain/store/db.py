@@ -1,0 +1,226 @@
+"""Provides the SQLite connection setup, the schema with ordered forward migrations, and network-FS detection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("tuitrain.store")
+
+DB_NAME = "tuitrain.db"
+BUSY_TIMEOUT_MS = 10_000
+# Rollup levels as bit shifts: buckets of 8, 64, 512, 4096 and 32768 steps. A ratio of 8
+# between levels bounds the rows a series() read touches to ~64 per requested bucket.
+ROLLUP_SHIFTS = (3, 6, 9, 12, 15)
+
+# WAL needs shared-memory locking that these filesystems do not provide reliably.
+NETWORK_FSTYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "lustre",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "fuse.sshfs",
+        "sshfs",
+        "ceph",
+        "fuse.ceph",
+        "fuse.cephfs",
+        "gpfs",
+        "beegfs",
+        "9p",
+        "afs",
+        "glusterfs",
+        "fuse.glusterfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.juicefs",
+        "virtiofs",
+    }
+)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database in autocommit mode with WAL, synchronous=NORMAL and a busy timeout."""
+    # isolation_level=None: we issue BEGIN ourselves, so no transaction stays open by accident.
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        log.warning("could not enable WAL on %s (journal_mode=%s)", path, mode)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    migrate(conn)
+    return conn
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the write lock at BEGIN (a deferred read-then-write fails under contention)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """True for the transient 'database is locked' / 'busy' errors worth retrying."""
+    msg = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
+
+
+def retry_locked(fn: Callable[[], object], attempts: int = 5) -> object:
+    """Run fn, retrying a few times when SQLite reports the database locked past its busy timeout."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not is_locked_error(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.05 * (2**i))
+    return None
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    """Initial schema: runs, series (run+name -> id), metrics, rollup, events, commands."""
+    import sqlite_utils  # lazy: only needed when the schema is created or migrated
+
+    db = sqlite_utils.Database(conn)
+    db["runs"].create(
+        {
+            "id": str,
+            "name": str,
+            "status": str,
+            "config": str,
+            "derived": str,
+            "created": float,
+            "started": float,
+            "ended": float,
+            "pid": int,
+            "host": str,
+            "heartbeat": float,
+            "exit_reason": str,
+            "summary": str,
+            "sweep_id": str,
+            "last_step": int,
+        },
+        pk="id",
+        not_null={"name", "status", "created"},
+    )
+    db["runs"].create_index(["created"])
+    db["runs"].create_index(["name"])
+    db["runs"].create_index(["sweep_id"])
+    db["series"].create(
+        {"id": int, "run_id": str, "name": str}, pk="id", not_null={"run_id", "name"}
+    )
+    db["series"].create_index(["run_id", "name"], unique=True)
+    # Metrics and rollups are clustered on (series, step) without a rowid: per-name step ranges
+    # are one B-tree range scan and appends stay in order. sqlite-utils cannot say WITHOUT ROWID.
+    conn.execute(
+        "CREATE TABLE metrics (sid INTEGER NOT NULL, step INTEGER NOT NULL, value REAL,"
+        " time REAL NOT NULL, PRIMARY KEY (sid, step)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE rollup (sid INTEGER NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+        " vmin REAL, vmax REAL, last_step INTEGER NOT NULL, last_value REAL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (sid, level, bucket)) WITHOUT ROWID"
+    )
+    db["events"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "time": float,
+            "step": int,
+            "kind": str,
+            "message": str,
+            "data": str,
+        },
+        pk="id",
+        not_null={"run_id", "time", "kind"},
+    )
+    db["events"].create_index(["run_id", "id"])
+    db["commands"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "kind": str,
+            "payload": str,
+            "created": float,
+            "status": str,
+            "claimed": float,
+            "finished": float,
+            "applied_step": int,
+            "reason": str,
+        },
+        pk="id",
+        not_null={"run_id", "kind", "created", "status"},
+    )
+    db["commands"].create_index(["run_id", "status"])
+
+
+# Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to SCHEMA_VERSION; safe when several processes open a new DB at once."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return version
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this tuitrain ({SCHEMA_VERSION}); "
+            "upgrade tuitrain"
+        )
+    with immediate(conn):
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for i in range(version, SCHEMA_VERSION):
+            MIGRATIONS[i](conn)
+            conn.execute(f"PRAGMA user_version={i + 1}")
+    return SCHEMA_VERSION
+
+
+def mount_fstype(path: Path, mounts_file: str = "/proc/mounts") -> str | None:
+    """The filesystem type of the mount holding path (longest matching mount point), or None."""
+    try:
+        with open(mounts_file, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        # /proc/mounts escapes spaces in mount points as \040.
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, parts[2]
+    return best_type
+
+
+def network_fs_warning(fstype: str | None, path: Path | str) -> str | None:
+    """The warning to show when fstype is a network filesystem (WAL locking is unsafe there), else None."""
+    if not fstype or fstype.lower() not in NETWORK_FSTYPES:
+        return None
+    return (
+        f"runs directory {path} is on a network filesystem ({fstype}): SQLite WAL locking is not "
+        "reliable there and the database can be corrupted; use a local disk for --runs-dir "
+        "(e.g. /tmp or a local scratch volume) and copy results afterwards"
+    )

@@ -1,0 +1,111 @@
+"""Provides the store's record types (RunInfo, MetricPoint, Event, Command), statuses and errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = (
+    "queued",
+    "running",
+    "completed",
+    "early_stopped",
+    "stopped",
+    "failed",
+    "diverged",
+    "crashed",
+    "pruned",
+)
+ACTIVE_STATUSES = frozenset({"queued", "running"})
+TERMINAL_STATUSES = frozenset(STATUSES) - ACTIVE_STATUSES
+
+COMMAND_KINDS = ("set_lr", "scale_lr", "stop", "checkpoint", "eval")
+COMMAND_STATUSES = ("pending", "applied", "rejected")
+
+
+class StoreError(Exception):
+    """A store operation that cannot be done as asked; the message says why and what to do."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No run matches the given id or name (or the name matches several runs)."""
+
+
+class CommandRefused(StoreError):
+    """A steering command that cannot be sent (bad kind or value, or the run has ended)."""
+
+
+class InvalidValue(StoreError, ValueError):
+    """An argument with a value the store cannot accept (names the argument and the fix)."""
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One metric value at one optimizer step (NaN is kept as float('nan'))."""
+
+    step: int
+    name: str
+    value: float
+    time: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a run's timeline."""
+
+    id: int
+    run_id: str
+    time: float
+    step: int | None
+    kind: str
+    message: str
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A steering command: pending until the trainer applies it (at applied_step) or rejects it."""
+
+    id: int
+    run_id: str
+    kind: str
+    payload: dict[str, Any]
+    created: float
+    status: str
+    claimed: float | None = None
+    finished: float | None = None
+    applied_step: int | None = None
+    reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        """True once applied or rejected."""
+        return self.status != "pending"
+
+
+@dataclass
+class RunInfo:
+    """A run record as stored (config, derived and summary are plain dicts)."""
+
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    derived: dict[str, Any]
+    created: float
+    started: float | None = None
+    ended: float | None = None
+    pid: int | None = None
+    host: str | None = None
+    heartbeat: float | None = None
+    exit_reason: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    sweep_id: str | None = None
+    last_step: int | None = None
+    run_dir: Path = Path()
+
+    @property
+    def terminal(self) -> bool:
+        """True when the run has ended (any status but queued/running)."""
+        return self.status in TERMINAL_STATUSES

@@ -1,0 +1,560 @@
+"""Provides Store: runs, metrics readers, events and steering commands over one SQLite DB per runs directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tuitrain.store import rollup
+from tuitrain.store.db import DB_NAME, connect, immediate, mount_fstype, network_fs_warning
+from tuitrain.store.models import (
+    COMMAND_KINDS,
+    STATUSES,
+    TERMINAL_STATUSES,
+    Command,
+    CommandRefused,
+    Event,
+    InvalidValue,
+    MetricPoint,
+    RunInfo,
+    RunNotFound,
+)
+
+# A running run whose heartbeat is older than this is shown (and stored) as crashed. The
+# writer refreshes it at least every HEARTBEAT_INTERVAL_S, so this leaves a wide margin.
+STALE_HEARTBEAT_S = 60.0
+RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
+_RUN_COLS = (
+    "id, name, status, config, derived, created, started, ended, pid, host, heartbeat,"
+    " exit_reason, summary, sweep_id, last_step"
+)
+_CMD_COLS = "id, run_id, kind, payload, created, status, claimed, finished, applied_step, reason"
+
+
+class NetworkFilesystemWarning(UserWarning):
+    """The runs directory is on a network filesystem, where SQLite WAL locking is unreliable."""
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def _dumps(obj: Any) -> str:
+    # allow_nan keeps NaN/inf summaries (a diverged run) readable by Python's json.
+    return json.dumps(obj, default=str)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # The state letter follows the parenthesised command name.
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return run_id if it is a safe directory name (letters, digits, '-', '_'), else raise InvalidValue."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise InvalidValue(
+            f"run id {run_id!r} is not valid: ids are letters, digits, '-' and '_' "
+            "(as generated, e.g. 20260101-120000-ab12); use `tuitrain ls` to see them"
+        )
+    return run_id
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A fresh path-safe id: YYYYMMDD-HHMMSS-xxxx (UTC time, 4 random hex digits)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+class Store:
+    """One connection to <runs_dir>/tuitrain.db; methods are serialised by a lock, so threads may share it."""
+
+    def __init__(self, runs_dir: str | os.PathLike[str]) -> None:
+        self.runs_dir = Path(runs_dir).expanduser().absolute()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.runs_dir / DB_NAME
+        self.fs_warning = network_fs_warning(mount_fstype(self.runs_dir), self.runs_dir)
+        if self.fs_warning:
+            warnings.warn(self.fs_warning, NetworkFilesystemWarning, stacklevel=2)
+        self._lock = threading.RLock()
+        self.conn: sqlite3.Connection = connect(self.path)
+        self.host = socket.gethostname()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _q(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        # Always fetchall: a half-read cursor keeps a read snapshot open and pins the WAL.
+        with self._lock:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        """The run's files directory, <runs_dir>/<run_id> (the id is validated; never leaves runs_dir)."""
+        path = (self.runs_dir / validate_run_id(run_id)).resolve()
+        if path.parent != self.runs_dir.resolve():
+            raise InvalidValue(f"run id {run_id!r} points outside the runs directory")
+        return path
+
+    def create_run(
+        self,
+        config: Mapping[str, Any],
+        derived: Mapping[str, Any],
+        name: str | None = None,
+        sweep_id: str | None = None,
+        status: str = "queued",
+    ) -> RunInfo:
+        """Insert a new run record with a generated id; name is free text (defaults to the id)."""
+        _check_status(status)
+        now = time.time()
+        for _ in range(20):
+            run_id = new_run_id(now)
+            try:
+                with self._lock, immediate(self.conn):
+                    self.conn.execute(
+                        "INSERT INTO runs (id, name, status, config, derived, created, summary,"
+                        " sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, str(name) if name else run_id, status, _dumps(dict(config)),
+                         _dumps(dict(derived)), now, "{}", sweep_id),
+                    )  # fmt: skip
+                break
+            except sqlite3.IntegrityError:
+                continue  # id collision within the same second: draw again
+        else:
+            raise RuntimeError("could not allocate a unique run id")
+        return self.get_run(run_id)
+
+    def _row_to_run(self, r: tuple) -> RunInfo:
+        return RunInfo(
+            id=r[0], name=r[1], status=r[2], config=_loads(r[3], {}), derived=_loads(r[4], {}),
+            created=r[5], started=r[6], ended=r[7], pid=r[8], host=r[9], heartbeat=r[10],
+            exit_reason=r[11], summary=_loads(r[12], {}), sweep_id=r[13], last_step=r[14],
+            run_dir=self.runs_dir / r[0],
+        )  # fmt: skip
+
+    def _check_alive(self, run: RunInfo) -> RunInfo:
+        """Mark a 'running' run crashed (and persist it) when its pid is gone or its heartbeat stale."""
+        if run.status != "running":
+            return run
+        now = time.time()
+        reason = None
+        if run.pid and run.host == self.host and not pid_alive(run.pid):
+            reason = f"process {run.pid} on {run.host} is gone without a final status"
+        else:
+            beat = run.heartbeat or run.started or run.created
+            if now - beat > STALE_HEARTBEAT_S:
+                reason = f"no heartbeat for {now - beat:.0f} s (limit {STALE_HEARTBEAT_S:.0f} s)"
+        if reason is None:
+            return run
+        with self._lock, immediate(self.conn):
+            cur = self.conn.execute(
+                "UPDATE runs SET status = 'crashed', ended = ?, exit_reason = ?"
+                " WHERE id = ? AND status = 'running'",
+                (now, reason, run.id),
+            )
+            if cur.rowcount:
+                self._add_event(
+                    run.id, "error", f"marked crashed: {reason}", run.last_step, None, now
+                )
+        return self._row_to_run(self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,))[0])
+
+    def get_run(self, ref: str) -> RunInfo:
+        """The run with this id, else the one run with this name, else a unique id prefix; RunNotFound otherwise."""
+        rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (ref,))
+        if not rows:
+            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE name = ?", (ref,))
+            if len(rows) > 1:
+                ids = ", ".join(r[0] for r in rows)
+                raise RunNotFound(f"name {ref!r} matches {len(rows)} runs ({ids}); use the run id")
+        if not rows and isinstance(ref, str) and len(ref) >= 4 and RUN_ID_RE.match(ref):
+            like = ref.replace("_", r"\_") + "%"
+            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id LIKE ? ESCAPE '\\'", (like,))
+            if len(rows) > 1:
+                raise RunNotFound(
+                    f"id prefix {ref!r} matches {len(rows)} runs; give more of the id"
+                )
+        if not rows:
+            raise RunNotFound(
+                f"no run with id or name {ref!r} in {self.runs_dir} (see `tuitrain ls`)"
+            )
+        return self._check_alive(self._row_to_run(rows[0]))
+
+    def list_runs(self, sweep_id: str | None = None) -> list[RunInfo]:
+        """All runs (or one sweep's), newest first; dead or silent 'running' runs come back crashed."""
+        where, params = ("WHERE sweep_id = ?", (sweep_id,)) if sweep_id is not None else ("", ())
+        rows = self._q(
+            f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created DESC, id DESC", params
+        )
+        return [self._check_alive(self._row_to_run(r)) for r in rows]
+
+    def _require(self, run_id: str) -> None:
+        if not self._q("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+            raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+
+    def mark_started(self, run_id: str, pid: int, host: str | None = None) -> None:
+        """Status running, with the training process's pid and host and a fresh heartbeat."""
+        now = time.time()
+        with self._lock, immediate(self.conn):
+            cur = self.conn.execute(
+                "UPDATE runs SET status = 'running', pid = ?, host = ?, started = ?, heartbeat = ?,"
+                " ended = NULL, exit_reason = NULL WHERE id = ?",
+                (int(pid), host or self.host, now, now, run_id),
+            )
+        if not cur.rowcount:
+            raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set the status (a terminal one also sets ended); summary is merged into the stored one."""
+        _check_status(status)
+        now = time.time()
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+            merged = {**_loads(rows[0][0], {}), **(summary or {})}
+            ended = now if status in TERMINAL_STATUSES else None
+            self.conn.execute(
+                "UPDATE runs SET status = ?, exit_reason = coalesce(?, exit_reason), summary = ?,"
+                " ended = ? WHERE id = ?",
+                (status, reason, _dumps(merged), ended, run_id),
+            )
+
+    def update_run(
+        self,
+        run_id: str,
+        derived: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
+        pid: int | None = None,
+    ) -> None:
+        """Replace derived, merge summary, set pid: whichever are given."""
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+            if derived is not None:
+                self.conn.execute(
+                    "UPDATE runs SET derived = ? WHERE id = ?", (_dumps(dict(derived)), run_id)
+                )
+            if summary:
+                merged = {**_loads(rows[0][0], {}), **summary}
+                self.conn.execute(
+                    "UPDATE runs SET summary = ? WHERE id = ?", (_dumps(merged), run_id)
+                )
+            if pid is not None:
+                self.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(pid), run_id))
+
+    def delete_run(self, run_id: str, files: bool = True) -> None:
+        """Delete the run's rows (metrics, rollups, events, commands) and, with files, its directory."""
+        with self._lock, immediate(self.conn):
+            sids = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT id FROM series WHERE run_id = ?", (run_id,)
+                ).fetchall()
+            ]
+            for sid in sids:
+                self.conn.execute("DELETE FROM metrics WHERE sid = ?", (sid,))
+                self.conn.execute("DELETE FROM rollup WHERE sid = ?", (sid,))
+            for table in ("series", "events", "commands"):
+                self.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            cur = self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            if not cur.rowcount:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+        if files:
+            d = self.run_dir(run_id)
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d)
+
+    # ---- metrics ------------------------------------------------------------------------
+
+    def _sid(self, run_id: str, name: str) -> int | None:
+        rows = self._q("SELECT id FROM series WHERE run_id = ? AND name = ?", (run_id, name))
+        return rows[0][0] if rows else None
+
+    def log_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float, float]]) -> int:
+        """Write (step, name, value, time) rows now, in one transaction (RunWriter batches for you)."""
+        from tuitrain.store.writer import write_batch
+
+        rows = list(rows)
+        with self._lock:
+            write_batch(self.conn, run_id, rows, [], heartbeat=False)
+        return len(rows)
+
+    def metric_names(self, run_id: str) -> list[str]:
+        """Names of the metrics this run has logged, sorted."""
+        return [
+            r[0]
+            for r in self._q("SELECT name FROM series WHERE run_id = ? ORDER BY name", (run_id,))
+        ]
+
+    def last_step(self, run_id: str) -> int | None:
+        """The highest step with any metric, or None."""
+        rows = self._q("SELECT last_step FROM runs WHERE id = ?", (run_id,))
+        if rows and rows[0][0] is not None:
+            return rows[0][0]
+        got = self._q(
+            "SELECT max(m.step) FROM series s JOIN metrics m ON m.sid = s.id WHERE s.run_id = ?",
+            (run_id,),
+        )
+        return got[0][0] if got else None
+
+    def tail(
+        self, run_id: str, names: Iterable[str] | None = None, after_step: int = -1
+    ) -> list[MetricPoint]:
+        """Metric points with step > after_step (optionally only these names), by step then name."""
+        sids = self._q("SELECT id, name FROM series WHERE run_id = ?", (run_id,))
+        if names is not None:
+            wanted = set(names)
+            sids = [s for s in sids if s[1] in wanted]
+        if not sids:
+            return []
+        by_sid = dict(sids)
+        marks = ",".join("?" * len(by_sid))
+        rows = self._q(
+            f"SELECT sid, step, value, time FROM metrics WHERE sid IN ({marks}) AND step > ?",
+            (*by_sid, int(after_step)),
+        )
+        pts = [
+            MetricPoint(step, by_sid[sid], math.nan if v is None else v, t)
+            for sid, step, v, t in rows
+        ]
+        pts.sort(key=lambda p: (p.step, p.name))
+        return pts
+
+    def series(
+        self,
+        run_id: str,
+        name: str,
+        buckets: int = 200,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[tuple[int, float, float, float]]:
+        """Downsampled (step, min, max, last) per bucket; steps start..end; cost independent of run length."""
+        if not isinstance(buckets, int) or buckets < 1:
+            raise InvalidValue(f"buckets must be a positive integer (got {buckets!r})")
+        sid = self._sid(run_id, name)
+        if sid is None:
+            return []
+        with self._lock:
+            # One read transaction: the edges and the blocks come from the same snapshot.
+            self.conn.execute("BEGIN")
+            try:
+                return rollup.read_series(self.conn, sid, buckets, start, end)
+            finally:
+                self.conn.execute("COMMIT")
+
+    # ---- events -------------------------------------------------------------------------
+
+    def _add_event(
+        self, run_id: str, kind: str, message: str, step: int | None, data: Any, now: float
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO events (run_id, time, step, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, now, step, kind, message, None if data is None else _dumps(data)),
+        )
+        return int(cur.lastrowid)
+
+    def add_event(
+        self, run_id: str, kind: str, message: str, step: int | None = None, data: Any = None
+    ) -> int:
+        """Append an event to the run's timeline; returns its id."""
+        with self._lock, immediate(self.conn):
+            return self._add_event(run_id, kind, message, step, data, time.time())
+
+    def events(self, run_id: str, after_id: int = 0) -> list[Event]:
+        """The run's events with id > after_id, oldest first."""
+        rows = self._q(
+            "SELECT id, run_id, time, step, kind, message, data FROM events"
+            " WHERE run_id = ? AND id > ? ORDER BY id",
+            (run_id, after_id),
+        )
+        return [Event(r[0], r[1], r[2], r[3], r[4], r[5] or "", _loads(r[6], None)) for r in rows]
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def send_command(self, run_id: str, kind: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Queue a steering command for the run's trainer; returns the command id."""
+        payload = _check_command(kind, dict(payload or {}))
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+            if rows[0][0] in TERMINAL_STATUSES:
+                raise CommandRefused(
+                    f"run {run_id} is {rows[0][0]}: commands go to queued or running runs only"
+                )
+            cur = self.conn.execute(
+                "INSERT INTO commands (run_id, kind, payload, created, status) VALUES (?, ?, ?, ?, 'pending')",
+                (run_id, kind, _dumps(payload), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _row_to_cmd(r: tuple) -> Command:
+        return Command(r[0], r[1], r[2], _loads(r[3], {}), r[4], r[5], r[6], r[7], r[8], r[9] or "")
+
+    def claim_commands(self, run_id: str) -> list[Command]:
+        """Take this run's unclaimed pending commands (oldest first); each is handed out exactly once."""
+        now = time.time()
+        with self._lock:
+            # Cheap unlocked check first: the trainer polls this often and there is usually nothing.
+            if not self.conn.execute(
+                "SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed IS NULL LIMIT 1",
+                (run_id,),
+            ).fetchall():
+                return []
+            with immediate(self.conn):
+                rows = self.conn.execute(
+                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? AND status = 'pending'"
+                    " AND claimed IS NULL ORDER BY id",
+                    (run_id,),
+                ).fetchall()
+                self.conn.executemany(
+                    "UPDATE commands SET claimed = ? WHERE id = ?", [(now, r[0]) for r in rows]
+                )
+        return [self._row_to_cmd((*r[:6], now, *r[7:])) for r in rows]
+
+    def _finish_command(
+        self, cmd_id: int, status: str, step: int | None, reason: str, message: str
+    ) -> None:
+        now = time.time()
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute(
+                "SELECT run_id, kind, payload, status FROM commands WHERE id = ?", (cmd_id,)
+            ).fetchall()
+            if not rows:
+                raise InvalidValue(f"no command with id {cmd_id}")
+            run_id, kind, payload, old = rows[0]
+            if old != "pending":
+                raise InvalidValue(f"command {cmd_id} is already {old}")
+            self.conn.execute(
+                "UPDATE commands SET status = ?, finished = ?, applied_step = ?, reason = ?,"
+                " claimed = coalesce(claimed, ?) WHERE id = ?",
+                (status, now, step, reason, now, cmd_id),
+            )
+            data = {
+                "command_id": cmd_id,
+                "kind": kind,
+                "payload": _loads(payload, {}),
+                "status": status,
+            }
+            self._add_event(run_id, "command", message, step, data, now)
+
+    def ack_command(self, cmd_id: int, step: int, message: str = "") -> None:
+        """Mark the command applied at this optimizer step; adds a 'command' event."""
+        cmd = self.get_command(cmd_id)
+        text = message or f"command {cmd_id} ({cmd.kind}) applied at step {step}"
+        self._finish_command(cmd_id, "applied", int(step), message, text)
+
+    def reject_command(self, cmd_id: int, reason: str, step: int | None = None) -> None:
+        """Mark the command rejected with a reason; adds a 'command' event."""
+        cmd = self.get_command(cmd_id)
+        self._finish_command(
+            cmd_id, "rejected", step, reason, f"command {cmd_id} ({cmd.kind}) rejected: {reason}"
+        )
+
+    def get_command(self, cmd_id: int) -> Command:
+        """One command by id."""
+        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE id = ?", (int(cmd_id),))
+        if not rows:
+            raise InvalidValue(f"no command with id {cmd_id}")
+        return self._row_to_cmd(rows[0])
+
+    def commands(self, run_id: str) -> list[Command]:
+        """All of the run's commands, oldest first."""
+        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,))
+        return [self._row_to_cmd(r) for r in rows]
+
+    def wait_command(self, cmd_id: int, timeout: float = 30.0, poll: float = 0.1) -> Command:
+        """Poll until the command is applied or rejected, or timeout; returns it (still pending on timeout).
+
+        A command still unclaimed when its run has ended is rejected here, so nobody waits on it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            cmd = self.get_command(cmd_id)
+            if cmd.done:
+                return cmd
+            run = self.get_run(cmd.run_id)
+            if run.terminal and cmd.claimed is None:
+                with self._lock, immediate(self.conn):
+                    cur = self.conn.execute(
+                        "UPDATE commands SET status = 'rejected', finished = ?, reason = ?"
+                        " WHERE id = ? AND status = 'pending' AND claimed IS NULL",
+                        (time.time(), f"run is {run.status}", cmd_id),
+                    )
+                    if cur.rowcount:
+                        self._add_event(run.id, "command", f"command {cmd_id} ({cmd.kind}) rejected: run is {run.status}", None, {"command_id": cmd_id, "kind": cmd.kind, "status": "rejected"}, time.time())  # fmt: skip
+                continue
+            if time.monotonic() >= deadline:
+                return cmd
+            time.sleep(poll)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidValue(f"status {status!r} is not one of: {', '.join(STATUSES)}")
+
+
+def _positive(payload: dict[str, Any], key: str, kind: str) -> dict[str, Any]:
+    raw = payload.get(key)
+    try:
+        value = float(raw)  # accepts 5e-5, "5E-5", "0.00005"
+    except (TypeError, ValueError):
+        raise CommandRefused(
+            f"{kind} needs payload {{{key!r}: number}}, got {key}={raw!r} (e.g. 5e-5)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise CommandRefused(f"{kind}: {key} must be a positive finite number, got {raw!r}")
+    return {**payload, key: value}
+
+
+def _check_command(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if kind not in COMMAND_KINDS:
+        raise CommandRefused(
+            f"unknown command kind {kind!r}; use one of: {', '.join(COMMAND_KINDS)}"
+        )
+    if kind == "set_lr":
+        return _positive(payload, "lr", kind)
+    if kind == "scale_lr":
+        return _positive(payload, "factor", kind)
+    return payload

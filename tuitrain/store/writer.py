@@ -1,0 +1,239 @@
+"""Provides RunWriter: buffered metric/event writes from the training process, flushed by a thread, with heartbeat."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuitrain.store import rollup
+from tuitrain.store.db import DB_NAME, connect, immediate, is_locked_error
+from tuitrain.store.models import InvalidValue, RunNotFound
+
+log = logging.getLogger("tuitrain.store")
+
+# An idle writer (long eval, data loading) still refreshes the heartbeat this often.
+HEARTBEAT_INTERVAL_S = 5.0
+MAX_FLUSH_INTERVAL_S = 1.0
+# close() keeps retrying a locked database this long before giving up (and saying so).
+CLOSE_RETRY_S = 30.0
+
+
+def write_batch(
+    conn: sqlite3.Connection,
+    run_id: str,
+    rows: list[tuple[int, str, Any, float]],
+    events: list[tuple[str, str, int | None, Any, float]],
+    heartbeat: bool = True,
+    pid: int | None = None,
+) -> None:
+    """Write (step, name, value, time) rows, (kind, message, step, data, time) events and the heartbeat in one transaction."""
+    per_name: dict[str, list[tuple[int, float | None, float]]] = {}
+    for step, name, value, t in rows:
+        per_name.setdefault(name, []).append((int(step), value, t))
+    now = time.time()
+    with immediate(conn):
+        known = dict(
+            conn.execute("SELECT name, id FROM series WHERE run_id = ?", (run_id,)).fetchall()
+        )
+        for name, pts in per_name.items():
+            sid = known.get(name)
+            if sid is None:
+                sid = int(
+                    conn.execute(
+                        "INSERT INTO series (run_id, name) VALUES (?, ?)", (run_id, name)
+                    ).lastrowid
+                )
+            rollup.ingest(conn, sid, pts)
+        if events:
+            conn.executemany(
+                "INSERT INTO events (run_id, time, step, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        t,
+                        step,
+                        kind,
+                        message,
+                        None if data is None else json.dumps(data, default=str),
+                    )
+                    for kind, message, step, data, t in events
+                ],
+            )
+        top = max((r[0] for r in rows), default=None)
+        if heartbeat:
+            # A run a reader marked crashed for a stale heartbeat comes back if its process lives.
+            revived = conn.execute(
+                "UPDATE runs SET status = 'running', ended = NULL, exit_reason = NULL"
+                " WHERE id = ? AND status = 'crashed' AND pid = ?",
+                (run_id, pid),
+            ).rowcount
+            if revived:
+                conn.execute(
+                    "INSERT INTO events (run_id, time, step, kind, message) VALUES (?, ?, ?, 'warning', ?)",
+                    (run_id, now, top, "heartbeat resumed after the run was marked crashed"),
+                )
+            conn.execute(
+                "UPDATE runs SET heartbeat = ?, last_step = max(coalesce(last_step, -1), coalesce(?, -1))"
+                " WHERE id = ?",
+                (now, top, run_id),
+            )
+        elif top is not None:
+            conn.execute(
+                "UPDATE runs SET last_step = max(coalesce(last_step, -1), ?) WHERE id = ?",
+                (top, run_id),
+            )
+
+
+class RunWriter:
+    """Buffers metrics and events of one run; a daemon thread writes them every flush_interval (rank 0 only)."""
+
+    def __init__(
+        self, runs_dir: str | os.PathLike[str], run_id: str, flush_interval: float = 0.5
+    ) -> None:
+        if not 0 < flush_interval <= MAX_FLUSH_INTERVAL_S:
+            raise InvalidValue(
+                f"flush_interval must be in (0, {MAX_FLUSH_INTERVAL_S}] seconds, got {flush_interval}"
+            )
+        self.run_id = run_id
+        self.flush_interval = float(flush_interval)
+        self.path = Path(runs_dir) / DB_NAME
+        if not self.path.exists():
+            raise RunNotFound(
+                f"no tuitrain database at {self.path}; create the run with Store first"
+            )
+        self._conn = connect(self.path)
+        rows = self._conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchall()
+        if not rows:
+            self._conn.close()
+            raise RunNotFound(f"no run with id {run_id!r} in {runs_dir}")
+        self._pid = os.getpid()
+        self._buf_lock = threading.Lock()  # guards the buffers only; held for an append
+        self._db_lock = threading.Lock()  # one flush at a time (thread, flush(), close())
+        self._metrics: list[tuple[int, Mapping[str, Any], float]] = []
+        self._events: list[tuple[str, str, int | None, Any, float]] = []
+        self._bad_names: set[str] = set()
+        self._last_beat = 0.0
+        self._last_error = ""
+        self.rows_written = 0
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._loop, name=f"tuitrain-writer-{run_id}", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self.close)
+
+    def log(self, step: int, metrics: Mapping[str, Any], time: float | None = None) -> None:
+        """Queue metric values for a step; never touches SQLite (values may be floats or 0-d tensors)."""
+        t = _now() if time is None else time
+        with self._buf_lock:
+            self._metrics.append((step, dict(metrics), t))
+
+    def event(self, kind: str, message: str, step: int | None = None, data: Any = None) -> None:
+        """Queue an event for the run's timeline."""
+        with self._buf_lock:
+            self._events.append((kind, message, step, data, _now()))
+
+    @property
+    def pending(self) -> int:
+        """Number of queued log() calls and events not yet written."""
+        with self._buf_lock:
+            return len(self._metrics) + len(self._events)
+
+    def flush(self) -> bool:
+        """Write everything queued now, on the caller's thread; False if the DB stayed locked (kept for retry)."""
+        with self._db_lock:
+            return self._flush_once(force_beat=True)
+
+    def close(self, timeout: float = CLOSE_RETRY_S) -> None:
+        """Stop the thread and write what is left (retrying a locked DB up to timeout); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+        deadline = _mono() + timeout
+        with self._db_lock:
+            while not self._flush_once(force_beat=True) and _mono() < deadline:
+                time.sleep(0.1)
+            left = self.pending
+            if left:
+                print(
+                    f"tuitrain: {left} queued metric/event entries of run {self.run_id} could not be"
+                    f" written ({self._last_error})",
+                    file=sys.stderr,
+                )
+            self._conn.close()
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                with self._db_lock:
+                    self._flush_once(force_beat=False)
+            except Exception:  # never let the flush thread die: the rows stay queued
+                log.exception("tuitrain writer flush failed for run %s", self.run_id)
+
+    def _rows(self, batch: list[tuple[int, Mapping[str, Any], float]], events: list) -> list[tuple]:
+        rows = []
+        for step, metrics, t in batch:
+            for name, value in metrics.items():
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    if name not in self._bad_names:
+                        self._bad_names.add(name)
+                        msg = f"metric {name!r} has a non-numeric value {value!r}; such values are skipped"
+                        log.warning(msg)
+                        events.append(("warning", msg, step, None, _now()))
+                    continue
+                rows.append((step, str(name), v, t))
+        return rows
+
+    def _flush_once(self, force_beat: bool) -> bool:
+        with self._buf_lock:
+            batch, self._metrics = self._metrics, []
+            events, self._events = self._events, []
+        beat_due = force_beat or _now() - self._last_beat >= HEARTBEAT_INTERVAL_S
+        if not batch and not events and not beat_due:
+            return True
+        rows = self._rows(batch, events)
+        try:
+            write_batch(self._conn, self.run_id, rows, events, heartbeat=True, pid=self._pid)
+        except sqlite3.Error as exc:
+            # Keep the batch, in order, ahead of anything logged meanwhile; retry next interval.
+            with self._buf_lock:
+                self._metrics[:0] = batch
+                self._events[:0] = events
+            if str(exc) != self._last_error:
+                log.warning("tuitrain writer: will retry, %s", exc)
+            self._last_error = str(exc)
+            if not is_locked_error(exc):
+                log.debug("non-lock SQLite error in writer", exc_info=True)
+            return False
+        self._last_beat = _now()
+        self.rows_written += len(rows)
+        return True
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _mono() -> float:
+    return time.monotonic()
