@@ -1,4 +1,7 @@
-"""Provides the CLI commands of this area (being written)."""
+"""Provides the TUI commands: bare `tuitrain` (runs list), `tuitrain edit` and `tuitrain watch`.
+
+Textual is imported inside the handlers so other commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,48 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands."""
+    from tuitrain.cli import add_config_source
+
+    p = sub.add_parser("edit", help="open the config editor (default: the bundled demo config)")
+    add_config_source(p, required=False)
+    p.set_defaults(handler=cmd_edit)
+
+    p = sub.add_parser("watch", help="open the live monitor of a run (id or name)")
+    p.add_argument("run", help="run id or unique name")
+    p.set_defaults(handler=cmd_watch)
+
+
+def _run(args: argparse.Namespace, **kwargs) -> int:
+    from tuitrain.tui.app import TuitrainApp
+
+    TuitrainApp(runs_dir=args.runs_dir, **kwargs).run()
+    return 0
 
 
 def cmd_home(args: argparse.Namespace) -> int:
     """Bare `tuitrain`: open the runs list."""
-    raise SystemExit("tuitrain: the TUI is not built yet")
+    return _run(args)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    """`tuitrain edit [CONFIG] [--env E] [--set k=v]`: open the editor."""
+    return _run(args, start="edit", config=args.config, env=args.env, sets=args.sets)
+
+
+def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:
+    """Resolve run refs before the screen opens, so a typo is a clear CLI error."""
+    from tuitrain.store import RunNotFound, Store
+
+    store = Store(args.runs_dir)
+    try:
+        return [store.get_run(r).id for r in refs]
+    except RunNotFound as exc:
+        raise SystemExit(
+            f"tuitrain: {exc} (list runs with `tuitrain runs --runs-dir {args.runs_dir}`)"
+        ) from None
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """`tuitrain watch RUN`: open the live monitor."""
+    (run_id,) = _check_runs(args, [args.run])
+    return _run(args, start="watch", run=run_id)

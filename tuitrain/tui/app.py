@@ -1,0 +1,106 @@
+"""Provides TuitrainApp: screen navigation, settings (refresh rate, clock) and palette commands."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+
+@dataclass
+class Settings:
+    """Knobs of the TUI (all have defaults that suit SSH sessions)."""
+
+    max_redraw_hz: float = 2.0  # charts redraw at most this often
+    poll_s: float = 0.5  # DB poll interval of the monitor (the trainer flushes every 0.5 s)
+    list_poll_s: float = 2.0  # DB poll interval of the runs list
+    lr_factor: float = 2.0  # LR up / down multiplies / divides by this
+    smoothing: float = 0.2  # EMA weight of the newest point when smoothing is on
+
+
+class TuitrainApp(App):
+    """The tuitrain TUI: runs list at the bottom of the stack, other screens pushed on top."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tuitrain"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self,
+        runs_dir: str | Path = "runs",
+        start: str = "runs",
+        config: str | None = None,
+        env: str | None = None,
+        sets: tuple[str, ...] | list[str] = (),
+        run: str | None = None,
+        compare: list[str] | None = None,
+        settings: Settings | None = None,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.runs_dir = Path(runs_dir)
+        self.start = start
+        self.start_args = {
+            "config": config,
+            "env": env,
+            "sets": tuple(sets),
+            "run": run,
+            "compare": compare or [],
+        }
+        self.settings = settings or Settings()
+        # Injectable clock so snapshot tests show stable elapsed times.
+        self.now: Callable[[], float] = now or time.time
+
+    def on_mount(self) -> None:
+        from tuitrain.tui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+        a = self.start_args
+        if self.start == "edit":
+            self.open_editor(a["config"], a["env"], a["sets"])
+        elif self.start == "watch" and a["run"]:
+            self.open_monitor(a["run"])
+        elif self.start == "compare" and a["compare"]:
+            self.open_compare(a["compare"])
+
+    def open_editor(
+        self, config: str | None = None, env: str | None = None, sets: tuple[str, ...] = ()
+    ) -> None:
+        """Open the config editor (default: the bundled demo config)."""
+        from tuitrain.tui.screens.editor import EditorScreen
+
+        self.push_screen(EditorScreen(config, env, sets))
+
+    def open_monitor(self, run_ref: str, replace: bool = False) -> None:
+        """Open the live monitor of a run (id or unique name)."""
+        from tuitrain.tui.screens.monitor import MonitorScreen
+
+        if replace and len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.push_screen(MonitorScreen(run_ref))
+
+    def open_compare(self, run_ids: list[str]) -> None:
+        """Open the comparison of 2-4 runs."""
+        from tuitrain.tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_ids))
+
+    def action_back(self) -> None:
+        """Go back one screen; the runs list is the last one."""
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists the current screen's key actions too (keyboard discoverability)."""
+        yield from super().get_system_commands(screen)
+        for b in screen.BINDINGS:
+            if isinstance(b, Binding) and b.description:
+                key = b.key_display or b.key.split(",")[0]
+                yield SystemCommand(
+                    b.description, f"key: {key}", lambda a=b.action, s=screen: s.run_action(a)
+                )

@@ -1,0 +1,1 @@
+"""Provides modal dialogs: confirmation and a validated one-line prompt."""

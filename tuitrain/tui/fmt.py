@@ -1,0 +1,77 @@
+"""Provides the text formatting of run values shared by the screens (durations, LRs, status)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+STATUS_STYLE = {
+    "queued": "dim",
+    "running": "bold green",
+    "completed": "cyan",
+    "early_stopped": "cyan",
+    "stopped": "yellow",
+    "failed": "bold red",
+    "diverged": "bold red",
+    "crashed": "bold red",
+    "pruned": "dim yellow",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """1h02m, 4m05s, 12s; '-' when unknown."""
+    if seconds is None or seconds < 0 or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """Compact number: 2.345, 5e-05, 1.2e+04; '-' when missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def lr(value: float | None) -> str:
+    """Learning rates in scientific notation (what people type)."""
+    return "-" if value is None else f"{value:.3g}" if value >= 0.01 else f"{value:.2e}"
+
+
+def clock(ts: float | None) -> str:
+    """Local start time as month-day hour:minute."""
+    if not ts:
+        return "-"
+    return time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+def status(text: str) -> str:
+    """Rich markup for a run status."""
+    return f"[{STATUS_STYLE.get(text, '')}]{text}[/]"
+
+
+def progress(step: int | None, total: int | None) -> str:
+    """'120/400 30%' or just the step when the total is unknown."""
+    if step is None:
+        return "-"
+    if not total:
+        return str(step)
+    return f"{step}/{total} {100 * step / total:.0f}%"
+
+
+def elapsed(run, now: float) -> float | None:  # run: RunInfo
+    """Seconds the run has been (or was) running."""
+    if not run.started:
+        return None
+    end = run.ended or (now if run.status == "running" else run.heartbeat or now)
+    return max(0.0, end - run.started)

@@ -1,0 +1,78 @@
+"""Provides the typed messages that thread workers post to screens (bursts collapse via can_replace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class RunsLoaded(Message):
+    """A fresh listing of the runs directory."""
+
+    runs: list[Any]  # list[RunInfo]
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer listing supersedes an older one still queued."""
+        return isinstance(message, RunsLoaded)
+
+
+@dataclass
+class RunSnapshot(Message):
+    """One poll of a run: its record, latest metric values, downsampled series, commands."""
+
+    run_id: str
+    run: Any  # RunInfo
+    latest: dict[str, float]
+    last_step: int | None
+    commands: list[Any]  # list[Command]
+    series: dict[str, list[tuple[int, float, float, float]]] | None = None  # None: unchanged
+
+    def can_replace(self, message: Message) -> bool:
+        """Collapse queued snapshots of the same run, never dropping series data."""
+        return (
+            isinstance(message, RunSnapshot)
+            and message.run_id == self.run_id
+            and (self.series is not None or message.series is None)
+        )
+
+
+@dataclass
+class NewEvents(Message):
+    """Events newer than the last seen id (incremental; never collapsed)."""
+
+    run_id: str
+    events: list[Any]  # list[Event]
+
+
+@dataclass
+class DerivedReady(Message):
+    """Derived values (or the error) for the editor's config, computed off the main thread."""
+
+    generation: int
+    resolved: Any = None  # Resolved
+    error: Any = None  # ConfigError
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the newest computation matters."""
+        return isinstance(message, DerivedReady)
+
+
+@dataclass
+class CompareLoaded(Message):
+    """Runs to compare with their downsampled series per metric."""
+
+    runs: list[Any]
+    series: dict[str, dict[str, list[tuple[int, float, float, float]]]] = field(
+        default_factory=dict
+    )
+
+
+@dataclass
+class Launched(Message):
+    """A launch from the editor finished: the new run's id, or why it failed."""
+
+    run_id: str | None
+    error: str | None = None

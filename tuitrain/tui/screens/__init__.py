@@ -1,0 +1,1 @@
+"""Provides the app's screens: runs list, editor, monitor, compare (one module each)."""

@@ -1,0 +1,373 @@
+"""Provides EditorScreen: the config editor generated from TrainConfig, with live derived values."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import CommandPalette, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, OptionList, Select, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from tuitrain.config import ConfigError, ConfigIssue, resolve, save_yaml
+from tuitrain.tui.configdoc import Document, load_document, validate
+from tuitrain.tui.dialogs.prompt import PromptDialog
+from tuitrain.tui.messages import DerivedReady, Launched
+from tuitrain.tui.widgets.derived import DerivedPanel, SchedulePreview
+from tuitrain.tui.widgets.fields import FieldSpec, get_path, sections, set_path
+from tuitrain.tui.widgets.form import FieldRow, SectionPage, section_id
+
+NO_ENV = "(no env)"
+# Estimating the dataset size reads files: wait for typing to pause before recomputing.
+DERIVE_DELAY_S = 0.3
+
+
+class FieldsProvider(Provider):
+    """Command-palette entries that jump to a config field by its dotted name or help text."""
+
+    def _fields(self) -> list[FieldSpec]:
+        return [s for specs in sections().values() for s in specs]
+
+    async def discover(self) -> Hits:
+        screen = self.screen
+        for spec in self._fields():
+            yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)  # type: ignore[attr-defined]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        screen = self.screen
+        for spec in self._fields():
+            score = matcher.match(spec.path)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(spec.path),
+                    partial(screen.jump_to, spec.path),
+                    help=spec.help,
+                )  # type: ignore[attr-defined]
+
+
+class EditorScreen(Screen):
+    """Edit a config: one page per section, inline errors, derived values and the LR schedule."""
+
+    COMMANDS = Screen.COMMANDS | {FieldsProvider}
+    BINDINGS = [
+        Binding("ctrl+g", "launch", "Launch"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "open", "Open"),
+        Binding("ctrl+f", "find", "Find field"),
+        Binding("ctrl+e", "pick_env", "Env"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        env: str | None = None,
+        sets: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        super().__init__(id="editor")
+        self.doc: Document = load_document(path, env, sets)
+        self.sections = sections()
+        self.specs = {s.path: s for specs in self.sections.values() for s in specs}
+        self.issues: list[ConfigIssue] = []
+        self.resolved = None
+        self.generation = 0  # bumps on every edit; stale derived results are dropped
+        self._derive_timer = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="editor-top"):
+            yield Static("", id="editor-status")
+            yield Select(
+                [(NO_ENV, NO_ENV)] + [(e, e) for e in self.doc.envs],
+                value=self.doc.env or NO_ENV,
+                allow_blank=False,
+                id="env-select",
+                compact=True,
+            )
+        with Horizontal(id="editor-main"):
+            yield OptionList(*[Option(s, id=s) for s in self.sections], id="sections", compact=True)
+            with ContentSwitcher(initial=section_id(next(iter(self.sections))), id="forms"):
+                for section, specs in self.sections.items():
+                    yield SectionPage(
+                        section, specs, {s.path: get_path(self.doc.data, s.path) for s in specs}
+                    )
+        yield Static("", id="field-help")
+        with Horizontal(id="editor-bottom"):
+            yield DerivedPanel("", id="derived")
+            with Vertical(id="schedule-box"):
+                yield SchedulePreview(id="schedule")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#env-select").display = bool(self.doc.envs)
+        self.query_one("#sections", OptionList).highlighted = 0
+        self.revalidate(immediate=True)
+
+    # -- editing ---------------------------------------------------------------------------
+
+    @on(FieldRow.Changed)
+    def field_changed(self, event: FieldRow.Changed) -> None:
+        if get_path(self.doc.data, event.spec.path) == event.value:
+            return
+        set_path(self.doc.data, event.spec.path, event.value)
+        self.revalidate()
+
+    @on(FieldRow.Focused)
+    def field_focused(self, event: FieldRow.Focused) -> None:
+        spec = event.spec
+        self.query_one("#field-help", Static).update(f"[b]{spec.path}[/b]: {escape(spec.help)}")
+
+    @on(OptionList.OptionHighlighted, "#sections")
+    def section_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one("#forms", ContentSwitcher).current = section_id(str(event.option.id))
+
+    @on(OptionList.OptionSelected, "#sections")
+    def section_selected(self, event: OptionList.OptionSelected) -> None:
+        # Enter on a section moves into its form.
+        page = self.query_one("#" + section_id(str(event.option.id)), SectionPage)
+        rows = page.query(FieldRow)
+        if rows:
+            rows.first().widget.focus()
+
+    def revalidate(self, immediate: bool = False) -> None:
+        """Check the document now (cheap) and recompute derived values after a pause."""
+        self.generation += 1
+        cfg, issues = validate(self.doc.data)
+        self.show_issues(self.doc.load_issues + issues)
+        panel = self.query_one("#derived", DerivedPanel)
+        if cfg is None:
+            self.resolved = None
+            panel.show_invalid(len(issues))
+            return
+        panel.show_pending()
+        if self._derive_timer is not None:
+            self._derive_timer.stop()
+        if immediate:
+            self.derive(cfg, self.generation)
+        else:
+            self._derive_timer = self.set_timer(
+                DERIVE_DELAY_S, partial(self.derive, cfg, self.generation)
+            )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="derive")
+    def derive(self, cfg, generation: int) -> None:
+        """Resolve the config (reads data files to count samples) off the main thread."""
+        try:
+            msg = DerivedReady(generation, resolved=resolve(cfg, self.doc.source))
+        except ConfigError as exc:
+            msg = DerivedReady(generation, error=exc)
+        except Exception as exc:  # unreadable data etc.: shown, never fatal
+            msg = DerivedReady(
+                generation,
+                error=ConfigError([ConfigIssue("data", str(exc), "check the data settings")]),
+            )
+        if not get_current_worker().is_cancelled:
+            self.post_message(msg)
+
+    def on_derived_ready(self, msg: DerivedReady) -> None:
+        if msg.generation != self.generation:
+            return  # an edit happened since; a newer computation is on its way
+        panel = self.query_one("#derived", DerivedPanel)
+        if msg.error is not None:
+            self.resolved = None
+            self.show_issues(self.doc.load_issues + msg.error.issues)
+            panel.show_invalid(len(msg.error.issues))
+            self.query_one("#schedule", SchedulePreview).set_lines([])
+            return
+        self.resolved = msg.resolved
+        panel.show(msg.resolved)
+        self.query_one("#schedule", SchedulePreview).show(msg.resolved)
+
+    def show_issues(self, issues: list[ConfigIssue]) -> None:
+        """Mark each invalid field (or its section) and summarise in the status line."""
+        self.issues = issues
+        by_field: dict[str, list[ConfigIssue]] = {}
+        by_section: dict[str, list[ConfigIssue]] = {}
+        other: list[ConfigIssue] = []
+        for i in issues:
+            if i.path in self.specs:
+                by_field.setdefault(i.path, []).append(i)
+            elif i.path in self.sections:
+                by_section.setdefault(i.path, []).append(i)
+            else:
+                other.append(i)
+        for path, spec in self.specs.items():
+            errs = by_field.get(path, [])
+            text = "; ".join(f"{i.message}" + (f" (fix: {i.fix})" if i.fix else "") for i in errs)
+            err = self.query_one("#err-" + spec.widget_id, Static)
+            err.update(escape(text))
+            err.display = bool(errs)
+            self.query_one("#row-" + spec.widget_id).set_class(bool(errs), "-invalid")
+        bad_sections = {p.rsplit(".", 1)[0] for p in by_field} | set(by_section)
+        for page in self.query(SectionPage):
+            page.show_section_error(
+                "; ".join(
+                    i.message + (f" (fix: {i.fix})" if i.fix else "")
+                    for i in by_section.get(page.section, [])
+                )
+            )
+        olist = self.query_one("#sections", OptionList)
+        for idx, section in enumerate(self.sections):
+            label = f"! {section}" if section in bad_sections else section
+            olist.replace_option_prompt_at_index(
+                idx, f"[red]{label}[/]" if section in bad_sections else label
+            )
+        self.update_status(other)
+
+    def update_status(self, other: list[ConfigIssue] | None = None) -> None:
+        """The top line: file, env and whether the config is valid."""
+        src = self.doc.source or "(new config)"
+        try:
+            src = str(Path(src).resolve().relative_to(Path.cwd()))
+        except ValueError:
+            pass
+        env = f" [{self.doc.env}]" if self.doc.env else ""
+        n = len(self.issues)
+        state = "[green]valid[/]" if not n else f"[red]{n} problem{'s' if n != 1 else ''}[/]"
+        extra = "".join(
+            f"  [red]{escape(i.path or 'file')}: {escape(i.message)}[/]" for i in (other or [])
+        )
+        self.query_one("#editor-status", Static).update(
+            f"{escape(src)}{escape(env)}  {state}{extra}"
+        )
+
+    def jump_to(self, path: str) -> None:
+        """Show a field's section and focus its widget."""
+        spec = self.specs[path]
+        olist = self.query_one("#sections", OptionList)
+        olist.highlighted = list(self.sections).index(spec.section)
+        self.query_one("#forms", ContentSwitcher).current = section_id(spec.section)
+        row = self.query_one("#row-" + spec.widget_id, FieldRow)
+        self.call_after_refresh(row.widget.focus)
+
+    def load(self, path: str | None, env: str | None) -> None:
+        """Replace the document with a file (or a different env of it)."""
+        self.doc = load_document(path, env)
+        for row in self.query(FieldRow):
+            row.set_value(get_path(self.doc.data, row.spec.path))
+        select = self.query_one("#env-select", Select)
+        with self.prevent(Select.Changed):
+            select.set_options([(NO_ENV, NO_ENV)] + [(e, e) for e in self.doc.envs])
+            select.value = self.doc.env or NO_ENV
+        select.display = bool(self.doc.envs)
+        self.revalidate(immediate=True)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_find(self) -> None:
+        """Jump to a field by name."""
+        self.app.push_screen(
+            CommandPalette(
+                providers=[FieldsProvider], placeholder="Jump to field (e.g. optimizer.lr)…"
+            )
+        )
+
+    def action_back(self) -> None:
+        """Leave the editor."""
+        self.app.action_back()  # type: ignore[attr-defined]
+
+    @on(Select.Changed, "#env-select")
+    def env_changed(self, event: Select.Changed) -> None:
+        env = None if event.value in (NO_ENV, Select.NULL) else str(event.value)
+        if env != self.doc.env and self.doc.source:
+            self.load(self.doc.source, env)
+
+    def action_pick_env(self) -> None:
+        """Focus the env overlay picker (when the file defines envs)."""
+        select = self.query_one("#env-select", Select)
+        if not self.doc.envs:
+            self.notify("this config defines no envs: overlays", severity="warning")
+            return
+        select.focus()
+        select.action_show_overlay()
+
+    def action_open(self) -> None:
+        """Open another config file."""
+
+        def parse(text: str) -> str:
+            p = Path(text.strip()).expanduser()
+            if not p.is_file():
+                raise ValueError(
+                    f"no such file: {text.strip()!r}; type the path of a .yaml or .json config"
+                )
+            return str(p)
+
+        self.app.push_screen(
+            PromptDialog("Open config file:", parse, self.doc.source or ""),
+            lambda p: p and self.load(p, None),
+        )
+
+    def action_save(self) -> None:
+        """Save the config (with the env applied) as YAML."""
+        cfg, issues = validate(self.doc.data)
+        if cfg is None:
+            self.notify(f"fix {len(issues)} problem(s) before saving", severity="error")
+            return
+        src = Path(self.doc.source) if self.doc.source else Path("config.yaml")
+        # Saving writes the effective config: the original's envs/extends would be flattened.
+        default = (
+            src
+            if not (self.doc.envs or self.doc.env)
+            else src.with_name(f"{src.stem}-{self.doc.env or 'edited'}{src.suffix}")
+        )
+
+        def parse(text: str) -> Path:
+            p = Path(text.strip()).expanduser()
+            if not text.strip() or p.is_dir():
+                raise ValueError("type a file path, e.g. configs/my-run.yaml")
+            return p
+
+        def done(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                save_yaml(
+                    cfg, path, header=f"Saved by tuitrain edit from {self.doc.source or 'defaults'}"
+                )
+            except OSError as exc:
+                self.notify(f"cannot save {path}: {exc}", severity="error")
+                return
+            self.notify(f"saved {path}")
+
+        self.app.push_screen(PromptDialog("Save config as:", parse, str(default)), done)
+
+    def action_launch(self) -> None:
+        """Validate, start the run as a detached Accelerate process and open its monitor."""
+        cfg, issues = validate(self.doc.data)
+        if cfg is None:
+            self.notify(f"fix {len(issues)} problem(s) before launching", severity="error")
+            return
+        self.notify("launching…")
+        self.launch(copy.deepcopy(cfg))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
+    def launch(self, cfg: Any) -> None:
+        """Resolve and launch off the main thread (writes files, spawns the process)."""
+        try:
+            from tuitrain.launch import launch
+
+            resolved = resolve(cfg, self.doc.source)
+            info = launch(resolved, self.app.runs_dir)  # type: ignore[attr-defined]
+        except ConfigError as exc:
+            self.post_message(Launched(None, str(exc)))
+            return
+        except Exception as exc:  # launcher missing or failed: tell the user, keep the edits
+            self.post_message(Launched(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(Launched(info.id))
+
+    def on_launched(self, msg: Launched) -> None:
+        if msg.error:
+            self.notify(msg.error, title="launch failed", severity="error", timeout=10)
+            return
+        self.app.open_monitor(msg.run_id, replace=True)  # type: ignore[attr-defined]

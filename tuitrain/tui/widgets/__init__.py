@@ -1,0 +1,1 @@
+"""Provides reusable widgets: config form fields, metric charts, run header, panes."""

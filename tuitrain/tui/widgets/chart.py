@@ -1,0 +1,85 @@
+"""Provides MetricChart: a plotext line chart drawn on the main thread from cached, downsampled lines."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rich.console import RenderableType
+from textual_plotext import PlotextPlot
+
+# One colour per line/run; plotext names that read well on dark and light themes.
+COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One curve: already downsampled to about the chart's width."""
+
+    label: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    color: str = "cyan"
+    marker: str = "braille"
+
+
+def ema(ys: list[float] | tuple[float, ...], alpha: float = 0.2) -> list[float]:
+    """Exponential moving average (debiased start), NaN/inf passed through unchanged."""
+    out: list[float] = []
+    acc = None
+    for y in ys:
+        if not math.isfinite(y):
+            out.append(y)
+            continue
+        acc = y if acc is None else alpha * y + (1 - alpha) * acc
+        out.append(acc)
+    return out
+
+
+class MetricChart(PlotextPlot):
+    """Line chart of a few series; set_lines() caches data, render() builds the plot text."""
+
+    DEFAULT_CSS = """
+    MetricChart { height: 1fr; min-height: 5; }
+    """
+
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.title = title
+        self.lines: list[Line] = []
+        self.log_y = False
+        self.empty_text = "waiting for data"
+        self.builds = 0  # how many times the plot text was built (benchmarks read it)
+
+    def set_lines(self, lines: list[Line], log_y: bool | None = None) -> None:
+        """Replace the cached lines and schedule one redraw."""
+        self.lines = lines
+        if log_y is not None:
+            self.log_y = log_y
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        """Build the plot from the cached lines (cost is linear in the points drawn)."""
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        drawn = False
+        for line in self.lines:
+            xs, ys = line.xs, line.ys
+            if self.log_y:
+                pairs = [(x, y) for x, y in zip(xs, ys, strict=False) if y > 0 and math.isfinite(y)]
+            else:
+                pairs = [(x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y)]
+            if not pairs:
+                continue
+            px, py = zip(*pairs, strict=False)
+            marker = "dot" if len(px) == 1 else line.marker
+            plt.plot(px, py, label=line.label or None, color=line.color, marker=marker)
+            drawn = True
+        if self.log_y and drawn:
+            plt.yscale("log")
+        if not drawn:
+            plt.xlabel(self.empty_text)
+        self.builds += 1
+        return super().render()
