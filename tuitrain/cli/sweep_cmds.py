@@ -1,9 +1,219 @@
-"""Provides the CLI commands of this area (being written)."""
+"""Provides `tuitrain sweep SWEEP.yaml`, `tuitrain sweeps [SWEEP]` and show_sweep() (which
+`tuitrain show` calls when its argument names a sweep)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_SWEEP_NOT_OK = 1
+EXIT_NOT_FOUND = 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands."""
+    """Add sweep and sweeps."""
+    p = sub.add_parser(
+        "sweep", help="run a hyperparameter sweep (grid, random or Optuna TPE) from a sweep file"
+    )
+    p.add_argument(
+        "spec", metavar="SWEEP.yaml", help="sweep file: base config, space, method, objective"
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="runs directory holding tuitrain.db (default: ./runs)",
+    )
+    p.add_argument("--n-trials", type=int, default=None, help="override n_trials")
+    p.add_argument("--parallel", default=None, help="override parallel (a number or auto)")
+    p.add_argument(
+        "--storage", default=None, help="Optuna storage URL (share one study across machines)"
+    )
+    p.add_argument(
+        "--study-name",
+        default=None,
+        help="Optuna study name (with --storage: join an existing study)",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field in every trial (repeatable)",
+    )
+    p.set_defaults(handler=cmd_sweep)
+    p = sub.add_parser(
+        "sweeps", help="list sweeps, or show one sweep's trials, best parameters and importance"
+    )
+    p.add_argument("ref", nargs="?", metavar="SWEEP", help="sweep id or name: show it")
+    p.add_argument(
+        "--runs-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="runs directory (default: ./runs)",
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handler=cmd_sweeps)
+
+
+def _say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Validate the sweep (and every trial config) and run it in the foreground."""
+    from tuitrain.config import ConfigError, ConfigIssue
+    from tuitrain.config.loader import read_file
+    from tuitrain.sweep.runner import SweepRunner
+    from tuitrain.sweep.spec import parse_spec
+    from tuitrain.sweep.study import OptunaMissing
+
+    data, _ = read_file(args.spec)
+    over = {"n_trials": args.n_trials, "storage": args.storage, "study_name": args.study_name}
+    data.update({k: v for k, v in over.items() if v is not None})
+    if args.parallel is not None:
+        data["parallel"] = (
+            args.parallel if args.parallel == "auto" else _int_arg(args.parallel, "--parallel")
+        )
+    if args.sets:
+        data["set"] = [*(data.get("set") or []), *args.sets]
+    spec = parse_spec(data, args.spec)
+    try:
+        runner = SweepRunner(spec, args.spec, Path(args.runs_dir), say=_say)
+    except OptunaMissing as exc:
+        raise ConfigError(
+            [ConfigIssue("method", str(exc), "pip install 'tuitrain[sweep]'", file=args.spec)]
+        ) from None
+    rec = runner.run()
+    return 0 if rec.status == "completed" and rec.best() is not None else EXIT_SWEEP_NOT_OK
+
+
+def _int_arg(text: str, flag: str) -> int:
+    from tuitrain.config import ConfigError, ConfigIssue
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    flag,
+                    f"{text!r} is not a number",
+                    "give a whole number or auto",
+                    file="command line",
+                )
+            ]
+        ) from None
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    """List sweeps, or show one."""
+    from tuitrain.sweep.records import list_sweeps
+
+    if args.ref:
+        return show_sweep(Path(args.runs_dir), args.ref, args.format)
+    sweeps = list_sweeps(Path(args.runs_dir))
+    if args.format == "json":
+        print(json.dumps([_summary(r) for r in sweeps], indent=2))
+        return 0
+    if not sweeps:
+        print(
+            f"no sweeps in {args.runs_dir} (start one with `tuitrain sweep configs/sweep-demo.yaml`)"
+        )
+        return 0
+    rows = [("ID", "NAME", "METHOD", "STATUS", "TRIALS", "BEST", "CREATED")]
+    for r in sweeps:
+        s = _summary(r)
+        best = f"{r.metric}={s['best_value']:.5g}" if s["best_value"] is not None else "-"
+        rows.append(
+            (
+                r.id,
+                r.name,
+                r.method,
+                r.status,
+                f"{len(r.trials)}/{r.n_trials}",
+                best,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def _summary(r: Any) -> dict[str, Any]:
+    best = r.best()
+    return {
+        "id": r.id, "name": r.name, "method": r.method, "status": r.status, "metric": r.metric,
+        "direction": r.direction, "n_trials": r.n_trials, "trials": len(r.trials), "counts": r.counts(),
+        "best_trial": best.number if best else None, "best_run": best.run_id if best else None,
+        "best_value": best.value if best else None, "best_params": best.params if best else None,
+        "created": r.created, "ended": r.ended, "study_name": r.study_name, "storage": r.storage,
+    }  # fmt: skip
+
+
+def _table(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def show_sweep(runs_dir: Path, ref: str, fmt: str = "table") -> int:
+    """Print a sweep: trials ranked by objective, best parameters, parameter importance."""
+    from tuitrain.sweep.records import SweepNotFound, get_sweep
+
+    try:
+        r = get_sweep(runs_dir, ref)
+    except SweepNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if fmt == "json":
+        print(
+            json.dumps(
+                {
+                    **_summary(r),
+                    "importance": r.importance,
+                    "trials": [t.__dict__ for t in r.trials],
+                    "spec": r.spec,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    goal = "min" if r.direction == "minimize" else "max"
+    print(f"sweep {r.id} ({r.name}): {r.method}, {r.status}, objective {goal} {r.metric}")
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts().items())) or "none yet"
+    print(f"trials: {len(r.trials)}/{r.n_trials} ({counts})   study: {r.study_name} @ {r.storage}")
+    best = r.best()
+    if best is not None:
+        print(f"best: trial {best.number}, run {best.run_id}, {r.metric}={best.value:.5g}")
+        for k, v in best.params.items():
+            print(f"  {k} = {_value(v)}")
+    if r.importance:
+        print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in r.importance.items()))
+    names = list(r.spec.get("space", {}))
+    rows = [("#", "STATE", r.metric.upper(), "RUN", *(n.rsplit(".", 1)[-1] for n in names), "NOTE")]
+    for t in r.ranked():
+        note = t.error or (f"pruned at step {t.pruned_step}" if t.state == "pruned" else "")
+        rows.append(
+            (
+                t.number,
+                t.state,
+                _value(t.value) if t.value is not None else "-",
+                t.run_id or "-",
+                *(_value(t.params.get(n, "-")) for n in names),
+                note[:60],
+            )
+        )
+    print()
+    _table(rows)
+    return 0

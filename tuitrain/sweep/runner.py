@@ -28,6 +28,7 @@ from tuitrain.sweep.study import (
 )
 
 DONE_OK = ("completed", "early_stopped")
+QUEUED_LIMIT_S = 600.0  # a run without a pid that never starts within this is failed
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Active:
     values: list[tuple[int, float]] = field(default_factory=list)
     stop_sent: float | None = None  # when we asked it to stop (pruned, or sweep interrupted)
     killed: bool = False
+    dead_polls: int = 0  # polls that found the process gone while the run still read queued
 
 
 class SweepRunner:
@@ -214,6 +216,8 @@ class SweepRunner:
                     )
                     self._stop_run(a)
         run = self.store.get_run(run_id)
+        if run.status == "queued":
+            run = self._check_queued(a, run)
         if run.status not in ("queued", "running"):
             self._finish(a, run)
             return
@@ -225,6 +229,22 @@ class SweepRunner:
             )
             if self.hard or time.time() - a.stop_sent > grace:
                 self._stop_run(a, hard=True)
+
+    def _check_queued(self, a: Active, run: Any) -> Any:
+        # The store marks dead *running* runs crashed; a trainer that dies before it starts
+        # (bad environment, import error) would leave the run queued and the slot taken forever.
+        from tuitrain.store import pid_alive
+
+        gone = (run.pid and not pid_alive(run.pid)) or (
+            not run.pid and time.time() - a.rec.started > QUEUED_LIMIT_S
+        )
+        a.dead_polls = a.dead_polls + 1 if gone else 0
+        if a.dead_polls < 2:  # twice in a row: not the instant between exit and final status
+            return run
+        self.store.set_status(
+            run.id, "failed", reason="the trainer exited before it started; see train.log"
+        )
+        return self.store.get_run(run.id)
 
     def _stop_run(self, a: Active, hard: bool = False) -> None:
         from tuitrain.launch import stop

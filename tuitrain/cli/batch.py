@@ -1,0 +1,187 @@
+"""Provides `tuitrain run CONFIG`: launch a run and follow it in the foreground (progress line on
+a terminal, plain lines otherwise); Ctrl-C stops it gracefully, a second Ctrl-C kills it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+OK_STATUSES = ("completed", "early_stopped")
+EXIT_RUN_NOT_OK = 1
+FOLLOWED = ("loss", "lr", "val_loss", "val_accuracy", "val_perplexity")
+PLAIN_EVERY_S = 10.0  # without a TTY, one progress line per this many seconds keeps CI logs short
+HARD_STOP_WAIT_S = 15.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `run`."""
+    from tuitrain.cli import add_config_source
+
+    p = sub.add_parser(
+        "run", help="launch a training run from a config file and follow it (Ctrl-C stops it)"
+    )
+    add_config_source(p)
+    p.add_argument("--name", default=None, help="run name (default: run.name from the config)")
+    p.add_argument(
+        "--runs-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="runs directory holding tuitrain.db (default: ./runs)",
+    )
+    p.add_argument(
+        "--detach", action="store_true", help="print the run id and return; training keeps running"
+    )
+    p.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, launch, and (unless --detach) follow the run to its end."""
+    from tuitrain.config import load_config
+    from tuitrain.launch import launch
+
+    resolved = load_config(args.config, env=args.env, sets=args.sets)
+    for w in resolved.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    runs_dir = Path(args.runs_dir)
+    info = launch(resolved, runs_dir, name=args.name)
+    if args.detach:
+        print(info.id)
+        return 0
+    print(f"run {info.id} ({info.name}) started; log: {info.run_dir / 'train.log'}", flush=True)
+    return Follower(runs_dir, info.id, sys.stdout).follow()
+
+
+def fmt_duration(seconds: float) -> str:
+    """H:MM:SS."""
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def fmt_num(name: str, v: float) -> str:
+    """A metric value as it reads best: LRs in scientific notation."""
+    return f"{v:.2e}" if name == "lr" else f"{v:.4g}"
+
+
+class Follower:
+    """Tails one run's metrics and events from the store until it ends."""
+
+    def __init__(self, runs_dir: Path, run_id: str, out: TextIO, poll_s: float = 0.5) -> None:
+        from tuitrain.store import Store
+
+        self.store = Store(runs_dir)
+        self.run_id = run_id
+        self.out = out
+        self.tty = out.isatty()
+        self.poll_s = poll_s
+        self.latest: dict[str, float] = {}
+        self.step = 0
+        self.last_event = 0
+        self.rate: list[tuple[float, int]] = []  # (time, step) samples for the ETA
+        self.interrupts = 0
+        self.hard_at: float | None = None
+        self.last_plain = 0.0
+        self.line_shown = False
+        self.stop_sent = False
+
+    def follow(self) -> int:
+        """Follow to the end; the exit code says whether the run ended well."""
+        restore = self._install_sigint()
+        after = -1
+        try:
+            while True:
+                self._handle_interrupts()
+                for p in self.store.tail(self.run_id, names=list(FOLLOWED), after_step=after):
+                    after = max(after, p.step)
+                    if p.value is not None:
+                        self.latest[p.name] = p.value
+                    self.step = max(self.step, p.step)
+                for ev in self.store.events(self.run_id, after_id=self.last_event):
+                    self.last_event = ev.id
+                    self._line(
+                        f"[{ev.kind}]"
+                        + (f" step {ev.step}" if ev.step is not None else "")
+                        + f": {ev.message}"
+                    )
+                run = self.store.get_run(self.run_id)
+                self.rate.append((time.monotonic(), self.step))
+                self.rate = self.rate[-40:]
+                if run.status not in ("queued", "running"):
+                    break
+                if self.hard_at is not None and time.monotonic() - self.hard_at > HARD_STOP_WAIT_S:
+                    self._line(
+                        "the run did not confirm its end after the hard stop; check `tuitrain ls`"
+                    )
+                    return EXIT_RUN_NOT_OK
+                self._progress(run)
+                time.sleep(self.poll_s)
+        finally:
+            if restore:
+                restore()
+        self._progress(run, final=True)
+        reason = f" ({run.exit_reason})" if run.exit_reason else ""
+        self._line(f"run {run.id} {run.status}{reason}")
+        return 0 if run.status in OK_STATUSES else EXIT_RUN_NOT_OK
+
+    # -- display ---------------------------------------------------------------------------
+
+    def _status_text(self, run: Any) -> str:
+        total = (run.derived or {}).get("total_steps")
+        parts = [f"step {self.step}/{total}" if total else f"step {self.step}"]
+        if total:
+            parts[0] += f" ({100 * self.step / total:.0f}%)"
+        parts += [f"{k} {fmt_num(k, self.latest[k])}" for k in FOLLOWED if k in self.latest]
+        if len(self.rate) >= 2 and total:
+            (t0, s0), (t1, s1) = self.rate[0], self.rate[-1]
+            if s1 > s0 and t1 > t0:
+                speed = (s1 - s0) / (t1 - t0)
+                parts.append(f"{speed:.2f} steps/s ETA {fmt_duration((total - self.step) / speed)}")
+        if run.status == "queued":
+            parts.append("starting")
+        return " | ".join(parts)
+
+    def _progress(self, run: Any, final: bool = False) -> None:
+        text = self._status_text(run)
+        if self.tty:
+            self.out.write("\r\x1b[K" + text + ("\n" if final else ""))
+            self.out.flush()
+            self.line_shown = not final
+        elif final or time.monotonic() - self.last_plain >= PLAIN_EVERY_S:
+            self.last_plain = time.monotonic()
+            print(text, file=self.out, flush=True)
+
+    def _line(self, text: str) -> None:
+        if self.tty and self.line_shown:
+            self.out.write("\r\x1b[K")  # lines go above the live progress line
+            self.line_shown = False
+        print(text, file=self.out, flush=True)
+
+    # -- Ctrl-C -----------------------------------------------------------------------------
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(_signum: int, _frame: object) -> None:
+            self.interrupts += 1  # acted on by the loop: never touch SQLite inside a handler
+
+        old = signal.signal(signal.SIGINT, on_sigint)
+        return lambda: signal.signal(signal.SIGINT, old)
+
+    def _handle_interrupts(self) -> None:
+        if self.interrupts >= 1 and not self.stop_sent:
+            self.stop_sent = True
+            self.store.send_command(self.run_id, "stop")
+            self._line(
+                "stopping: the run saves and ends at its next step (Ctrl-C again to kill it)"
+            )
+        elif self.interrupts >= 2 and self.hard_at is None:
+            from tuitrain.launch import stop
+
+            self.hard_at = time.monotonic()
+            self._line("killing the run")
+            stop(self.store.get_run(self.run_id), grace_s=3.0)
