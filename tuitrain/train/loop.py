@@ -1,0 +1,421 @@
+"""Provides the training loop run by `accelerate launch -m tuitrain.train RUN_DIR`.
+
+Reads runs/<id>/config.yaml, trains with gradient accumulation counted per optimizer step, logs
+metrics in batches (one host sync per `training.log_every` steps), evaluates, checkpoints, obeys
+steering commands at the same step on every rank, and ends with a terminal status in the store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from tuitrain.config import load_config
+from tuitrain.config.derived import compute
+from tuitrain.config.errors import ConfigError
+from tuitrain.config.rules import monitor_mode
+from tuitrain.datasets import DataError
+from tuitrain.train import checkpoint as ckpt
+from tuitrain.train.data import BatchPlan, build_splits
+from tuitrain.train.evaluate import evaluate, generate
+from tuitrain.train.metrics import MetricBuffer, first_nonfinite
+from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
+from tuitrain.train.optim import LRControl, build_optimizer
+from tuitrain.train.report import Reporter
+from tuitrain.train.steering import SIGTERM_KIND, SteeringPoller, StoreSource
+
+DIVERGED_REMEDY = (
+    "clip gradients (training.max_grad_norm 0.5-1.0) and lower the LR (optimizer.lr, e.g. halve it)"
+)
+OOM_ADVICE = "out of memory: lower batch.size and raise batch.grad_accum to keep the effective batch (or enable model.gradient_checkpointing)"
+
+
+class TrainState:
+    """Loop position and early-stopping memory; plain numbers, so Accelerate can checkpoint it."""
+
+    def __init__(self) -> None:
+        self.step = 0  # completed optimizer steps
+        self.epoch = 0
+        self.batch = 0  # micro batches consumed in this epoch
+        self.best_value = math.nan
+        self.best_step = -1
+        self.bad_evals = 0
+
+    def state_dict(self) -> dict:
+        """Plain numbers only (loaded back with weights_only)."""
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict saved."""
+        for k, v in state.items():
+            setattr(self, k, type(getattr(self, k))(v))
+
+
+class Trainer:
+    """One training run inside the launched process (any rank)."""
+
+    def __init__(self, run_dir: Path, cfg, accelerator, report: Reporter, sigterm: list[bool]):
+        self.run_dir, self.cfg, self.acc, self.report, self.sigterm = (
+            run_dir,
+            cfg,
+            accelerator,
+            report,
+            sigterm,
+        )
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.outcome: tuple[str, str | None] | None = None
+        self.last_eval = self.last_save = -1
+        self.summary: dict = {}
+
+    # ---- setup -------------------------------------------------------------------------
+    def setup(self, resume: bool) -> None:
+        """Data, model, optimizer, LR control; restores a checkpoint when resuming."""
+        from accelerate.utils import set_seed
+
+        cfg, acc = self.cfg, self.acc
+        set_seed(cfg.run.seed, deterministic=cfg.run.deterministic)
+        self.tok = build_tokenizer(cfg)
+        self.splits = build_splits(cfg, self.tok)
+        model = build_model(cfg, self.tok, self.splits.label_names)
+        launch = cfg.launch.model_copy(update={"num_processes": self.world})
+        d = compute(cfg.model_copy(update={"launch": launch}), len(self.splits.train))
+        self.total, self.warmup, self.base_lr = d.total_steps, d.warmup_steps or 0, d.scaled_lr
+        self.report.update(derived=d.as_dict())
+        opt = build_optimizer(cfg, model, self.base_lr, acc.device.type == "cuda")
+        self.model, self.opt = acc.prepare(model, opt)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.lrc = LRControl(cfg, self.base_lr, self.total, self.warmup)
+        self.state = TrainState()
+        acc.register_for_checkpointing(self.lrc, self.state)
+        self.plan = BatchPlan(
+            len(self.splits.train), cfg.batch.size, self.rank, self.world, cfg.run.seed
+        )
+        self.buf = MetricBuffer(cfg.training.log_every, acc.device, self.world, acc.reduce)
+        self.poller = SteeringPoller(
+            StoreSource(self.run_dir.parent, self.run_dir.name) if self.report.active else None,
+            rank=self.rank,
+            world=self.world,
+        )
+        trainable, total = count_params(self.model)
+        self.report.started()
+        if resume:
+            last = ckpt.last_checkpoint(self.run_dir)
+            if last is None:
+                raise SetupError(
+                    f"nothing to resume: no complete checkpoint in {ckpt.ckpt_root(self.run_dir)} (start a new run)"
+                )
+            acc.load_state(str(last))
+            self.last_save = self.state.step
+            self.report.event(
+                "resumed",
+                f"resumed from {last.name} (step {self.state.step}, LR multiplier {self.lrc.multiplier:g})",
+                self.state.step,
+            )
+        else:
+            n_val = len(self.splits.val) if self.splits.val is not None else 0
+            msg = f"{self.total} steps on {self.world} process(es), {len(self.splits.train)} train / {n_val} val examples, {trainable:,} of {total:,} params trainable"
+            self.report.event(
+                "started",
+                msg,
+                0,
+                {"trainable_params": trainable, "total_params": total, "device": str(acc.device)},
+            )
+
+    # ---- the loop ----------------------------------------------------------------------
+    def run(self) -> tuple[str, str | None]:
+        """Train until done, stopped, early-stopped or diverged; returns (status, reason)."""
+        cfg, acc, st = self.cfg, self.acc, self.state
+        ga, nb = cfg.batch.grad_accum, self.plan.num_batches
+        max_norm = cfg.training.max_grad_norm or math.inf  # inf: measure the norm, never clip
+        device = acc.device
+        self.model.train()
+        while st.step < self.total and self.outcome is None:
+            if st.batch >= nb:
+                st.epoch, st.batch = st.epoch + 1, 0
+            batches = self.plan.batches(st.epoch, skip=st.batch)
+            while st.batch < nb and st.step < self.total and self.outcome is None:
+                k = min(ga, nb - st.batch)  # a last partial cycle of the epoch still steps
+                lr = self.lrc.apply(self.opt, st.step)
+                loss_sum = torch.zeros((), device=device)
+                samples = tokens = 0
+                for i in range(k):
+                    cpu = self.splits.train.batch(next(batches))
+                    samples += len(cpu["input_ids"])
+                    tokens += (
+                        int(cpu["attention_mask"].sum())
+                        if "attention_mask" in cpu
+                        else cpu["input_ids"].numel()
+                    )
+                    b = {key: v.to(device, non_blocking=True) for key, v in cpu.items()}
+                    # Only the last micro batch of a cycle all-reduces gradients across ranks.
+                    sync = (
+                        nullcontext() if i == k - 1 or self.world == 1 else acc.no_sync(self.model)
+                    )
+                    with sync:
+                        loss = self.model(**b).loss / k
+                        acc.backward(loss)
+                    loss_sum += loss.detach()
+                st.batch += k
+                norm = acc.clip_grad_norm_(self.params, max_norm)
+                self.opt.step()
+                self.opt.zero_grad(set_to_none=True)
+                st.step += 1
+                self.buf.add(st.step, loss_sum, norm, lr, st.epoch + st.batch / nb, samples, tokens)
+                if self.buf.full():
+                    self.flush()
+                if self.outcome is None:
+                    self.after_step(epoch_end=st.batch >= nb)
+        return self.finish()
+
+    def after_step(self, epoch_end: bool) -> None:
+        """Steering commands, then the eval / checkpoint cadence."""
+        t, step = self.cfg.training, self.state.step
+        do_eval = (step % t.eval_every == 0) if t.eval_every else epoch_end
+        do_save = (step % t.save_every == 0) if t.save_every else do_eval
+        for cmd in self.poller.poll(step, self.sigterm[0]):
+            if cmd.kind in ("set_lr", "scale_lr"):
+                old = self.lrc.lr(step)
+                try:
+                    self.lrc.set_lr(cmd.value, step) if cmd.kind == "set_lr" else self.lrc.scale_lr(
+                        cmd.value
+                    )
+                except ValueError as exc:
+                    self.poller.reject(cmd, str(exc), step)
+                    continue
+                new = self.lrc.lr(step)
+                msg = f"lr {old:.3g} -> {new:.3g} from step {step + 1} (multiplier {self.lrc.multiplier:.4g})"
+                self.poller.ack(cmd, step, msg)
+                self.report.event(
+                    "lr",
+                    f"{cmd.kind} by command {cmd.id}: {msg}",
+                    step,
+                    {"command_id": cmd.id, "lr": new, "multiplier": self.lrc.multiplier},
+                )
+            elif cmd.kind == "stop":
+                self.outcome = ("early_stopped", "user")
+                do_eval = do_save = True
+                self.poller.ack(cmd, step, "stopping: evaluate, save, end as early_stopped")
+            elif cmd.kind == SIGTERM_KIND:
+                self.outcome = ("stopped", "SIGTERM")
+                do_save = True
+            elif cmd.kind == "eval":
+                do_eval = True
+                self.poller.ack(cmd, step, "evaluating now")
+            elif cmd.kind == "checkpoint":
+                do_save = True
+                self.poller.ack(cmd, step, "checkpointing now")
+            print(
+                f"[rank {self.rank}] step {step}: applied {cmd.kind}"
+                + (f" {cmd.value:g}" if cmd.value is not None else ""),
+                flush=True,
+            )
+        if do_eval:
+            self.evaluate()
+        if do_save and (self.outcome is None or self.outcome[0] in ("early_stopped", "stopped")):
+            self.checkpoint()
+
+    # ---- reporting, eval, checkpoints --------------------------------------------------
+    def flush(self) -> None:
+        """Move buffered step metrics to the host (one sync), log them, stop on a non-finite loss."""
+        rows, rates = self.buf.drain()
+        if not rows:
+            return
+        bad = first_nonfinite(rows)
+        mem = torch.cuda.max_memory_allocated() / 1e9 if self.acc.device.type == "cuda" else None
+        for r in rows:
+            if bad is not None and r.step > bad.step:
+                break
+            values = {
+                "loss": r.loss,
+                "lr": r.lr,
+                "grad_norm": r.grad_norm,
+                "epoch": r.epoch,
+                **rates,
+            }
+            if mem is not None:
+                values["gpu_mem_gb"] = mem
+            self.report.log(r.step, values)
+        last = rows[-1]
+        if self.report.active:
+            print(
+                f"step {last.step}/{self.total} loss {last.loss:.4f} lr {last.lr:.3g} grad_norm {last.grad_norm:.3g} {rates['samples_per_s']:.1f} samples/s",
+                flush=True,
+            )
+        if bad is not None:
+            self.outcome = (
+                "diverged",
+                f"loss became {bad.loss} at step {bad.step}: {DIVERGED_REMEDY}",
+            )
+            self.report.event(
+                "diverged",
+                self.outcome[1],
+                bad.step,
+                {"loss": str(bad.loss), "grad_norm": bad.grad_norm, "lr": bad.lr},
+            )
+
+    def evaluate(self) -> None:
+        """Validation metrics, best tracking, early stopping, plateau cuts and sample generations."""
+        self.flush()
+        st, es = self.state, self.cfg.early_stopping
+        if (self.outcome and self.outcome[0] == "diverged") or self.last_eval == st.step:
+            return
+        self.last_eval = st.step
+        if self.splits.val is None:
+            return
+        res = evaluate(self.acc, self.model, self.splits.val, self.cfg)
+        if not res:
+            return
+        self.report.log(st.step, res)
+        self.report.event("eval", " ".join(f"{k} {v:.4g}" for k, v in res.items()), st.step, res)
+        self.summary.update(
+            final_val_loss=res["val_loss"],
+            best_val_loss=min(res["val_loss"], self.summary.get("best_val_loss", math.inf)),
+        )
+        if not math.isfinite(res["val_loss"]):
+            self.outcome = (
+                "diverged",
+                f"val_loss became {res['val_loss']} at step {st.step}: {DIVERGED_REMEDY}",
+            )
+            self.report.event("diverged", self.outcome[1], st.step)
+            return
+        value, mode = res.get(es.monitor, res["val_loss"]), monitor_mode(self.cfg)
+        delta = es.min_delta
+        better = math.isnan(st.best_value) or (
+            value < st.best_value - delta if mode == "min" else value > st.best_value + delta
+        )
+        if better:
+            st.best_value, st.best_step, st.bad_evals = value, st.step, 0
+            ckpt.save_best(self.acc, self.model, self.run_dir, st.step, es.monitor, value)
+        else:
+            st.bad_evals += 1
+            if es.enabled and st.bad_evals >= es.patience and self.outcome is None:
+                self.outcome = (
+                    "early_stopped",
+                    f"patience: no {es.monitor} improvement > {delta:g} in {es.patience} evaluations",
+                )
+                self.report.event(
+                    "early_stop",
+                    self.outcome[1],
+                    st.step,
+                    {"best_step": st.best_step, "best_value": st.best_value},
+                )
+        if self.lrc.plateau_update(value, mode, delta):
+            self.report.event(
+                "lr",
+                f"plateau: lr cut to {self.lrc.lr(st.step):.3g} ({es.monitor} stalled)",
+                st.step,
+                {"lr": self.lrc.lr(st.step)},
+            )
+        for prompt, text in generate(self.acc, self.model, self.tok, self.cfg):
+            self.report.event("generation", text, st.step, {"prompt": prompt, "text": text})
+        self.buf.reset_clock()
+
+    def checkpoint(self) -> None:
+        """Save the training state now (never after a non-finite loss: the last good one stays)."""
+        self.flush()
+        st = self.state
+        if (self.outcome and self.outcome[0] == "diverged") or self.last_save == st.step:
+            return
+        d = ckpt.save(
+            self.acc,
+            self.model,
+            self.run_dir,
+            st.step,
+            self.cfg.training.save_total_limit,
+            {"epoch": st.epoch},
+        )
+        self.last_save = st.step
+        self.report.event("checkpoint", f"saved {d.name}", st.step, {"path": str(d)})
+        self.buf.reset_clock()
+
+    def finish(self) -> tuple[str, str | None]:
+        """Final eval and checkpoint, best-weight restore and export; returns (status, reason)."""
+        status, reason = self.outcome or ("completed", None)
+        if status != "diverged":
+            self.flush()
+            status, reason = self.outcome or ("completed", None)
+        if status in ("completed", "early_stopped"):
+            self.evaluate()
+            self.checkpoint()
+            es = self.cfg.early_stopping
+            if es.enabled and es.restore_best and self.state.best_step >= 0:
+                info = ckpt.load_best(self.acc, self.model, self.run_dir)
+                if info:
+                    self.report.event(
+                        "checkpoint",
+                        f"restored best weights from step {info['step']} ({info['metric']} {info['value']:.4g})",
+                        self.state.step,
+                    )
+            final = ckpt.export_final(self.acc, self.model, self.tok, self.run_dir)
+            if final is not None:
+                self.report.event("checkpoint", f"exported {final}", self.state.step)
+        elif status == "stopped":
+            self.checkpoint()
+        return status, reason
+
+
+def _summary(tr: Trainer | None, t0: float) -> dict:
+    if tr is None or not hasattr(tr, "state"):
+        return {"wall_time_s": time.time() - t0}
+    st = tr.state
+    out = {"steps": st.step, "total_steps": tr.total, "wall_time_s": time.time() - t0, **tr.summary}
+    if st.best_step >= 0:
+        out.update(
+            best_metric=tr.cfg.early_stopping.monitor,
+            best_value=st.best_value,
+            best_step=st.best_step,
+        )
+    return out
+
+
+def train(run_dir: str | Path, resume: bool = False) -> int:
+    """Train the run in RUN_DIR; the exit code is 0 unless the run failed."""
+    run_dir = Path(run_dir).resolve()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end training
+    sigterm = [False]
+
+    def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+        sigterm[0] = True  # acted on after the current step, so the checkpoint is consistent
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    rank0 = os.environ.get("RANK", "0") == "0"
+    report = Reporter(run_dir, active=rank0)
+    tr: Trainer | None = None
+    t0 = time.time()
+    status, reason = "failed", None
+    try:
+        from accelerate import Accelerator
+
+        cfg = load_config(run_dir / "config.yaml").config
+        acc = Accelerator(mixed_precision=cfg.training.mixed_precision, cpu=cfg.launch.cpu)
+        tr = Trainer(run_dir, cfg, acc, report, sigterm)
+        tr.setup(resume)
+        status, reason = tr.run()
+    except torch.cuda.OutOfMemoryError:
+        reason = OOM_ADVICE
+        traceback.print_exc()
+    except (ConfigError, DataError, SetupError) as exc:
+        reason = str(exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()  # the traceback goes to train.log; the store gets the message
+    if status == "failed":
+        report.event(
+            "error",
+            reason or "failed",
+            tr.state.step if tr is not None and hasattr(tr, "state") else None,
+        )
+    try:
+        report.finish(status, reason, _summary(tr, t0))
+    finally:
+        report.close()
+    return 1 if status == "failed" else 0

@@ -1,0 +1,67 @@
+"""Provides the trainer's reporting side: rank 0 writes metrics, events and status to the store
+(and a line to train.log); every other rank's Reporter does nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+
+class Reporter:
+    """Store writes for one run, active on rank 0 only."""
+
+    def __init__(self, run_dir: Path, active: bool):
+        self.active = active
+        self.run_id = run_dir.name
+        self.store = self.writer = None
+        if active:
+            from tuitrain.store import RunWriter, Store
+
+            self.store = Store(run_dir.parent)
+            self.writer = RunWriter(run_dir.parent, self.run_id)
+
+    def started(self) -> None:
+        """Status running with this process's pid and host."""
+        if self.active:
+            self.store.mark_started(self.run_id, os.getpid(), socket.gethostname())
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """Metrics of one step (buffered by the RunWriter thread)."""
+        if self.active:
+            self.writer.log(step, values)
+
+    def event(
+        self, kind: str, message: str, step: int | None = None, data: dict | None = None
+    ) -> None:
+        """A timeline event; also printed to train.log."""
+        if self.active:
+            self.writer.event(kind, message, step, data)
+            print(
+                f"[{kind}] {'step ' + str(step) + ': ' if step is not None else ''}{message}",
+                flush=True,
+            )
+
+    def update(self, derived: dict | None = None, summary: dict | None = None) -> None:
+        """Record the actual derived values / merge into the summary."""
+        if self.active:
+            self.store.update_run(self.run_id, derived=derived, summary=summary)
+
+    def finish(self, status: str, reason: str | None, summary: dict) -> None:
+        """Flush everything, then set the terminal status (so readers see all metrics first)."""
+        if not self.active:
+            return
+        self.writer.close()
+        self.store.set_status(self.run_id, status, reason, summary)
+        print(f"[finished] status {status}" + (f": {reason}" if reason else ""), flush=True)
+
+    def close(self) -> None:
+        """Release the writer thread and connection (idempotent)."""
+        if self.active:
+            try:
+                self.writer.close()
+            except Exception as exc:  # closing must not hide the error that brought us here
+                print(f"warning: closing the metric writer failed: {exc}", file=sys.stderr)
+            self.store.close()
+            self.active = False
