@@ -52,11 +52,26 @@ def grid_distribution(p: ParamSpec) -> Any:
     return optuna.distributions.CategoricalDistribution(p.grid_values())
 
 
+def _ask_tell_grid(optuna: Any) -> type:
+    """GridSampler usable with ask/tell: once the grid is exhausted it calls study.stop(), which
+    only works inside study.optimize(); the runner caps n_trials at the grid size instead."""
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            try:
+                super().after_trial(study, trial, state, values)
+            except RuntimeError as exc:
+                if "Study.stop" not in str(exc):
+                    raise
+
+    return AskTellGridSampler
+
+
 def create_study(spec: SweepSpec, storage: str, study_name: str) -> Any:
     """A new or existing (same name + storage: shared with other machines) Optuna study."""
     optuna = optuna_module()
     if spec.method == "grid":
-        sampler = optuna.samplers.GridSampler(
+        sampler = _ask_tell_grid(optuna)(
             {k: p.grid_values() for k, p in spec.space.items()}, seed=spec.seed
         )
     elif spec.method == "random":

@@ -1,0 +1,120 @@
+"""Sweep records on disk and the Optuna study wiring (real Optuna, in-memory or sqlite)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tuitrain.sweep import records
+from tuitrain.sweep.records import SweepNotFound, SweepRecord, TrialRecord
+from tuitrain.sweep.spec import parse_spec
+from tuitrain.sweep.study import create_study, default_storage, distributions, importance
+
+
+def rec(name="s", **kw) -> SweepRecord:
+    base = dict(
+        id=records.new_sweep_id(name),
+        name=name,
+        method="tpe",
+        metric="val_loss",
+        direction="minimize",
+        n_trials=3,
+        parallel=1,
+        study_name="x",
+        storage="sqlite://",
+        spec={"space": {"optimizer.lr": {}}},
+        pid=os.getpid(),
+    )
+    base.update(kw)
+    return SweepRecord(**base)
+
+
+def test_save_load_rank_and_lookup(tmp_path):
+    r = rec("alpha")
+    r.trials = [
+        TrialRecord(0, {"optimizer.lr": 1e-3}, run_id="a", state="complete", value=2.0),
+        TrialRecord(1, {"optimizer.lr": 1e-2}, run_id="b", state="complete", value=1.5),
+        TrialRecord(2, {"optimizer.lr": 1e-5}, run_id="c", state="pruned", value=5.0),
+        TrialRecord(3, {"optimizer.lr": 9.0}, state="failed", error="bad"),
+    ]
+    records.save(r, tmp_path)
+    back = records.get_sweep(tmp_path, "alpha")
+    assert back.id == r.id and back.status == "running"  # our own pid is alive
+    assert [t.number for t in back.ranked()] == [1, 0, 2, 3]
+    assert back.best().number == 1
+    assert back.counts() == {"complete": 2, "pruned": 1, "failed": 1}
+    assert records.get_sweep(tmp_path, r.id[:12]).id == r.id
+    assert records.is_sweep(tmp_path, r.id) and not records.is_sweep(tmp_path, "nope")
+    with pytest.raises(SweepNotFound, match="tuitrain sweeps"):
+        records.get_sweep(tmp_path, "nope")
+
+
+def test_maximize_ranking_and_dead_sweep_reads_crashed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    r = rec("beta", direction="maximize", pid=int(dead.stdout))
+    r.trials = [
+        TrialRecord(0, {}, state="complete", value=0.6),
+        TrialRecord(1, {}, state="complete", value=0.9),
+    ]
+    records.save(r, tmp_path)
+    (tmp_path / "sweeps" / "junk.json").write_text("{not json")
+    listed = records.list_sweeps(tmp_path)
+    assert [s.id for s in listed] == [r.id]
+    assert listed[0].status == "crashed" and listed[0].best().value == 0.9
+
+
+def test_grid_study_covers_every_point_once(tmp_path):
+    spec = parse_spec(
+        {
+            "base": "x.yaml",
+            "method": "grid",
+            "space": {
+                "optimizer.lr": [1e-3, 1e-2],
+                "batch.size": {"type": "int", "low": 4, "high": 8, "step": 4},
+            },
+        }
+    )
+    study = create_study(spec, default_storage(tmp_path), "g")
+    dists = distributions(spec)
+    seen = set()
+    for _ in range(spec.grid_size()):
+        t = study.ask(dists)
+        seen.add((t.params["optimizer.lr"], t.params["batch.size"]))
+        study.tell(t, t.params["optimizer.lr"] * t.params["batch.size"])
+    assert seen == {(1e-3, 4), (1e-3, 8), (1e-2, 4), (1e-2, 8)}
+    assert (tmp_path / "sweeps.optuna.db").is_file()
+    imp = importance(study)
+    assert set(imp) == {"optimizer.lr", "batch.size"}
+
+
+def test_median_pruner_and_enqueue(tmp_path):
+    spec = parse_spec(
+        {
+            "base": "x.yaml",
+            "method": "tpe",
+            "space": {"optimizer.lr": {"type": "loguniform", "low": 1e-5, "high": 1e-1}},
+            "pruning": {"n_startup_trials": 2},
+            "enqueue": [{"optimizer.lr": 0.01}],
+        }
+    )
+    study = create_study(spec, default_storage(tmp_path), "p")
+    dists = distributions(spec)
+    first = study.ask(dists)
+    assert first.params["optimizer.lr"] == 0.01
+    for t in (first, study.ask(dists)):
+        for step, v in ((2, 3.0), (4, 2.0)):
+            t.report(v, step)
+            assert not t.should_prune()
+        study.tell(t, 2.0)
+    bad = study.ask(dists)
+    bad.report(5.0, 2)
+    assert bad.should_prune()
