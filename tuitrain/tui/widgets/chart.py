@@ -65,6 +65,8 @@ class MetricChart(PlotextPlot):
         plt.clear_figure()
         plt.title(self.title)
         drawn = False
+        xr: list[float] = []
+        yr: list[float] = []
         for line in self.lines:
             xs, ys = line.xs, line.ys
             if self.log_y:
@@ -76,10 +78,23 @@ class MetricChart(PlotextPlot):
             px, py = zip(*pairs, strict=False)
             marker = "dot" if len(px) == 1 else line.marker
             plt.plot(px, py, label=line.label or None, color=line.color, marker=marker)
+            xr += (min(px), max(px))
+            yr += (min(py), max(py))
             drawn = True
-        if self.log_y and drawn:
-            plt.yscale("log")
+        if drawn:
+            self._ticks(plt, min(xr), max(xr), min(yr), max(yr))
         if not drawn:
             plt.xlabel(self.empty_text)
         self.builds += 1
         return super().render()
+
+    def _ticks(self, plt, x0: float, x1: float, y0: float, y1: float) -> None:
+        """Whole-number step ticks and short y labels (plotext's defaults print 40.8 and 0.000342)."""
+        if x1 > x0:
+            xs = sorted({round(x0 + (x1 - x0) * i / 4) for i in range(5)})
+            plt.xticks(xs, [str(x) for x in xs])
+        if self.log_y:
+            plt.yscale("log")
+        elif y1 > y0:
+            ys = [y0 + (y1 - y0) * i / 3 for i in range(4)]
+            plt.yticks(ys, [f"{y:.3g}" for y in ys])

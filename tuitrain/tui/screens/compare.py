@@ -1,0 +1,236 @@
+"""Provides CompareScreen: 2-4 runs overlaid per metric, summaries side by side, config diff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from tuitrain.tui import fmt
+from tuitrain.tui.messages import CompareLoaded
+from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
+
+PREFERRED = (
+    "loss",
+    "val_loss",
+    "val_accuracy",
+    "val_perplexity",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+)
+BUCKETS = 160
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"optimizer.lr": 0.001, ...}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(configs: list[dict]) -> list[tuple[str, list[Any]]]:
+    """Only the keys whose values differ between the configs (a missing key counts as different)."""
+    flats = [flatten(c or {}) for c in configs]
+    keys = sorted(set().union(*flats))
+    missing = object()
+    rows = []
+    for k in keys:
+        vals = [f.get(k, missing) for f in flats]
+        if any(v != vals[0] for v in vals[1:]):
+            rows.append((k, [None if v is missing else v for v in vals]))
+    return rows
+
+
+def summary_rows(
+    runs: list, series: dict[str, dict[str, list]], now: float
+) -> list[tuple[str, list[str]]]:
+    """Side-by-side summary lines: best and final val loss, steps, wall time, tokens/s."""
+
+    def last(run, name: str) -> float | None:
+        pts = series.get(name, {}).get(run.id)
+        return pts[-1][3] if pts else None
+
+    def best_val(run) -> float | None:
+        s = run.summary or {}
+        if s.get("best_val_loss") is not None:
+            return s["best_val_loss"]
+        pts = series.get("val_loss", {}).get(run.id)
+        return min(p[1] for p in pts) if pts else None
+
+    def pick(run, key: str, fallback):
+        v = (run.summary or {}).get(key)
+        return fallback() if v is None else v
+
+    return [
+        ("status", [r.status for r in runs]),
+        ("best val loss", [fmt.number(best_val(r)) for r in runs]),
+        (
+            "final val loss",
+            [fmt.number(pick(r, "final_val_loss", lambda r=r: last(r, "val_loss"))) for r in runs],
+        ),
+        (
+            "steps",
+            [
+                fmt.progress(
+                    pick(r, "steps", lambda r=r: r.last_step), (r.derived or {}).get("total_steps")
+                )
+                for r in runs
+            ],
+        ),
+        (
+            "wall time",
+            [fmt.duration(pick(r, "wall_time_s", lambda r=r: fmt.elapsed(r, now))) for r in runs],
+        ),
+        (
+            "tokens/s",
+            [
+                fmt.number(pick(r, "tokens_per_s", lambda r=r: last(r, "tokens_per_s")), 5)
+                for r in runs
+            ],
+        ),
+        ("peak LR", [fmt.lr((r.derived or {}).get("scaled_lr")) for r in runs]),
+    ]
+
+
+class CompareScreen(Screen):
+    """Overlaid curves (one colour per run), summary columns and the config keys that differ."""
+
+    BINDINGS = [
+        Binding("m", "metric(1)", "Next metric"),
+        Binding("M", "metric(-1)", "Prev metric", show=False),
+        Binding("y", "log_y", "Log y"),
+        Binding("s", "smooth", "Smooth"),
+        Binding("1", "tab('curves')", "Curves", show=False),
+        Binding("2", "tab('summary')", "Summary", show=False),
+        Binding("3", "tab('diff')", "Config diff", show=False),
+        Binding("escape,b", "back", "Back"),
+    ]
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__(id="compare")
+        self.run_ids = run_ids
+        self.runs: list = []
+        self.series: dict[str, dict[str, list]] = {}
+        self.metrics: list[str] = []
+        self.metric = "loss"
+        self.log_y = False
+        self.smooth = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="compare-legend")
+        with TabbedContent(id="compare-tabs", initial="curves"):
+            with TabPane("Curves (1)", id="curves"):
+                yield MetricChart("loss", id="compare-chart")
+            with TabPane("Summary (2)", id="summary"):
+                yield DataTable(id="summary-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Config diff (3)", id="diff"):
+                yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.load()
+        self.set_interval(self.app.settings.list_poll_s, self.refresh_if_live)  # type: ignore[attr-defined]
+
+    def refresh_if_live(self) -> None:
+        """Re-read while any compared run is still running."""
+        if self.is_current and any(r.status in ("running", "queued") for r in self.runs):
+            self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
+    def load(self) -> None:
+        """Read the runs and their downsampled series (own Store in this thread)."""
+        from tuitrain.store import Store
+
+        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+            runs = [store.get_run(r) for r in self.run_ids]
+            series: dict[str, dict[str, list]] = {}
+            for run in runs:
+                for name in store.metric_names(run.id):
+                    if name in PREFERRED:
+                        series.setdefault(name, {})[run.id] = store.series(run.id, name, BUCKETS)
+        self.post_message(CompareLoaded(runs, series))
+
+    def on_compare_loaded(self, msg: CompareLoaded) -> None:
+        self.runs, self.series = msg.runs, msg.series
+        self.metrics = [m for m in PREFERRED if m in self.series]
+        if self.metric not in self.metrics and self.metrics:
+            self.metric = self.metrics[0]
+        legend = "   ".join(
+            f"[{COLORS[i % len(COLORS)]}]━━ {r.name}[/]" for i, r in enumerate(self.runs)
+        )
+        self.query_one("#compare-legend", Static).update(
+            f"[b]Comparing {len(self.runs)} runs[/b]  {legend}"
+        )
+        self.draw()
+        self.fill_tables()
+
+    def draw(self) -> None:
+        """Overlay the current metric of every run."""
+        lines = []
+        for i, run in enumerate(self.runs):
+            pts = self.series.get(self.metric, {}).get(run.id)
+            if not pts:
+                continue
+            ys = [p[3] for p in pts]
+            if self.smooth:
+                ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
+            lines.append(
+                Line(run.name, tuple(p[0] for p in pts), tuple(ys), COLORS[i % len(COLORS)])
+            )
+        chart = self.query_one("#compare-chart", MetricChart)
+        others = ", ".join(m for m in self.metrics if m != self.metric)
+        chart.title = f"{self.metric}   (m: next metric{': ' + others if others else ''})"
+        chart.set_lines(lines, self.log_y)
+
+    def fill_tables(self) -> None:
+        """Summary columns and the config diff, one column per run."""
+        names = [Text(r.name, style=COLORS[i % len(COLORS)]) for i, r in enumerate(self.runs)]
+        table = self.query_one("#summary-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("", *names)
+        for label, values in summary_rows(self.runs, self.series, self.app.now()):  # type: ignore[attr-defined]
+            table.add_row(label, *values)
+        diff = self.query_one("#diff-table", DataTable)
+        diff.clear(columns=True)
+        diff.add_columns("key", *names)
+        rows = config_diff([r.config for r in self.runs])
+        for key, values in rows:
+            diff.add_row(key, *["-" if v is None else str(v) for v in values])
+        if not rows:
+            diff.add_row("(identical configs)", *["" for _ in self.runs])
+
+    def action_metric(self, step: int) -> None:
+        """Show the next (or previous) metric."""
+        if self.metrics:
+            i = self.metrics.index(self.metric) if self.metric in self.metrics else 0
+            self.metric = self.metrics[(i + step) % len(self.metrics)]
+            self.draw()
+
+    def action_log_y(self) -> None:
+        """Toggle a logarithmic y axis."""
+        self.log_y = not self.log_y
+        self.draw()
+
+    def action_smooth(self) -> None:
+        """Toggle EMA smoothing."""
+        self.smooth = not self.smooth
+        self.draw()
+
+    def action_tab(self, tab: str) -> None:
+        """Switch tab."""
+        self.query_one("#compare-tabs", TabbedContent).active = tab
+
+    def action_back(self) -> None:
+        """Back to the runs list."""
+        self.app.action_back()  # type: ignore[attr-defined]
