@@ -1,9 +1,392 @@
-"""Provides the CLI commands of this area (being written)."""
+"""Provides `tuitrain ls`, `show`, `export`, `rm` and `ctl`: read, export, delete and steer runs in the store."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_NOT_FOUND = 4
+EXPORT_CHUNK_STEPS = 20_000
+
+CTL_ACTIONS = {
+    "set-lr": ("set_lr", "lr"),
+    "scale-lr": ("scale_lr", "factor"),
+    "stop": ("stop", None),
+    "checkpoint": ("checkpoint", None),
+    "eval": ("eval", None),
+}
+
+
+def _runs_dir_opt(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: only set when given here, so `tuitrain --runs-dir X ls` keeps working too.
+    p.add_argument(
+        "--runs-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="runs directory holding tuitrain.db (default: ./runs)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands."""
+    """Add ls, show, export, rm and ctl."""
+    p = sub.add_parser("ls", help="list runs (newest first)")
+    _runs_dir_opt(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--sweep", default=None, metavar="SWEEP_ID", help="only runs of this sweep")
+    p.set_defaults(handler=cmd_ls)
+
+    p = sub.add_parser("show", help="show a run: config, derived, status, summary, metrics, events")
+    _runs_dir_opt(p)
+    p.add_argument("run", metavar="RUN", help="run id or unique name (or a sweep id/name)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("export", help="export a run's metrics as CSV or JSON lines")
+    _runs_dir_opt(p)
+    p.add_argument("run", metavar="RUN", help="run id or unique name")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument(
+        "--name", dest="names", action="append", default=None, help="only this metric (repeatable)"
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="write here instead of stdout"
+    )
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("rm", help="delete a run (records and its directory)")
+    _runs_dir_opt(p)
+    p.add_argument("run", metavar="RUN", help="run id or unique name")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--force", action="store_true", help="also delete a run that is still running")
+    p.set_defaults(handler=cmd_rm)
+
+    p = sub.add_parser(
+        "ctl",
+        help="steer a running run: set-lr X | scale-lr F | stop | checkpoint | eval",
+        description="Send a steering command. Exit codes: 0 sent/applied, 1 rejected or refused, "
+        "2 bad arguments, 3 timed out waiting, 4 run not found.",
+    )
+    _runs_dir_opt(p)
+    p.add_argument("run", metavar="RUN", help="run id or unique name")
+    p.add_argument("action", choices=tuple(CTL_ACTIONS), help="what to do")
+    p.add_argument(
+        "value",
+        nargs="?",
+        default=None,
+        help="set-lr: the new LR (e.g. 5e-5); scale-lr: the factor (e.g. 0.5)",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait for the trainer to apply it; print the step"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait with --wait (default 60)",
+    )
+    p.set_defaults(handler=cmd_ctl, parser=p)
+
+
+def _store_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn store errors into a one-line message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        from tuitrain.store import RunNotFound, StoreError
+
+        try:
+            return fn(args)
+        except RunNotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+
+    return wrapper
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from tuitrain.store import Store
+
+    return Store(Path(args.runs_dir))
+
+
+def _safe(text: Any) -> str:
+    """Text for a terminal: control characters (escapes, newlines) in free-text names shown escaped."""
+    s = str(text)
+    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _iso(t: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "status": r.status,
+        "pid": r.pid,
+        "host": r.host,
+        "sweep": r.sweep_id,
+        "step": r.last_step,
+        "created": r.created,
+        "created_at": _iso(r.created),
+        "started": r.started,
+        "ended": r.ended,
+        "exit_reason": r.exit_reason,
+        "summary": r.summary,
+        "run_dir": str(r.run_dir),
+    }
+
+
+@_store_errors
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List runs as a table or JSON."""
+    with _open(args) as store:
+        runs = store.list_runs(sweep_id=args.sweep)
+    if args.format == "json":
+        print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+        return 0
+    if not runs:
+        print(f"no runs in {Path(args.runs_dir)}", file=sys.stderr)
+        return 0
+    rows = []
+    for r in runs:
+        total = r.derived.get("total_steps")
+        step = "-" if r.last_step is None else str(r.last_step)
+        best = r.summary.get("best_value")
+        best_s = f"{r.summary.get('best_metric', '')}={_num(best)}" if best is not None else "-"
+        rows.append((r.id, _safe(r.name), r.status, f"{step}/{total}" if total else step, best_s,
+                     str(r.pid or "-"), r.sweep_id or "-", _when(r.created)))  # fmt: skip
+    _table(("ID", "NAME", "STATUS", "STEP", "BEST", "PID", "SWEEP", "CREATED"), rows)
+    return 0
+
+
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict):
+        out = []
+        for k, v in d.items():
+            out.extend(_flat(v, f"{prefix}{k}."))
+        return out
+    return [(prefix[:-1], d)]
+
+
+@_store_errors
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one run (or, when RUN names a sweep, that sweep)."""
+    from tuitrain.store import RunNotFound
+
+    with _open(args) as store:
+        try:
+            run = store.get_run(args.run)
+        except RunNotFound:
+            if _is_sweep(Path(args.runs_dir), args.run):
+                from tuitrain.cli.sweep_cmds import show_sweep
+
+                return show_sweep(Path(args.runs_dir), args.run, args.format)
+            raise
+        last = store.last_values(run.id)
+        events = store.events(run.id)[-args.events :] if args.events > 0 else []
+        commands = store.commands(run.id)
+    if args.format == "json":
+        doc = {
+            **_run_json(run),
+            "config": run.config,
+            "derived": run.derived,
+            "last": {k: {"step": p.step, "value": _json_num(p.value)} for k, p in last.items()},
+            "events": [e.__dict__ for e in events],
+            "commands": [c.__dict__ for c in commands],
+        }
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    print(f"run {run.id}  name: {_safe(run.name)}")
+    print(f"status: {run.status}" + (f" ({_safe(run.exit_reason)})" if run.exit_reason else ""))
+    print(f"created {_when(run.created)}  started {_when(run.started)}  ended {_when(run.ended)}")
+    print(f"pid {run.pid or '-'} on {run.host or '-'}  heartbeat {_when(run.heartbeat)}  "
+          f"step {run.last_step if run.last_step is not None else '-'}  sweep {run.sweep_id or '-'}")  # fmt: skip
+    print(f"dir: {run.run_dir}")
+    for title, data in (("config", run.config), ("derived", run.derived), ("summary", run.summary)):
+        print(f"\n{title}:")
+        items = _flat(data)
+        if not items or items == [("", {})]:
+            print("  (none)")
+        for k, v in items:
+            print(f"  {k}: {_safe(_num(v))}")
+    print("\nlast metrics:")
+    if not last:
+        print("  (none)")
+    for name, p in last.items():
+        print(f"  {_safe(name)}: {_num(p.value)} (step {p.step})")
+    print(f"\nrecent events ({len(events)}):")
+    for e in events:
+        step = f"step {e.step}" if e.step is not None else "-"
+        print(f"  {_when(e.time)}  {step:>10}  {e.kind:<10} {_safe(e.message)}")
+    print(f"\ncommands ({len(commands)}):")
+    for c in commands:
+        detail = f"applied at step {c.applied_step}" if c.status == "applied" else c.reason
+        print(
+            f"  #{c.id} {c.kind} {json.dumps(c.payload)} {c.status} {_safe(detail or '')}".rstrip()
+        )
+    return 0
+
+
+def _is_sweep(runs_dir: Path, ref: str) -> bool:
+    try:
+        from tuitrain.sweep.records import SweepNotFound, get_sweep
+    except ImportError:
+        return False
+    try:
+        get_sweep(runs_dir, ref)
+    except SweepNotFound:
+        return False
+    except Exception:  # a sweep store problem must not hide the run-not-found message
+        return False
+    return True
+
+
+def _json_num(v: float) -> float | None:
+    # Strict JSON has no NaN/Infinity: non-finite values become null.
+    return v if math.isfinite(v) else None
+
+
+@_store_errors
+def cmd_export(args: argparse.Namespace) -> int:
+    """Stream a run's metric points as CSV or JSON lines, in step order."""
+    with _open(args) as store:
+        run = store.get_run(args.run)
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        try:
+            n = _export(store, run.id, args.names, args.format, out)
+        finally:
+            if args.output:
+                out.close()
+    if args.output:
+        print(f"wrote {n} points of run {run.id} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any) -> int:
+    writer = csv.writer(out) if fmt == "csv" else None
+    if writer:
+        writer.writerow(["run", "step", "name", "value", "time"])
+    span = store.step_range(run_id)
+    n = 0
+    lo, last = (span[0] - 1, span[1]) if span else (0, -1)
+    # In step chunks: memory stays bounded for long runs and no cursor is held open.
+    while lo < last:
+        for p in store.tail(run_id, names, after_step=lo, until=lo + EXPORT_CHUNK_STEPS):
+            if writer:
+                writer.writerow([run_id, p.step, p.name, repr(p.value), repr(p.time)])
+            else:
+                out.write(json.dumps({"run": run_id, "step": p.step, "name": p.name,
+                                      "value": _json_num(p.value), "time": p.time}) + "\n")  # fmt: skip
+            n += 1
+        lo += EXPORT_CHUNK_STEPS
+    return n
+
+
+@_store_errors
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete a run after confirmation (--yes skips it; a running run needs --force)."""
+    with _open(args) as store:
+        run = store.get_run(args.run)
+        if run.status == "running" and not args.force:
+            print(
+                f"error: run {run.id} is running (pid {run.pid}); stop it first "
+                f"(`tuitrain ctl {run.id} stop`) or pass --force",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        if not args.yes:
+            prompt = (
+                f"delete run {run.id} ({_safe(run.name)}, {run.status}) and {run.run_dir}? [y/N] "
+            )
+            try:
+                answer = input(prompt)
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not deleted", file=sys.stderr)
+                return EXIT_ERROR
+        store.delete_run(run.id)
+    print(f"deleted run {run.id}")
+    return 0
+
+
+def parse_positive(text: str | None, what: str) -> float:
+    """Parse a positive finite number written any usual way (5e-5, 5E-5, 5.0e-05, 0.00005)."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{what} must be a number such as 5e-5 or 0.5, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive finite number, got {text!r}")
+    return value
+
+
+@_store_errors
+def cmd_ctl(args: argparse.Namespace) -> int:
+    """Send a steering command; with --wait, wait for it and print the step it applied at."""
+    kind, key = CTL_ACTIONS[args.action]
+    parser: argparse.ArgumentParser = args.parser
+    payload: dict[str, float] = {}
+    if key is None:
+        if args.value is not None:
+            parser.error(f"{args.action} takes no value (got {args.value!r})")
+    else:
+        label = "LR" if key == "lr" else "FACTOR"
+        if args.value is None:
+            parser.error(f"{args.action} needs a value: tuitrain ctl RUN {args.action} {label}")
+        try:
+            payload[key] = parse_positive(args.value, f"{args.action} {label}")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be positive seconds, got {args.timeout}")
+    with _open(args) as store:
+        run = store.get_run(args.run)
+        cid = store.send_command(run.id, kind, payload)
+        shown = f" {key}={payload[key]:g}" if key else ""
+        print(f"command {cid}: {kind}{shown} sent to run {run.id}")
+        if not args.wait:
+            return 0
+        cmd = store.wait_command(cid, timeout=args.timeout)
+    if cmd.status == "applied":
+        print(f"applied at step {cmd.applied_step}")
+        return 0
+    if cmd.status == "rejected":
+        print(f"rejected: {cmd.reason}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"timed out after {args.timeout:g} s: command {cid} is still pending", file=sys.stderr)
+    return EXIT_TIMEOUT

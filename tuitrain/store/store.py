@@ -338,9 +338,13 @@ class Store:
         return got[0][0] if got else None
 
     def tail(
-        self, run_id: str, names: Iterable[str] | None = None, after_step: int = -1
+        self,
+        run_id: str,
+        names: Iterable[str] | None = None,
+        after_step: int = -1,
+        until: int | None = None,
     ) -> list[MetricPoint]:
-        """Metric points with step > after_step (optionally only these names), by step then name."""
+        """Metric points with after_step < step (<= until), optionally only these names, by step then name."""
         sids = self._q("SELECT id, name FROM series WHERE run_id = ?", (run_id,))
         if names is not None:
             wanted = set(names)
@@ -349,9 +353,11 @@ class Store:
             return []
         by_sid = dict(sids)
         marks = ",".join("?" * len(by_sid))
+        hi = 2**62 if until is None else int(until)
         rows = self._q(
-            f"SELECT sid, step, value, time FROM metrics WHERE sid IN ({marks}) AND step > ?",
-            (*by_sid, int(after_step)),
+            f"SELECT sid, step, value, time FROM metrics WHERE sid IN ({marks}) AND step > ?"
+            " AND step <= ?",
+            (*by_sid, int(after_step), hi),
         )
         pts = [
             MetricPoint(step, by_sid[sid], math.nan if v is None else v, t)
@@ -359,6 +365,38 @@ class Store:
         ]
         pts.sort(key=lambda p: (p.step, p.name))
         return pts
+
+    def last_values(self, run_id: str) -> dict[str, MetricPoint]:
+        """The latest point of each metric of the run, by name."""
+        out = {}
+        for sid, name in self._q(
+            "SELECT id, name FROM series WHERE run_id = ? ORDER BY name", (run_id,)
+        ):
+            rows = self._q(
+                "SELECT step, value, time FROM metrics WHERE sid = ? ORDER BY step DESC LIMIT 1",
+                (sid,),
+            )
+            if rows:
+                step, v, t = rows[0]
+                out[name] = MetricPoint(step, name, math.nan if v is None else v, t)
+        return out
+
+    def step_range(self, run_id: str) -> tuple[int, int] | None:
+        """(lowest, highest) step with any metric of the run, or None when it has none."""
+        rows = self._q(
+            "SELECT min(m.step), max(m.step) FROM series s JOIN metrics m ON m.sid = s.id"
+            " WHERE s.run_id = ?",
+            (run_id,),
+        )
+        return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
+
+    def count_points(self, run_id: str) -> int:
+        """Number of stored metric points of the run (a full index count: for CLI summaries, not hot paths)."""
+        rows = self._q(
+            "SELECT count(*) FROM series s JOIN metrics m ON m.sid = s.id WHERE s.run_id = ?",
+            (run_id,),
+        )
+        return int(rows[0][0])
 
     def series(
         self,
