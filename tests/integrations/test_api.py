@@ -1,0 +1,127 @@
+"""Tests the custom-loop API on a real PyTorch loop: logging, steering by poll/ack, finishing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import tuitrain
+from tuitrain.store import Store
+
+
+@pytest.mark.timeout(120)
+def test_plain_torch_loop_logs_polls_and_finishes(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    runs = tmp_path / "runs"
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(256, 8)
+    y = x @ torch.randn(8, 1)
+    run = tuitrain.init(
+        name="loop", config={"lr": 0.05, "model": "linear"}, runs_dir=runs, poll_interval=0.05
+    )
+    store = Store(runs)
+    applied: dict[str, int] = {}
+    sent = {}
+    step = 0
+    while step < 5000:  # bounded; the stop command ends it long before
+        step += 1
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss.detach(), "lr": opt.param_groups[0]["lr"]}, step=step)
+        if step == 10:
+            sent["set_lr"] = store.send_command(run.id, "set_lr", {"lr": 0.01})
+            sent["eval"] = store.send_command(run.id, "eval")
+        for cmd in run.poll(step):
+            if cmd.kind == "set_lr":
+                for g in opt.param_groups:
+                    g["lr"] = cmd.value
+                run.ack(cmd, step, f"lr {cmd.value}")
+            elif cmd.kind == "stop":
+                run.ack(cmd, step)
+                applied["stop"] = step
+            else:
+                run.reject(cmd, f"{cmd.kind} is not supported by this loop", step)
+            applied.setdefault(cmd.kind, step)
+        if "set_lr" in applied and "stop" not in sent:
+            sent["stop"] = store.send_command(run.id, "stop")
+        if "stop" in applied:
+            break
+        time.sleep(0.002)
+    run.finish("early_stopped", summary={"final_loss": loss.item()})
+
+    info = store.get_run(run.id)
+    assert info.status == "early_stopped" and info.name == "loop"
+    assert info.config == {"lr": 0.05, "model": "linear"} and info.derived["source"] == "api"
+    assert info.summary["steps"] == step and info.summary["final_loss"] == pytest.approx(
+        float(loss)
+    )
+    set_cmd = store.get_command(sent["set_lr"])
+    assert set_cmd.status == "applied" and set_cmd.applied_step == applied["set_lr"] >= 10
+    assert store.get_command(sent["eval"]).status == "rejected"
+    assert store.get_command(sent["stop"]).applied_step == applied["stop"] == step
+    lrs = {p.step: p.value for p in store.tail(run.id, names=["lr"])}
+    assert len(lrs) == step
+    assert lrs[applied["set_lr"]] == pytest.approx(0.05) and lrs[
+        applied["set_lr"] + 1
+    ] == pytest.approx(0.01)
+    losses = [p.value for p in store.tail(run.id, names=["loss"])]
+    assert len(losses) == step and losses[-1] < losses[0]
+    assert [e.kind for e in store.events(run.id)][-1] == "finished"
+    with pytest.raises(RuntimeError, match="has finished"):
+        run.log({"loss": 1.0})
+    store.close()
+
+
+@pytest.mark.timeout(60)
+def test_bad_input_names_the_field(tmp_path):
+    with tuitrain.init(name="bad", runs_dir=tmp_path) as run:
+        with pytest.raises(ValueError, match="metric 'acc' has value 'high'"):
+            run.log({"acc": "high"})
+        with pytest.raises(ValueError, match="step must be a non-negative int"):
+            run.log({"loss": 1.0}, step=-1)
+        with pytest.raises(ValueError, match="status must be one of"):
+            run.finish("done")
+        run.log({"loss": 1.0})
+        run.log({"loss": 0.5})
+    with Store(tmp_path) as store:
+        info = store.get_run("bad")
+        assert info.status == "completed" and [p.step for p in store.tail(info.id)] == [1, 2]
+    with pytest.raises(TypeError, match="config must be a dict"):
+        tuitrain.init(config=["lr", 1], runs_dir=tmp_path)
+
+
+SCRIPT = """
+import sys, tuitrain
+run = tuitrain.init(name=sys.argv[2], runs_dir=sys.argv[1])
+run.log({{"loss": 1.0}}, step=1)
+{ending}
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [("raise RuntimeError('boom')", "failed"), ("pass", "completed")],
+)
+def test_script_that_never_calls_finish_still_ends_its_run(tmp_path, ending, status):
+    code = SCRIPT.format(ending=ending)
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(tmp_path), "s"],
+        capture_output=True,
+        timeout=60,
+    )
+    with Store(tmp_path) as store:
+        info = store.get_run("s")
+        assert info.status == status
+        assert store.last_step(info.id) == 1
+        if status == "failed":
+            assert "RuntimeError: boom" in (info.exit_reason or "")

@@ -1,0 +1,199 @@
+"""Provides the custom-loop API: `tuitrain.init()` -> Run with log(), poll(), ack(), reject(), finish().
+
+A run made here is a first-class run in the store: the TUI lists it, charts it and can send it
+steering commands, which the loop receives from `poll()` and applies itself. Logging goes through
+the store's batched RunWriter, so `log()` never waits on SQLite; `poll()` reads the database at
+most every `poll_interval` seconds (the trainer's own SteeringPoller). Torch is never imported.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuitrain.integrations import lifecycle
+from tuitrain.store import RunWriter, Store
+from tuitrain.train.steering import SteerCommand, SteeringPoller, StoreSource
+
+__all__ = ["Run", "SteerCommand", "init"]
+
+POLL_INTERVAL_S = 0.25
+# Statuses a script may end a run with (crashed is for runs that vanish, queued for the launcher).
+FINISH_STATUSES = ("completed", "early_stopped", "stopped", "failed", "diverged", "pruned")
+
+
+class Run:
+    """A run reported from the current process; create it with `tuitrain.init()`."""
+
+    def __init__(
+        self,
+        runs_dir: str | os.PathLike[str] = "runs",
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        derived: Mapping[str, Any] | None = None,
+        poll_interval: float = POLL_INTERVAL_S,
+        flush_interval: float = 0.5,
+    ) -> None:
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(
+                f"config must be a dict of plain values, got {type(config).__name__};"
+                " pass e.g. config={'lr': 3e-4, 'batch_size': 32}"
+            )
+        if not poll_interval >= 0:
+            raise ValueError(f"poll_interval must be >= 0 seconds, got {poll_interval!r}")
+        self.runs_dir = Path(runs_dir)
+        store = Store(self.runs_dir)
+        try:
+            info = store.create_run(
+                config=dict(config or {}),
+                derived={"source": "api", **dict(derived or {})},
+                name=name,
+                status="queued",
+            )
+            store.mark_started(info.id, os.getpid(), socket.gethostname())
+            store.add_event(info.id, "started", f"started by pid {os.getpid()} (tuitrain.init)")
+        finally:
+            store.close()
+        self.id: str = info.id
+        self.name: str = info.name
+        self.dir: Path = info.run_dir
+        self._writer = RunWriter(self.runs_dir, self.id, flush_interval=flush_interval)
+        # Commands and acks use their own connection, on the loop's thread (claims are rare and short).
+        self._source = StoreSource(self.runs_dir, self.id)
+        self._poller = SteeringPoller(self._source, interval=poll_interval)
+        self._step = 0
+        self._started = time.time()
+        self.finished = False
+        self.status = "running"
+        lifecycle.track(self)
+
+    @property
+    def step(self) -> int:
+        """The highest step logged so far (0 before the first log)."""
+        return self._step
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Queue metrics for `step` (default: the last step + 1); returns without touching SQLite.
+
+        Values are numbers or 0-d tensors; a tensor is converted by the writer's thread, so the
+        loop does not wait for the GPU here."""
+        if self.finished:
+            raise RuntimeError(
+                f"run {self.name!r} has finished; call tuitrain.init() for a new run"
+            )
+        if step is None:
+            step = self._step + 1
+        elif isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be a non-negative int (the optimizer step), got {step!r}")
+        values: dict[str, Any] = {}
+        for key, value in metrics.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"metric names must be non-empty strings, got {key!r}")
+            values[key] = _number(key, value)
+        self._step = max(self._step, step)
+        if values:
+            self._writer.log(step, values)
+
+    def event(
+        self,
+        kind: str,
+        message: str,
+        step: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add an entry to the run's timeline (e.g. kind 'checkpoint', 'eval' or 'warning')."""
+        self._writer.event(
+            kind, message, self._step if step is None else step, dict(data) if data else None
+        )
+
+    def poll(self, step: int | None = None) -> list[SteerCommand]:
+        """Commands sent since the last poll, validated (malformed ones are rejected, not returned).
+
+        Cheap enough to call every step: one clock read, and a DB query every poll_interval s.
+        For each command the loop calls ack() once applied, or reject() with a reason."""
+        if self.finished:
+            return []
+        return self._poller.poll(self._step if step is None else step)
+
+    def ack(self, cmd: SteerCommand, step: int | None = None, message: str = "") -> None:
+        """Record that the loop applied `cmd`, taking effect after `step` (default: the last step)."""
+        self._poller.ack(cmd, self._step if step is None else step, message)
+
+    def reject(self, cmd: SteerCommand, reason: str, step: int | None = None) -> None:
+        """Record that the loop will not apply `cmd`, and why (shown in the TUI)."""
+        self._poller.reject(cmd, reason, self._step if step is None else step)
+
+    def finish(
+        self,
+        status: str = "completed",
+        summary: Mapping[str, Any] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Write everything queued and mark the run ended with `status` (idempotent)."""
+        if status not in FINISH_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINISH_STATUSES)}; got {status!r}")
+        if self.finished:
+            return
+        self.finished = True
+        self.status = status
+        self._writer.close()
+        store = self._source.store
+        final = {"steps": self._step, "wall_time_s": round(time.time() - self._started, 3)}
+        final.update(summary or {})
+        store.add_event(
+            self.id, "finished", f"run {status}" + (f": {reason}" if reason else ""), self._step
+        )
+        store.set_status(self.id, status, reason=reason, summary=final)
+        store.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc_type is None:
+            self.finish("completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("stopped", reason="KeyboardInterrupt")
+        else:
+            self.finish("failed", reason=f"{exc_type.__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        return f"<tuitrain.Run {self.name!r} id={self.id} status={self.status}>"
+
+
+def init(
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    runs_dir: str | os.PathLike[str] = "runs",
+    derived: Mapping[str, Any] | None = None,
+    poll_interval: float = POLL_INTERVAL_S,
+) -> Run:
+    """Register a running run in `<runs_dir>/tuitrain.db` and return it for logging and steering."""
+    return Run(
+        runs_dir=runs_dir, name=name, config=config, derived=derived, poll_interval=poll_interval
+    )
+
+
+def _number(key: str, value: Any) -> Any:
+    if isinstance(value, (int, float)):
+        return float(value)
+    numel = getattr(value, "numel", None)
+    if callable(numel) and hasattr(value, "item"):  # a tensor: keep it async, drop its graph
+        if numel() != 1:
+            raise ValueError(
+                f"metric {key!r} is a tensor with {numel()} elements; log a scalar (e.g. .mean())"
+            )
+        return value.detach() if hasattr(value, "detach") else value
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:  # numpy scalars
+        return value.item()
+    raise ValueError(
+        f"metric {key!r} has value {value!r} ({type(value).__name__}); log numbers only"
+        " (convert with float(), or use run.event() for text)"
+    )

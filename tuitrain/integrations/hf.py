@@ -1,0 +1,425 @@
+"""Provides TuiTrainCallback: report an HF Trainer run to the tuitrain store and obey its steering.
+
+    trainer = Trainer(..., callbacks=[TuiTrainCallback(runs_dir="runs", name="my-run")])
+
+Rank 0 registers the run, logs every `on_log` dict and claims commands; every rank applies each
+command after the same optimizer step (tuitrain.train.steering.SteeringPoller). LR commands
+become a multiplier wrapped around the scheduler's LambdaLR lambdas, so the rest of the schedule
+keeps its shape; the multiplier is a plain float in TrainerState (stateful callback), so it is
+restored from checkpoints that HF/Accelerate load with weights_only. Never imports Textual.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from tuitrain.integrations import lifecycle
+from tuitrain.train.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
+
+# Logged once at the end of train(); they describe the whole run, so they go to the summary.
+SUMMARY_KEYS = {
+    "train_runtime": "wall_time_s",
+    "train_samples_per_second": "samples_per_s",
+    "train_steps_per_second": "steps_per_s",
+    "train_loss": "train_loss",
+    "total_flos": "total_flos",
+}
+RENAMES = {"learning_rate": "lr"}
+# eval_* keys that are timings, not quality metrics: no val_* twin for these.
+EVAL_TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
+_STEERED = "_tuitrain_steered"
+
+
+def metric_rows(logs: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """Split one on_log dict into (metrics for the store, summary values); eval_X also gives val_X."""
+    metrics: dict[str, float] = {}
+    summary: dict[str, float] = {}
+    for key, value in logs.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue  # HF logs only numbers; anything else is not a chartable metric
+        if key in SUMMARY_KEYS:
+            summary[SUMMARY_KEYS[key]] = v
+            continue
+        metrics[RENAMES.get(key, key)] = v
+        if key.startswith("eval_") and not key.endswith(EVAL_TIMING_SUFFIXES):
+            # The TUI charts val_*; HF's own name is kept too, so users find what they logged.
+            metrics["val_" + key[len("eval_") :]] = v
+    return metrics, summary
+
+
+class TuiTrainCallback(TrainerCallback, ExportableState):
+    """Report an HF Trainer run to `<runs_dir>/tuitrain.db` and obey stop / LR / checkpoint / eval."""
+
+    def __init__(
+        self,
+        runs_dir: str | os.PathLike[str] = "runs",
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+        poll_interval: float = 0.25,
+        resume_run: bool = True,
+    ) -> None:
+        # No side effects here: Trainer re-creates stateful callbacks from state()["args"] when
+        # restore_callback_states_from_checkpoint is set. The run is registered in on_train_begin.
+        self.runs_dir = str(runs_dir)
+        self.name = name
+        self.config = config
+        self.poll_interval = poll_interval
+        self.resume_run = resume_run
+        self.lr_multiplier = 1.0
+        self.run_id: str | None = None
+        self.finished = True  # no run until on_train_begin
+        self._writer: Any = None
+        self._source: StoreSource | None = None
+        self._poller: SteeringPoller | None = None
+        self._scheduler: Any = None
+        self._base_lambdas: list[Any] = []
+        self._stop_status: str | None = None
+        self._sigterm = threading.Event()
+        self._old_sigterm: Any = None
+        self._best: tuple[float, int] | None = None
+        self._summary: dict[str, float] = {}
+        self._last_val: float | None = None
+        self._last_log: tuple[float, int] | None = None
+        self._eff_batch = 1
+        self._started = 0.0
+
+    # -- ExportableState: plain numbers and strings only (weights_only-safe, JSON in trainer_state) --
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of this callback: the LR multiplier and the run id."""
+        return {
+            "args": {
+                "runs_dir": self.runs_dir,
+                "name": self.name,
+                "poll_interval": self.poll_interval,
+                "resume_run": self.resume_run,
+            },
+            "attributes": {"lr_multiplier": float(self.lr_multiplier), "run_id": self.run_id},
+        }
+
+    def _restore(self, state: TrainerState) -> None:
+        # On resume TrainerState comes from the checkpoint's trainer_state.json; on a fresh run it
+        # holds our own initial state(), so reading it is always safe.
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        attrs = (saved or {}).get("attributes", {})
+        self.lr_multiplier = float(attrs.get("lr_multiplier", self.lr_multiplier))
+        self.run_id = attrs.get("run_id") or self.run_id
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        """Register (or re-attach to) the run on rank 0, wrap the LR schedule on every rank."""
+        self._restore(state)
+        self._started = time.time()
+        self._stop_status = None
+        self._eff_batch = (
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        )
+        resumed = state.global_step > 0
+        if state.is_world_process_zero:
+            self._register(args, state, kw.get("model"), resumed)
+            self._install_sigterm()
+        self._poller = SteeringPoller(
+            self._source if state.is_world_process_zero else None,
+            rank=args.process_index,
+            world=args.world_size,
+            interval=self.poll_interval,
+        )
+        self._wrap_scheduler(kw.get("lr_scheduler"))
+
+    def _register(
+        self, args: TrainingArguments, state: TrainerState, model: Any, resumed: bool
+    ) -> None:
+        from tuitrain.store import RunNotFound, RunWriter, Store
+
+        store = Store(self.runs_dir)
+        try:
+            run = None
+            if resumed and self.resume_run and self.run_id:
+                try:
+                    run = store.get_run(self.run_id)
+                except RunNotFound:
+                    run = None
+            if run is None:
+                run = store.create_run(
+                    config=self.config if self.config is not None else _auto_config(args, model),
+                    derived=_derived(args, state, self._eff_batch),
+                    name=self.name,
+                    status="queued",
+                )
+            self.run_id = run.id
+            store.mark_started(run.id, os.getpid(), socket.gethostname())
+            how = f"resumed at step {state.global_step}" if resumed else "started"
+            store.add_event(
+                run.id,
+                "resumed" if resumed else "started",
+                f"{how} by pid {os.getpid()} (HF Trainer, {args.world_size} process(es))",
+                state.global_step,
+                {"lr_multiplier": self.lr_multiplier} if resumed else None,
+            )
+        finally:
+            store.close()
+        self._writer = RunWriter(self.runs_dir, self.run_id)
+        self._source = StoreSource(self.runs_dir, self.run_id)
+        self.finished = False
+        lifecycle.track(self)
+
+    def _install_sigterm(self) -> None:
+        # SIGTERM (e.g. `tuitrain stop`) becomes a stop at the next step on every rank, with a
+        # checkpoint; only when nobody else handles it and we are on the main thread.
+        self._sigterm.clear()
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._old_sigterm = signal.signal(signal.SIGTERM, lambda *_: self._sigterm.set())
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        """Write what is queued and set the final status (completed, early_stopped or stopped)."""
+        self._restore_sigterm()
+        if self.finished:
+            return
+        status = self._stop_status
+        if status is None:
+            # Another callback (e.g. EarlyStoppingCallback) ended training before max_steps.
+            early = control.should_training_stop and 0 < state.global_step < state.max_steps
+            status = "early_stopped" if early else "completed"
+        self.finish(status, step=state.global_step)
+
+    def finish(self, status: str, *, reason: str | None = None, step: int | None = None) -> None:
+        """End the run record (called by on_train_end, or at exit if training died)."""
+        if self.finished or self.run_id is None:
+            return
+        self.finished = True
+        from tuitrain.store import Store
+
+        self._writer.close()
+        summary: dict[str, Any] = {"wall_time_s": round(time.time() - self._started, 3)}
+        if step is not None:
+            summary["steps"] = step
+        if self._last_val is not None:
+            summary["final_val_loss"] = self._last_val
+        if self._best is not None:
+            summary.update(
+                best_metric="val_loss",
+                best_value=self._best[0],
+                best_step=self._best[1],
+                best_val_loss=self._best[0],
+            )
+        summary.update(self._summary)
+        with Store(self.runs_dir) as store:
+            store.add_event(
+                self.run_id, "finished", f"run {status}" + (f": {reason}" if reason else ""), step
+            )
+            store.set_status(self.run_id, status, reason=reason, summary=summary)
+        if self._source is not None:
+            self._source.store.close()
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict | None = None,
+        **kw: Any,
+    ) -> None:
+        """Queue this log dict (rank 0): learning_rate -> lr, eval_X also as val_X."""
+        if not state.is_world_process_zero or self._writer is None or not logs:
+            return
+        metrics, summary = metric_rows(logs)
+        step = state.global_step
+        now = time.monotonic()
+        if "loss" in metrics and self._last_log is not None and step > self._last_log[1]:
+            dt = now - self._last_log[0]
+            if dt > 0:
+                metrics["samples_per_s"] = (step - self._last_log[1]) * self._eff_batch / dt
+        if "loss" in metrics:
+            self._last_log = (now, step)
+        val = metrics.get("val_loss")
+        if val is not None and math.isfinite(val):
+            self._last_val = val
+            if self._best is None or val < self._best[0]:
+                self._best = (val, step)
+            self._writer.event(
+                "eval",
+                f"eval at step {step}: val_loss {val:.4g}",
+                step,
+                {k: v for k, v in metrics.items() if k.startswith("val_")},
+            )
+        if summary:
+            self._summary = {**self._summary, **summary}
+        if metrics:
+            self._writer.log(step, metrics)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        """Add a checkpoint event with the checkpoint's folder."""
+        if state.is_world_process_zero and self._writer is not None:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self._writer.event(
+                "checkpoint",
+                f"checkpoint saved at step {state.global_step}",
+                state.global_step,
+                {"path": str(path)},
+            )
+
+    # -- steering --------------------------------------------------------------------------
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
+        """Apply the commands due after this optimizer step; every rank gets the same list."""
+        if self._poller is None:
+            return control
+        step = state.global_step
+        for cmd in self._poller.poll(step, stop_requested=self._sigterm.is_set()):
+            reason = self._apply(cmd, args, step, control)
+            if reason:
+                self._poller.reject(cmd, reason, step)
+        return control
+
+    def _apply(
+        self, cmd: SteerCommand, args: TrainingArguments, step: int, control: TrainerControl
+    ) -> str | None:
+        """Apply one command; returns the reason when it is rejected."""
+        if cmd.kind in ("stop", SIGTERM_KIND):
+            control.should_training_stop = True
+            control.should_save = True  # the stop leaves a checkpoint to resume from
+            self._stop_status = "early_stopped" if cmd.kind == "stop" else "stopped"
+            self._poller.ack(cmd, step, f"stop after step {step} (checkpoint saved)")
+            if cmd.kind == SIGTERM_KIND and self._writer is not None:
+                self._writer.event("warning", f"SIGTERM: stopping after step {step}", step)
+            return None
+        if cmd.kind == "checkpoint":
+            control.should_save = True
+            self._poller.ack(cmd, step, f"checkpoint at step {step}")
+            return None
+        if cmd.kind == "eval":
+            if args.eval_strategy in ("no", None) or str(args.eval_strategy).endswith("NO"):
+                return "this Trainer has eval_strategy='no'; pass an eval_dataset and set eval_strategy='steps' to evaluate on command"
+            control.should_evaluate = True
+            self._poller.ack(cmd, step, f"evaluation at step {step}")
+            return None
+        if cmd.kind in ("set_lr", "scale_lr"):
+            return self._steer_lr(cmd, step)
+        return f"unknown command {cmd.kind!r}"
+
+    def _steer_lr(self, cmd: SteerCommand, step: int) -> str | None:
+        sched = self._scheduler
+        if sched is None:
+            return "the scheduler is not a LambdaLR (e.g. reduce_lr_on_plateau): LR steering is not available for it"
+        assert cmd.value is not None
+        if cmd.kind == "set_lr":
+            # The multiplier that makes the next update's LR (param group 0) exactly the value asked.
+            shaped = sched.base_lrs[0] * self._base_lambdas[0](sched.last_epoch)
+            if not shaped > 0:
+                return "the schedule is at LR 0 here (warmup start or end of decay); use scale-lr or wait a step"
+            multiplier = cmd.value / shaped
+        else:
+            multiplier = self.lr_multiplier * cmd.value
+        self.lr_multiplier = float(multiplier)
+        lr = self._refresh_lrs()
+        self._poller.ack(
+            cmd, step, f"lr {lr:.4g} (multiplier {multiplier:.4g}) from step {step + 1}"
+        )
+        if self._writer is not None:
+            self._writer.event(
+                "lr",
+                f"lr multiplier {multiplier:.4g} by command {cmd.id}: lr {lr:.4g} from step {step + 1}",
+                step,
+                {"multiplier": multiplier, "lr": lr, "command_id": cmd.id},
+            )
+        return None
+
+    def _wrap_scheduler(self, sched: Any) -> None:
+        """Multiply each LambdaLR lambda by the steering multiplier (rebuilt for every train())."""
+        lambdas = getattr(sched, "lr_lambdas", None)
+        if not isinstance(lambdas, list) or not hasattr(sched, "base_lrs"):
+            self._scheduler = None
+            return
+        self._scheduler = sched
+        # A closure (FunctionType) is left out of LambdaLR.state_dict(), so the scheduler's
+        # checkpoint stays plain numbers; the multiplier itself is kept by state() above.
+        self._base_lambdas = [getattr(fn, _STEERED, fn) for fn in lambdas]
+        sched.lr_lambdas = [_steered(fn, self) for fn in self._base_lambdas]
+        self._refresh_lrs()
+
+    def _refresh_lrs(self) -> float:
+        """Give the optimizer the steered LRs for the next update now (not at the next sched.step())."""
+        sched = self._scheduler
+        lrs = [
+            base * fn(sched.last_epoch)
+            for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)
+        ]
+        for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+            if hasattr(group["lr"], "fill_"):  # a tensor LR (capturable optimizers): keep its type
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        sched._last_lr = list(lrs)  # what get_last_lr() and HF's logged learning_rate report
+        return lrs[0]
+
+
+def _steered(fn: Any, owner: TuiTrainCallback) -> Any:
+    def steered(step: int) -> float:
+        return fn(step) * owner.lr_multiplier
+
+    setattr(steered, _STEERED, fn)
+    return steered
+
+
+def _auto_config(args: TrainingArguments, model: Any) -> dict[str, Any]:
+    """The run record's config when the user gives none: the TrainingArguments and the model's identity."""
+    cfg: dict[str, Any] = {"training_args": args.to_sanitized_dict()}
+    mcfg = getattr(model, "config", None)
+    if mcfg is not None:
+        cfg["model"] = {
+            "name_or_path": getattr(mcfg, "_name_or_path", "") or "",
+            "model_type": getattr(mcfg, "model_type", "") or "",
+            "parameters": int(sum(p.numel() for p in model.parameters()))
+            if hasattr(model, "parameters")
+            else None,
+        }
+    return cfg
+
+
+def _derived(args: TrainingArguments, state: TrainerState, eff_batch: int) -> dict[str, Any]:
+    """The values the TUI shows for progress (total steps) and the run table."""
+    total = state.max_steps or None
+    warm = args.get_warmup_steps(total) if total else None
+    return {
+        "source": "hf",
+        "num_processes": args.world_size,
+        "effective_batch": eff_batch,
+        "scaled_lr": args.learning_rate,
+        "total_steps": total,
+        "warmup_steps": warm,
+        "steps_per_epoch": None,
+        "train_samples": None,
+    }
