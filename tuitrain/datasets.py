@@ -38,11 +38,15 @@ def detect_format(path: str, fmt: str = "auto") -> str:
     return "txt"
 
 
-def read_records(path: str, fmt: str = "auto", text_field: str = "text", label_field: str | None = None) -> Iterator[Record]:
+def read_records(
+    path: str, fmt: str = "auto", text_field: str = "text", label_field: str | None = None
+) -> Iterator[Record]:
     """Yield records from a jsonl, csv or txt file (txt: one record per non-empty line)."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{path}: no such file (set data.train_file / data.validation_file to an existing file)")
+        raise DataError(
+            f"{path}: no such file (set data.train_file / data.validation_file to an existing file)"
+        )
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         with p.open(encoding="utf-8") as fh:
@@ -52,16 +56,22 @@ def read_records(path: str, fmt: str = "auto", text_field: str = "text", label_f
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+                    raise DataError(
+                        f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                    ) from exc
                 if not isinstance(obj, dict) or text_field not in obj:
-                    raise DataError(f"{path}:{lineno}: no field {text_field!r} (set data.text_field to the key holding the text)")
+                    raise DataError(
+                        f"{path}:{lineno}: no field {text_field!r} (set data.text_field to the key holding the text)"
+                    )
                 yield Record(str(obj[text_field]), obj.get(label_field) if label_field else None)
     elif kind == "csv":
         with p.open(encoding="utf-8", newline="") as fh:
             dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"
             reader = csv.DictReader(fh, dialect=dialect)
             if reader.fieldnames is None or text_field not in reader.fieldnames:
-                raise DataError(f"{path}:1: no column {text_field!r} in {reader.fieldnames} (set data.text_field)")
+                raise DataError(
+                    f"{path}:1: no column {text_field!r} in {reader.fieldnames} (set data.text_field)"
+                )
             for row in reader:
                 yield Record(row[text_field], row.get(label_field) if label_field else None)
     else:

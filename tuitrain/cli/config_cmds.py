@@ -28,7 +28,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     r = load_config(args.config, env=args.env, sets=args.sets)
     derived = r.derived.as_dict()
     if args.format == "json":
-        print(json.dumps({"config": to_dict(r.config), "derived": derived, "warnings": r.warnings}, indent=2))
+        print(
+            json.dumps(
+                {"config": to_dict(r.config), "derived": derived, "warnings": r.warnings}, indent=2
+            )
+        )
     else:
         print(dump_yaml(r.config), end="")
         print("# derived")

@@ -25,11 +25,23 @@ META_KEYS = ("extends", "envs")
 LineMap = dict[str, tuple[str, int]]
 
 
+# YAML treats these as line breaks (or cannot print them plainly): strings holding them must be
+# written double-quoted with escapes, or they come back changed.
+_UNSAFE = {"\x85", "\u2028", "\u2029", "\ufeff"}
+
+
+def _represent_str(representer, value: str):
+    if any(c in _UNSAFE or (not c.isprintable() and c not in "\n\t") for c in value):
+        return representer.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return representer.represent_str(value)
+
+
 def _yaml() -> YAML:
     # YAML 1.2 core schema: `5e-5` is a float (PyYAML's 1.1 rules load it as a string).
     y = YAML(typ="rt")
     y.version = (1, 2)
     y.default_flow_style = False
+    y.representer.add_representer(str, _represent_str)
     return y
 
 
@@ -71,7 +83,9 @@ def read_file(path: str | Path) -> tuple[dict, LineMap]:
     p = Path(path)
     name = str(path)
     if not p.is_file():
-        raise ConfigError([ConfigIssue("", f"no such config file: {name}", "check the path", file=name)])
+        raise ConfigError(
+            [ConfigIssue("", f"no such config file: {name}", "check the path", file=name)]
+        )
     text = p.read_text(encoding="utf-8")
     lines: LineMap = {}
     try:
@@ -82,16 +96,34 @@ def read_file(path: str | Path) -> tuple[dict, LineMap]:
             _collect_lines(node, name, "", lines)
             data = _plain(node)
     except json.JSONDecodeError as exc:
-        raise ConfigError([ConfigIssue("", f"not valid JSON: {exc.msg}", "fix the syntax", file=name, line=exc.lineno)]) from exc
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "", f"not valid JSON: {exc.msg}", "fix the syntax", file=name, line=exc.lineno
+                )
+            ]
+        ) from exc
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         msg = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue("", f"not valid YAML: {msg}", "fix the syntax", file=name, line=line)]) from exc
+        raise ConfigError(
+            [ConfigIssue("", f"not valid YAML: {msg}", "fix the syntax", file=name, line=line)]
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("", "the top level must be a mapping of groups (model:, data:, ...)", "start the file with e.g. `model:`", file=name, line=1)])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "",
+                    "the top level must be a mapping of groups (model:, data:, ...)",
+                    "start the file with e.g. `model:`",
+                    file=name,
+                    line=1,
+                )
+            ]
+        )
     return data, lines
 
 
@@ -111,7 +143,16 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
     p = Path(path).resolve()
     if str(p) in _seen:
         chain = " -> ".join([*_seen, str(p)])
-        raise ConfigError([ConfigIssue("extends", f"circular extends: {chain}", "remove one of the extends", file=str(path))])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "extends",
+                    f"circular extends: {chain}",
+                    "remove one of the extends",
+                    file=str(path),
+                )
+            ]
+        )
     data, lines = read_file(path)
     bases = data.pop("extends", None)
     if bases is None:
@@ -124,7 +165,17 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
         bp = Path(b) if Path(b).is_absolute() else p.parent / b
         if not bp.is_file():
             line = lines.get("extends", (str(path), None))[1]
-            raise ConfigError([ConfigIssue("extends", f"base file not found: {b}", f"paths are relative to {p.parent}", file=str(path), line=line)])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "extends",
+                        f"base file not found: {b}",
+                        f"paths are relative to {p.parent}",
+                        file=str(path),
+                        line=line,
+                    )
+                ]
+            )
         bdata, blines = read_with_extends(bp, (*_seen, str(p)))
         merged = deep_merge(merged, bdata)
         merged_lines.update(blines)
@@ -141,7 +192,16 @@ def apply_env(data: dict, env: str | None, file: str | None = None) -> dict:
         return data
     if env not in envs:
         choices = ", ".join(sorted(envs)) or "none defined"
-        raise ConfigError([ConfigIssue("envs", f"no environment {env!r} (available: {choices})", "pick one of the available envs, or add it under envs:", file=file)])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "envs",
+                    f"no environment {env!r} (available: {choices})",
+                    "pick one of the available envs, or add it under envs:",
+                    file=file,
+                )
+            ]
+        )
     return deep_merge(data, envs[env] or {})
 
 
@@ -159,11 +219,26 @@ def apply_sets(data: dict, sets: list[str] | tuple[str, ...]) -> dict:
     out = copy.deepcopy(data)
     for item in sets:
         if "=" not in item:
-            raise ConfigError([ConfigIssue(item, "an override must look like group.key=value", "e.g. --set optimizer.lr=5e-5", file="--set")])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        item,
+                        "an override must look like group.key=value",
+                        "e.g. --set optimizer.lr=5e-5",
+                        file="--set",
+                    )
+                ]
+            )
         key, _, raw = item.partition("=")
         parts = [s for s in key.strip().split(".") if s]
         if not parts:
-            raise ConfigError([ConfigIssue(item, "empty key in override", "e.g. --set optimizer.lr=5e-5", file="--set")])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        item, "empty key in override", "e.g. --set optimizer.lr=5e-5", file="--set"
+                    )
+                ]
+            )
         node = out
         for part in parts[:-1]:
             nxt = node.get(part)
@@ -199,7 +274,11 @@ def _issue_from_pydantic(err: dict, lines: LineMap, default_file: str | None) ->
         known = list(parent.model_fields) if parent else []
         guess = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
         scope = ".".join(loc[:-1]) or "the top level"
-        fix = f"did you mean {'.'.join((*loc[:-1], guess[0]))!r}?" if guess else f"known keys in {scope}: {', '.join(known)}"
+        fix = (
+            f"did you mean {'.'.join((*loc[:-1], guess[0]))!r}?"
+            if guess
+            else f"known keys in {scope}: {', '.join(known)}"
+        )
         return ConfigIssue(path, "unknown key", fix, file, line)
     msg = err["msg"]
     fix = ""
@@ -208,10 +287,16 @@ def _issue_from_pydantic(err: dict, lines: LineMap, default_file: str | None) ->
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         fix = "choose a value within the bounds"
     elif kind in ("float_parsing", "int_parsing", "float_type", "int_type"):
-        fix = "write a number, e.g. 5e-5 or 0.00005" if "float" in kind else "write a whole number, e.g. 8"
+        fix = (
+            "write a number, e.g. 5e-5 or 0.00005"
+            if "float" in kind
+            else "write a whole number, e.g. 8"
+        )
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-    return ConfigIssue(path, f"{msg} (got {err.get('input')!r})" if kind != "value_error" else msg, fix, file, line)
+    return ConfigIssue(
+        path, f"{msg} (got {err.get('input')!r})" if kind != "value_error" else msg, fix, file, line
+    )
 
 
 def parse(data: dict, lines: LineMap | None = None, file: str | None = None) -> TrainConfig:
@@ -243,7 +328,12 @@ class Resolved:
     source: str | None = None
 
 
-def resolve(cfg: TrainConfig, source: str | None = None, lines: LineMap | None = None, check_data: bool = True) -> Resolved:
+def resolve(
+    cfg: TrainConfig,
+    source: str | None = None,
+    lines: LineMap | None = None,
+    check_data: bool = True,
+) -> Resolved:
     """Compute derived values (estimating the dataset size) and run the checks that need them."""
     from tuitrain.config.datasize import estimate_train_samples
 
@@ -256,14 +346,26 @@ def resolve(cfg: TrainConfig, source: str | None = None, lines: LineMap | None =
             resolve_path(name)
         except ValueError as exc:
             line = (lines or {}).get("model.name_or_path", (None, None))[1]
-            raise ConfigError([ConfigIssue("model.name_or_path", str(exc), "install the package or give a local path", source, line)]) from None
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "model.name_or_path",
+                        str(exc),
+                        "install the package or give a local path",
+                        source,
+                        line,
+                    )
+                ]
+            ) from None
     if check_data:
         try:
             samples, estimated = estimate_train_samples(cfg)
         except ValueError as exc:
             path, _, msg = str(exc).partition("|")
             line = (lines or {}).get(path, (None, None))[1]
-            raise ConfigError([ConfigIssue(path, msg, "point it at an existing jsonl/csv/txt file", source, line)]) from None
+            raise ConfigError(
+                [ConfigIssue(path, msg, "point it at an existing jsonl/csv/txt file", source, line)]
+            ) from None
     d = compute(cfg, samples, estimated)
     issues = derived_issues(cfg, d)
     for i in issues:
@@ -274,7 +376,12 @@ def resolve(cfg: TrainConfig, source: str | None = None, lines: LineMap | None =
     return Resolved(cfg, d, warnings(cfg, d), source)
 
 
-def load_config(path: str | Path, env: str | None = None, sets: list[str] | tuple[str, ...] = (), check_data: bool = True) -> Resolved:
+def load_config(
+    path: str | Path,
+    env: str | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    check_data: bool = True,
+) -> Resolved:
     """Read, merge, override, validate and resolve a config file."""
     data, lines = read_with_extends(path)
     data = apply_env(data, env, str(path))
@@ -290,7 +397,12 @@ def load_config(path: str | Path, env: str | None = None, sets: list[str] | tupl
 # Fields holding file paths: relative values are taken from the config file's folder (where
 # the file exists there), so a config works from any working directory and its run copy
 # (runs/<id>/config.yaml) still points at the same files.
-PATH_FIELDS = (("data", "train_file"), ("data", "validation_file"), ("launch", "accelerate_config"), ("model", "name_or_path"))
+PATH_FIELDS = (
+    ("data", "train_file"),
+    ("data", "validation_file"),
+    ("launch", "accelerate_config"),
+    ("model", "name_or_path"),
+)
 
 
 def anchor_paths(data: dict, base: Path) -> None:
@@ -300,9 +412,12 @@ def anchor_paths(data: dict, base: Path) -> None:
         value = node.get(key) if isinstance(node, dict) else None
         if not isinstance(value, str) or not value or value.startswith("pkg:"):
             continue
-        p = Path(value).expanduser()
-        if not p.is_absolute() and (base / p).exists():
-            node[key] = str((base / p).resolve())
+        try:
+            p = Path(value).expanduser()
+            if not p.is_absolute() and (base / p).exists():
+                node[key] = str((base / p).resolve())
+        except (RuntimeError, OSError, ValueError):
+            continue  # not a usable path; the field's own check reports it
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -16,7 +16,9 @@ def resolve_path(value: str, base: Path | None = None) -> str:
         module, _, rest = value[len(PKG_PREFIX) :].partition("/")
         spec = importlib.util.find_spec(module) if module else None
         if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"{value}: no installed package {module!r} (pip install it, or give a path)")
+            raise ValueError(
+                f"{value}: no installed package {module!r} (pip install it, or give a path)"
+            )
         root = Path(next(iter(spec.submodule_search_locations)))
         return str(root / rest) if rest else str(root)
     p = Path(value).expanduser()

@@ -9,6 +9,13 @@ from tuitrain.config.errors import ConfigIssue
 from tuitrain.config.schema import METRICS_BY_TASK, TrainConfig
 
 
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).expanduser().is_file()
+    except (RuntimeError, OSError, ValueError):  # "~user" with no such user, NUL bytes, too long
+        return False
+
+
 def monitor_mode(cfg: TrainConfig) -> str:
     """Resolved early_stopping.mode: auto is max for accuracy, min otherwise."""
     es = cfg.early_stopping
@@ -22,40 +29,143 @@ def cross_field_issues(cfg: TrainConfig) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     task = cfg.model.task
     if cfg.peft.method == "qlora" and cfg.peft.bits is None:
-        out.append(ConfigIssue("peft.bits", "qlora quantises the base model but peft.bits is not set", "set peft.bits: 4 (or 8)"))
+        out.append(
+            ConfigIssue(
+                "peft.bits",
+                "qlora quantises the base model but peft.bits is not set",
+                "set peft.bits: 4 (or 8)",
+            )
+        )
     if cfg.peft.method == "qlora" and not cfg.model.name_or_path:
-        out.append(ConfigIssue("peft.method", "qlora needs a pretrained model to quantise", "set model.name_or_path, or use peft.method: lora"))
+        out.append(
+            ConfigIssue(
+                "peft.method",
+                "qlora needs a pretrained model to quantise",
+                "set model.name_or_path, or use peft.method: lora",
+            )
+        )
     if cfg.early_stopping.monitor not in METRICS_BY_TASK[task]:
         allowed = ", ".join(METRICS_BY_TASK[task])
-        out.append(ConfigIssue("early_stopping.monitor", f"{cfg.early_stopping.monitor} is never produced by a {task} run", f"monitor one of: {allowed}"))
+        out.append(
+            ConfigIssue(
+                "early_stopping.monitor",
+                f"{cfg.early_stopping.monitor} is never produced by a {task} run",
+                f"monitor one of: {allowed}",
+            )
+        )
     if cfg.optimizer.head_lr is not None and task != "seq-cls":
-        out.append(ConfigIssue("optimizer.head_lr", f"head_lr applies to a new classification head, and a {task} model has none", "remove optimizer.head_lr, or set model.task: seq-cls"))
+        out.append(
+            ConfigIssue(
+                "optimizer.head_lr",
+                f"head_lr applies to a new classification head, and a {task} model has none",
+                "remove optimizer.head_lr, or set model.task: seq-cls",
+            )
+        )
     if cfg.scheduler.warmup_steps is not None and cfg.scheduler.warmup_ratio > 0:
-        out.append(ConfigIssue("scheduler.warmup_steps", "both warmup_steps and warmup_ratio are set", "set only one of them (warmup_steps wins otherwise)"))
+        out.append(
+            ConfigIssue(
+                "scheduler.warmup_steps",
+                "both warmup_steps and warmup_ratio are set",
+                "set only one of them (warmup_steps wins otherwise)",
+            )
+        )
     if cfg.model.tokenizer == "bytes" and cfg.model.name_or_path:
-        out.append(ConfigIssue("model.tokenizer", "bytes tokenisation is for models built from scratch; a pretrained model has its own vocabulary", "set model.tokenizer: auto"))
+        out.append(
+            ConfigIssue(
+                "model.tokenizer",
+                "bytes tokenisation is for models built from scratch; a pretrained model has its own vocabulary",
+                "set model.tokenizer: auto",
+            )
+        )
     if not cfg.model.name_or_path and cfg.model.tokenizer == "auto":
-        out.append(ConfigIssue("model.tokenizer", "a model built from scratch has no tokenizer of its own", "set model.tokenizer: bytes, or model.name_or_path to a pretrained model"))
-    if not cfg.model.name_or_path and cfg.model.arch.max_position_embeddings < cfg.data.max_seq_length:
-        out.append(ConfigIssue("model.arch.max_position_embeddings", f"{cfg.model.arch.max_position_embeddings} is shorter than data.max_seq_length ({cfg.data.max_seq_length})", f"set it to at least {cfg.data.max_seq_length}"))
+        out.append(
+            ConfigIssue(
+                "model.tokenizer",
+                "a model built from scratch has no tokenizer of its own",
+                "set model.tokenizer: bytes, or model.name_or_path to a pretrained model",
+            )
+        )
+    if (
+        not cfg.model.name_or_path
+        and cfg.model.arch.max_position_embeddings < cfg.data.max_seq_length
+    ):
+        out.append(
+            ConfigIssue(
+                "model.arch.max_position_embeddings",
+                f"{cfg.model.arch.max_position_embeddings} is shorter than data.max_seq_length ({cfg.data.max_seq_length})",
+                f"set it to at least {cfg.data.max_seq_length}",
+            )
+        )
     if not cfg.model.name_or_path:
         fam = cfg.model.arch.type
         if task == "causal-lm" and fam == "bert":
-            out.append(ConfigIssue("model.arch.type", "bert is an encoder and cannot be a causal LM", "use gpt2 or llama for causal-lm"))
+            out.append(
+                ConfigIssue(
+                    "model.arch.type",
+                    "bert is an encoder and cannot be a causal LM",
+                    "use gpt2 or llama for causal-lm",
+                )
+            )
     if cfg.data.source == "file" and not cfg.data.train_file:
-        out.append(ConfigIssue("data.train_file", "no training data given", "set data.train_file (jsonl/csv/txt), or data.source: python-stdlib"))
+        out.append(
+            ConfigIssue(
+                "data.train_file",
+                "no training data given",
+                "set data.train_file (jsonl/csv/txt), or data.source: python-stdlib",
+            )
+        )
     if cfg.data.source == "python-stdlib" and task != "causal-lm":
-        out.append(ConfigIssue("data.source", "the python-stdlib corpus has no labels", "use data.source: file with a label column for seq-cls"))
-    if cfg.scheduler.name == "plateau" and cfg.training.eval_every is None and cfg.training.epochs < 2:
-        out.append(ConfigIssue("scheduler.name", "plateau cuts the LR between evaluations, and this run evaluates only once", "set training.eval_every"))
+        out.append(
+            ConfigIssue(
+                "data.source",
+                "the python-stdlib corpus has no labels",
+                "use data.source: file with a label column for seq-cls",
+            )
+        )
+    if (
+        cfg.scheduler.name == "plateau"
+        and cfg.training.eval_every is None
+        and cfg.training.epochs < 2
+    ):
+        out.append(
+            ConfigIssue(
+                "scheduler.name",
+                "plateau cuts the LR between evaluations, and this run evaluates only once",
+                "set training.eval_every",
+            )
+        )
     if cfg.launch.num_machines > 1 and not cfg.launch.main_process_ip:
-        out.append(ConfigIssue("launch.main_process_ip", "a multi-node run needs the address of machine 0", "set launch.main_process_ip"))
+        out.append(
+            ConfigIssue(
+                "launch.main_process_ip",
+                "a multi-node run needs the address of machine 0",
+                "set launch.main_process_ip",
+            )
+        )
     if cfg.launch.machine_rank >= cfg.launch.num_machines:
-        out.append(ConfigIssue("launch.machine_rank", f"rank {cfg.launch.machine_rank} does not exist with {cfg.launch.num_machines} machine(s)", f"use 0..{cfg.launch.num_machines - 1}"))
+        out.append(
+            ConfigIssue(
+                "launch.machine_rank",
+                f"rank {cfg.launch.machine_rank} does not exist with {cfg.launch.num_machines} machine(s)",
+                f"use 0..{cfg.launch.num_machines - 1}",
+            )
+        )
     if cfg.launch.num_processes % cfg.launch.num_machines:
-        out.append(ConfigIssue("launch.num_processes", "num_processes counts all processes and must be a multiple of num_machines", "set it to processes-per-machine x num_machines"))
-    if cfg.launch.accelerate_config and not Path(cfg.launch.accelerate_config).expanduser().is_file():
-        out.append(ConfigIssue("launch.accelerate_config", f"{cfg.launch.accelerate_config}: no such file", "run `accelerate config` or clear the field"))
+        out.append(
+            ConfigIssue(
+                "launch.num_processes",
+                "num_processes counts all processes and must be a multiple of num_machines",
+                "set it to processes-per-machine x num_machines",
+            )
+        )
+    if cfg.launch.accelerate_config and not _is_file(cfg.launch.accelerate_config):
+        out.append(
+            ConfigIssue(
+                "launch.accelerate_config",
+                f"{cfg.launch.accelerate_config}: no such file",
+                "run `accelerate config` or clear the field",
+            )
+        )
     return out
 
 
@@ -64,7 +174,13 @@ def derived_issues(cfg: TrainConfig, d: Derived) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     if d.total_steps is not None and d.warmup_steps is not None and d.warmup_steps >= d.total_steps:
         fix = f"set scheduler.warmup_steps below {d.total_steps} (10% would be {max(1, d.total_steps // 10)})"
-        out.append(ConfigIssue("scheduler.warmup_steps", f"warmup ({d.warmup_steps} steps) is as long as training ({d.total_steps} steps)", fix))
+        out.append(
+            ConfigIssue(
+                "scheduler.warmup_steps",
+                f"warmup ({d.warmup_steps} steps) is as long as training ({d.total_steps} steps)",
+                fix,
+            )
+        )
     return out
 
 
@@ -74,13 +190,29 @@ def warnings(cfg: TrainConfig, d: Derived) -> list[str]:
     if cfg.training.mixed_precision == "fp16" and cfg.launch.cpu:
         out.append("training.mixed_precision: fp16 on CPU is slow or unsupported; use no (or bf16)")
     if cfg.peft.method != "none" and not 0.5 <= cfg.peft.alpha / cfg.peft.r <= 4:
-        out.append(f"peft.alpha: alpha/r = {cfg.peft.alpha / cfg.peft.r:.2f}; about 2 is typical (alpha ~ 2 x r)")
+        out.append(
+            f"peft.alpha: alpha/r = {cfg.peft.alpha / cfg.peft.r:.2f}; about 2 is typical (alpha ~ 2 x r)"
+        )
     if cfg.model.name_or_path and cfg.optimizer.lr > 1e-3 and cfg.peft.method == "none":
-        out.append(f"optimizer.lr: {cfg.optimizer.lr:g} is high for fine-tuning a pretrained model (1e-5..5e-5 typical)")
+        out.append(
+            f"optimizer.lr: {cfg.optimizer.lr:g} is high for fine-tuning a pretrained model (1e-5..5e-5 typical)"
+        )
     if cfg.model.task == "seq-cls" and cfg.generation.prompts:
         out.append("generation.prompts: ignored for seq-cls")
-    if d.total_steps is not None and cfg.training.eval_every and cfg.training.eval_every > d.total_steps:
-        out.append(f"training.eval_every: {cfg.training.eval_every} is beyond the last step ({d.total_steps}); only the final eval runs")
-    if cfg.early_stopping.enabled and cfg.training.eval_every is None and cfg.training.epochs < cfg.early_stopping.patience:
-        out.append("early_stopping.patience: with one eval per epoch, it can never trigger; set training.eval_every")
+    if (
+        d.total_steps is not None
+        and cfg.training.eval_every
+        and cfg.training.eval_every > d.total_steps
+    ):
+        out.append(
+            f"training.eval_every: {cfg.training.eval_every} is beyond the last step ({d.total_steps}); only the final eval runs"
+        )
+    if (
+        cfg.early_stopping.enabled
+        and cfg.training.eval_every is None
+        and cfg.training.epochs < cfg.early_stopping.patience
+    ):
+        out.append(
+            "early_stopping.patience: with one eval per epoch, it can never trigger; set training.eval_every"
+        )
     return out

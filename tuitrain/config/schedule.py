@@ -7,7 +7,9 @@ import math
 from tuitrain.config.schema import SchedulerGroup
 
 
-def lr_factor(step: int, sched: SchedulerGroup, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+def lr_factor(
+    step: int, sched: SchedulerGroup, total_steps: int, warmup_steps: int, base_lr: float
+) -> float:
     """Multiplier on the peak LR at optimizer step `step` (0-based: the LR used for update step+1).
 
     `plateau` has no fixed shape: it is constant here and the trainer multiplies in its cuts.
@@ -34,7 +36,9 @@ def lr_factor(step: int, sched: SchedulerGroup, total_steps: int, warmup_steps: 
     raise ValueError(f"unknown scheduler.name {name!r}")
 
 
-def schedule_curve(sched: SchedulerGroup, total_steps: int, warmup_steps: int, base_lr: float, points: int = 200) -> list[tuple[int, float]]:
+def schedule_curve(
+    sched: SchedulerGroup, total_steps: int, warmup_steps: int, base_lr: float, points: int = 200
+) -> list[tuple[int, float]]:
     """(step, lr) pairs sampled evenly over the run, for previews and charts."""
     if total_steps <= 0:
         return []

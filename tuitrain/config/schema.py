@@ -19,24 +19,70 @@ class Group(BaseModel):
 class RunGroup(Group):
     """Run identity and reproducibility."""
 
-    name: str | None = Field(None, max_length=200, description="Run name shown in lists; default: derived from the config file name.")
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed for weights, data order and sampling. Any integer; fix it to compare runs.")
-    deterministic: bool = Field(False, description="Use deterministic kernels (slower); for exact reproducibility checks.")
-    tags: list[str] = Field(default_factory=list, description="Free-form labels shown in the runs list and usable by sweeps.")
+    name: str | None = Field(
+        None,
+        max_length=200,
+        description="Run name shown in lists; default: derived from the config file name.",
+    )
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed for weights, data order and sampling. Any integer; fix it to compare runs.",
+    )
+    deterministic: bool = Field(
+        False, description="Use deterministic kernels (slower); for exact reproducibility checks."
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Free-form labels shown in the runs list and usable by sweeps.",
+    )
     notes: str = Field("", description="A note stored with the run (what you are trying).")
 
 
 class ArchGroup(Group):
     """Architecture for a small model built from scratch (used when model.name_or_path is empty)."""
 
-    type: Literal["gpt2", "llama", "bert"] = Field("gpt2", description="Model family to build from scratch: gpt2 or llama for causal LM, bert for classification.")
-    hidden_size: int = Field(128, ge=8, le=65536, description="Width of the model. Tiny demo: 64-256; 125M models: 768.")
-    num_layers: int = Field(4, ge=1, le=512, description="Number of transformer blocks. Tiny demo: 2-6; 125M models: 12.")
-    num_heads: int = Field(4, ge=1, le=1024, description="Attention heads; must divide hidden_size. Typically hidden_size / 64.")
-    intermediate_size: int | None = Field(None, ge=8, le=262144, description="MLP width; default 4 x hidden_size.")
-    max_position_embeddings: int = Field(512, ge=16, le=1_048_576, description="Longest sequence the model can see; at least data.max_seq_length.")
-    vocab_size: int | None = Field(None, ge=2, le=1_000_000, description="Vocabulary size; default: the tokenizer's (259 for bytes).")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside the model. 0.0-0.1 for LMs; 0.1-0.5 for small data.")
+    type: Literal["gpt2", "llama", "bert"] = Field(
+        "gpt2",
+        description="Model family to build from scratch: gpt2 or llama for causal LM, bert for classification.",
+    )
+    hidden_size: int = Field(
+        128, ge=8, le=65536, description="Width of the model. Tiny demo: 64-256; 125M models: 768."
+    )
+    num_layers: int = Field(
+        4,
+        ge=1,
+        le=512,
+        description="Number of transformer blocks. Tiny demo: 2-6; 125M models: 12.",
+    )
+    num_heads: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="Attention heads; must divide hidden_size. Typically hidden_size / 64.",
+    )
+    intermediate_size: int | None = Field(
+        None, ge=8, le=262144, description="MLP width; default 4 x hidden_size."
+    )
+    max_position_embeddings: int = Field(
+        512,
+        ge=16,
+        le=1_048_576,
+        description="Longest sequence the model can see; at least data.max_seq_length.",
+    )
+    vocab_size: int | None = Field(
+        None,
+        ge=2,
+        le=1_000_000,
+        description="Vocabulary size; default: the tokenizer's (259 for bytes).",
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout inside the model. 0.0-0.1 for LMs; 0.1-0.5 for small data.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ArchGroup:
@@ -51,129 +97,348 @@ class ArchGroup(Group):
 class ModelGroup(Group):
     """Which model to train and how to load it."""
 
-    name_or_path: str | None = Field(None, description="Local path or hub id of a pretrained model; empty builds model.arch from scratch.")
-    task: Literal["causal-lm", "seq-cls"] = Field("causal-lm", description="causal-lm: next-token prediction; seq-cls: sequence classification (adds a head).")
-    num_labels: int = Field(2, ge=2, le=100_000, description="Classes for seq-cls (ignored for causal-lm).")
-    tokenizer: Literal["auto", "bytes"] = Field("auto", description="auto: the model's own tokenizer; bytes: raw UTF-8 bytes (256 ids + specials), for from-scratch models.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype at load. auto: float32 master weights (mixed precision casts compute).")
-    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Only for sources you trust.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: ~30% slower, much less memory.")
-    arch: ArchGroup = Field(default_factory=ArchGroup, description="From-scratch architecture (used when name_or_path is empty).")
+    name_or_path: str | None = Field(
+        None,
+        description="Local path or hub id of a pretrained model; empty builds model.arch from scratch.",
+    )
+    task: Literal["causal-lm", "seq-cls"] = Field(
+        "causal-lm",
+        description="causal-lm: next-token prediction; seq-cls: sequence classification (adds a head).",
+    )
+    num_labels: int = Field(
+        2, ge=2, le=100_000, description="Classes for seq-cls (ignored for causal-lm)."
+    )
+    tokenizer: Literal["auto", "bytes"] = Field(
+        "auto",
+        description="auto: the model's own tokenizer; bytes: raw UTF-8 bytes (256 ids + specials), for from-scratch models.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype at load. auto: float32 master weights (mixed precision casts compute).",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run model code shipped with the checkpoint. Only for sources you trust."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: ~30% slower, much less memory."
+    )
+    arch: ArchGroup = Field(
+        default_factory=ArchGroup,
+        description="From-scratch architecture (used when name_or_path is empty).",
+    )
 
 
 class DataGroup(Group):
     """Training data: files or a built-in corpus, tokenisation and splits."""
 
-    source: Literal["file", "python-stdlib"] = Field("file", description="file: data.train_file; python-stdlib: this Python's own library source, read as bytes (no download).")
-    train_file: str | None = Field(None, description="Training data: .jsonl, .csv or .txt (one example per line; txt is packed as a stream).")
-    validation_file: str | None = Field(None, description="Validation data in the same format; default: split off validation_split of train.")
-    format: Literal["auto", "jsonl", "csv", "txt"] = Field("auto", description="File format; auto picks it from the file extension.")
-    text_field: str = Field("text", min_length=1, description="Column/key holding the input text (jsonl, csv).")
-    label_field: str = Field("label", min_length=1, description="Column/key holding the class label for seq-cls (int or string).")
-    max_seq_length: int = Field(128, ge=8, le=1_048_576, description="Tokens per example; longer inputs are truncated (or packed). 128-512 for fine-tuning; 2048+ for LLMs.")
-    packing: bool = Field(True, description="Concatenate texts and cut into max_seq_length blocks (causal-lm); no padding waste.")
-    validation_split: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction held out for validation when no validation_file. 0.05-0.1 typical.")
-    max_bytes: int = Field(2_000_000, ge=1000, description="python-stdlib source: how many bytes of library source to read.")
-    max_train_samples: int | None = Field(None, ge=1, description="Cap on training examples (quick experiments); empty: all.")
-    num_workers: int = Field(0, ge=0, le=256, description="Data-loader worker processes; 0 loads in the main process. Size to CPU cores.")
+    source: Literal["file", "python-stdlib"] = Field(
+        "file",
+        description="file: data.train_file; python-stdlib: this Python's own library source, read as bytes (no download).",
+    )
+    train_file: str | None = Field(
+        None,
+        description="Training data: .jsonl, .csv or .txt (one example per line; txt is packed as a stream).",
+    )
+    validation_file: str | None = Field(
+        None,
+        description="Validation data in the same format; default: split off validation_split of train.",
+    )
+    format: Literal["auto", "jsonl", "csv", "txt"] = Field(
+        "auto", description="File format; auto picks it from the file extension."
+    )
+    text_field: str = Field(
+        "text", min_length=1, description="Column/key holding the input text (jsonl, csv)."
+    )
+    label_field: str = Field(
+        "label",
+        min_length=1,
+        description="Column/key holding the class label for seq-cls (int or string).",
+    )
+    max_seq_length: int = Field(
+        128,
+        ge=8,
+        le=1_048_576,
+        description="Tokens per example; longer inputs are truncated (or packed). 128-512 for fine-tuning; 2048+ for LLMs.",
+    )
+    packing: bool = Field(
+        True,
+        description="Concatenate texts and cut into max_seq_length blocks (causal-lm); no padding waste.",
+    )
+    validation_split: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction held out for validation when no validation_file. 0.05-0.1 typical.",
+    )
+    max_bytes: int = Field(
+        2_000_000,
+        ge=1000,
+        description="python-stdlib source: how many bytes of library source to read.",
+    )
+    max_train_samples: int | None = Field(
+        None, ge=1, description="Cap on training examples (quick experiments); empty: all."
+    )
+    num_workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Data-loader worker processes; 0 loads in the main process. Size to CPU cores.",
+    )
 
 
 class PeftGroup(Group):
     """Parameter-efficient fine-tuning (LoRA / QLoRA)."""
 
-    method: Literal["none", "lora", "qlora"] = Field("none", description="none: train all weights; lora: low-rank adapters; qlora: adapters on a 4/8-bit base (CUDA + bitsandbytes).")
-    r: int = Field(8, ge=1, le=4096, description="LoRA rank. 4-8 simple classification; 16 generation; 32-64 complex reasoning.")
-    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha/r. About 2 x r.")
+    method: Literal["none", "lora", "qlora"] = Field(
+        "none",
+        description="none: train all weights; lora: low-rank adapters; qlora: adapters on a 4/8-bit base (CUDA + bitsandbytes).",
+    )
+    r: int = Field(
+        8,
+        ge=1,
+        le=4096,
+        description="LoRA rank. 4-8 simple classification; 16 generation; 32-64 complex reasoning.",
+    )
+    alpha: float = Field(
+        16.0, gt=0, description="LoRA alpha; the update is scaled by alpha/r. About 2 x r."
+    )
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path. 0.0-0.1.")
-    target_modules: list[str] | None = Field(None, description="Module names to adapt (e.g. q_proj, v_proj); empty: peft's default for the model type.")
-    bits: Literal[4, 8] | None = Field(None, description="Quantisation of the base model for qlora: 4 or 8 bits.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Module names to adapt (e.g. q_proj, v_proj); empty: peft's default for the model type.",
+    )
+    bits: Literal[4, 8] | None = Field(
+        None, description="Quantisation of the base model for qlora: 4 or 8 bits."
+    )
 
 
 class OptimizerGroup(Group):
     """Optimizer and learning rate."""
 
-    name: Literal["adamw", "adam", "sgd", "rmsprop", "lion"] = Field("adamw", description="adamw: default for transformers; sgd: small data/CNNs; lion: sign-based, use ~3-10x lower LR.")
-    lr: float = Field(5e-5, gt=0, le=10.0, description="Peak learning rate. Fine-tune 1e-5..5e-5; from scratch ~3e-4; small nets with Adam ~1e-3.")
-    weight_decay: float = Field(0.01, ge=0.0, le=10.0, description="Decoupled weight decay. 0.01-0.1 for AdamW; ~1e-4 for SGD.")
-    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam/Lion first-moment decay. 0.9 (Lion: 0.9).")
-    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam/Lion second-moment decay. 0.999 (0.95 for large LMs; Lion 0.99).")
+    name: Literal["adamw", "adam", "sgd", "rmsprop", "lion"] = Field(
+        "adamw",
+        description="adamw: default for transformers; sgd: small data/CNNs; lion: sign-based, use ~3-10x lower LR.",
+    )
+    lr: float = Field(
+        5e-5,
+        gt=0,
+        le=10.0,
+        description="Peak learning rate. Fine-tune 1e-5..5e-5; from scratch ~3e-4; small nets with Adam ~1e-3.",
+    )
+    weight_decay: float = Field(
+        0.01,
+        ge=0.0,
+        le=10.0,
+        description="Decoupled weight decay. 0.01-0.1 for AdamW; ~1e-4 for SGD.",
+    )
+    beta1: float = Field(
+        0.9, ge=0.0, lt=1.0, description="Adam/Lion first-moment decay. 0.9 (Lion: 0.9)."
+    )
+    beta2: float = Field(
+        0.999,
+        ge=0.0,
+        lt=1.0,
+        description="Adam/Lion second-moment decay. 0.999 (0.95 for large LMs; Lion 0.99).",
+    )
     eps: float = Field(1e-8, gt=0, le=1.0, description="Adam epsilon. 1e-8, usually left alone.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD/RMSprop momentum. 0.9 typical.")
     nesterov: bool = Field(False, description="Nesterov momentum for SGD.")
-    head_lr: float | None = Field(None, gt=0, le=10.0, description="Separate LR for a new classification head (layer-wise LR), e.g. 5e-4 with a 1e-5 body.")
-    fused: bool = Field(True, description="Use the fused AdamW/Adam kernel on CUDA (ignored on CPU).")
+    head_lr: float | None = Field(
+        None,
+        gt=0,
+        le=10.0,
+        description="Separate LR for a new classification head (layer-wise LR), e.g. 5e-4 with a 1e-5 body.",
+    )
+    fused: bool = Field(
+        True, description="Use the fused AdamW/Adam kernel on CUDA (ignored on CPU)."
+    )
 
 
 class SchedulerGroup(Group):
     """Learning-rate schedule, counted in optimizer steps."""
 
-    name: Literal["constant", "linear", "cosine", "step", "exponential", "plateau"] = Field("cosine", description="Shape after warmup. cosine to a floor is the common default.")
-    warmup_steps: int | None = Field(None, ge=0, description="Warmup length in optimizer steps; overrides warmup_ratio. ~10% of steps or e.g. 1000.")
-    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Warmup as a fraction of total steps. 0.03-0.1 typical.")
-    warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0, description="Warmup starts at this fraction of the LR (0 or 0.1 typical).")
-    eta_min: float = Field(0.0, ge=0.0, description="LR floor for cosine/linear decay, e.g. 1e-6 or 1e-5.")
-    step_size: int = Field(1000, ge=1, description="step: multiply the LR by gamma every step_size optimizer steps.")
-    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step: factor per step_size (0.1 or 0.5); exponential: factor per optimizer step (e.g. 0.999).")
-    plateau_patience: int = Field(3, ge=0, description="plateau: evaluations without improvement before the LR is cut. ~3.")
-    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0, description="plateau: multiply the LR by this when the metric stalls. ~0.5.")
+    name: Literal["constant", "linear", "cosine", "step", "exponential", "plateau"] = Field(
+        "cosine", description="Shape after warmup. cosine to a floor is the common default."
+    )
+    warmup_steps: int | None = Field(
+        None,
+        ge=0,
+        description="Warmup length in optimizer steps; overrides warmup_ratio. ~10% of steps or e.g. 1000.",
+    )
+    warmup_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="Warmup as a fraction of total steps. 0.03-0.1 typical."
+    )
+    warmup_start_factor: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Warmup starts at this fraction of the LR (0 or 0.1 typical).",
+    )
+    eta_min: float = Field(
+        0.0, ge=0.0, description="LR floor for cosine/linear decay, e.g. 1e-6 or 1e-5."
+    )
+    step_size: int = Field(
+        1000, ge=1, description="step: multiply the LR by gamma every step_size optimizer steps."
+    )
+    gamma: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="step: factor per step_size (0.1 or 0.5); exponential: factor per optimizer step (e.g. 0.999).",
+    )
+    plateau_patience: int = Field(
+        3, ge=0, description="plateau: evaluations without improvement before the LR is cut. ~3."
+    )
+    plateau_factor: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="plateau: multiply the LR by this when the metric stalls. ~0.5.",
+    )
 
 
 class BatchGroup(Group):
     """Batch size, accumulation and LR scaling."""
 
-    size: int = Field(8, ge=1, le=1_000_000, description="Micro batch per device. Limited by memory; 4-32 for 7B models on one GPU.")
-    grad_accum: int = Field(1, ge=1, le=65536, description="Micro batches per optimizer step; effective batch = size x grad_accum x processes.")
-    lr_scaling: Literal["none", "linear", "sqrt"] = Field("none", description="Rescale optimizer.lr by effective/reference batch: linear (x B/Bref) or sqrt (x sqrt(B/Bref)).")
-    reference_batch: int = Field(256, ge=1, description="The effective batch optimizer.lr was tuned for (lr_scaling). Often 256.")
-    eval_size: int | None = Field(None, ge=1, description="Batch size for evaluation; default: batch.size.")
+    size: int = Field(
+        8,
+        ge=1,
+        le=1_000_000,
+        description="Micro batch per device. Limited by memory; 4-32 for 7B models on one GPU.",
+    )
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        le=65536,
+        description="Micro batches per optimizer step; effective batch = size x grad_accum x processes.",
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Rescale optimizer.lr by effective/reference batch: linear (x B/Bref) or sqrt (x sqrt(B/Bref)).",
+    )
+    reference_batch: int = Field(
+        256,
+        ge=1,
+        description="The effective batch optimizer.lr was tuned for (lr_scaling). Often 256.",
+    )
+    eval_size: int | None = Field(
+        None, ge=1, description="Batch size for evaluation; default: batch.size."
+    )
 
 
 class TrainingGroup(Group):
     """Length, precision and cadence of the training loop."""
 
-    epochs: int = Field(3, ge=1, le=100_000, description="Passes over the data. Fine-tune 2-5; small data 5-20.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps; overrides epochs.")
-    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip gradients to this global norm (0 disables). 0.5-1.0 standard.")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="bf16 on Ampere+ GPUs (no loss scaling); fp16 needs loss scaling; no on CPU.")
-    eval_every: int | None = Field(None, ge=1, description="Evaluate every N optimizer steps; empty: at the end of each epoch.")
-    eval_max_batches: int | None = Field(None, ge=1, description="Cap evaluation to N batches (fast, noisier val_loss); empty: the whole split.")
-    save_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps; empty: at each evaluation.")
-    save_total_limit: int = Field(2, ge=1, description="Keep at most this many periodic checkpoints (best is kept apart).")
-    log_every: int = Field(1, ge=1, description="Report train metrics every N optimizer steps (values stay on the device in between).")
+    epochs: int = Field(
+        3, ge=1, le=100_000, description="Passes over the data. Fine-tune 2-5; small data 5-20."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps; overrides epochs."
+    )
+    max_grad_norm: float = Field(
+        1.0,
+        ge=0.0,
+        description="Clip gradients to this global norm (0 disables). 0.5-1.0 standard.",
+    )
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no",
+        description="bf16 on Ampere+ GPUs (no loss scaling); fp16 needs loss scaling; no on CPU.",
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate every N optimizer steps; empty: at the end of each epoch."
+    )
+    eval_max_batches: int | None = Field(
+        None,
+        ge=1,
+        description="Cap evaluation to N batches (fast, noisier val_loss); empty: the whole split.",
+    )
+    save_every: int | None = Field(
+        None, ge=1, description="Checkpoint every N optimizer steps; empty: at each evaluation."
+    )
+    save_total_limit: int = Field(
+        2, ge=1, description="Keep at most this many periodic checkpoints (best is kept apart)."
+    )
+    log_every: int = Field(
+        1,
+        ge=1,
+        description="Report train metrics every N optimizer steps (values stay on the device in between).",
+    )
 
 
 class EarlyStoppingGroup(Group):
     """Stop when the monitored validation metric stops improving."""
 
-    enabled: bool = Field(False, description="Stop training when the monitored metric has not improved for patience evaluations.")
-    monitor: Literal["val_loss", "val_perplexity", "val_accuracy"] = Field("val_loss", description="Metric to watch: val_loss (any task), val_perplexity (causal-lm), val_accuracy (seq-cls).")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="min: lower is better; max: higher is better; auto: max for accuracy, else min.")
-    patience: int = Field(5, ge=1, description="Evaluations without improvement before stopping. 3-10.")
-    min_delta: float = Field(1e-4, ge=0.0, description="Smallest change that counts as an improvement, e.g. 1e-4.")
+    enabled: bool = Field(
+        False,
+        description="Stop training when the monitored metric has not improved for patience evaluations.",
+    )
+    monitor: Literal["val_loss", "val_perplexity", "val_accuracy"] = Field(
+        "val_loss",
+        description="Metric to watch: val_loss (any task), val_perplexity (causal-lm), val_accuracy (seq-cls).",
+    )
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto",
+        description="min: lower is better; max: higher is better; auto: max for accuracy, else min.",
+    )
+    patience: int = Field(
+        5, ge=1, description="Evaluations without improvement before stopping. 3-10."
+    )
+    min_delta: float = Field(
+        1e-4, ge=0.0, description="Smallest change that counts as an improvement, e.g. 1e-4."
+    )
     restore_best: bool = Field(True, description="Load the best checkpoint's weights at the end.")
 
 
 class GenerationGroup(Group):
     """Sample generations at each evaluation (causal-lm only)."""
 
-    enabled: bool = Field(True, description="Generate samples from prompts at each evaluation (causal-lm).")
-    prompts: list[str] = Field(default_factory=list, description="Prompts to complete at each evaluation; empty: none.")
-    max_new_tokens: int = Field(64, ge=1, le=65536, description="Tokens to generate per prompt. 32-256.")
-    temperature: float = Field(0.8, ge=0.0, le=10.0, description="Logit temperature: low is conservative, high is diverse. 0.7-1.0; 0 is greedy.")
+    enabled: bool = Field(
+        True, description="Generate samples from prompts at each evaluation (causal-lm)."
+    )
+    prompts: list[str] = Field(
+        default_factory=list, description="Prompts to complete at each evaluation; empty: none."
+    )
+    max_new_tokens: int = Field(
+        64, ge=1, le=65536, description="Tokens to generate per prompt. 32-256."
+    )
+    temperature: float = Field(
+        0.8,
+        ge=0.0,
+        le=10.0,
+        description="Logit temperature: low is conservative, high is diverse. 0.7-1.0; 0 is greedy.",
+    )
     top_k: int = Field(50, ge=0, description="Keep the k most likely tokens (0 disables). ~50.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Keep the smallest token set with this cumulative probability. 0.9-0.95.")
+    top_p: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Keep the smallest token set with this cumulative probability. 0.9-0.95.",
+    )
 
 
 class LaunchGroup(Group):
     """How `accelerate launch` starts the training processes."""
 
-    num_processes: int = Field(1, ge=1, le=4096, description="Training processes in all (usually one per GPU).")
+    num_processes: int = Field(
+        1, ge=1, le=4096, description="Training processes in all (usually one per GPU)."
+    )
     num_machines: int = Field(1, ge=1, le=1024, description="Machines in a multi-node run.")
-    machine_rank: int = Field(0, ge=0, description="This machine's rank in a multi-node run (0 = main).")
-    main_process_ip: str | None = Field(None, description="Address of the rank-0 machine (multi-node).")
-    main_process_port: int = Field(29500, ge=1, le=65535, description="Port for the process group rendezvous.")
-    accelerate_config: str | None = Field(None, description="An accelerate config file (from `accelerate config`); its settings apply first.")
-    gpu_ids: str | None = Field(None, description="GPUs to use, e.g. 0,1 or all; empty: all visible.")
+    machine_rank: int = Field(
+        0, ge=0, description="This machine's rank in a multi-node run (0 = main)."
+    )
+    main_process_ip: str | None = Field(
+        None, description="Address of the rank-0 machine (multi-node)."
+    )
+    main_process_port: int = Field(
+        29500, ge=1, le=65535, description="Port for the process group rendezvous."
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="An accelerate config file (from `accelerate config`); its settings apply first.",
+    )
+    gpu_ids: str | None = Field(
+        None, description="GPUs to use, e.g. 0,1 or all; empty: all visible."
+    )
     cpu: bool = Field(False, description="Force training on CPU even when GPUs are present.")
 
 
@@ -187,16 +452,34 @@ class TrainConfig(Group):
     """A complete training config: one group per concern."""
 
     run: RunGroup = Field(default_factory=RunGroup, description="Run identity and reproducibility.")
-    model: ModelGroup = Field(default_factory=ModelGroup, description="Which model to train and how to load it.")
-    data: DataGroup = Field(default_factory=DataGroup, description="Training data and tokenisation.")
+    model: ModelGroup = Field(
+        default_factory=ModelGroup, description="Which model to train and how to load it."
+    )
+    data: DataGroup = Field(
+        default_factory=DataGroup, description="Training data and tokenisation."
+    )
     peft: PeftGroup = Field(default_factory=PeftGroup, description="LoRA / QLoRA adapters.")
-    optimizer: OptimizerGroup = Field(default_factory=OptimizerGroup, description="Optimizer and learning rate.")
-    scheduler: SchedulerGroup = Field(default_factory=SchedulerGroup, description="Learning-rate schedule.")
-    batch: BatchGroup = Field(default_factory=BatchGroup, description="Batch size and accumulation.")
-    training: TrainingGroup = Field(default_factory=TrainingGroup, description="Training length, precision, cadence.")
-    early_stopping: EarlyStoppingGroup = Field(default_factory=EarlyStoppingGroup, description="Early stopping on a validation metric.")
-    generation: GenerationGroup = Field(default_factory=GenerationGroup, description="Sample generations (causal-lm).")
-    launch: LaunchGroup = Field(default_factory=LaunchGroup, description="Processes, machines and GPUs.")
+    optimizer: OptimizerGroup = Field(
+        default_factory=OptimizerGroup, description="Optimizer and learning rate."
+    )
+    scheduler: SchedulerGroup = Field(
+        default_factory=SchedulerGroup, description="Learning-rate schedule."
+    )
+    batch: BatchGroup = Field(
+        default_factory=BatchGroup, description="Batch size and accumulation."
+    )
+    training: TrainingGroup = Field(
+        default_factory=TrainingGroup, description="Training length, precision, cadence."
+    )
+    early_stopping: EarlyStoppingGroup = Field(
+        default_factory=EarlyStoppingGroup, description="Early stopping on a validation metric."
+    )
+    generation: GenerationGroup = Field(
+        default_factory=GenerationGroup, description="Sample generations (causal-lm)."
+    )
+    launch: LaunchGroup = Field(
+        default_factory=LaunchGroup, description="Processes, machines and GPUs."
+    )
 
 
 GROUPS: tuple[str, ...] = tuple(TrainConfig.model_fields)
