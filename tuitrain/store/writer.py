@@ -124,6 +124,7 @@ class RunWriter:
         self._last_beat = 0.0
         self._last_error = ""
         self.rows_written = 0
+        self.failed_flushes = 0  # flushes that hit an error and were kept for retry
         self._stop = threading.Event()
         self._closed = False
         self._thread = threading.Thread(
@@ -220,6 +221,7 @@ class RunWriter:
             with self._buf_lock:
                 self._metrics[:0] = batch
                 self._events[:0] = events
+            self.failed_flushes += 1
             if str(exc) != self._last_error:
                 log.warning("tuitrain writer: will retry, %s", exc)
             self._last_error = str(exc)
