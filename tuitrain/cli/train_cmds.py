@@ -1,12 +1,79 @@
-"""Provides the CLI commands of this area (being written)."""
+"""Provides the CLI commands that start and end training processes: `resume` and `stop`."""
 
 from __future__ import annotations
 
 import argparse
-
-from tuitrain.cli import batch
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands."""
-    batch.register(sub)  # `tuitrain run` lives in cli/batch.py (sweep/batch engineer)
+    """Add this module's subcommands (each area adds its own register_* below)."""
+    register_resume(sub)
+    register_stop(sub)
+
+
+def register_resume(sub: argparse._SubParsersAction) -> None:
+    """Add `tuitrain resume RUN`."""
+    p = sub.add_parser(
+        "resume",
+        help="continue a stopped/crashed run from its last checkpoint (same run, metrics continue)",
+    )
+    p.add_argument("run", help="run id or name")
+    p.set_defaults(handler=cmd_resume)
+
+
+def register_stop(sub: argparse._SubParsersAction) -> None:
+    """Add `tuitrain stop RUN [--grace S]`."""
+    p = sub.add_parser(
+        "stop", help="stop a run now: SIGTERM (it saves a checkpoint), SIGKILL after a grace period"
+    )
+    p.add_argument("run", help="run id or name")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait after SIGTERM before SIGKILL (default 30)",
+    )
+    p.set_defaults(handler=cmd_stop)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume the run detached; print its id and log file."""
+    from tuitrain.launch import LaunchError, resume
+    from tuitrain.store import RunNotFound
+
+    try:
+        run = resume(args.run, args.runs_dir)
+    except (LaunchError, RunNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"resumed {run.id} ({run.name}); log: {run.run_dir / 'train.log'}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the run's processes and report how it ended."""
+    from tuitrain.launch import stop
+    from tuitrain.store import RunNotFound, Store
+
+    if args.grace < 0:
+        print("error: --grace must be >= 0 seconds", file=sys.stderr)
+        return 2
+    try:
+        with Store(args.runs_dir) as store:
+            run = store.get_run(args.run)
+    except RunNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    what = stop(run, grace_s=args.grace, runs_dir=args.runs_dir)
+    with Store(args.runs_dir) as store:
+        run = store.get_run(run.id)
+    if what == "not running":
+        print(f"{run.id} is not running (status {run.status})")
+        return 0
+    print(
+        f"{run.id}: {what}; status {run.status}"
+        + (f" ({run.exit_reason})" if run.exit_reason else "")
+    )
+    return 0

@@ -1,0 +1,133 @@
+"""Provides helpers for trainer tests: tiny configs, real detached launches with a time bound,
+and cleanup of every process group a test started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tuitrain.config import load_config
+from tuitrain.launch import LAUNCH_FILE, launch
+from tuitrain.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "demo.yaml"
+ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+# A tiny from-scratch byte LM on a slice of the stdlib corpus: a few seconds of CPU per run.
+TINY = [
+    "model.arch.hidden_size=32",
+    "model.arch.num_layers=1",
+    "model.arch.num_heads=2",
+    "model.arch.max_position_embeddings=64",
+    "data.max_seq_length=32",
+    "data.max_bytes=60000",
+    "batch.size=8",
+    "training.max_steps=30",
+    "training.eval_every=10",
+    "training.eval_max_batches=2",
+    "training.log_every=5",
+    "generation.max_new_tokens=8",
+]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for the 2-rank rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Launcher:
+    """Starts real runs under tmp_path/runs and kills whatever is left at teardown."""
+
+    def __init__(self, tmp_path: Path):
+        self.runs_dir = tmp_path / "runs"
+        self.pgids: list[int] = []
+
+    def start(self, sets: list[str], config: Path = DEMO, name: str = "t"):
+        """Launch the config with --set style overrides; returns RunInfo."""
+        resolved = load_config(config, sets=sets)
+        run = launch(resolved, self.runs_dir, name=name, extra_env=ENV)
+        self.track(run)
+        return run
+
+    def track(self, run) -> None:
+        """Remember the run's process group for cleanup."""
+        info = json.loads((Path(run.run_dir) / LAUNCH_FILE).read_text())
+        self.pgids.append(info["pgid"])
+
+    def store(self) -> Store:
+        """A fresh store connection on the runs directory."""
+        return Store(self.runs_dir)
+
+    def log(self, run) -> str:
+        """The run's train.log text."""
+        p = Path(run.run_dir) / "train.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def wait(self, run, timeout: float = 120.0, statuses: tuple[str, ...] | None = None):
+        """Poll until the run reaches a terminal status (or one of `statuses`); fail with its log otherwise."""
+        deadline = time.monotonic() + timeout
+        with self.store() as s:
+            while time.monotonic() < deadline:
+                info = s.get_run(run.id)
+                done = info.status in statuses if statuses else info.terminal
+                if done:
+                    return info
+                time.sleep(0.25)
+        self.kill_all()
+        pytest.fail(
+            f"run {run.id} not done within {timeout} s; train.log tail:\n{self.log(run)[-3000:]}"
+        )
+
+    def wait_exit(self, run, timeout: float = 60.0) -> None:
+        """Wait until every process of the run has exited."""
+        pgid = json.loads((Path(run.run_dir) / LAUNCH_FILE).read_text())["pgid"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        self.kill_all()
+        pytest.fail(f"processes of {run.id} still alive after {timeout} s")
+
+    def wait_step(self, run, step: int, timeout: float = 120.0) -> None:
+        """Wait until the store holds a loss at `step` or later."""
+        deadline = time.monotonic() + timeout
+        with self.store() as s:
+            while time.monotonic() < deadline:
+                if any(p.step >= step for p in s.tail(run.id, ["loss"])):
+                    return
+                if s.get_run(run.id).terminal:
+                    pytest.fail(f"run ended before step {step}:\n{self.log(run)[-3000:]}")
+                time.sleep(0.2)
+        self.kill_all()
+        pytest.fail(f"no step {step} within {timeout} s:\n{self.log(run)[-3000:]}")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process group started by this test."""
+        for pgid in self.pgids:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def losses(store: Store, run_id: str) -> list[tuple[int, float]]:
+    """(step, loss) pairs of a run, by step."""
+    return [(p.step, p.value) for p in store.tail(run_id, ["loss"])]
