@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tuitrain.cli import batch
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands (each area adds its own register_* below)."""
     register_resume(sub)
     register_stop(sub)
+    batch.register(sub)  # `tuitrain run CONFIG` lives in cli/batch.py (batch/sweep area)
 
 
 def register_resume(sub: argparse._SubParsersAction) -> None:

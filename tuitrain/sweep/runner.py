@@ -163,7 +163,7 @@ class SweepRunner:
         return lambda: [signal.signal(s, h) for s, h in old.items()] and None
 
     def _start(self, slot: Slot) -> None:
-        from tuitrain.launch import launch
+        from tuitrain.launch import LaunchError, launch
 
         trial = self.study.ask(self.dists)
         self.asked += 1
@@ -182,7 +182,7 @@ class SweepRunner:
             info = launch(
                 resolved, self.runs_dir, name=run_name, sweep_id=self.rec.id, extra_env=slot.env
             )
-        except (ConfigError, OSError, ValueError) as exc:
+        except (ConfigError, LaunchError, OSError, ValueError) as exc:
             # A bad sampled combination (or a launch error) fails this trial, not the sweep.
             self._fail(trial, rec, str(exc))
             self.say(f"{label}: failed before launch: {exc}")
