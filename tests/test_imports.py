@@ -1,0 +1,37 @@
+"""Boundary tests: the TUI, CLI, store, config, launcher and sweeps never load the ML stack, and the
+training side never loads Textual (each import runs in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+ML = ("torch", "transformers", "accelerate", "peft")
+TUI = ("textual", "textual_plotext", "plotext")
+
+
+def loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["tuitrain", "tuitrain.cli", "tuitrain.config", "tuitrain.store", "tuitrain.launch", "tuitrain.sweep", "tuitrain.tui.app"],
+)
+def test_no_ml_stack_outside_training(module):
+    assert not loaded_after(f"import {module}") & set(ML)
+
+
+def test_cli_parser_and_app_screens_stay_light():
+    code = "from tuitrain.cli import build_parser; build_parser()\nimport tuitrain.tui.screens"
+    assert not loaded_after(code) & set(ML)
+
+
+@pytest.mark.parametrize("module", ["tuitrain.train.loop", "tuitrain.api", "tuitrain.integrations.hf", "tuitrain.store"])
+def test_training_side_never_loads_textual(module):
+    assert not loaded_after(f"import {module}") & set(TUI)
