@@ -125,13 +125,18 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         """Register (or re-attach to) the run on rank 0, wrap the LR schedule on every rank."""
-        self._restore(state)
+        resumed = state.global_step > 0
+        if resumed:
+            self._restore(state)
+        else:  # a fresh train(), even with a reused callback: a new run at multiplier 1
+            self.lr_multiplier, self.run_id = 1.0, None
         self._started = time.time()
         self._stop_status = None
+        self._best = self._last_val = self._last_log = None
+        self._summary = {}
         self._eff_batch = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         )
-        resumed = state.global_step > 0
         if state.is_world_process_zero:
             self._register(args, state, kw.get("model"), resumed)
             self._install_sigterm()
@@ -321,7 +326,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             self._poller.ack(cmd, step, f"checkpoint at step {step}")
             return None
         if cmd.kind == "eval":
-            if args.eval_strategy in ("no", None) or str(args.eval_strategy).endswith("NO"):
+            if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
                 return "this Trainer has eval_strategy='no'; pass an eval_dataset and set eval_strategy='steps' to evaluate on command"
             control.should_evaluate = True
             self._poller.ack(cmd, step, f"evaluation at step {step}")
