@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.integrations import lifecycle
+from tuitrain.integrations.lr import LambdaLRSteer
 from tuitrain.store import RunWriter, Store
 from tuitrain.train.steering import SteerCommand, SteeringPoller, StoreSource
 
@@ -65,6 +66,7 @@ class Run:
         # Commands and acks use their own connection, on the loop's thread (claims are rare and short).
         self._source = StoreSource(self.runs_dir, self.id)
         self._poller = SteeringPoller(self._source, interval=poll_interval)
+        self._lr: LambdaLRSteer | None = None
         self._step = 0
         self._started = time.time()
         self.finished = False
@@ -110,14 +112,47 @@ class Run:
             kind, message, self._step if step is None else step, dict(data) if data else None
         )
 
+    def steer_lr(self, scheduler: Any, multiplier: float = 1.0) -> None:
+        """Let poll() apply set_lr / scale_lr to this LambdaLR itself (as a multiplier on its
+        schedule) and acknowledge them; pass the saved `lr_multiplier` when resuming."""
+        self._lr = LambdaLRSteer(scheduler, multiplier)
+
+    @property
+    def lr_multiplier(self) -> float:
+        """The steering multiplier on the schedule attached with steer_lr() (save it in checkpoints)."""
+        return self._lr.multiplier if self._lr is not None else 1.0
+
     def poll(self, step: int | None = None) -> list[SteerCommand]:
         """Commands sent since the last poll, validated (malformed ones are rejected, not returned).
 
         Cheap enough to call every step: one clock read, and a DB query every poll_interval s.
-        For each command the loop calls ack() once applied, or reject() with a reason."""
+        For each command the loop calls ack() once applied, or reject() with a reason. With
+        steer_lr(scheduler), LR commands are applied and acknowledged here and not returned."""
         if self.finished:
             return []
-        return self._poller.poll(self._step if step is None else step)
+        step = self._step if step is None else step
+        cmds = self._poller.poll(step)
+        if self._lr is None or not cmds:
+            return cmds
+        rest = []
+        for cmd in cmds:
+            if cmd.kind not in ("set_lr", "scale_lr"):
+                rest.append(cmd)
+                continue
+            try:
+                lr = self._lr.apply(cmd.kind, float(cmd.value or 0.0))
+            except ValueError as exc:
+                self.reject(cmd, str(exc), step)
+                continue
+            m = self._lr.multiplier
+            self.ack(cmd, step, f"lr {lr:.4g} (multiplier {m:.4g}) from step {step + 1}")
+            self.event(
+                "lr",
+                f"lr multiplier {m:.4g} by command {cmd.id}: lr {lr:.4g}",
+                step,
+                {"multiplier": m, "lr": lr, "command_id": cmd.id},
+            )
+        return rest
 
     def ack(self, cmd: SteerCommand, step: int | None = None, message: str = "") -> None:
         """Record that the loop applied `cmd`, taking effect after `step` (default: the last step)."""

@@ -62,7 +62,7 @@ def test_plain_torch_loop_logs_polls_and_finishes(tmp_path):
     assert info.status == "early_stopped" and info.name == "loop"
     assert info.config == {"lr": 0.05, "model": "linear"} and info.derived["source"] == "api"
     assert info.summary["steps"] == step and info.summary["final_loss"] == pytest.approx(
-        float(loss)
+        loss.item()
     )
     set_cmd = store.get_command(sent["set_lr"])
     assert set_cmd.status == "applied" and set_cmd.applied_step == applied["set_lr"] >= 10
@@ -125,3 +125,39 @@ def test_script_that_never_calls_finish_still_ends_its_run(tmp_path, ending, sta
         assert store.last_step(info.id) == 1
         if status == "failed":
             assert "RuntimeError: boom" in (info.exit_reason or "")
+
+
+@pytest.mark.timeout(120)
+def test_steer_lr_applies_lr_commands_inside_poll(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    total = 10_000
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / total)
+    run = tuitrain.init(name="steered", runs_dir=tmp_path, poll_interval=0.02)
+    run.steer_lr(sched)
+    store = Store(tmp_path)
+    cid = None
+    returned = []
+    for step in range(1, total):
+        run.log({"lr": sched.get_last_lr()[0]}, step=step)  # the LR this update uses
+        opt.step()
+        sched.step()
+        if step == 5:
+            cid = store.send_command(run.id, "set_lr", {"lr": 3e-3})
+            stop_id = store.send_command(run.id, "stop")
+        cmds = run.poll(step)
+        returned += cmds
+        if any(c.kind == "stop" for c in cmds):
+            run.ack(cmds[-1], step)
+            break
+        time.sleep(0.002)
+    run.finish("early_stopped")
+    assert [c.kind for c in returned] == ["stop"]  # the LR command was handled by poll()
+    s1 = store.get_command(cid).applied_step
+    assert store.get_command(stop_id).applied_step == s1 == step
+    assert sched.get_last_lr()[0] == pytest.approx(3e-3)
+    assert run.lr_multiplier == pytest.approx(3e-3 / (1e-2 * (1 - s1 / total)))
+    assert [e.kind for e in store.events(run.id) if e.kind == "lr"] == ["lr"]
+    store.close()

@@ -24,6 +24,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 
 from tuitrain.integrations import lifecycle
+from tuitrain.integrations.lr import LambdaLRSteer
 from tuitrain.train.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 
 # Logged once at the end of train(); they describe the whole run, so they go to the summary.
@@ -37,7 +38,6 @@ SUMMARY_KEYS = {
 RENAMES = {"learning_rate": "lr"}
 # eval_* keys that are timings, not quality metrics: no val_* twin for these.
 EVAL_TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
-_STEERED = "_tuitrain_steered"
 
 
 def metric_rows(logs: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
@@ -83,8 +83,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self._writer: Any = None
         self._source: StoreSource | None = None
         self._poller: SteeringPoller | None = None
-        self._scheduler: Any = None
-        self._base_lambdas: list[Any] = []
+        self._lr: LambdaLRSteer | None = None
         self._stop_status: str | None = None
         self._sigterm = threading.Event()
         self._old_sigterm: Any = None
@@ -146,7 +145,10 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             world=args.world_size,
             interval=self.poll_interval,
         )
-        self._wrap_scheduler(kw.get("lr_scheduler"))
+        try:  # rebuilt for every train(); wraps the schedule with the (restored) multiplier
+            self._lr = LambdaLRSteer(kw.get("lr_scheduler"), self.lr_multiplier)
+        except TypeError:
+            self._lr = None
 
     def _register(
         self, args: TrainingArguments, state: TrainerState, model: Any, resumed: bool
@@ -336,67 +338,18 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         return f"unknown command {cmd.kind!r}"
 
     def _steer_lr(self, cmd: SteerCommand, step: int) -> str | None:
-        sched = self._scheduler
-        if sched is None:
+        if self._lr is None:
             return "the scheduler is not a LambdaLR (e.g. reduce_lr_on_plateau): LR steering is not available for it"
-        assert cmd.value is not None
-        if cmd.kind == "set_lr":
-            # The multiplier that makes the next update's LR (param group 0) exactly the value asked.
-            shaped = sched.base_lrs[0] * self._base_lambdas[0](sched.last_epoch)
-            if not shaped > 0:
-                return "the schedule is at LR 0 here (warmup start or end of decay); use scale-lr or wait a step"
-            multiplier = cmd.value / shaped
-        else:
-            multiplier = self.lr_multiplier * cmd.value
-        self.lr_multiplier = float(multiplier)
-        lr = self._refresh_lrs()
-        self._poller.ack(
-            cmd, step, f"lr {lr:.4g} (multiplier {multiplier:.4g}) from step {step + 1}"
-        )
+        try:
+            lr = self._lr.apply(cmd.kind, float(cmd.value or 0.0))
+        except ValueError as exc:
+            return str(exc)
+        self.lr_multiplier = m = self._lr.multiplier
+        self._poller.ack(cmd, step, f"lr {lr:.4g} (multiplier {m:.4g}) from step {step + 1}")
         if self._writer is not None:
-            self._writer.event(
-                "lr",
-                f"lr multiplier {multiplier:.4g} by command {cmd.id}: lr {lr:.4g} from step {step + 1}",
-                step,
-                {"multiplier": multiplier, "lr": lr, "command_id": cmd.id},
-            )
+            msg = f"lr multiplier {m:.4g} by command {cmd.id}: lr {lr:.4g} from step {step + 1}"
+            self._writer.event("lr", msg, step, {"multiplier": m, "lr": lr, "command_id": cmd.id})
         return None
-
-    def _wrap_scheduler(self, sched: Any) -> None:
-        """Multiply each LambdaLR lambda by the steering multiplier (rebuilt for every train())."""
-        lambdas = getattr(sched, "lr_lambdas", None)
-        if not isinstance(lambdas, list) or not hasattr(sched, "base_lrs"):
-            self._scheduler = None
-            return
-        self._scheduler = sched
-        # A closure (FunctionType) is left out of LambdaLR.state_dict(), so the scheduler's
-        # checkpoint stays plain numbers; the multiplier itself is kept by state() above.
-        self._base_lambdas = [getattr(fn, _STEERED, fn) for fn in lambdas]
-        sched.lr_lambdas = [_steered(fn, self) for fn in self._base_lambdas]
-        self._refresh_lrs()
-
-    def _refresh_lrs(self) -> float:
-        """Give the optimizer the steered LRs for the next update now (not at the next sched.step())."""
-        sched = self._scheduler
-        lrs = [
-            base * fn(sched.last_epoch)
-            for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)
-        ]
-        for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
-            if hasattr(group["lr"], "fill_"):  # a tensor LR (capturable optimizers): keep its type
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        sched._last_lr = list(lrs)  # what get_last_lr() and HF's logged learning_rate report
-        return lrs[0]
-
-
-def _steered(fn: Any, owner: TuiTrainCallback) -> Any:
-    def steered(step: int) -> float:
-        return fn(step) * owner.lr_multiplier
-
-    setattr(steered, _STEERED, fn)
-    return steered
 
 
 def _auto_config(args: TrainingArguments, model: Any) -> dict[str, Any]:
