@@ -1,0 +1,185 @@
+"""Trainer parts without a subprocess: data, LR control, steering, launcher command, CLI edges."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tuitrain.cli import main as cli_main
+from tuitrain.config import load_config, parse
+from tuitrain.config.datasize import estimate_train_samples
+from tuitrain.config.derived import steps_per_epoch
+from tuitrain.datasets import DataError
+from tuitrain.launch import build_command, build_env
+from tuitrain.store import Store
+from tuitrain.train.data import BYTE_VOCAB, BatchPlan, ByteTokenizer, build_splits
+from tuitrain.train.model import SetupError, build_model
+from tuitrain.train.optim import Lion, LRControl
+from tuitrain.train.steering import SteeringPoller, StoreSource, validate
+
+from .helpers import DEMO, REPO, TINY
+
+
+def test_byte_tokenizer_round_trips_utf8():
+    tok = ByteTokenizer()
+    ids = tok.encode("héllo ✓")
+    assert max(ids) < 256 and tok.vocab_size == BYTE_VOCAB == 259
+    assert tok.decode(ids + [tok.eos_token_id]) == "héllo ✓"
+
+
+@pytest.mark.parametrize("extra", [[], ["data.max_train_samples=50"]])
+def test_stdlib_split_matches_the_editor_estimate(extra):
+    cfg = load_config(DEMO, sets=TINY + extra).config
+    splits = build_splits(cfg, ByteTokenizer())
+    assert len(splits.train) == estimate_train_samples(cfg)[0]
+    assert splits.val is not None and len(splits.val) > 0
+    assert splits.train.tensors["input_ids"].shape[1] == cfg.data.max_seq_length
+
+
+def test_jsonl_packing_and_labels(tmp_path):
+    f = tmp_path / "d.jsonl"
+    rows = [
+        {"text": f"example number {i} " * 3, "label": "pos" if i % 2 else "neg"} for i in range(40)
+    ]
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    base = {
+        "model": {"tokenizer": "bytes", "arch": {"max_position_embeddings": 64}},
+        "data": {"train_file": str(f), "max_seq_length": 32},
+    }
+    cfg = parse(base)
+    assert len(build_splits(cfg, ByteTokenizer()).train) == estimate_train_samples(cfg)[0]
+    cls = parse(
+        {
+            **base,
+            "model": {
+                **base["model"],
+                "task": "seq-cls",
+                "arch": {"type": "bert", "max_position_embeddings": 64},
+            },
+        }
+    )
+    s = build_splits(cls, ByteTokenizer())
+    assert s.label_names == ["neg", "pos"] and set(s.train.tensors["labels"].tolist()) <= {0, 1}
+    three = [{"text": "x", "label": k} for k in ("a", "b", "c")]
+    f.write_text("\n".join(json.dumps(r) for r in three))
+    with pytest.raises(DataError, match="model.num_labels: 3"):
+        build_splits(cls, ByteTokenizer())
+
+
+@pytest.mark.parametrize(
+    ("n", "micro", "world", "accum"), [(10, 3, 2, 1), (101, 4, 3, 2), (7, 8, 1, 3), (64, 8, 2, 4)]
+)
+def test_batch_plan_covers_data_and_matches_derived_steps(n, micro, world, accum):
+    plans = [BatchPlan(n, micro, r, world, seed=1) for r in range(world)]
+    seen = torch.cat([torch.cat(list(p.batches(epoch=0))) for p in plans])
+    assert set(seen.tolist()) == set(range(n))
+    assert all(p.num_batches == plans[0].num_batches for p in plans)
+    assert math.ceil(plans[0].num_batches / accum) == steps_per_epoch(n, micro, world, accum)
+    skipped = list(plans[0].batches(epoch=0, skip=1))
+    assert [b.tolist() for b in skipped] == [
+        b.tolist() for b in list(plans[0].batches(epoch=0))[1:]
+    ]
+    assert not torch.equal(plans[0].indices(0), plans[0].indices(1)) or n < 3
+
+
+def test_lr_control_set_lr_keeps_schedule_shape_and_survives_weights_only(tmp_path):
+    cfg = load_config(
+        DEMO, sets=["scheduler.name=cosine", "scheduler.warmup_ratio=0", "scheduler.eta_min=0"]
+    ).config
+    lrc = LRControl(cfg, 1e-3, total_steps=100, warmup_steps=0)
+    before = [lrc.lr(s) for s in range(100)]
+    lrc.set_lr(2e-4, step=40)
+    assert lrc.lr(40) == pytest.approx(2e-4)
+    ratio = lrc.lr(70) / before[70]
+    assert ratio == pytest.approx(2e-4 / before[40])  # the rest of the schedule keeps its shape
+    lrc.scale_lr(0.5)
+    assert lrc.lr(40) == pytest.approx(1e-4)
+    torch.save(lrc.state_dict(), tmp_path / "s.pkl")
+    again = LRControl(cfg, 1e-3, 100, 0)
+    again.load_state_dict(torch.load(tmp_path / "s.pkl", weights_only=True))
+    assert again.lr(55) == pytest.approx(lrc.lr(55))
+    warm = LRControl(
+        load_config(DEMO, sets=["scheduler.warmup_steps=10", "scheduler.warmup_ratio=0"]).config,
+        1e-3,
+        100,
+        10,
+    )
+    with pytest.raises(ValueError, match="warmup"):
+        warm.set_lr(1e-3, step=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason"),
+    [
+        ("set_lr", {"lr": float("nan")}, "finite"),
+        ("set_lr", {"lr": -1}, "> 0"),
+        ("scale_lr", {"factor": float("inf")}, "finite"),
+        ("set_lr", {}, "needs a number"),
+        ("dance", {}, "unknown"),
+    ],
+)
+def test_invalid_commands_are_rejected_with_reason(kind, payload, reason):
+    out = validate(1, kind, payload)
+    assert isinstance(out, str) and reason in out
+
+
+def test_poller_claims_at_most_every_interval_and_acks(tmp_path):
+    cfg = load_config(DEMO).config
+    store = Store(tmp_path)
+    run = store.create_run({}, {}, name="p", status="running")
+    now = [0.0]
+    poller = SteeringPoller(StoreSource(tmp_path, run.id), interval=0.25, clock=lambda: now[0])
+    cid = store.send_command(run.id, "set_lr", {"lr": "5e-5"})
+    assert poller.poll(1) == []  # the clock has not moved: no query
+    now[0] = 0.3
+    (cmd,) = poller.poll(2)
+    assert cmd.kind == "set_lr" and cmd.value == 5e-5
+    assert poller.poll(3) == []  # claimed once
+    poller.ack(cmd, 2, "ok")
+    assert store.get_command(cid).status == "applied" and store.get_command(cid).applied_step == 2
+    assert [c.kind for c in poller.poll(4, stop_requested=True)] == ["sigterm"]
+    assert cfg.training.log_every >= 1
+
+
+def test_build_command_for_cpu_ranks_and_resume(tmp_path):
+    two = load_config(DEMO, sets=["launch.num_processes=2", "launch.cpu=true"]).config
+    cmd = build_command(two, tmp_path, resume=True)
+    assert (
+        "--multi_gpu" in cmd and "--cpu" not in cmd and cmd[cmd.index("--num_processes") + 1] == "2"
+    )
+    assert cmd[-4:] == ["-m", "tuitrain.train", str(tmp_path.resolve()), "--resume"]
+    assert build_env(two)["ACCELERATE_USE_CPU"] == "1"
+    one = build_command(load_config(DEMO, sets=["launch.cpu=true"]).config, tmp_path)
+    assert "--cpu" in one and "--multi_gpu" not in one and "--resume" not in one
+
+
+def test_lion_descends_a_quadratic():
+    w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    opt = Lion([w], lr=0.1)
+    for _ in range(20):
+        opt.zero_grad()
+        (w**2).sum().backward()
+        opt.step()
+    # Sign updates move each weight by exactly lr per step towards the minimum.
+    assert w.detach().tolist() == pytest.approx([1.0, 0.0], abs=1e-5)
+
+
+def test_qlora_without_cuda_fails_before_training():
+    cfg = load_config(
+        REPO / "configs" / "seq-cls-minilm.yaml", sets=["peft.method=qlora", "peft.bits=4"]
+    ).config
+    with pytest.raises(SetupError, match="peft.method: qlora"):
+        build_model(cfg, None)
+
+
+def test_cli_resume_and_stop_edges(tmp_path, capsys):
+    store = Store(tmp_path)
+    run = store.create_run({}, {}, name="done", status="completed")
+    store.run_dir(run.id).mkdir(parents=True, exist_ok=True)
+    assert cli_main(["--runs-dir", str(tmp_path), "stop", run.id]) == 0
+    assert "not running" in capsys.readouterr().out
+    assert cli_main(["--runs-dir", str(tmp_path), "resume", "done"]) == 1
+    assert "no complete checkpoint" in capsys.readouterr().err
