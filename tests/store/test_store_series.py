@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tuitrain.store import Store
-from tuitrain.store.rollup import bucket_width
+from tuitrain.store.rollup import bucket_of, bucket_plan
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def store(tmp_path_factory):
 
 
 def brute(values: dict[int, float], buckets: int, start=None, end=None):
-    """The definition: buckets of step // width over the points in start..end."""
+    """The definition: bucket_of(step) over the points in start..end, aggregated row by row."""
     pts = sorted(
         (s, v)
         for s, v in values.items()
@@ -29,10 +29,10 @@ def brute(values: dict[int, float], buckets: int, start=None, end=None):
     )
     if not pts:
         return []
-    w, _ = bucket_width(pts[0][0], pts[-1][0], buckets)
+    plan = bucket_plan(pts[0][0], pts[-1][0], buckets)
     out: dict[int, list] = {}
     for s, v in pts:
-        a = out.setdefault(s // w, [s, math.nan, math.nan, v])
+        a = out.setdefault(bucket_of(s, plan), [s, math.nan, math.nan, v])
         a[0], a[3] = s, v
         if not math.isnan(v):
             a[1] = v if math.isnan(a[1]) else min(a[1], v)
@@ -104,13 +104,15 @@ def test_series_matches_brute_force_dense_with_rewrites(store, buckets):
         assert same(got, brute(values, buckets, start, end)), (start, end)
 
 
-def test_bucket_width_uses_rollups_for_long_ranges():
-    assert bucket_width(1, 100, 200) == (1, -1)
-    w, shift = bucket_width(1, 1_000_000, 200)
-    assert shift >= 9 and w % (1 << shift) == 0
-    assert 1_000_000 // w - 1 // w + 1 <= 200
+def test_bucket_plan_uses_coarse_levels_and_full_bucket_count():
+    assert bucket_plan(1, 100, 200) == (0, 1, 100, 100)  # short: one bucket per step
+    shift, first, blocks, used = bucket_plan(1, 1_000_000, 200)
+    assert shift == 12 and used == 200 and 200 <= blocks < 8 * 200 + 8
+    plan = bucket_plan(1, 1_000_000, 200)
+    assert {bucket_of(s, plan) for s in range(1, 1_000_001, 97)} | {199} == set(range(200))
+    assert bucket_plan(5, 5, 1) == (15, 0, 1, 1)
     with pytest.raises(ValueError):
-        bucket_width(1, 10, 0)
+        bucket_plan(1, 10, 0)
 
 
 def _vm_steps(store: Store, run_id: str) -> int:

@@ -2,27 +2,44 @@
 
 Each series (run, metric name) keeps, besides its raw rows, per-block aggregates at the levels
 in ROLLUP_SHIFTS (8, 64, ... steps per block): min, max, last step, last value, count. The
-writer updates them in the same transaction as the raw rows, so they are never behind.
-`series()` covers the requested range with the coarsest blocks that fit and finer blocks (or
-raw rows) at the edges, so it reads about (range / block) + a few dozen rows at most.
+writer refreshes them in the same transaction as the raw rows, so they are never behind.
+`series()` covers the requested range with the coarsest blocks that still give the requested
+number of buckets (< 8 blocks per bucket) and finer blocks or raw rows at the edges, so it
+reads under ~8 * buckets + a few dozen rows whatever the run length.
 """
 
 from __future__ import annotations
 
-import math
+import operator
 import sqlite3
-from collections.abc import Iterable
 
 from tuitrain.store.db import ROLLUP_SHIFTS
 
 NAN = float("nan")
-# A series read picks the coarsest level whose blocks are at most 1/8 of a bucket, so rounding
-# the bucket width to whole blocks changes the bucket count by at most ~12%.
-MIN_BLOCKS_PER_BUCKET = 8
 
-Agg = list  # [vmin, vmax, last_step, last_value, n]; vmin/vmax None when every value is NaN
+# Rollup blocks of one level, recomputed from the level below over the touched range. The last
+# value is joined back from the finer row that holds the block's last step (a primary-key
+# lookup), so everything runs inside SQLite and a rewritten step (a resumed run) is handled
+# the same way as an append.
+_FROM_RAW = (
+    "INSERT OR REPLACE INTO rollup (sid, level, bucket, vmin, vmax, last_step, last_value, n)"
+    " SELECT ?1, ?2, g.b, g.mn, g.mx, g.ls, m.value, g.n FROM"
+    " (SELECT step >> ?2 AS b, min(value) AS mn, max(value) AS mx, max(step) AS ls,"
+    "  count(*) AS n FROM metrics WHERE sid = ?1 AND step BETWEEN ?3 AND ?4 GROUP BY b) AS g"
+    " JOIN metrics AS m ON m.sid = ?1 AND m.step = g.ls"
+)
+_FROM_FINER = (
+    "INSERT OR REPLACE INTO rollup (sid, level, bucket, vmin, vmax, last_step, last_value, n)"
+    " SELECT ?1, ?2, g.b, g.mn, g.mx, g.ls, r.last_value, g.n FROM"
+    " (SELECT bucket >> (?2 - ?5) AS b, min(vmin) AS mn, max(vmax) AS mx,"
+    "  max(last_step) AS ls, sum(n) AS n FROM rollup"
+    "  WHERE sid = ?1 AND level = ?5 AND bucket BETWEEN ?3 AND ?4 GROUP BY b) AS g"
+    " JOIN rollup AS r ON r.sid = ?1 AND r.level = ?5 AND r.bucket = g.ls >> ?5"
+)
 
-_UPSERT = (
+
+# Merge a block aggregate computed from newly appended steps into the stored one.
+_MERGE = (
     "INSERT INTO rollup (sid, level, bucket, vmin, vmax, last_step, last_value, n)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid, level, bucket) DO UPDATE SET"
     " vmin = CASE WHEN vmin IS NULL THEN excluded.vmin WHEN excluded.vmin IS NULL THEN vmin"
@@ -31,151 +48,126 @@ _UPSERT = (
     "  ELSE max(vmax, excluded.vmax) END,"
     " last_value = CASE WHEN excluded.last_step >= last_step THEN excluded.last_value"
     "  ELSE last_value END,"
-    " last_step = max(last_step, excluded.last_step),"
-    " n = n + excluded.n"
+    " last_step = max(last_step, excluded.last_step), n = n + excluded.n"
 )
-
-
-def _aggregate(points: Iterable[tuple[int, float | None]], shift: int) -> dict[int, Agg]:
-    """Aggregate (step, value) pairs sorted by step into blocks of 2**shift steps."""
-    out: dict[int, Agg] = {}
-    for step, v in points:
-        b = step >> shift
-        a = out.get(b)
-        ok = v is not None and v == v  # NaN/None take no part in min/max
-        if a is None:
-            out[b] = [v, v, step, v, 1] if ok else [None, None, step, v, 1]
-            continue
-        if ok:
-            if a[0] is None or v < a[0]:
-                a[0] = v
-            if a[1] is None or v > a[1]:
-                a[1] = v
-        a[2] = step
-        a[3] = v
-        a[4] += 1
-    return out
-
-
-def _coarsen(aggs: dict[int, Agg], by: int) -> dict[int, Agg]:
-    """Merge blocks (in ascending order) into blocks 2**by times wider."""
-    out: dict[int, Agg] = {}
-    for b in sorted(aggs):
-        src = aggs[b]
-        key = b >> by
-        a = out.get(key)
-        if a is None:
-            out[key] = list(src)
-            continue
-        if src[0] is not None and (a[0] is None or src[0] < a[0]):
-            a[0] = src[0]
-        if src[1] is not None and (a[1] is None or src[1] > a[1]):
-            a[1] = src[1]
-        if src[2] >= a[2]:
-            a[2], a[3] = src[2], src[3]
-        a[4] += src[4]
-    return out
 
 
 def ingest(
     conn: sqlite3.Connection, sid: int, points: list[tuple[int, float | None, float]]
-) -> None:
-    """Write (step, value, time) rows of one series plus its rollups; call inside a write transaction."""
+) -> int:
+    """Write (step, value, time) rows of one series, refresh its rollups, return the top step (in a write transaction)."""
     if not points:
-        return
-    # Last write wins for a step repeated in the batch, as INSERT OR REPLACE does in the table.
-    latest = {p[0]: p for p in points}
-    steps = sorted(latest)
-    rows = [(sid, s, latest[s][1], latest[s][2]) for s in steps]
+        return -1
+    steps = [p[0] for p in points]
+    lo, hi = min(steps), max(steps)
     prev = conn.execute(
         "SELECT step FROM metrics WHERE sid = ? ORDER BY step DESC LIMIT 1", (sid,)
     ).fetchall()
+    # sid is an int from our own table, so inlining it is safe and saves a tuple per row.
     conn.executemany(
-        "INSERT OR REPLACE INTO metrics (sid, step, value, time) VALUES (?, ?, ?, ?)", rows
+        f"INSERT OR REPLACE INTO metrics (sid, step, value, time) VALUES ({int(sid)}, ?, ?, ?)",
+        points,
     )
-    if prev and steps[0] <= prev[0][0]:
-        # Steps rewritten (e.g. a resumed run): rebuild the touched blocks from the data.
-        _rebuild(conn, sid, steps[0], steps[-1])
-        return
-    aggs = _aggregate(((s, latest[s][1]) for s in steps), ROLLUP_SHIFTS[0])
-    prev_shift = ROLLUP_SHIFTS[0]
-    for shift in ROLLUP_SHIFTS:
-        if shift != prev_shift:
-            aggs = _coarsen(aggs, shift - prev_shift)
-            prev_shift = shift
-        conn.executemany(_UPSERT, [(sid, shift, b, *a) for b, a in aggs.items()])
+    if (not prev or lo > prev[0][0]) and _append_first_level(conn, sid, steps, points):
+        refresh(conn, sid, lo, hi, first_level=1)
+    else:
+        refresh(conn, sid, lo, hi)
+    return hi
 
 
-def _rebuild(conn: sqlite3.Connection, sid: int, lo: int, hi: int) -> None:
+def _append_first_level(conn: sqlite3.Connection, sid: int, steps: list[int], points: list) -> bool:
+    """Fast path for the usual flush (consecutive new steps, no NaN): first-level blocks from slices.
+
+    Returns False (nothing written) when the batch does not qualify; refresh() then does it in SQL.
+    """
+    n = len(steps)
+    lo = steps[0]
+    if steps[-1] - lo != n - 1 or not all(map(operator.lt, steps, steps[1:])):
+        return False
+    values = [p[1] for p in points]
+    try:
+        total = sum(values)
+    except TypeError:  # None values
+        return False
+    if total != total:  # a NaN somewhere: min()/max() of Python floats mishandle it
+        return False
+    shift = ROLLUP_SHIFTS[0]
+    width = 1 << shift
+    rows = []
+    i = 0
+    while i < n:
+        j = min(n, i + width - ((lo + i) & (width - 1)))  # up to the end of this block
+        chunk = values[i:j]
+        rows.append(
+            (sid, shift, (lo + i) >> shift, min(chunk), max(chunk), lo + j - 1, chunk[-1], j - i)
+        )
+        i = j
+    conn.executemany(_MERGE, rows)
+    return True
+
+
+def refresh(conn: sqlite3.Connection, sid: int, lo: int, hi: int, first_level: int = 0) -> None:
     """Recompute every rollup block overlapping steps lo..hi, each level from the one below it."""
-    prev: int | None = None
-    for shift in ROLLUP_SHIFTS:
+    prev = 0 if first_level == 0 else ROLLUP_SHIFTS[first_level - 1]
+    for shift in ROLLUP_SHIFTS[first_level:]:
         b_lo, b_hi = lo >> shift, hi >> shift
-        first, last = b_lo << shift, ((b_hi + 1) << shift) - 1
-        if prev is None:
-            src = conn.execute(
-                "SELECT step, value FROM metrics WHERE sid = ? AND step BETWEEN ? AND ? ORDER BY step",
-                (sid, first, last),
-            ).fetchall()
-            aggs = _aggregate(src, shift)
+        if prev == 0:
+            conn.execute(_FROM_RAW, (sid, shift, b_lo << shift, ((b_hi + 1) << shift) - 1))
         else:
-            finer = conn.execute(
-                "SELECT bucket, vmin, vmax, last_step, last_value, n FROM rollup"
-                " WHERE sid = ? AND level = ? AND bucket BETWEEN ? AND ?",
-                (sid, prev, first >> prev, last >> prev),
-            ).fetchall()
-            aggs = _coarsen({r[0]: list(r[1:]) for r in finer}, shift - prev)
-        conn.execute(
-            "DELETE FROM rollup WHERE sid = ? AND level = ? AND bucket BETWEEN ? AND ?",
-            (sid, shift, b_lo, b_hi),
-        )
-        conn.executemany(
-            "INSERT INTO rollup (sid, level, bucket, vmin, vmax, last_step, last_value, n)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(sid, shift, b, *a) for b, a in aggs.items()],
-        )
+            f_lo, f_hi = b_lo << (shift - prev), ((b_hi + 1) << (shift - prev)) - 1
+            conn.execute(_FROM_FINER, (sid, shift, f_lo, f_hi, prev))
         prev = shift
 
 
-def bucket_width(lo: int, hi: int, buckets: int) -> tuple[int, int]:
-    """(width, rollup shift or -1 for raw) for steps lo..hi in at most `buckets` buckets of step // width."""
+def bucket_plan(lo: int, hi: int, buckets: int) -> tuple[int, int, int, int]:
+    """How steps lo..hi map to buckets: (shift, first block, blocks, buckets used).
+
+    The level is the coarsest whose blocks (2**shift steps; shift 0 = raw steps) still number
+    at least `buckets` over the range, so fewer than ~8 * buckets blocks are read. Block i
+    goes to bucket i * used // blocks: widths differ by at most one block.
+    """
     if buckets < 1:
         raise ValueError(f"buckets must be >= 1 (got {buckets})")
-    span = hi - lo + 1
-    if buckets == 1:
-        w0 = hi + 1
-    else:
-        # hi//w - lo//w + 1 <= buckets holds whenever w >= span / (buckets - 1).
-        w0 = max(1, math.ceil(span / (buckets - 1)))
-    shift = -1
+    shift = 0
     for s in ROLLUP_SHIFTS:
-        if (1 << s) * MIN_BLOCKS_PER_BUCKET <= w0:
-            shift = s
-    g = 1 << shift if shift >= 0 else 1
-    w = math.ceil(w0 / g) * g
-    while hi // w - lo // w + 1 > buckets:  # only for buckets == 1 rounding corner cases
-        w += g
-    return w, shift
+        if (hi >> s) - (lo >> s) + 1 < buckets:
+            break
+        shift = s
+    first = lo >> shift
+    blocks = (hi >> shift) - first + 1
+    return shift, first, blocks, min(buckets, blocks)
+
+
+def bucket_of(step: int, plan: tuple[int, int, int, int]) -> int:
+    """The bucket index of a step under a bucket_plan()."""
+    shift, first, blocks, used = plan
+    return ((step >> shift) - first) * used // blocks
+
+
+LEVELS = (0, *ROLLUP_SHIFTS)  # 0: raw rows
 
 
 def _cover(conn: sqlite3.Connection, sid: int, lo: int, hi: int, level: int) -> list[tuple]:
-    """Aggregates (first_step, vmin, vmax, last_step, last_value) covering steps lo..hi exactly."""
+    """Aggregates (first_step, vmin, vmax, last_step, last_value) covering steps lo..hi exactly.
+
+    Whole blocks of LEVELS[level] inside the range, finer levels (down to raw rows) at the edges.
+    """
     if lo > hi:
         return []
-    if level < 0:
+    if level == 0:
         rows = conn.execute(
             "SELECT step, value FROM metrics WHERE sid = ? AND step BETWEEN ? AND ? ORDER BY step",
             (sid, lo, hi),
         ).fetchall()
         return [(s, v, v, s, v) for s, v in rows]
-    shift = ROLLUP_SHIFTS[level]
+    shift = LEVELS[level]
     first_full = -((-lo) >> shift)  # ceil(lo / 2**shift)
     last_full = ((hi + 1) >> shift) - 1
     if first_full > last_full:
         return _cover(conn, sid, lo, hi, level - 1)
     mid = conn.execute(
         "SELECT bucket, vmin, vmax, last_step, last_value FROM rollup"
-        " WHERE sid = ? AND level = ? AND bucket BETWEEN ? AND ? ORDER BY bucket",
+        " WHERE sid = ? AND level = ? AND bucket BETWEEN ? AND ?",
         (sid, shift, first_full, last_full),
     ).fetchall()
     out = _cover(conn, sid, lo, (first_full << shift) - 1, level - 1)
@@ -191,7 +183,7 @@ def _nan(v: float | None) -> float:
 def read_series(
     conn: sqlite3.Connection, sid: int, buckets: int, start: int | None, end: int | None
 ) -> list[tuple[int, float, float, float]]:
-    """Per bucket of steps (step // width): (last step, min, max, last value) over start..end."""
+    """Per bucket (see bucket_plan): (last step, min, max, last value) over steps start..end."""
     lo_q = -(2**62) if start is None else int(start)
     hi_q = 2**62 if end is None else int(end)
     first = conn.execute(
@@ -205,12 +197,12 @@ def read_series(
         (sid, lo_q, hi_q),
     ).fetchall()
     lo, hi = first[0][0], last[0][0]
-    w, shift = bucket_width(lo, hi, buckets)
-    level = ROLLUP_SHIFTS.index(shift) if shift >= 0 else -1
+    plan = bucket_plan(lo, hi, buckets)
+    shift, first_block, blocks, used = plan
     out: dict[int, list] = {}
-    # Every block lies inside one output bucket: block sizes divide the bucket width.
-    for first_step, mn, mx, ls, lv in _cover(conn, sid, lo, hi, level):
-        key = first_step // w
+    # Each aggregate lies inside one block of the chosen level, hence inside one bucket.
+    for first_step, mn, mx, ls, lv in _cover(conn, sid, lo, hi, LEVELS.index(shift)):
+        key = ((first_step >> shift) - first_block) * used // blocks
         a = out.get(key)
         if a is None:
             out[key] = [ls, mn, mx, lv]

@@ -314,10 +314,13 @@ class Store:
         """Write (step, name, value, time) rows now, in one transaction (RunWriter batches for you)."""
         from tuitrain.store.writer import write_batch
 
-        rows = list(rows)
+        series: dict[str, list[tuple[int, float | None, float]]] = {}
+        for step, name, value, t in rows:
+            series.setdefault(str(name), []).append(
+                (int(step), None if value is None else float(value), float(t))
+            )
         with self._lock:
-            write_batch(self.conn, run_id, rows, [], heartbeat=False)
-        return len(rows)
+            return write_batch(self.conn, run_id, series, [], heartbeat=False)
 
     def metric_names(self, run_id: str) -> list[str]:
         """Names of the metrics this run has logged, sorted."""

@@ -30,21 +30,21 @@ CLOSE_RETRY_S = 30.0
 def write_batch(
     conn: sqlite3.Connection,
     run_id: str,
-    rows: list[tuple[int, str, Any, float]],
+    series: Mapping[str, list[tuple[int, float | None, float]]],
     events: list[tuple[str, str, int | None, Any, float]],
     heartbeat: bool = True,
     pid: int | None = None,
-) -> None:
-    """Write (step, name, value, time) rows, (kind, message, step, data, time) events and the heartbeat in one transaction."""
-    per_name: dict[str, list[tuple[int, float | None, float]]] = {}
-    for step, name, value, t in rows:
-        per_name.setdefault(name, []).append((int(step), value, t))
+) -> int:
+    """Write {name: [(step, value, time)]}, (kind, message, step, data, time) events and the heartbeat in one transaction."""
     now = time.time()
     with immediate(conn):
         known = dict(
             conn.execute("SELECT name, id FROM series WHERE run_id = ?", (run_id,)).fetchall()
         )
-        for name, pts in per_name.items():
+        top = None
+        for name, pts in series.items():
+            if not pts:
+                continue
             sid = known.get(name)
             if sid is None:
                 sid = int(
@@ -52,7 +52,8 @@ def write_batch(
                         "INSERT INTO series (run_id, name) VALUES (?, ?)", (run_id, name)
                     ).lastrowid
                 )
-            rollup.ingest(conn, sid, pts)
+            hi = rollup.ingest(conn, sid, pts)
+            top = hi if top is None or hi > top else top
         if events:
             conn.executemany(
                 "INSERT INTO events (run_id, time, step, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
@@ -68,7 +69,6 @@ def write_batch(
                     for kind, message, step, data, t in events
                 ],
             )
-        top = max((r[0] for r in rows), default=None)
         if heartbeat:
             # A run a reader marked crashed for a stale heartbeat comes back if its process lives.
             revived = conn.execute(
@@ -81,16 +81,13 @@ def write_batch(
                     "INSERT INTO events (run_id, time, step, kind, message) VALUES (?, ?, ?, 'warning', ?)",
                     (run_id, now, top, "heartbeat resumed after the run was marked crashed"),
                 )
-            conn.execute(
-                "UPDATE runs SET heartbeat = ?, last_step = max(coalesce(last_step, -1), coalesce(?, -1))"
-                " WHERE id = ?",
-                (now, top, run_id),
-            )
-        elif top is not None:
+            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+        if top is not None:
             conn.execute(
                 "UPDATE runs SET last_step = max(coalesce(last_step, -1), ?) WHERE id = ?",
                 (top, run_id),
             )
+    return sum(len(p) for p in series.values())
 
 
 class RunWriter:
@@ -190,12 +187,15 @@ class RunWriter:
             except Exception:  # never let the flush thread die: the rows stay queued
                 log.exception("tuitrain writer flush failed for run %s", self.run_id)
 
-    def _rows(self, batch: list[tuple[int, Mapping[str, Any], float]], events: list) -> list[tuple]:
-        rows = []
+    def _series(
+        self, batch: list[tuple[int, Mapping[str, Any], float]], events: list
+    ) -> dict[str, list[tuple[int, float, float]]]:
+        out: dict[str, list[tuple[int, float, float]]] = {}
         for step, metrics, t in batch:
+            step = int(step)
             for name, value in metrics.items():
                 try:
-                    v = float(value)
+                    v = float(value)  # 0-d tensors sync here, on this thread, not the trainer's
                 except (TypeError, ValueError):
                     if name not in self._bad_names:
                         self._bad_names.add(name)
@@ -203,8 +203,11 @@ class RunWriter:
                         log.warning(msg)
                         events.append(("warning", msg, step, None, _now()))
                     continue
-                rows.append((step, str(name), v, t))
-        return rows
+                pts = out.get(name)
+                if pts is None:
+                    pts = out[str(name)] = []
+                pts.append((step, v, t))
+        return out
 
     def _flush_once(self, force_beat: bool) -> bool:
         with self._buf_lock:
@@ -213,9 +216,9 @@ class RunWriter:
         beat_due = force_beat or _now() - self._last_beat >= HEARTBEAT_INTERVAL_S
         if not batch and not events and not beat_due:
             return True
-        rows = self._rows(batch, events)
+        series = self._series(batch, events)
         try:
-            write_batch(self._conn, self.run_id, rows, events, heartbeat=True, pid=self._pid)
+            n = write_batch(self._conn, self.run_id, series, events, heartbeat=True, pid=self._pid)
         except sqlite3.Error as exc:
             # Keep the batch, in order, ahead of anything logged meanwhile; retry next interval.
             with self._buf_lock:
@@ -229,7 +232,7 @@ class RunWriter:
                 log.debug("non-lock SQLite error in writer", exc_info=True)
             return False
         self._last_beat = _now()
-        self.rows_written += len(rows)
+        self.rows_written += n
         return True
 
 
