@@ -1,0 +1,285 @@
+"""Provides SweepsScreen (every sweep of the runs directory) and SweepScreen (one sweep: trials
+sorted by objective, best parameters, parameter importance; open a trial or compare the best)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tuitrain.tui import fmt
+
+POLL_S = 2.0
+COMPARE_BEST = 3
+STATE_STYLE = {
+    "complete": "green",
+    "pruned": "yellow",
+    "failed": "red",
+    "stopped": "magenta",
+    "running": "cyan",
+}
+
+
+@dataclass
+class SweepsLoaded(Message):
+    """A fresh listing of sweeps (records)."""
+
+    sweeps: list[Any]
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer listing supersedes an older one still queued."""
+        return isinstance(message, SweepsLoaded)
+
+
+@dataclass
+class SweepLoaded(Message):
+    """One sweep's record, plus the live status and last step of its trials' runs."""
+
+    sweep: Any  # SweepRecord, or None when not found
+    runs: dict[str, Any]  # run id -> RunInfo
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer poll supersedes an older one still queued."""
+        return isinstance(message, SweepLoaded)
+
+
+def _value(v: Any) -> str:
+    return fmt.number(v, 4) if isinstance(v, float) else str(v)
+
+
+class SweepsScreen(Screen):
+    """All sweeps, newest first; enter opens one."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=True),
+        Binding("escape", "app.back", "Back"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="sweeps")
+        self.sweeps: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="sweeps-status")
+        yield DataTable(id="sweeps-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#sweeps-table", DataTable)
+        for key in ("name", "method", "status", "trials", "best", "created"):
+            table.add_column(key, key=key)
+        self.action_refresh()
+        self.set_interval(POLL_S, self.action_refresh)
+
+    def action_refresh(self) -> None:
+        """Re-read the sweep records (in a worker thread)."""
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sweeps")
+    def load(self) -> None:
+        """Read the records: plain JSON files, no Optuna needed."""
+        from tuitrain.sweep.records import list_sweeps
+
+        self.post_message(SweepsLoaded(list_sweeps(self.app.runs_dir)))  # type: ignore[attr-defined]
+
+    def on_sweeps_loaded(self, msg: SweepsLoaded) -> None:
+        self.sweeps = msg.sweeps
+        table = self.query_one("#sweeps-table", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for r in self.sweeps:
+            best = r.best()
+            best_text = f"{r.metric} {fmt.number(best.value, 4)}" if best else "-"
+            table.add_row(
+                r.name,
+                r.method,
+                Text.from_markup(fmt.status(r.status)),
+                f"{len(r.trials)}/{r.n_trials}",
+                best_text,
+                fmt.clock(r.created),
+                key=r.id,
+            )
+        if self.sweeps:
+            table.move_cursor(row=min(max(row, 0), len(self.sweeps) - 1))
+        empty = " · none yet: tuitrain sweep configs/sweep-demo.yaml" if not self.sweeps else ""
+        self.query_one("#sweeps-status", Static).update(
+            f"[b]{self.app.runs_dir}[/b] · {len(self.sweeps)} sweeps{empty}"
+        )  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected, "#sweeps-table")
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        """Open the sweep under the cursor."""
+        table = self.query_one("#sweeps-table", DataTable)
+        if self.sweeps and 0 <= table.cursor_row < len(self.sweeps):
+            self.app.push_screen(SweepScreen(self.sweeps[table.cursor_row].id))
+
+
+class SweepScreen(Screen):
+    """One sweep, live: trials ranked by objective; open a trial's monitor or compare the best."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open trial", show=True),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
+        Binding("b", "compare_best", f"Compare best {COMPARE_BEST}"),
+        Binding("escape", "app.back", "Back"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self, sweep_ref: str) -> None:
+        super().__init__(id="sweep")
+        self.sweep_ref = sweep_ref
+        self.sweep: Any = None
+        self.rows: list[Any] = []  # TrialRecords in table order
+        self.marked: list[str] = []  # run ids
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading sweep…", id="sweep-head")
+        yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+        self.set_interval(POLL_S, self.action_refresh)
+
+    def action_refresh(self) -> None:
+        """Re-read the sweep and its runs (in a worker thread)."""
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
+    def load(self) -> None:
+        """The record, and each trial run's live status from a Store of this thread."""
+        from tuitrain.store import Store
+        from tuitrain.sweep.records import SweepNotFound, get_sweep
+
+        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
+        try:
+            rec = get_sweep(runs_dir, self.sweep_ref)
+        except SweepNotFound as exc:
+            self.post_message(SweepLoaded(None, {}, str(exc)))
+            return
+        with Store(runs_dir) as store:
+            runs = {r.id: r for r in store.list_runs(sweep_id=rec.id)}
+        self.post_message(SweepLoaded(rec, runs))
+
+    def on_sweep_loaded(self, msg: SweepLoaded) -> None:
+        head = self.query_one("#sweep-head", Static)
+        if msg.sweep is None:
+            head.update(f"[red]{msg.error}[/red]")
+            return
+        self.sweep, r = msg.sweep, msg.sweep
+        goal = "min" if r.direction == "minimize" else "max"
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(r.counts().items())) or "no trials yet"
+        lines = [
+            f"[b]{r.name}[/b] · {r.method} · {fmt.status(r.status)} · objective {goal} {r.metric} · {len(r.trials)}/{r.n_trials} trials ({counts})"
+        ]
+        best = r.best()
+        if best is not None:
+            params = "  ".join(f"{k}={_value(v)}" for k, v in best.params.items())
+            lines.append(
+                f"best: trial {best.number} · {r.metric} {fmt.number(best.value, 5)} · {params}"
+            )
+        if r.importance:
+            lines.append(
+                "importance: " + "  ".join(f"{k} {v:.2f}" for k, v in r.importance.items())
+            )
+        head.update("\n".join(lines))
+        self.fill_table(r, msg.runs)
+
+    def fill_table(self, r: Any, runs: dict[str, Any]) -> None:
+        """Rebuild the trials table (a sweep has tens of trials, not thousands)."""
+        table = self.query_one("#sweep-table", DataTable)
+        names = list((r.spec or {}).get("space", {}))
+        if not table.columns:
+            for key in (
+                "mark",
+                "#",
+                "state",
+                r.metric,
+                "step",
+                *(n.rsplit(".", 1)[-1] for n in names),
+                "note",
+            ):
+                table.add_column(key, key=key)
+        row = table.cursor_row
+        table.clear()
+        self.rows = r.ranked()
+        for t in self.rows:
+            run = runs.get(t.run_id) if t.run_id else None
+            state = t.state if t.state != "running" or run is None else run.status
+            note = t.error or (f"pruned at step {t.pruned_step}" if t.state == "pruned" else "")
+            table.add_row(
+                Text("*", style="bold yellow") if t.run_id in self.marked else Text(" "),
+                str(t.number),
+                Text(state, style=STATE_STYLE.get(t.state, "")),
+                fmt.number(t.value, 4) if t.value is not None else "-",
+                str(run.last_step) if run is not None and run.last_step is not None else "-",
+                *(_value(t.params.get(n, "-")) for n in names),
+                Text(note[:60], overflow="ellipsis", no_wrap=True),
+                key=str(t.number),
+            )
+        if self.rows:
+            table.move_cursor(row=min(max(row, 0), len(self.rows) - 1))
+
+    def current(self) -> Any:
+        """The trial under the cursor, or None."""
+        table = self.query_one("#sweep-table", DataTable)
+        if not self.rows or not 0 <= table.cursor_row < len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(DataTable.RowSelected, "#sweep-table")
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        """Open the monitor of the trial under the cursor."""
+        t = self.current()
+        if t is None:
+            return
+        if t.run_id is None:
+            self.notify(f"trial {t.number} never ran: {t.error}", severity="warning")
+            return
+        self.app.open_monitor(t.run_id)  # type: ignore[attr-defined]
+
+    def action_mark(self) -> None:
+        """Mark / unmark the trial under the cursor for comparison."""
+        t = self.current()
+        if t is None or t.run_id is None:
+            return
+        if t.run_id in self.marked:
+            self.marked.remove(t.run_id)
+        elif len(self.marked) < 4:
+            self.marked.append(t.run_id)
+        else:
+            self.notify("at most 4 runs can be compared", severity="warning")
+        self.action_refresh()
+
+    def action_compare(self) -> None:
+        """Compare the marked trials (2 to 4)."""
+        if len(self.marked) < 2:
+            self.notify("mark 2 to 4 trials with space first (or b: best few)", severity="warning")
+            return
+        self.app.open_compare(list(self.marked))  # type: ignore[attr-defined]
+
+    def action_compare_best(self) -> None:
+        """Compare the best few scored trials."""
+        best = [t.run_id for t in (self.rows or []) if t.value is not None and t.run_id][
+            :COMPARE_BEST
+        ]
+        if len(best) < 2:
+            self.notify("fewer than 2 trials have a value yet", severity="warning")
+            return
+        self.app.open_compare(best)  # type: ignore[attr-defined]
