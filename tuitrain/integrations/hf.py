@@ -11,6 +11,7 @@ restored from checkpoints that HF/Accelerate load with weights_only. Never impor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -36,6 +37,14 @@ SUMMARY_KEYS = {
     "total_flos": "total_flos",
 }
 RENAMES = {"learning_rate": "lr"}
+# Filled in by TrainingArguments.__post_init__ or secret: never recorded.
+SKIP_ARGS = frozenset({"hub_token", "accelerator_config", "logging_dir"})
+# Always recorded (and compared across runs), even when left at HF's default.
+KEY_ARGS = frozenset(
+    {"learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+     "gradient_accumulation_steps", "num_train_epochs", "max_steps", "weight_decay", "max_grad_norm",
+     "optim", "seed", "bf16", "fp16"}
+)  # fmt: skip
 # eval_* keys that are timings, not quality metrics: no val_* twin for these.
 EVAL_TIMING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 
@@ -89,6 +98,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self._old_sigterm: Any = None
         self._best: tuple[float, int] | None = None
         self._summary: dict[str, float] = {}
+        self._causal = False
         self._last_val: float | None = None
         self._last_log: tuple[float, int] | None = None
         self._eff_batch = 1
@@ -133,6 +143,8 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self._stop_status = None
         self._best = self._last_val = self._last_log = None
         self._summary = {}
+        model_cls = type(kw.get("model")).__name__
+        self._causal = model_cls.endswith(("ForCausalLM", "LMHeadModel"))  # perplexity = exp(loss)
         self._eff_batch = (
             args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         )
@@ -268,6 +280,8 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         if "loss" in metrics:
             self._last_log = (now, step)
         val = metrics.get("val_loss")
+        if val is not None and self._causal and "val_perplexity" not in metrics:
+            metrics["val_perplexity"] = math.exp(val) if val < 700 else math.inf
         if val is not None and math.isfinite(val):
             self._last_val = val
             if self._best is None or val < self._best[0]:
@@ -352,9 +366,30 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         return None
 
 
+def _training_args(args: TrainingArguments) -> dict[str, Any]:
+    """The key hyperparameters plus every other argument changed from its default (not all ~150)."""
+    full = args.to_sanitized_dict()
+    keep = {}
+    for f in dataclasses.fields(args):
+        if f.name not in full or f.name in SKIP_ARGS:
+            continue
+        changed = f.default is not dataclasses.MISSING and _plain(getattr(args, f.name)) != _plain(
+            f.default
+        )
+        if f.name in KEY_ARGS or changed:
+            keep[f.name] = full[f.name]
+    return dict(sorted(keep.items()))
+
+
+def _plain(value: Any) -> Any:
+    # Enums compare by value; HF's __post_init__ turns some None defaults into empty containers.
+    value = getattr(value, "value", value)
+    return None if value in ("", [], {}) else value
+
+
 def _auto_config(args: TrainingArguments, model: Any) -> dict[str, Any]:
     """The run record's config when the user gives none: the TrainingArguments and the model's identity."""
-    cfg: dict[str, Any] = {"training_args": args.to_sanitized_dict()}
+    cfg: dict[str, Any] = {"training_args": _training_args(args)}
     mcfg = getattr(model, "config", None)
     if mcfg is not None:
         cfg["model"] = {
