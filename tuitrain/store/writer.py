@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.store import rollup
-from tuitrain.store.db import DB_NAME, connect, immediate, is_locked_error
+from tuitrain.store.db import BUSY_TIMEOUT_MS, DB_NAME, connect, immediate, is_locked_error
 from tuitrain.store.models import InvalidValue, RunNotFound
 
 log = logging.getLogger("tuitrain.store")
@@ -94,7 +94,11 @@ class RunWriter:
     """Buffers metrics and events of one run; a daemon thread writes them every flush_interval (rank 0 only)."""
 
     def __init__(
-        self, runs_dir: str | os.PathLike[str], run_id: str, flush_interval: float = 0.5
+        self,
+        runs_dir: str | os.PathLike[str],
+        run_id: str,
+        flush_interval: float = 0.5,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
     ) -> None:
         if not 0 < flush_interval <= MAX_FLUSH_INTERVAL_S:
             raise InvalidValue(
@@ -107,7 +111,7 @@ class RunWriter:
             raise RunNotFound(
                 f"no tuitrain database at {self.path}; create the run with Store first"
             )
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, int(busy_timeout * 1000))
         rows = self._conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchall()
         if not rows:
             self._conn.close()
