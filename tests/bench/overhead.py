@@ -1,0 +1,245 @@
+"""Provides the trainer overhead benchmark: steps/s of tuitrain's real training loop (batched
+metrics to SQLite + steering poll) vs the same loop with no instrumentation, and vs HF Trainer,
+on the same model, data, batch, optimizer and precision.
+
+    OMP_NUM_THREADS=2 python tests/bench/overhead.py                       # tiny CPU model
+    python tests/bench/overhead.py --hidden 1024 --layers 24 --seq 1024 --batch 8 --bf16   # GPU
+
+Each variant runs `--repeats` times, interleaved; steps/s is measured between step `--warmup`
+and the last step and the median is reported. The last line is JSON with `overhead_ratio`
+(instrumented / plain steps/s; 1.0 = free) and `vs_hf_trainer` (ours / HF steps/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tuitrain.config import parse, save_yaml, to_dict
+
+
+def make_config(a: argparse.Namespace, log_every: int):
+    """The benchmark's TrainConfig: a from-scratch GPT-2 on the stdlib byte corpus."""
+    return parse(
+        {
+            "run": {"name": "bench", "seed": 0},
+            "model": {
+                "tokenizer": "bytes",
+                "dtype": "auto",
+                "arch": {
+                    "type": "gpt2",
+                    "hidden_size": a.hidden,
+                    "num_layers": a.layers,
+                    "num_heads": max(1, a.hidden // 64),
+                    "max_position_embeddings": a.seq,
+                },
+            },
+            "data": {
+                "source": "python-stdlib",
+                "max_bytes": max(200_000, a.batch * a.seq * (a.steps + 10) * 2),
+                "max_seq_length": a.seq,
+                "validation_split": 0.01,
+            },
+            "optimizer": {"name": "adamw", "lr": 3e-4},
+            "scheduler": {"name": "cosine", "warmup_steps": 10},
+            "batch": {"size": a.batch, "grad_accum": a.accum},
+            "training": {
+                "max_steps": a.steps,
+                "max_grad_norm": 1.0,
+                "mixed_precision": "bf16" if a.bf16 else "no",
+                "eval_max_batches": 1,
+                "log_every": log_every,
+                "save_total_limit": 1,
+            },
+            "generation": {"enabled": False},
+            "launch": {"cpu": a.cpu},
+        }
+    )
+
+
+def reset_accelerate() -> None:
+    """Forget the process-wide Accelerate state so the next variant builds its own."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a timestamp means the work is done."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_tuitrain(a: argparse.Namespace, root: Path) -> float:
+    """steps/s of the real Trainer (metrics to SQLite every log_every steps, steering poll each step)."""
+    from accelerate import Accelerator
+
+    from tuitrain.config import resolve
+    from tuitrain.store import Store
+    from tuitrain.train.loop import Trainer
+    from tuitrain.train.report import Reporter
+
+    reset_accelerate()
+    cfg = make_config(a, a.log_every)
+    store = Store(root)
+    run = store.create_run(to_dict(cfg), resolve(cfg).derived.as_dict(), name="bench-ours")
+    run_dir = store.run_dir(run.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+    acc = Accelerator(mixed_precision=cfg.training.mixed_precision, cpu=a.cpu)
+    report = Reporter(run_dir, active=True)
+    tr = Trainer(run_dir, cfg, acc, report, [False])
+    tr.setup(resume=False)
+    tr.run()
+    report.finish("completed", None, {})
+    report.close()
+    # The trainer stamps each batch of metrics when it leaves the device (after a host sync).
+    times = {p.step: p.time for p in store.tail(run.id, ["loss"])}
+    store.close()
+    lo = min(s for s in times if s >= a.warmup and s % a.log_every == 0)
+    return (a.steps - lo) / (times[a.steps] - times[lo])
+
+
+def run_plain(a: argparse.Namespace) -> float:
+    """steps/s of the same loop with no metrics and no steering (same model, data, optimizer, LR)."""
+    from accelerate import Accelerator
+
+    from tuitrain.config.derived import compute
+    from tuitrain.train.data import BatchPlan, ByteTokenizer, build_splits
+    from tuitrain.train.model import build_model
+    from tuitrain.train.optim import LRControl, build_optimizer
+
+    reset_accelerate()
+    cfg = make_config(a, a.log_every)
+    torch.manual_seed(0)
+    acc = Accelerator(mixed_precision=cfg.training.mixed_precision, cpu=a.cpu)
+    tok = ByteTokenizer()
+    splits = build_splits(cfg, tok)
+    d = compute(cfg, len(splits.train))
+    model = build_model(cfg, tok)
+    opt = build_optimizer(cfg, model, d.scaled_lr, acc.device.type == "cuda")
+    model, opt = acc.prepare(model, opt)
+    lrc = LRControl(cfg, d.scaled_lr, d.total_steps, d.warmup_steps or 0)
+    plan = BatchPlan(len(splits.train), cfg.batch.size, 0, 1, 0)
+    batches = plan.batches(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    t0 = None
+    for step in range(a.steps):
+        if step == a.warmup:
+            sync()
+            t0 = time.perf_counter()
+        lrc.apply(opt, step)
+        for _ in range(a.accum):
+            b = {
+                k: v.to(acc.device, non_blocking=True)
+                for k, v in splits.train.batch(next(batches)).items()
+            }
+            acc.backward(model(**b).loss / a.accum)
+        acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync()
+    return (a.steps - a.warmup) / (time.perf_counter() - t0)
+
+
+def run_hf(a: argparse.Namespace, root: Path) -> float:
+    """steps/s of transformers.Trainer with the same settings (logging every log_every steps)."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from tuitrain.train.data import ByteTokenizer, build_splits
+    from tuitrain.train.model import build_model
+
+    reset_accelerate()
+    cfg = make_config(a, a.log_every)
+    tok = ByteTokenizer()
+    splits = build_splits(cfg, tok)
+    torch.manual_seed(0)
+    model = build_model(cfg, tok)
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(splits.train)
+
+        def __getitem__(self, i):
+            return {k: v[i] for k, v in splits.train.tensors.items()}
+
+    stamps: dict[int, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step in (a.warmup, a.steps):
+                sync()
+                stamps[state.global_step] = time.perf_counter()
+
+    args = TrainingArguments(
+        output_dir=str(root / "hf"), per_device_train_batch_size=a.batch, gradient_accumulation_steps=a.accum, learning_rate=3e-4, weight_decay=0.01,
+        lr_scheduler_type="cosine", warmup_steps=10, max_steps=a.steps, max_grad_norm=1.0, logging_steps=a.log_every, save_strategy="no",
+        eval_strategy="no", report_to=[], bf16=a.bf16, use_cpu=a.cpu, dataloader_num_workers=0, seed=0, disable_tqdm=True,
+    )  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=DS(), callbacks=[Clock()]).train()
+    return (a.steps - a.warmup) / (stamps[a.steps] - stamps[a.warmup])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the variants interleaved and print the figures; the last line is JSON."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--cpu", action="store_true", default=not torch.cuda.is_available())
+    p.add_argument("--no-hf", action="store_true", help="skip the HF Trainer variant")
+    a = p.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results: dict[str, list[float]] = {"plain": [], "tuitrain": [], "hf_trainer": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for r in range(a.repeats):
+            results["plain"].append(run_plain(a))
+            results["tuitrain"].append(run_tuitrain(a, root / f"r{r}"))
+            if not a.no_hf:
+                results["hf_trainer"].append(run_hf(a, root / f"r{r}"))
+            print(
+                f"repeat {r + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f} steps/s" for k, v in results.items() if v),
+                file=sys.stderr,
+                flush=True,
+            )
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    from tuitrain.train.data import ByteTokenizer
+    from tuitrain.train.model import build_model
+
+    params = sum(p.numel() for p in build_model(make_config(a, 1), ByteTokenizer()).parameters())
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() and not a.cpu
+        else f"cpu x{torch.get_num_threads()} threads"
+    )
+    out = {
+        "overhead_ratio": round(med["tuitrain"] / med["plain"], 4),
+        "vs_hf_trainer": round(med["tuitrain"] / med["hf_trainer"], 4) if "hf_trainer" in med else None,
+        "steps_per_s": {k: round(v, 3) for k, v in med.items()},
+        "runs": {k: [round(x, 3) for x in v] for k, v in results.items() if v},
+        "model_params": params, "device": device, "precision": "bf16" if a.bf16 else "fp32",
+        "batch": a.batch, "accum": a.accum, "seq": a.seq, "steps": a.steps, "warmup": a.warmup, "log_every": a.log_every,
+    }  # fmt: skip
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
