@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
@@ -17,17 +16,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tuitrain.store import rollup
+from tuitrain.store.commands import CommandsMixin
 from tuitrain.store.db import DB_NAME, connect, immediate, mount_fstype, network_fs_warning
+from tuitrain.store.metrics import MetricsMixin
 from tuitrain.store.models import (
-    COMMAND_KINDS,
     STATUSES,
     TERMINAL_STATUSES,
-    Command,
-    CommandRefused,
     Event,
     InvalidValue,
-    MetricPoint,
     RunInfo,
     RunNotFound,
 )
@@ -40,7 +36,6 @@ _RUN_COLS = (
     "id, name, status, config, derived, created, started, ended, pid, host, heartbeat,"
     " exit_reason, summary, sweep_id, last_step"
 )
-_CMD_COLS = "id, run_id, kind, payload, created, status, claimed, finished, applied_step, reason"
 
 
 class NetworkFilesystemWarning(UserWarning):
@@ -90,7 +85,7 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
-class Store:
+class Store(MetricsMixin, CommandsMixin):
     """One connection to <runs_dir>/tuitrain.db; methods are serialised by a lock, so threads may share it."""
 
     def __init__(self, runs_dir: str | os.PathLike[str]) -> None:
@@ -304,125 +299,6 @@ class Store:
             if d.is_dir() and not d.is_symlink():
                 shutil.rmtree(d)
 
-    # ---- metrics ------------------------------------------------------------------------
-
-    def _sid(self, run_id: str, name: str) -> int | None:
-        rows = self._q("SELECT id FROM series WHERE run_id = ? AND name = ?", (run_id, name))
-        return rows[0][0] if rows else None
-
-    def log_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float, float]]) -> int:
-        """Write (step, name, value, time) rows now, in one transaction (RunWriter batches for you)."""
-        from tuitrain.store.writer import write_batch
-
-        series: dict[str, list[tuple[int, float | None, float]]] = {}
-        for step, name, value, t in rows:
-            series.setdefault(str(name), []).append(
-                (int(step), None if value is None else float(value), float(t))
-            )
-        with self._lock:
-            return write_batch(self.conn, run_id, series, [], heartbeat=False)
-
-    def metric_names(self, run_id: str) -> list[str]:
-        """Names of the metrics this run has logged, sorted."""
-        return [
-            r[0]
-            for r in self._q("SELECT name FROM series WHERE run_id = ? ORDER BY name", (run_id,))
-        ]
-
-    def last_step(self, run_id: str) -> int | None:
-        """The highest step with any metric, or None."""
-        rows = self._q("SELECT last_step FROM runs WHERE id = ?", (run_id,))
-        if rows and rows[0][0] is not None:
-            return rows[0][0]
-        got = self._q(
-            "SELECT max(m.step) FROM series s JOIN metrics m ON m.sid = s.id WHERE s.run_id = ?",
-            (run_id,),
-        )
-        return got[0][0] if got else None
-
-    def tail(
-        self,
-        run_id: str,
-        names: Iterable[str] | None = None,
-        after_step: int = -1,
-        until: int | None = None,
-    ) -> list[MetricPoint]:
-        """Metric points with after_step < step (<= until), optionally only these names, by step then name."""
-        sids = self._q("SELECT id, name FROM series WHERE run_id = ?", (run_id,))
-        if names is not None:
-            wanted = set(names)
-            sids = [s for s in sids if s[1] in wanted]
-        if not sids:
-            return []
-        by_sid = dict(sids)
-        marks = ",".join("?" * len(by_sid))
-        hi = 2**62 if until is None else int(until)
-        rows = self._q(
-            f"SELECT sid, step, value, time FROM metrics WHERE sid IN ({marks}) AND step > ?"
-            " AND step <= ?",
-            (*by_sid, int(after_step), hi),
-        )
-        pts = [
-            MetricPoint(step, by_sid[sid], math.nan if v is None else v, t)
-            for sid, step, v, t in rows
-        ]
-        pts.sort(key=lambda p: (p.step, p.name))
-        return pts
-
-    def last_values(self, run_id: str) -> dict[str, MetricPoint]:
-        """The latest point of each metric of the run, by name."""
-        out = {}
-        for sid, name in self._q(
-            "SELECT id, name FROM series WHERE run_id = ? ORDER BY name", (run_id,)
-        ):
-            rows = self._q(
-                "SELECT step, value, time FROM metrics WHERE sid = ? ORDER BY step DESC LIMIT 1",
-                (sid,),
-            )
-            if rows:
-                step, v, t = rows[0]
-                out[name] = MetricPoint(step, name, math.nan if v is None else v, t)
-        return out
-
-    def step_range(self, run_id: str) -> tuple[int, int] | None:
-        """(lowest, highest) step with any metric of the run, or None when it has none."""
-        rows = self._q(
-            "SELECT min(m.step), max(m.step) FROM series s JOIN metrics m ON m.sid = s.id"
-            " WHERE s.run_id = ?",
-            (run_id,),
-        )
-        return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
-
-    def count_points(self, run_id: str) -> int:
-        """Number of stored metric points of the run (a full index count: for CLI summaries, not hot paths)."""
-        rows = self._q(
-            "SELECT count(*) FROM series s JOIN metrics m ON m.sid = s.id WHERE s.run_id = ?",
-            (run_id,),
-        )
-        return int(rows[0][0])
-
-    def series(
-        self,
-        run_id: str,
-        name: str,
-        buckets: int = 200,
-        start: int | None = None,
-        end: int | None = None,
-    ) -> list[tuple[int, float, float, float]]:
-        """Downsampled (step, min, max, last) per bucket; steps start..end; cost independent of run length."""
-        if not isinstance(buckets, int) or buckets < 1:
-            raise InvalidValue(f"buckets must be a positive integer (got {buckets!r})")
-        sid = self._sid(run_id, name)
-        if sid is None:
-            return []
-        with self._lock:
-            # One read transaction: the edges and the blocks come from the same snapshot.
-            self.conn.execute("BEGIN")
-            try:
-                return rollup.read_series(self.conn, sid, buckets, start, end)
-            finally:
-                self.conn.execute("COMMIT")
-
     # ---- events -------------------------------------------------------------------------
 
     def _add_event(
@@ -450,152 +326,7 @@ class Store:
         )
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5] or "", _loads(r[6], None)) for r in rows]
 
-    # ---- commands -----------------------------------------------------------------------
-
-    def send_command(self, run_id: str, kind: str, payload: Mapping[str, Any] | None = None) -> int:
-        """Queue a steering command for the run's trainer; returns the command id."""
-        payload = _check_command(kind, dict(payload or {}))
-        with self._lock, immediate(self.conn):
-            rows = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
-            if not rows:
-                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
-            if rows[0][0] in TERMINAL_STATUSES:
-                raise CommandRefused(
-                    f"run {run_id} is {rows[0][0]}: commands go to queued or running runs only"
-                )
-            cur = self.conn.execute(
-                "INSERT INTO commands (run_id, kind, payload, created, status) VALUES (?, ?, ?, ?, 'pending')",
-                (run_id, kind, _dumps(payload), time.time()),
-            )
-            return int(cur.lastrowid)
-
-    @staticmethod
-    def _row_to_cmd(r: tuple) -> Command:
-        return Command(r[0], r[1], r[2], _loads(r[3], {}), r[4], r[5], r[6], r[7], r[8], r[9] or "")
-
-    def claim_commands(self, run_id: str) -> list[Command]:
-        """Take this run's unclaimed pending commands (oldest first); each is handed out exactly once."""
-        now = time.time()
-        with self._lock:
-            # Cheap unlocked check first: the trainer polls this often and there is usually nothing.
-            if not self.conn.execute(
-                "SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed IS NULL LIMIT 1",
-                (run_id,),
-            ).fetchall():
-                return []
-            with immediate(self.conn):
-                rows = self.conn.execute(
-                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? AND status = 'pending'"
-                    " AND claimed IS NULL ORDER BY id",
-                    (run_id,),
-                ).fetchall()
-                self.conn.executemany(
-                    "UPDATE commands SET claimed = ? WHERE id = ?", [(now, r[0]) for r in rows]
-                )
-        return [self._row_to_cmd((*r[:6], now, *r[7:])) for r in rows]
-
-    def _finish_command(
-        self, cmd_id: int, status: str, step: int | None, reason: str, message: str
-    ) -> None:
-        now = time.time()
-        with self._lock, immediate(self.conn):
-            rows = self.conn.execute(
-                "SELECT run_id, kind, payload, status FROM commands WHERE id = ?", (cmd_id,)
-            ).fetchall()
-            if not rows:
-                raise InvalidValue(f"no command with id {cmd_id}")
-            run_id, kind, payload, old = rows[0]
-            if old != "pending":
-                raise InvalidValue(f"command {cmd_id} is already {old}")
-            self.conn.execute(
-                "UPDATE commands SET status = ?, finished = ?, applied_step = ?, reason = ?,"
-                " claimed = coalesce(claimed, ?) WHERE id = ?",
-                (status, now, step, reason, now, cmd_id),
-            )
-            data = {
-                "command_id": cmd_id,
-                "kind": kind,
-                "payload": _loads(payload, {}),
-                "status": status,
-            }
-            self._add_event(run_id, "command", message, step, data, now)
-
-    def ack_command(self, cmd_id: int, step: int, message: str = "") -> None:
-        """Mark the command applied at this optimizer step; adds a 'command' event."""
-        cmd = self.get_command(cmd_id)
-        text = message or f"command {cmd_id} ({cmd.kind}) applied at step {step}"
-        self._finish_command(cmd_id, "applied", int(step), message, text)
-
-    def reject_command(self, cmd_id: int, reason: str, step: int | None = None) -> None:
-        """Mark the command rejected with a reason; adds a 'command' event."""
-        cmd = self.get_command(cmd_id)
-        self._finish_command(
-            cmd_id, "rejected", step, reason, f"command {cmd_id} ({cmd.kind}) rejected: {reason}"
-        )
-
-    def get_command(self, cmd_id: int) -> Command:
-        """One command by id."""
-        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE id = ?", (int(cmd_id),))
-        if not rows:
-            raise InvalidValue(f"no command with id {cmd_id}")
-        return self._row_to_cmd(rows[0])
-
-    def commands(self, run_id: str) -> list[Command]:
-        """All of the run's commands, oldest first."""
-        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,))
-        return [self._row_to_cmd(r) for r in rows]
-
-    def wait_command(self, cmd_id: int, timeout: float = 30.0, poll: float = 0.1) -> Command:
-        """Poll until the command is applied or rejected, or timeout; returns it (still pending on timeout).
-
-        A command still unclaimed when its run has ended is rejected here, so nobody waits on it.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            cmd = self.get_command(cmd_id)
-            if cmd.done:
-                return cmd
-            run = self.get_run(cmd.run_id)
-            if run.terminal and cmd.claimed is None:
-                with self._lock, immediate(self.conn):
-                    cur = self.conn.execute(
-                        "UPDATE commands SET status = 'rejected', finished = ?, reason = ?"
-                        " WHERE id = ? AND status = 'pending' AND claimed IS NULL",
-                        (time.time(), f"run is {run.status}", cmd_id),
-                    )
-                    if cur.rowcount:
-                        self._add_event(run.id, "command", f"command {cmd_id} ({cmd.kind}) rejected: run is {run.status}", None, {"command_id": cmd_id, "kind": cmd.kind, "status": "rejected"}, time.time())  # fmt: skip
-                continue
-            if time.monotonic() >= deadline:
-                return cmd
-            time.sleep(poll)
-
 
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise InvalidValue(f"status {status!r} is not one of: {', '.join(STATUSES)}")
-
-
-def _positive(payload: dict[str, Any], key: str, kind: str) -> dict[str, Any]:
-    raw = payload.get(key)
-    try:
-        value = float(raw)  # accepts 5e-5, "5E-5", "0.00005"
-    except (TypeError, ValueError):
-        raise CommandRefused(
-            f"{kind} needs payload {{{key!r}: number}}, got {key}={raw!r} (e.g. 5e-5)"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise CommandRefused(f"{kind}: {key} must be a positive finite number, got {raw!r}")
-    return {**payload, key: value}
-
-
-def _check_command(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if kind not in COMMAND_KINDS:
-        raise CommandRefused(
-            f"unknown command kind {kind!r}; use one of: {', '.join(COMMAND_KINDS)}"
-        )
-    if kind == "set_lr":
-        return _positive(payload, "lr", kind)
-    if kind == "scale_lr":
-        return _positive(payload, "factor", kind)
-    return payload

@@ -1,0 +1,183 @@
+"""Provides the steering-command side of Store: send, claim (exactly once), acknowledge, reject, wait."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuitrain.store.db import immediate
+from tuitrain.store.models import (
+    COMMAND_KINDS,
+    TERMINAL_STATUSES,
+    Command,
+    CommandRefused,
+    InvalidValue,
+    RunNotFound,
+)
+
+_CMD_COLS = "id, run_id, kind, payload, created, status, claimed, finished, applied_step, reason"
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)
+
+
+class CommandsMixin:
+    """Steering commands; mixed into Store (uses its conn, lock, _q, get_run and _add_event)."""
+
+    conn: sqlite3.Connection
+    _lock: threading.RLock
+    runs_dir: Path
+
+    def send_command(self, run_id: str, kind: str, payload: Mapping[str, Any] | None = None) -> int:
+        """Queue a steering command for the run's trainer; returns the command id."""
+        payload = _check_command(kind, dict(payload or {}))
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+            if rows[0][0] in TERMINAL_STATUSES:
+                raise CommandRefused(
+                    f"run {run_id} is {rows[0][0]}: commands go to queued or running runs only"
+                )
+            cur = self.conn.execute(
+                "INSERT INTO commands (run_id, kind, payload, created, status) VALUES (?, ?, ?, ?, 'pending')",
+                (run_id, kind, _dumps(payload), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    @staticmethod
+    def _row_to_cmd(r: tuple) -> Command:
+        return Command(r[0], r[1], r[2], _loads(r[3], {}), r[4], r[5], r[6], r[7], r[8], r[9] or "")
+
+    def claim_commands(self, run_id: str) -> list[Command]:
+        """Take this run's unclaimed pending commands (oldest first); each is handed out exactly once."""
+        now = time.time()
+        with self._lock:
+            # Cheap unlocked check first: the trainer polls this often and there is usually nothing.
+            if not self.conn.execute(
+                "SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed IS NULL LIMIT 1",
+                (run_id,),
+            ).fetchall():
+                return []
+            with immediate(self.conn):
+                rows = self.conn.execute(
+                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? AND status = 'pending'"
+                    " AND claimed IS NULL ORDER BY id",
+                    (run_id,),
+                ).fetchall()
+                self.conn.executemany(
+                    "UPDATE commands SET claimed = ? WHERE id = ?", [(now, r[0]) for r in rows]
+                )
+        return [self._row_to_cmd((*r[:6], now, *r[7:])) for r in rows]
+
+    def _finish_command(
+        self, cmd_id: int, status: str, step: int | None, reason: str, message: str
+    ) -> None:
+        now = time.time()
+        with self._lock, immediate(self.conn):
+            rows = self.conn.execute(
+                "SELECT run_id, kind, payload, status FROM commands WHERE id = ?", (cmd_id,)
+            ).fetchall()
+            if not rows:
+                raise InvalidValue(f"no command with id {cmd_id}")
+            run_id, kind, payload, old = rows[0]
+            if old != "pending":
+                raise InvalidValue(f"command {cmd_id} is already {old}")
+            self.conn.execute(
+                "UPDATE commands SET status = ?, finished = ?, applied_step = ?, reason = ?,"
+                " claimed = coalesce(claimed, ?) WHERE id = ?",
+                (status, now, step, reason, now, cmd_id),
+            )
+            data = {
+                "command_id": cmd_id,
+                "kind": kind,
+                "payload": _loads(payload, {}),
+                "status": status,
+            }
+            self._add_event(run_id, "command", message, step, data, now)
+
+    def ack_command(self, cmd_id: int, step: int, message: str = "") -> None:
+        """Mark the command applied at this optimizer step; adds a 'command' event."""
+        cmd = self.get_command(cmd_id)
+        text = message or f"command {cmd_id} ({cmd.kind}) applied at step {step}"
+        self._finish_command(cmd_id, "applied", int(step), message, text)
+
+    def reject_command(self, cmd_id: int, reason: str, step: int | None = None) -> None:
+        """Mark the command rejected with a reason; adds a 'command' event."""
+        cmd = self.get_command(cmd_id)
+        self._finish_command(
+            cmd_id, "rejected", step, reason, f"command {cmd_id} ({cmd.kind}) rejected: {reason}"
+        )
+
+    def get_command(self, cmd_id: int) -> Command:
+        """One command by id."""
+        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE id = ?", (int(cmd_id),))
+        if not rows:
+            raise InvalidValue(f"no command with id {cmd_id}")
+        return self._row_to_cmd(rows[0])
+
+    def commands(self, run_id: str) -> list[Command]:
+        """All of the run's commands, oldest first."""
+        rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,))
+        return [self._row_to_cmd(r) for r in rows]
+
+    def wait_command(self, cmd_id: int, timeout: float = 30.0, poll: float = 0.1) -> Command:
+        """Poll until the command is applied or rejected, or timeout; returns it (still pending on timeout).
+
+        A command still unclaimed when its run has ended is rejected here, so nobody waits on it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            cmd = self.get_command(cmd_id)
+            if cmd.done:
+                return cmd
+            run = self.get_run(cmd.run_id)
+            if run.terminal and cmd.claimed is None:
+                with self._lock, immediate(self.conn):
+                    cur = self.conn.execute(
+                        "UPDATE commands SET status = 'rejected', finished = ?, reason = ?"
+                        " WHERE id = ? AND status = 'pending' AND claimed IS NULL",
+                        (time.time(), f"run is {run.status}", cmd_id),
+                    )
+                    if cur.rowcount:
+                        self._add_event(run.id, "command", f"command {cmd_id} ({cmd.kind}) rejected: run is {run.status}", None, {"command_id": cmd_id, "kind": cmd.kind, "status": "rejected"}, time.time())  # fmt: skip
+                continue
+            if time.monotonic() >= deadline:
+                return cmd
+            time.sleep(poll)
+
+
+def _positive(payload: dict[str, Any], key: str, kind: str) -> dict[str, Any]:
+    raw = payload.get(key)
+    try:
+        value = float(raw)  # accepts 5e-5, "5E-5", "0.00005"
+    except (TypeError, ValueError):
+        raise CommandRefused(
+            f"{kind} needs payload {{{key!r}: number}}, got {key}={raw!r} (e.g. 5e-5)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise CommandRefused(f"{kind}: {key} must be a positive finite number, got {raw!r}")
+    return {**payload, key: value}
+
+
+def _check_command(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if kind not in COMMAND_KINDS:
+        raise CommandRefused(
+            f"unknown command kind {kind!r}; use one of: {', '.join(COMMAND_KINDS)}"
+        )
+    if kind == "set_lr":
+        return _positive(payload, "lr", kind)
+    if kind == "scale_lr":
+        return _positive(payload, "factor", kind)
+    return payload
