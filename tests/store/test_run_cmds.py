@@ -218,3 +218,14 @@ def test_console_script_entry(runs):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)) == 2
+
+
+def test_reading_commands_never_create_a_database(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    rc, out, err = cli(capsys, "ls", "--runs-dir", str(missing), "--format", "json")
+    assert rc == 0 and json.loads(out) == []
+    rc, _, err = cli(capsys, "show", "--runs-dir", str(missing), "x")
+    assert rc == run_cmds.EXIT_NOT_FOUND and "no runs in" in err and "--runs-dir" in err
+    rc, _, err = cli(capsys, "ctl", "--runs-dir", str(missing), "x", "stop")
+    assert rc == run_cmds.EXIT_NOT_FOUND
+    assert not missing.exists()

@@ -94,3 +94,15 @@ def test_log_copies_the_dict_and_accepts_numeric_like_values(store):
         d["loss"] = 99.0  # the caller reuses its dict: the logged values must not change
     vals = {p.name: p.value for p in store.tail(run.id)}
     assert vals == {"loss": 1.0, "acc": 0.25}
+
+
+def test_log_after_close_is_reported_not_silent(store, caplog):
+    run = store.create_run({}, {})
+    w = RunWriter(store.runs_dir, run.id)
+    w.log(1, {"loss": 1.0})
+    w.close()
+    with caplog.at_level("WARNING", logger="tuitrain.store"):
+        w.log(2, {"loss": 0.5})
+        w.event("finished", "late")
+    assert "after close()" in caplog.text
+    assert [p.step for p in store.tail(run.id)] == [1]

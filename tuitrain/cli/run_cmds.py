@@ -120,9 +120,15 @@ def _store_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from tuitrain.store import Store
+    """The Store of --runs-dir; a directory without a database is an error (no DB created by reading)."""
+    from tuitrain.store import DB_NAME, RunNotFound, Store
 
-    return Store(Path(args.runs_dir))
+    runs_dir = Path(args.runs_dir)
+    if not (runs_dir / DB_NAME).is_file():
+        raise RunNotFound(
+            f"no runs in {runs_dir} (no {DB_NAME} there); pass --runs-dir DIR where runs were started"
+        )
+    return Store(runs_dir)
 
 
 def _safe(text: Any) -> str:
@@ -173,8 +179,13 @@ def _run_json(r: Any) -> dict[str, Any]:
 @_store_errors
 def cmd_ls(args: argparse.Namespace) -> int:
     """List runs as a table or JSON."""
-    with _open(args) as store:
-        runs = store.list_runs(sweep_id=args.sweep)
+    from tuitrain.store import DB_NAME
+
+    if not (Path(args.runs_dir) / DB_NAME).is_file():
+        runs = []
+    else:
+        with _open(args) as store:
+            runs = store.list_runs(sweep_id=args.sweep)
     if args.format == "json":
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
         return 0
@@ -207,15 +218,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Show one run (or, when RUN names a sweep, that sweep)."""
     from tuitrain.store import RunNotFound
 
-    with _open(args) as store:
-        try:
-            run = store.get_run(args.run)
-        except RunNotFound:
-            if _is_sweep(Path(args.runs_dir), args.run):
-                from tuitrain.cli.sweep_cmds import show_sweep
+    try:
+        store = _open(args)
+        run = store.get_run(args.run)
+    except RunNotFound:
+        if _is_sweep(Path(args.runs_dir), args.run):
+            from tuitrain.cli.sweep_cmds import show_sweep
 
-                return show_sweep(Path(args.runs_dir), args.run, args.format)
-            raise
+            return show_sweep(Path(args.runs_dir), args.run, args.format)
+        raise
+    with store:
         last = store.last_values(run.id)
         events = store.events(run.id)[-args.events :] if args.events > 0 else []
         commands = store.commands(run.id)

@@ -128,6 +128,7 @@ class RunWriter:
         self.failed_flushes = 0  # flushes that hit an error and were kept for retry
         self._stop = threading.Event()
         self._closed = False
+        self._warned_closed = False
         self._thread = threading.Thread(
             target=self._loop, name=f"tuitrain-writer-{run_id}", daemon=True
         )
@@ -136,12 +137,18 @@ class RunWriter:
 
     def log(self, step: int, metrics: Mapping[str, Any], time: float | None = None) -> None:
         """Queue metric values for a step; never touches SQLite (values may be floats or 0-d tensors)."""
+        if self._closed:
+            self._after_close("log")
+            return
         t = _now() if time is None else time
         with self._buf_lock:
             self._metrics.append((step, dict(metrics), t))
 
     def event(self, kind: str, message: str, step: int | None = None, data: Any = None) -> None:
         """Queue an event for the run's timeline."""
+        if self._closed:
+            self._after_close("event")
+            return
         with self._buf_lock:
             self._events.append((kind, message, step, data, _now()))
 
@@ -161,6 +168,8 @@ class RunWriter:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked copy (e.g. a data-loader worker): the parent owns the connection
         self._stop.set()
         self._thread.join(timeout=timeout)
         deadline = _mono() + timeout
@@ -176,6 +185,15 @@ class RunWriter:
                 )
             self._conn.close()
         atexit.unregister(self.close)
+
+    def _after_close(self, what: str) -> None:
+        if not self._warned_closed:
+            self._warned_closed = True
+            log.warning(
+                "RunWriter of run %s is closed: %s() calls after close() are not written",
+                self.run_id,
+                what,
+            )
 
     def __enter__(self) -> RunWriter:
         return self
