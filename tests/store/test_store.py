@@ -264,3 +264,21 @@ def test_delete_run_removes_rows_and_files(store):
         )
     assert store.conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == 1
     assert store.tail(other.id)[0].value == 2.0
+
+
+def test_forward_migrations_run_in_order(tmp_path, monkeypatch):
+    from tuitrain.store import db
+
+    Store(tmp_path).close()
+
+    def v2(conn):
+        conn.execute("ALTER TABLE runs ADD COLUMN tags TEXT")
+
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, v2])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS))
+    s = Store(tmp_path)
+    cols = {r[1] for r in s.conn.execute("PRAGMA table_info(runs)").fetchall()}
+    assert "tags" in cols
+    assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    s.close()
+    Store(tmp_path).close()  # already at the new version: nothing runs twice

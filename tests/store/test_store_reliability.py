@@ -242,3 +242,22 @@ def test_hostile_names_never_touch_paths(tmp_path):
     )
     assert all(p.name.startswith("tuitrain.db") for p in runs_dir.iterdir())
     store.close()
+
+
+OPENER = """
+    import sys
+    from tuitrain.store import Store
+    s = Store(sys.argv[1])
+    print(s.create_run({}, {}, name=sys.argv[2]).id)
+"""
+
+
+def test_processes_racing_to_create_a_fresh_database(tmp_path, procs):
+    runs_dir = tmp_path / "fresh"
+    openers = [spawn(OPENER, str(runs_dir), f"p{i}") for i in range(6)]
+    procs.extend(openers)
+    for p in openers:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    with Store(runs_dir) as s:
+        assert sorted(r.name for r in s.list_runs()) == [f"p{i}" for i in range(6)]
