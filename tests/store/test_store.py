@@ -161,7 +161,9 @@ def test_writer_log_never_touches_sqlite_and_flush_writes(store):
         elapsed = time.perf_counter() - t0
         blocker.execute("COMMIT")
         blocker.close()
-        assert elapsed < 0.5, "log() waited on the database"
+        # Not a speed check: touching SQLite would wait out the 10 s busy timeout on the lock.
+        assert elapsed < 5, "log() waited on the database"
+        assert w.pending == 1000
         assert w.flush() and w.pending == 0
         assert len(store.tail(run.id)) == 1000
     finally:
@@ -238,7 +240,7 @@ def test_wait_command_times_out_pending(store):
     cid = store.send_command(run.id, "eval")
     t0 = time.monotonic()
     assert store.wait_command(cid, timeout=0.3).status == "pending"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 10  # returned at its timeout, not stuck
 
 
 def test_delete_run_removes_rows_and_files(store):

@@ -210,7 +210,7 @@ def test_commands_claimed_exactly_once(tmp_path, procs):
     store = Store(tmp_path)
     run = store.create_run({}, {})
     store.mark_started(run.id, os.getpid())
-    claimers = [spawn(CLAIMER, str(tmp_path), run.id, "8") for _ in range(4)]
+    claimers = [spawn(CLAIMER, str(tmp_path), run.id, "5") for _ in range(4)]
     procs.extend(claimers)
     time.sleep(1.5)  # let them start polling
     sent = []
