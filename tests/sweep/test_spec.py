@@ -150,3 +150,18 @@ def test_bundled_sweep_demo_is_valid():
     base = base_data(s, "configs/sweep-demo.yaml")
     check_space(s, base, "configs/sweep-demo.yaml")
     assert (s.n_trials or s.grid_size()) >= 4
+
+
+def test_cli_rejects_bad_sweeps_with_exit_2_before_any_run(tmp_path, capsys):
+    from tuitrain.cli import main
+
+    demo = str(__import__("pathlib").Path(DEMO).resolve())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {demo}\nspace:\n  optimizer.lrr: [1e-3]\n")
+    assert main(["sweep", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "space.optimizer.lrr" in err and "did you mean 'optimizer.lr'" in err
+    bad.write_text(f"base: {demo}\nspace:\n  optimizer.lr: [1e-3]\nparallel: 0\n")
+    assert main(["sweep", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "parallel" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tuitrain.db").exists()

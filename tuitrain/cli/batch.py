@@ -13,9 +13,11 @@ from typing import Any, TextIO
 
 OK_STATUSES = ("completed", "early_stopped")
 EXIT_RUN_NOT_OK = 1
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
 FOLLOWED = ("loss", "lr", "val_loss", "val_accuracy", "val_perplexity")
 PLAIN_EVERY_S = 10.0  # without a TTY, one progress line per this many seconds keeps CI logs short
 HARD_STOP_WAIT_S = 15.0
+EXIT_WAIT_S = 60.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -123,9 +125,29 @@ class Follower:
             if restore:
                 restore()
         self._progress(run, final=True)
+        self._wait_gone(run)
         reason = f" ({run.exit_reason})" if run.exit_reason else ""
         self._line(f"run {run.id} {run.status}{reason}")
+        if self.stop_sent:
+            return (
+                EXIT_INTERRUPTED  # a job script must not mistake an interrupted run for a done one
+            )
         return 0 if run.status in OK_STATUSES else EXIT_RUN_NOT_OK
+
+    def _wait_gone(self, run: Any) -> None:
+        # The final status is written a moment before the processes exit; return only once they
+        # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
+        from tuitrain.launch import process_group, stop
+
+        end = time.monotonic() + EXIT_WAIT_S
+        while process_group(run) is not None:
+            if time.monotonic() > end:
+                self._line(
+                    f"training processes still alive {EXIT_WAIT_S:g} s after the end; killing them"
+                )
+                stop(run, grace_s=5.0)
+                return
+            time.sleep(0.2)
 
     # -- display ---------------------------------------------------------------------------
 

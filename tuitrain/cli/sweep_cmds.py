@@ -12,6 +12,7 @@ from typing import Any
 
 EXIT_SWEEP_NOT_OK = 1
 EXIT_NOT_FOUND = 4
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,6 +91,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             [ConfigIssue("method", str(exc), "pip install 'tuitrain[sweep]'", file=args.spec)]
         ) from None
     rec = runner.run()
+    if rec.status == "stopped":
+        return EXIT_INTERRUPTED
     return 0 if rec.status == "completed" and rec.best() is not None else EXIT_SWEEP_NOT_OK
 
 

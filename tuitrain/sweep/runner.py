@@ -42,6 +42,7 @@ class Active:
     values: list[tuple[int, float]] = field(default_factory=list)
     stop_sent: float | None = None  # when we asked it to stop (pruned, or sweep interrupted)
     killed: bool = False
+    stop_cmd: int | None = None  # id of our stop command, to tell "stopped by us" from "finished"
     dead_polls: int = 0  # polls that found the process gone while the run still read queued
 
 
@@ -252,9 +253,8 @@ class SweepRunner:
         if a.stop_sent is None:
             a.stop_sent = time.time()
             try:
-                self.store.send_command(
-                    a.rec.run_id, "stop"
-                )  # graceful: the trainer ends at its next step
+                # Graceful: the trainer evaluates, saves and ends (as early_stopped) at its next step.
+                a.stop_cmd = self.store.send_command(a.rec.run_id, "stop")
             except Exception as exc:  # noqa: BLE001 -- a run that already ended refuses commands
                 self.say(f"trial {a.rec.number}: stop command not sent ({exc})")
         if hard and not a.killed:
@@ -267,13 +267,21 @@ class SweepRunner:
         self._poll_tail(a)
         rec = a.rec
         rec.run_status, rec.ended = run.status, time.time()
-        if rec.pruned_step is not None and run.status not in (*DONE_OK, "failed", "diverged"):
+        ours = self._stopped_by_us(a, run)
+        if ours and rec.pruned_step is not None:
             reason = f"pruned by sweep {self.rec.id} at step {rec.pruned_step}: {self.rec.metric} worse than the median of earlier trials"
             self.store.set_status(run.id, "pruned", reason=reason)
             rec.run_status, rec.state = "pruned", "pruned"
             rec.value = a.values[-1][1] if a.values else None
             self.study.tell(a.trial, state=TS.PRUNED)
             self.say(f"trial {rec.number}: pruned (run {run.id})")
+        elif ours:
+            # Interrupted by the sweep's own stop: its value is partial, so Optuna learns nothing.
+            self._fail(
+                a.trial, rec, f"stopped by the sweep at step {a.last_step} (run {run.status})"
+            )
+            rec.state = "stopped"
+            self.say(f"trial {rec.number}: stopped (run {run.id})")
         elif run.status in DONE_OK and a.values:
             vals = [v for _, v in a.values]
             if self.spec.objective.reduce == "last":
@@ -292,11 +300,20 @@ class SweepRunner:
             else:
                 why = f"run {run.status}" + (f": {run.exit_reason}" if run.exit_reason else "")
             self._fail(a.trial, rec, why)
-            rec.state = "stopped" if self.stopping and run.status == "stopped" else "failed"
             self.say(f"trial {rec.number}: {rec.state} ({why}); see {run.run_dir / 'train.log'}")
         self.active.remove(a)
         self.free.append(a.slot)
         records.save(self.rec, self.runs_dir)
+
+    def _stopped_by_us(self, a: Active, run: Any) -> bool:
+        # A run that failed on its own, or finished before our stop reached it, keeps its outcome.
+        if run.status in ("failed", "diverged") or a.stop_sent is None:
+            return False
+        if a.killed:
+            return True
+        if a.stop_cmd is not None and self.store.get_command(a.stop_cmd).status == "applied":
+            return True
+        return run.status == "stopped"
 
     def _poll_tail(self, a: Active) -> None:
         # Metrics flushed just before the process ended still count toward the objective.
@@ -310,7 +327,24 @@ class SweepRunner:
         rec.state, rec.error, rec.ended = "failed", why, time.time()
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
+    def _wait_gone(self, deadline_s: float = 30.0) -> None:
+        # A stopped trainer sets its final status a moment before its processes exit; the sweep
+        # ends only once they are gone (killed after the deadline), so nothing outlives it.
+        from tuitrain.launch import process_group, stop
+
+        ids = [t.run_id for t in self.rec.trials if t.run_id and t.state in ("stopped", "pruned")]
+        runs = [self.store.get_run(i) for i in ids]
+        end = time.monotonic() + deadline_s
+        while runs and time.monotonic() < end:
+            runs = [r for r in runs if process_group(r) is not None]
+            if runs:
+                time.sleep(0.2)
+        for r in runs:
+            stop(r, grace_s=5.0)
+
     def _end(self, status: str) -> None:
+        if status != "completed":
+            self._wait_gone()
         self.rec.status, self.rec.ended = status, time.time()
         try:
             self.rec.importance = importance(self.study)

@@ -8,7 +8,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tuitrain.config import ConfigError, ConfigIssue, Resolved, TrainConfig, parse, resolve
 from tuitrain.config.loader import (
@@ -137,17 +137,22 @@ def check_space(spec: SweepSpec, base: dict, file: str | None = None) -> None:
             probes = [p.low, p.high]
         for value in probes:
             data = copy.deepcopy(base)
+            data.pop("extends", None)
             set_dotted(data, path, value)
+            # Field-level validation only (pydantic): a clash with another field (bytes tokenizer
+            # with a pretrained model, ...) may vanish with other sampled values, so it fails
+            # that trial instead of the whole sweep.
             try:
-                parse(data)
-            except ConfigError as exc:
-                for i in exc.issues:
-                    if i.path == path:
+                TrainConfig.model_validate(data)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    if ".".join(str(x) for x in e["loc"]) == path:
+                        msg = e["msg"].removeprefix("Value error, ")
                         issues.append(
                             ConfigIssue(
                                 f"space.{path}",
-                                f"value {value!r} is not valid for {path}: {i.message}",
-                                i.fix or "change the range",
+                                f"value {value!r} is not valid for {path}: {msg}",
+                                "change the values or range",
                                 file,
                             )
                         )

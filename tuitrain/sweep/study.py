@@ -97,8 +97,11 @@ def create_study(spec: SweepSpec, storage: str, study_name: str) -> Any:
         direction=spec.objective.direction(),
         load_if_exists=True,
     )
+    # A fresh study takes every listed point (repeats included: a user may want a seed check);
+    # joining a shared study skips points some machine already queued.
+    fresh = not study.get_trials(deepcopy=False)
     for params in spec.enqueue:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params, skip_if_exists=not fresh)
     return study
 
 
@@ -118,7 +121,9 @@ def importance(study: Any) -> dict[str, float]:
     if len(done) < 2:
         return {}
     try:
-        imp = optuna.importance.get_param_importances(study)
+        # 16 trees instead of fANOVA's default 64: same ranking here, a quarter of the CPU.
+        evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, seed=0)
+        imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError, ZeroDivisionError):
         return {}
     return {k: float(v) for k, v in imp.items()}
