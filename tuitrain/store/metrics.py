@@ -97,12 +97,17 @@ class MetricsMixin:
 
     def step_range(self, run_id: str) -> tuple[int, int] | None:
         """(lowest, highest) step with any metric of the run, or None when it has none."""
-        rows = self._q(
-            "SELECT min(m.step), max(m.step) FROM series s JOIN metrics m ON m.sid = s.id"
-            " WHERE s.run_id = ?",
-            (run_id,),
-        )
-        return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
+        lo = hi = None
+        for (sid,) in self._q("SELECT id FROM series WHERE run_id = ?", (run_id,)):
+            # Two index probes per series: min() and max() together would scan the range.
+            first = self._q("SELECT step FROM metrics WHERE sid = ? ORDER BY step LIMIT 1", (sid,))
+            last = self._q(
+                "SELECT step FROM metrics WHERE sid = ? ORDER BY step DESC LIMIT 1", (sid,)
+            )
+            if first:
+                lo = first[0][0] if lo is None else min(lo, first[0][0])
+                hi = last[0][0] if hi is None else max(hi, last[0][0])
+        return None if lo is None else (lo, hi)
 
     def count_points(self, run_id: str) -> int:
         """Number of stored metric points of the run (a full index count: for CLI summaries, not hot paths)."""

@@ -215,10 +215,6 @@ class Store(MetricsMixin, CommandsMixin):
         )
         return [self._check_alive(self._row_to_run(r)) for r in rows]
 
-    def _require(self, run_id: str) -> None:
-        if not self._q("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
-            raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
-
     def mark_started(self, run_id: str, pid: int, host: str | None = None) -> None:
         """Status running, with the training process's pid and host and a fresh heartbeat."""
         now = time.time()
