@@ -9,7 +9,9 @@ most every `poll_interval` seconds (the trainer's own SteeringPoller). Torch is 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 from tuitrain.integrations import lifecycle
 from tuitrain.integrations.lr import LambdaLRSteer
 from tuitrain.store import RunWriter, Store
-from tuitrain.train.steering import SteerCommand, SteeringPoller, StoreSource
+from tuitrain.train.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 
 __all__ = ["Run", "SteerCommand", "init"]
 
@@ -71,7 +73,26 @@ class Run:
         self._started = time.time()
         self.finished = False
         self.status = "running"
+        self.exit_status: str | None = None
+        self.exit_reason: str | None = None
+        self._polled = False
+        self._sigterm = False
+        self._old_sigterm: Any = None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        ):
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         lifecycle.track(self)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # A loop that polls gets SIGTERM (e.g. `tuitrain stop`) as a stop command and can save
+        # first; one that never polls exits now, and the run ends `stopped` rather than crashed.
+        if self._polled and not self.finished and not self._sigterm:
+            self._sigterm = True
+            return
+        self.exit_status, self.exit_reason = "stopped", "SIGTERM"
+        raise SystemExit(128 + signum)
 
     @property
     def step(self) -> int:
@@ -127,11 +148,20 @@ class Run:
 
         Cheap enough to call every step: one clock read, and a DB query every poll_interval s.
         For each command the loop calls ack() once applied, or reject() with a reason. With
-        steer_lr(scheduler), LR commands are applied and acknowledged here and not returned."""
+        steer_lr(scheduler), LR commands are applied and acknowledged here and not returned.
+        SIGTERM arrives here as a `stop` command with id None (ack() is then a no-op); the run's
+        status at exit is then `stopped` unless finish() is given another one."""
         if self.finished:
             return []
         step = self._step if step is None else step
-        cmds = self._poller.poll(step)
+        self._polled = True
+        cmds = self._poller.poll(step, stop_requested=self._sigterm)
+        if self._sigterm:
+            self.exit_status, self.exit_reason = "stopped", "SIGTERM"
+            cmds = [c for c in cmds if c.kind != SIGTERM_KIND]
+            cmds.append(SteerCommand(None, "stop", payload={"reason": "SIGTERM"}))
+            self._sigterm = False  # delivered once; a second SIGTERM exits at once
+            self._polled = False
         if self._lr is None or not cmds:
             return cmds
         rest = []
@@ -176,6 +206,9 @@ class Run:
             return
         self.finished = True
         self.status = status
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
         self._writer.close()
         store = self._source.store
         final = {"steps": self._step, "wall_time_s": round(time.time() - self._started, 3)}
@@ -194,6 +227,8 @@ class Run:
     ) -> None:
         if exc_type is None:
             self.finish("completed")
+        elif self.exit_status is not None and issubclass(exc_type, SystemExit):
+            self.finish(self.exit_status, reason=self.exit_reason)
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("stopped", reason="KeyboardInterrupt")
         else:

@@ -178,6 +178,12 @@ def test_trainer_steered_from_store_then_resumed(tmp_path):
     assert run.status == "early_stopped" and run.summary["steps"] == s3 + 3
     assert "resumed" in [e.kind for e in store.events(run.id)]
     assert len(store.list_runs()) == 1
+    # evaluate() after train(): recorded too, though the run has ended.
+    metrics = trainer2.evaluate(eval_dataset=Tokens(n=32))
+    (point,) = store.tail(run.id, names=["val_loss"])
+    assert point.step == s3 + 3 and point.value == pytest.approx(metrics["eval_loss"])
+    assert store.get_run(run.id).summary["final_val_loss"] == pytest.approx(metrics["eval_loss"])
+    assert "val_perplexity" in store.metric_names(run.id)
     store.close()
 
 

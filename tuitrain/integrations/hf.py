@@ -268,7 +268,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         **kw: Any,
     ) -> None:
         """Queue this log dict (rank 0): learning_rate -> lr, eval_X also as val_X."""
-        if not state.is_world_process_zero or self._writer is None or not logs:
+        if not state.is_world_process_zero or self.run_id is None or not logs:
             return
         metrics, summary = metric_rows(logs)
         step = state.global_step
@@ -286,16 +286,32 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             self._last_val = val
             if self._best is None or val < self._best[0]:
                 self._best = (val, step)
-            self._writer.event(
-                "eval",
-                f"eval at step {step}: val_loss {val:.4g}",
-                step,
-                {k: v for k, v in metrics.items() if k.startswith("val_")},
-            )
+            if not self.finished:
+                vals = {k: v for k, v in metrics.items() if k.startswith("val_")}
+                self._writer.event("eval", f"eval at step {step}: val_loss {val:.4g}", step, vals)
         if summary:
             self._summary = {**self._summary, **summary}
-        if metrics:
+        if self.finished:
+            self._log_after_finish(step, metrics)
+        elif metrics:
             self._writer.log(step, metrics)
+
+    def _log_after_finish(self, step: int, metrics: dict[str, float]) -> None:
+        # `trainer.evaluate()` after train(): the writer is closed, so write these few rows
+        # directly and keep the summary's final_val_loss in step with them.
+        from tuitrain.store import Store
+
+        with Store(self.runs_dir) as store:
+            now = time.time()
+            store.log_metrics(self.run_id, [(step, k, v, now) for k, v in metrics.items()])
+            if "val_loss" in metrics:
+                store.add_event(
+                    self.run_id,
+                    "eval",
+                    f"eval after training: val_loss {metrics['val_loss']:.4g}",
+                    step,
+                )
+                store.update_run(self.run_id, summary={"final_val_loss": metrics["val_loss"]})
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 
 class Finishable(Protocol):
-    """Anything with finish(status, reason=...) and a `finished` flag."""
+    """Anything with finish(status, reason=...) and a `finished` flag (optionally exit_status /
+    exit_reason: the status to end with at exit instead of completed / failed)."""
 
     finished: bool
 
@@ -54,7 +55,9 @@ def _finish_all() -> None:
     for obj in list(_live):
         if obj.finished:
             continue
+        # An object that knows better (e.g. a run ended by SIGTERM -> stopped) says so.
+        own = getattr(obj, "exit_status", None)
         try:
-            obj.finish(status, reason=reason)
+            obj.finish(own or status, reason=getattr(obj, "exit_reason", None) if own else reason)
         except Exception as err:  # noqa: BLE001 - at exit there is no one to raise to
             print(f"tuitrain: could not finish run {obj!r}: {err}", file=sys.stderr)
