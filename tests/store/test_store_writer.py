@@ -106,3 +106,15 @@ def test_log_after_close_is_reported_not_silent(store, caplog):
         w.event("finished", "late")
     assert "after close()" in caplog.text
     assert [p.step for p in store.tail(run.id)] == [1]
+
+
+def test_bad_steps_and_non_string_names_do_not_lose_good_rows(store):
+    run = store.create_run({}, {})
+    with RunWriter(store.runs_dir, run.id) as w:
+        w.log(1, {"loss": 1.0, 7: 2.0})
+        w.log("not-a-step", {"loss": 3.0})
+        w.log(2, {"loss": 0.5, 7: 2.5})
+    assert [(p.step, p.name, p.value) for p in store.tail(run.id)] == [
+        (1, "7", 2.0), (1, "loss", 1.0), (2, "7", 2.5), (2, "loss", 0.5)
+    ]  # fmt: skip
+    assert any("not an integer" in e.message for e in store.events(run.id))

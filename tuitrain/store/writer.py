@@ -213,23 +213,38 @@ class RunWriter:
         self, batch: list[tuple[int, Mapping[str, Any], float]], events: list
     ) -> dict[str, list[tuple[int, float, float]]]:
         out: dict[str, list[tuple[int, float, float]]] = {}
-        for step, metrics, t in batch:
-            step = int(step)
+        for raw_step, metrics, t in batch:
+            try:
+                step = int(raw_step)
+            except (TypeError, ValueError):
+                self._warn_once(
+                    f"step {raw_step!r}",
+                    f"step {raw_step!r} is not an integer; its values are skipped",
+                    None,
+                    events,
+                )
+                continue
             for name, value in metrics.items():
                 try:
                     v = float(value)  # 0-d tensors sync here, on this thread, not the trainer's
                 except (TypeError, ValueError):
-                    if name not in self._bad_names:
-                        self._bad_names.add(name)
-                        msg = f"metric {name!r} has a non-numeric value {value!r}; such values are skipped"
-                        log.warning(msg)
-                        events.append(("warning", msg, step, None, _now()))
+                    msg = f"metric {name!r} has a non-numeric value {value!r}; such values are skipped"
+                    self._warn_once(name, msg, step, events)
                     continue
-                pts = out.get(name)
+                key = name if isinstance(name, str) else str(name)
+                pts = out.get(key)
                 if pts is None:
-                    pts = out[str(name)] = []
+                    pts = out[key] = []
                 pts.append((step, v, t))
         return out
+
+    def _warn_once(self, key: Any, msg: str, step: int | None, events: list) -> None:
+        """Log a data problem once per key, and put it on the run's timeline (never silent)."""
+        if key in self._bad_names:
+            return
+        self._bad_names.add(key)
+        log.warning(msg)
+        events.append(("warning", msg, step, None, _now()))
 
     def _flush_once(self, force_beat: bool) -> bool:
         with self._buf_lock:
