@@ -221,12 +221,15 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self._restore_sigterm()
         if self.finished:
             return
-        status = self._stop_status
-        if status is None:
+        status, reason = self._stop_status, None
+        if status is not None:  # the trainer's wording: a stop command is "user"
+            reason = "user" if status == "early_stopped" else "SIGTERM"
+        else:
             # Another callback (e.g. EarlyStoppingCallback) ended training before max_steps.
             early = control.should_training_stop and 0 < state.global_step < state.max_steps
             status = "early_stopped" if early else "completed"
-        self.finish(status, step=state.global_step)
+            reason = "stopped by another callback" if early else None
+        self.finish(status, reason=reason, step=state.global_step)
 
     def finish(self, status: str, *, reason: str | None = None, step: int | None = None) -> None:
         """End the run record (called by on_train_end, or at exit if training died)."""
