@@ -137,6 +137,10 @@ def _safe(text: Any) -> str:
     return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
 
 
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -198,7 +202,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         step = "-" if r.last_step is None else str(r.last_step)
         best = r.summary.get("best_value")
         best_s = f"{r.summary.get('best_metric', '')}={_num(best)}" if best is not None else "-"
-        rows.append((r.id, _safe(r.name), r.status, f"{step}/{total}" if total else step, best_s,
+        rows.append((r.id, _short(_safe(r.name)), r.status, f"{step}/{total}" if total else step, best_s,
                      str(r.pid or "-"), r.sweep_id or "-", _when(r.created)))  # fmt: skip
     _table(("ID", "NAME", "STATUS", "STEP", "BEST", "PID", "SWEEP", "CREATED"), rows)
     return 0
