@@ -77,7 +77,7 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_tuitrain(a: argparse.Namespace, root: Path) -> float:
+def run_tuitrain(a: argparse.Namespace, root: Path) -> tuple[float, float]:
     """steps/s of the real Trainer (metrics to SQLite every log_every steps, steering poll each step)."""
     from accelerate import Accelerator
 
@@ -97,17 +97,39 @@ def run_tuitrain(a: argparse.Namespace, root: Path) -> float:
     report = Reporter(run_dir, active=True)
     tr = Trainer(run_dir, cfg, acc, report, [False])
     tr.setup(resume=False)
+    stamps: dict[int, tuple[float, float]] = {}
+    drain = tr.buf.drain
+
+    def stamped_drain():
+        # Stamp each batch of metrics as it leaves the device (drain holds the loop's host sync).
+        rows, rates = drain()
+        if rows:
+            stamps[rows[-1].step] = (time.perf_counter(), time.process_time())
+        return rows, rates
+
+    tr.buf.drain = stamped_drain
     tr.run()
     report.finish("completed", None, {})
     report.close()
-    # The trainer stamps each batch of metrics when it leaves the device (after a host sync).
-    times = {p.step: p.time for p in store.tail(run.id, ["loss"])}
     store.close()
-    lo = min(s for s in times if s >= a.warmup and s % a.log_every == 0)
-    return (a.steps - lo) / (times[a.steps] - times[lo])
+    lo = min(s for s in stamps if s >= a.warmup)
+    return rates_between(a.steps - lo, stamps[lo], stamps[a.steps])
 
 
-def run_plain(a: argparse.Namespace) -> float:
+def rates_between(
+    steps: int, t0: tuple[float, float], t1: tuple[float, float]
+) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second of this process) between two stamps."""
+    return steps / (t1[0] - t0[0]), steps / (t1[1] - t0[1])
+
+
+def stamp() -> tuple[float, float]:
+    """(wall, process CPU) clocks after the device has finished its queued work."""
+    sync()
+    return time.perf_counter(), time.process_time()
+
+
+def run_plain(a: argparse.Namespace) -> tuple[float, float]:
     """steps/s of the same loop with no metrics and no steering (same model, data, optimizer, LR)."""
     from accelerate import Accelerator
 
@@ -124,7 +146,7 @@ def run_plain(a: argparse.Namespace) -> float:
     splits = build_splits(cfg, tok)
     d = compute(cfg, len(splits.train))
     model = build_model(cfg, tok)
-    opt = build_optimizer(cfg, model, d.scaled_lr, acc.device.type == "cuda")
+    opt = build_optimizer(cfg, model, d.scaled_lr)
     model, opt = acc.prepare(model, opt)
     lrc = LRControl(cfg, d.scaled_lr, d.total_steps, d.warmup_steps or 0)
     plan = BatchPlan(len(splits.train), cfg.batch.size, 0, 1, 0)
@@ -134,8 +156,7 @@ def run_plain(a: argparse.Namespace) -> float:
     t0 = None
     for step in range(a.steps):
         if step == a.warmup:
-            sync()
-            t0 = time.perf_counter()
+            t0 = stamp()
         lrc.apply(opt, step)
         for _ in range(a.accum):
             b = {
@@ -146,11 +167,10 @@ def run_plain(a: argparse.Namespace) -> float:
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    sync()
-    return (a.steps - a.warmup) / (time.perf_counter() - t0)
+    return rates_between(a.steps - a.warmup, t0, stamp())
 
 
-def run_hf(a: argparse.Namespace, root: Path) -> float:
+def run_hf(a: argparse.Namespace, root: Path) -> tuple[float, float]:
     """steps/s of transformers.Trainer with the same settings (logging every log_every steps)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -171,13 +191,12 @@ def run_hf(a: argparse.Namespace, root: Path) -> float:
         def __getitem__(self, i):
             return {k: v[i] for k, v in splits.train.tensors.items()}
 
-    stamps: dict[int, float] = {}
+    stamps: dict[int, tuple[float, float]] = {}
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if state.global_step in (a.warmup, a.steps):
-                sync()
-                stamps[state.global_step] = time.perf_counter()
+                stamps[state.global_step] = stamp()
 
     args = TrainingArguments(
         output_dir=str(root / "hf"), per_device_train_batch_size=a.batch, gradient_accumulation_steps=a.accum, learning_rate=3e-4, weight_decay=0.01,
@@ -185,7 +204,7 @@ def run_hf(a: argparse.Namespace, root: Path) -> float:
         eval_strategy="no", report_to=[], bf16=a.bf16, use_cpu=a.cpu, dataloader_num_workers=0, seed=0, disable_tqdm=True,
     )  # fmt: skip
     Trainer(model=model, args=args, train_dataset=DS(), callbacks=[Clock()]).train()
-    return (a.steps - a.warmup) / (stamps[a.steps] - stamps[a.warmup])
+    return rates_between(a.steps - a.warmup, stamps[a.warmup], stamps[a.steps])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-hf", action="store_true", help="skip the HF Trainer variant")
     a = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    results: dict[str, list[float]] = {"plain": [], "tuitrain": [], "hf_trainer": []}
+    results: dict[str, list[tuple[float, float]]] = {"plain": [], "tuitrain": [], "hf_trainer": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for r in range(a.repeats):
@@ -213,27 +232,31 @@ def main(argv: list[str] | None = None) -> int:
             results["tuitrain"].append(run_tuitrain(a, root / f"r{r}"))
             if not a.no_hf:
                 results["hf_trainer"].append(run_hf(a, root / f"r{r}"))
-            print(
-                f"repeat {r + 1}: "
-                + ", ".join(f"{k} {v[-1]:.2f} steps/s" for k, v in results.items() if v),
-                file=sys.stderr,
-                flush=True,
+            line = ", ".join(
+                f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f}/cpu-s)"
+                for k, v in results.items()
+                if v
             )
-    med = {k: statistics.median(v) for k, v in results.items() if v}
+            print(f"repeat {r + 1}: {line}", file=sys.stderr, flush=True)
+    results = {k: v for k, v in results.items() if v}
+    wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
+    cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
     from tuitrain.train.data import ByteTokenizer
     from tuitrain.train.model import build_model
 
     params = sum(p.numel() for p in build_model(make_config(a, 1), ByteTokenizer()).parameters())
-    device = (
-        torch.cuda.get_device_name(0)
-        if torch.cuda.is_available() and not a.cpu
-        else f"cpu x{torch.get_num_threads()} threads"
-    )
+    on_gpu = torch.cuda.is_available() and not a.cpu
+    device = torch.cuda.get_device_name(0) if on_gpu else f"cpu x{torch.get_num_threads()} threads"
+    hf = "hf_trainer" in wall
     out = {
-        "overhead_ratio": round(med["tuitrain"] / med["plain"], 4),
-        "vs_hf_trainer": round(med["tuitrain"] / med["hf_trainer"], 4) if "hf_trainer" in med else None,
-        "steps_per_s": {k: round(v, 3) for k, v in med.items()},
-        "runs": {k: [round(x, 3) for x in v] for k, v in results.items() if v},
+        "overhead_ratio": round(wall["tuitrain"] / wall["plain"], 4),
+        "vs_hf_trainer": round(wall["tuitrain"] / wall["hf_trainer"], 4) if hf else None,
+        # Per CPU-second of this process: steadier than wall time on a shared CPU (meaningless on GPU).
+        "overhead_ratio_cpu": None if on_gpu else round(cpu["tuitrain"] / cpu["plain"], 4),
+        "vs_hf_trainer_cpu": None if on_gpu or not hf else round(cpu["tuitrain"] / cpu["hf_trainer"], 4),
+        "steps_per_s": {k: round(v, 3) for k, v in wall.items()},
+        "steps_per_cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+        "runs": {k: [round(x[0], 3) for x in v] for k, v in results.items()},
         "model_params": params, "device": device, "precision": "bf16" if a.bf16 else "fp32",
         "batch": a.batch, "accum": a.accum, "seq": a.seq, "steps": a.steps, "warmup": a.warmup, "log_every": a.log_every,
     }  # fmt: skip

@@ -73,10 +73,14 @@ def test_sighup_ignored_sigterm_stops_then_resume_continues(launcher):
     info = launcher.wait(run, timeout=150)
     assert info.status == "completed", launcher.log(run)[-3000:]
     with launcher.store() as s:
-        steps = [p for p, _ in losses(s, run.id)]
+        pts = losses(s, run.id)
         kinds = [e.kind for e in s.events(run.id)]
-    assert steps == list(range(1, 251))  # continued: nothing missing, nothing twice
+    assert [p for p, _ in pts] == list(range(1, 251))  # continued: nothing missing, nothing twice
     assert "resumed" in kinds
+    # The weights came back: the loss right after the resume is far below the untrained loss.
+    start = sum(v for _, v in pts[:5]) / 5
+    after = sum(v for _, v in pts[stopped_at : stopped_at + 5]) / 5
+    assert after < start - 0.5, (start, after)
 
 
 def test_lora_on_tiny_model_saves_adapter(launcher):

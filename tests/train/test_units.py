@@ -183,3 +183,54 @@ def test_cli_resume_and_stop_edges(tmp_path, capsys):
     assert "not running" in capsys.readouterr().out
     assert cli_main(["--runs-dir", str(tmp_path), "resume", "done"]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_plateau_cuts_lr_after_patience_evals():
+    cfg = load_config(
+        DEMO,
+        sets=[
+            "scheduler.name=plateau",
+            "scheduler.plateau_patience=1",
+            "scheduler.plateau_factor=0.5",
+            "scheduler.warmup_ratio=0",
+        ],
+    ).config
+    lrc = LRControl(cfg, 1e-3, 100, 0)
+    cuts = [lrc.plateau_update(v, "min", 1e-4) for v in (3.0, 2.5, 2.6, 2.6, 2.4, 2.5, 2.5)]
+    assert cuts == [False, False, False, True, False, False, True]
+    assert lrc.lr(50) == pytest.approx(2.5e-4)
+
+
+def test_head_lr_goes_to_the_classification_head_only():
+    from tuitrain.train.optim import param_groups
+
+    cfg = parse(
+        {
+            "model": {
+                "task": "seq-cls",
+                "tokenizer": "bytes",
+                "arch": {"type": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+            },
+            "data": {"train_file": str(REPO / "configs" / "data" / "reviews.jsonl")},
+            "optimizer": {"lr": 1e-5, "head_lr": 5e-4},
+        }
+    )
+    model = build_model(cfg, ByteTokenizer())
+    groups = param_groups(cfg, model, 1e-5)
+    head = {id(p) for g in groups if g["is_head"] for p in g["params"]}
+    assert head == {id(p) for n, p in model.named_parameters() if n.startswith("classifier.")}
+    assert {g["lr"] for g in groups if g["is_head"]} == {5e-4} and {
+        g["lr"] for g in groups if not g["is_head"]
+    } == {1e-5}
+    assert all(g["weight_decay"] == 0.0 for g in groups if all(p.ndim < 2 for p in g["params"]))
+
+
+def test_steering_module_stays_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys, tuitrain.train.steering; print(sorted(m for m in ('torch', 'accelerate', 'transformers', 'textual') if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

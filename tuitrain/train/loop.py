@@ -89,7 +89,7 @@ class Trainer:
         d = compute(cfg.model_copy(update={"launch": launch}), len(self.splits.train))
         self.total, self.warmup, self.base_lr = d.total_steps, d.warmup_steps or 0, d.scaled_lr
         self.report.update(derived=d.as_dict())
-        opt = build_optimizer(cfg, model, self.base_lr, acc.device.type == "cuda")
+        opt = build_optimizer(cfg, model, self.base_lr)
         self.model, self.opt = acc.prepare(model, opt)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.lrc = LRControl(cfg, self.base_lr, self.total, self.warmup)

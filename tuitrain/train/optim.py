@@ -69,16 +69,20 @@ def param_groups(cfg: TrainConfig, model, base_lr: float) -> list[dict]:
     return groups
 
 
-def build_optimizer(
-    cfg: TrainConfig, model, base_lr: float, on_cuda: bool
-) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrainConfig, model, base_lr: float) -> torch.optim.Optimizer:
     """The configured optimizer over `param_groups`; each group keeps its own `base_lr`."""
     o = cfg.optimizer
     groups = param_groups(cfg, model, base_lr)
     if o.name in ("adamw", "adam"):
         cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        fused = bool(o.fused and on_cuda)  # the fused kernel exists on CUDA only
-        return cls(groups, lr=base_lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused or None)
+        betas = (o.beta1, o.beta2)
+        if o.fused:
+            # Fused kernels exist for CUDA and (torch >= 2.4) CPU; HF Trainer defaults to them too.
+            try:
+                return cls(groups, lr=base_lr, betas=betas, eps=o.eps, fused=True)
+            except (RuntimeError, ValueError):
+                pass  # e.g. a parameter dtype the fused kernel lacks: the default kernel below
+        return cls(groups, lr=base_lr, betas=betas, eps=o.eps)
     if o.name == "sgd":
         if o.nesterov and o.momentum == 0:
             raise SetupError("optimizer.nesterov needs momentum > 0 (set optimizer.momentum: 0.9)")
