@@ -119,8 +119,9 @@ class Store(MetricsMixin, CommandsMixin):
 
     def run_dir(self, run_id: str) -> Path:
         """The run's files directory, <runs_dir>/<run_id> (the id is validated; never leaves runs_dir)."""
-        path = (self.runs_dir / validate_run_id(run_id)).resolve()
-        if path.parent != self.runs_dir.resolve():
+        path = self.runs_dir / validate_run_id(run_id)
+        # The id pattern already rules out separators and dots; this guards against a future change.
+        if path.resolve().parent != self.runs_dir.resolve():
             raise InvalidValue(f"run id {run_id!r} points outside the runs directory")
         return path
 
