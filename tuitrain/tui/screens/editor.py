@@ -65,7 +65,7 @@ class EditorScreen(Screen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+f", "find", "Find field"),
-        Binding("ctrl+e", "pick_env", "Env"),
+        Binding("ctrl+n", "pick_env", "Env"),  # ctrl+e is Input's end-of-line
         Binding("escape", "back", "Back"),
     ]
 
@@ -97,10 +97,8 @@ class EditorScreen(Screen):
         with Horizontal(id="editor-main"):
             yield OptionList(*[Option(s, id=s) for s in self.sections], id="sections", compact=True)
             with ContentSwitcher(initial=section_id(next(iter(self.sections))), id="forms"):
-                for section, specs in self.sections.items():
-                    yield SectionPage(
-                        section, specs, {s.path: get_path(self.doc.data, s.path) for s in specs}
-                    )
+                # Pages are built when first shown: mounting ~100 fields up front costs seconds.
+                yield self.make_page(next(iter(self.sections)))
         yield Static("", id="field-help")
         with Horizontal(id="editor-bottom"):
             yield DerivedPanel("", id="derived")
@@ -108,9 +106,28 @@ class EditorScreen(Screen):
                 yield SchedulePreview(id="schedule")
         yield Footer()
 
+    def make_page(self, section: str) -> SectionPage:
+        """A section's page with the document's current values."""
+        specs = self.sections[section]
+        return SectionPage(section, specs, {s.path: get_path(self.doc.data, s.path) for s in specs})
+
+    async def show_section(self, section: str) -> SectionPage:
+        """Switch to a section's page, building it on first use."""
+        switcher = self.query_one("#forms", ContentSwitcher)
+        found = switcher.query("#" + section_id(section))
+        if found:
+            page = found.first(SectionPage)
+        else:
+            page = self.make_page(section)
+            await switcher.mount(page)
+            self.mark_page(page)
+        switcher.current = page.id
+        return page
+
     def on_mount(self) -> None:
         self.query_one("#env-select").display = bool(self.doc.envs)
         self.query_one("#sections", OptionList).highlighted = 0
+        self.query_one("#sections", OptionList).focus()
         self.revalidate(immediate=True)
 
     # -- editing ---------------------------------------------------------------------------
@@ -128,13 +145,13 @@ class EditorScreen(Screen):
         self.query_one("#field-help", Static).update(f"[b]{spec.path}[/b]: {escape(spec.help)}")
 
     @on(OptionList.OptionHighlighted, "#sections")
-    def section_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.query_one("#forms", ContentSwitcher).current = section_id(str(event.option.id))
+    async def section_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        await self.show_section(str(event.option.id))
 
     @on(OptionList.OptionSelected, "#sections")
-    def section_selected(self, event: OptionList.OptionSelected) -> None:
+    async def section_selected(self, event: OptionList.OptionSelected) -> None:
         # Enter on a section moves into its form.
-        page = self.query_one("#" + section_id(str(event.option.id)), SectionPage)
+        page = await self.show_section(str(event.option.id))
         rows = page.query(FieldRow)
         if rows:
             rows.first().widget.focus()
@@ -148,6 +165,7 @@ class EditorScreen(Screen):
         if cfg is None:
             self.resolved = None
             panel.show_invalid(len(issues))
+            self.query_one("#schedule", SchedulePreview).set_lines([])
             return
         panel.show_pending()
         if self._derive_timer is not None:
@@ -191,38 +209,32 @@ class EditorScreen(Screen):
     def show_issues(self, issues: list[ConfigIssue]) -> None:
         """Mark each invalid field (or its section) and summarise in the status line."""
         self.issues = issues
-        by_field: dict[str, list[ConfigIssue]] = {}
-        by_section: dict[str, list[ConfigIssue]] = {}
-        other: list[ConfigIssue] = []
-        for i in issues:
-            if i.path in self.specs:
-                by_field.setdefault(i.path, []).append(i)
-            elif i.path in self.sections:
-                by_section.setdefault(i.path, []).append(i)
-            else:
-                other.append(i)
-        for path, spec in self.specs.items():
-            errs = by_field.get(path, [])
-            text = "; ".join(f"{i.message}" + (f" (fix: {i.fix})" if i.fix else "") for i in errs)
-            err = self.query_one("#err-" + spec.widget_id, Static)
-            err.update(escape(text))
-            err.display = bool(errs)
-            self.query_one("#row-" + spec.widget_id).set_class(bool(errs), "-invalid")
-        bad_sections = {p.rsplit(".", 1)[0] for p in by_field} | set(by_section)
         for page in self.query(SectionPage):
-            page.show_section_error(
-                "; ".join(
-                    i.message + (f" (fix: {i.fix})" if i.fix else "")
-                    for i in by_section.get(page.section, [])
-                )
-            )
+            self.mark_page(page)
+        bad = {i.path.rsplit(".", 1)[0] for i in issues if i.path in self.specs}
+        bad |= {i.path for i in issues if i.path in self.sections}
         olist = self.query_one("#sections", OptionList)
         for idx, section in enumerate(self.sections):
-            label = f"! {section}" if section in bad_sections else section
             olist.replace_option_prompt_at_index(
-                idx, f"[red]{label}[/]" if section in bad_sections else label
+                idx, f"[red]! {section}[/]" if section in bad else section
             )
+        other = [i for i in issues if i.path not in self.specs and i.path not in self.sections]
         self.update_status(other)
+
+    def mark_page(self, page: SectionPage) -> None:
+        """Show the current issues on one page's fields (pages built later are marked on mount)."""
+
+        def text(found: list[ConfigIssue]) -> str:
+            return "; ".join(i.message + (f" (fix: {i.fix})" if i.fix else "") for i in found)
+
+        page.show_section_error(text([i for i in self.issues if i.path == page.section]))
+        for spec in page.specs:
+            errs = [i for i in self.issues if i.path == spec.path]
+            for err in page.query("#err-" + spec.widget_id).results(Static):
+                err.update(escape(text(errs)))
+                err.display = bool(errs)
+            for row in page.query("#row-" + spec.widget_id):
+                row.set_class(bool(errs), "-invalid")
 
     def update_status(self, other: list[ConfigIssue] | None = None) -> None:
         """The top line: file, env and whether the config is valid."""
@@ -241,14 +253,15 @@ class EditorScreen(Screen):
             f"{escape(src)}{escape(env)}  {state}{extra}"
         )
 
-    def jump_to(self, path: str) -> None:
+    async def jump_to(self, path: str) -> None:
         """Show a field's section and focus its widget."""
         spec = self.specs[path]
+        page = await self.show_section(spec.section)
         olist = self.query_one("#sections", OptionList)
-        olist.highlighted = list(self.sections).index(spec.section)
-        self.query_one("#forms", ContentSwitcher).current = section_id(spec.section)
-        row = self.query_one("#row-" + spec.widget_id, FieldRow)
-        self.call_after_refresh(row.widget.focus)
+        with olist.prevent(OptionList.OptionHighlighted):
+            olist.highlighted = list(self.sections).index(spec.section)
+        row = page.query_one("#row-" + spec.widget_id, FieldRow)
+        row.widget.focus()
 
     def load(self, path: str | None, env: str | None) -> None:
         """Replace the document with a file (or a different env of it)."""

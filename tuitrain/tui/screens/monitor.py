@@ -49,6 +49,7 @@ class MonitorScreen(Screen):
         self._store: Any = None  # owned by the poll worker (one at a time; see poll())
         self._after_event = 0
         self._seen_step: int | None = -1
+        self._seen_buckets = 0
         self._last_draw = 0.0
         self._draw_timer: Any = None
 
@@ -62,10 +63,11 @@ class MonitorScreen(Screen):
         with Horizontal(id="monitor-bottom"):
             yield EventsPane(id="events")
             yield CommandsPane("", id="commands")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.poll()
+        # First read after layout, so the series are fetched at the charts' real width.
+        self.call_after_refresh(self.poll)
         self.set_interval(self.app.settings.poll_s, self.poll)  # type: ignore[attr-defined]
 
     def on_unmount(self) -> None:
@@ -95,13 +97,19 @@ class MonitorScreen(Screen):
         if self._store is None:
             self._store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
         store = self._store
-        run = store.get_run(self.run_ref)  # also turns a dead 'running' run into crashed
+        try:
+            run = store.get_run(self.run_ref)  # also turns a dead 'running' run into crashed
+        except LookupError as exc:  # RunNotFound: deleted meanwhile, or a typo
+            self.app.call_from_thread(
+                self.query_one("#run-header", RunHeader).update, f"[red]{exc}[/]"
+            )
+            return
         events = store.events(run.id, self._after_event)
         if events:
             self._after_event = events[-1].id
             self.post_message(NewEvents(run.id, events))
         series = None
-        if run.last_step != self._seen_step:
+        if run.last_step != self._seen_step or buckets != self._seen_buckets:
             names = set(store.metric_names(run.id))
             series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
             latest = {}
@@ -113,7 +121,7 @@ class MonitorScreen(Screen):
                 )
                 if pts:
                     latest[n] = pts[-1][3]
-            self._seen_step = run.last_step
+            self._seen_step, self._seen_buckets = run.last_step, buckets
         else:
             latest = None
         self.post_message(

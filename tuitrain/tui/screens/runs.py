@@ -16,14 +16,15 @@ from textual.widgets import DataTable, Footer, Static
 from tuitrain.tui import fmt
 from tuitrain.tui.messages import RunsLoaded
 
+# (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
 COLUMNS = (
-    ("mark", " "),
-    ("name", "name"),
-    ("status", "status"),
-    ("progress", "progress"),
-    ("best", "best"),
-    ("elapsed", "elapsed"),
-    ("started", "started"),
+    ("mark", " ", 1),
+    ("name", "name", 0),
+    ("status", "status", 13),
+    ("progress", "progress", 12),
+    ("best", "best", 7),
+    ("elapsed", "elapsed", 7),
+    ("started", "started", 11),
 )
 MAX_COMPARE = 4
 
@@ -48,6 +49,9 @@ class RunsScreen(Screen):
         Binding("c", "compare", "Compare"),
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
+        Binding(
+            "w", "sweeps", "Sweeps", show=False
+        ),  # in the palette; footer unchanged for snapshots
         Binding("r", "refresh", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -59,13 +63,16 @@ class RunsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        fixed = sum(w for _, _, w in COLUMNS) + 2 * len(COLUMNS)  # cell padding: 1 each side
+        for key, label, width in COLUMNS:
+            table.add_column(
+                label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
+            )
         self.update_status()
         self.action_refresh()
         self.set_interval(self.app.settings.list_poll_s, self.action_refresh)  # type: ignore[attr-defined]
@@ -118,7 +125,7 @@ class RunsScreen(Screen):
         ids = [r.id for r in self.runs]
         if keys == ids:
             for run in self.runs:
-                for (col, _), cell in zip(COLUMNS, self.row_cells(run), strict=True):
+                for (col, _, _), cell in zip(COLUMNS, self.row_cells(run), strict=True):
                     table.update_cell(run.id, col, cell)
             return
         current = keys[table.cursor_row] if keys and 0 <= table.cursor_row < len(keys) else None
@@ -197,3 +204,11 @@ class RunsScreen(Screen):
             self.notify(f"{path} is missing", severity="error")
             return
         self.app.open_editor(str(path))  # type: ignore[attr-defined]
+
+    def action_sweeps(self) -> None:
+        """Open the sweep of the run under the cursor, else the list of sweeps."""
+        from tuitrain.tui.screens.sweep import SweepScreen, SweepsScreen
+
+        run = self.current_run()
+        sweep_id = getattr(run, "sweep_id", None)
+        self.app.push_screen(SweepScreen(sweep_id) if sweep_id else SweepsScreen())

@@ -96,5 +96,8 @@ class MetricChart(PlotextPlot):
         if self.log_y:
             plt.yscale("log")
         elif y1 > y0:
-            ys = [y0 + (y1 - y0) * i / 3 for i in range(4)]
+            # Labels at least two rows apart: when they collide plotext picks one in hash
+            # order, which differs between processes (and would make snapshots flaky).
+            n = max(2, min(4, (self.size.height - 4) // 2 + 1))
+            ys = [y0 + (y1 - y0) * i / (n - 1) for i in range(n)]
             plt.yticks(ys, [f"{y:.3g}" for y in ys])

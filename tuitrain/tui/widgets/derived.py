@@ -54,7 +54,7 @@ class SchedulePreview(MetricChart):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("LR schedule", id=id)
-        self.empty_text = "needs total steps"
+        self.empty_text = "needs a valid config with known steps"
 
     def show(self, resolved) -> None:
         """Plot the schedule of a resolved config, sampled at about the chart's width."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rich.markup import escape
-from textual.widgets import RichLog, Static
+from textual.containers import VerticalScroll
+from textual.widgets import Static
 
 from tuitrain.tui import fmt
 
@@ -86,16 +87,29 @@ class CommandsPane(Static):
         self.update("[b]Commands[/b]\n" + "\n".join(lines))
 
 
-class EventsPane(RichLog):
-    """The run's timeline (evals, command acks, warnings), appended incrementally."""
+class EventsPane(VerticalScroll):
+    """The run's timeline (evals, command acks, warnings), newest at the bottom.
+
+    A Static re-wrapped at render time (not a RichLog, which wraps at write time and so
+    depends on whether layout happened yet): the same events always look the same.
+    """
+
+    MAX_EVENTS = 200
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, markup=True, wrap=True, max_lines=500, min_width=20)
+        super().__init__(id=id)
+        self.lines: list[str] = []
+
+    def compose(self):
+        yield Static("", classes="events-text")
 
     def add(self, events: list) -> None:
-        """Append new events."""
+        """Append new events and follow the end."""
         for e in events:
             style = EVENT_STYLE.get(e.kind, "")
             step = f"{e.step:>5}" if e.step is not None else "    -"
             kind = f"[{style}]{e.kind}[/]" if style else e.kind
-            self.write(f"[dim]{step}[/] {kind} {escape(e.message)}")
+            self.lines.append(f"[dim]{step}[/] {kind} {escape(e.message)}")
+        del self.lines[: -self.MAX_EVENTS]
+        self.query_one(".events-text", Static).update("\n".join(self.lines))
+        self.call_after_refresh(self.scroll_end, animate=False)
