@@ -68,6 +68,7 @@ class SweepRunner:
         self.hard = False
         self.active: list[Active] = []
         self.asked = 0
+        self.notice = ""  # set by the signal handler, printed by the loop
         self._prepare()
 
     def _prepare(self) -> None:
@@ -124,6 +125,9 @@ class SweepRunner:
         )
         try:
             while True:
+                if self.notice:
+                    self.say(self.notice)
+                    self.notice = ""
                 while not self.stopping and self.free and self.asked < self.n_trials:
                     self._start(self.free.pop(0))
                 for a in list(self.active):
@@ -137,6 +141,7 @@ class SweepRunner:
             self.request_stop(hard=True)
             for a in list(self.active):
                 self._stop_run(a, hard=True)
+                self._fail(a.trial, a.rec, f"sweep failed: {self.rec.error}")
             self._end("failed")
             raise
         finally:
@@ -152,9 +157,10 @@ class SweepRunner:
             return None
 
         def on_signal(signum: int, _frame: object) -> None:
+            # Only flags here: printing or touching SQLite inside a handler can re-enter them.
             hard = self.stopping  # a second Ctrl-C means: now
             self.request_stop(hard=hard)
-            self.say(
+            self.notice = (
                 "stopping sweep: killing running trials"
                 if hard
                 else "stopping sweep: asking running trials to stop (Ctrl-C again to kill)"
