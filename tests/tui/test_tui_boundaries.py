@@ -1,0 +1,86 @@
+"""The TUI process never loads the ML stack, even with every screen mounted; CLI wiring of the TUI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuitrain.cli import build_parser, tui_cmds
+
+ML = {"torch", "transformers", "accelerate", "peft"}
+
+PROBE = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+from tests.tui.fixture_db import build
+from tuitrain.tui.app import TuitrainApp
+
+ids = build({runs!r})
+
+async def tour(pilot):
+    app = pilot.app
+    await pilot.pause(0.3)
+    app.open_monitor(ids["running"])
+    await pilot.pause(0.5)
+    app.open_compare([ids["completed"], ids["early"]])
+    await pilot.pause(0.5)
+    app.open_editor()
+    await pilot.pause(0.5)
+    await app.workers.wait_for_complete()
+    app.exit([type(s).__name__ for s in app.screen_stack])
+
+screens = TuitrainApp(runs_dir={runs!r}).run(headless=True, size=(80, 24), auto_pilot=tour)
+mods = sorted({{m.split(".")[0] for m in sys.modules}})
+print(json.dumps({{"screens": screens, "modules": mods}}))
+"""
+
+
+def test_mounting_every_screen_loads_no_ml_stack(tmp_path: Path):
+    root = str(Path(__file__).resolve().parents[2])
+    code = PROBE.format(root=root, runs=str(tmp_path / "runs"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["screens"][-4:] == ["RunsScreen", "MonitorScreen", "CompareScreen", "EditorScreen"]
+    assert "textual" in got["modules"] and "plotext" in got["modules"]
+    assert not ML & set(got["modules"])
+
+
+def test_cli_routes_tui_commands():
+    p = build_parser()
+    args = p.parse_args(
+        [
+            "--runs-dir",
+            "somewhere",
+            "edit",
+            "my.yaml",
+            "--env",
+            "prod",
+            "--set",
+            "optimizer.lr=5e-5",
+        ]
+    )
+    assert (args.handler, args.config, args.env, args.sets, args.runs_dir) == (
+        tui_cmds.cmd_edit,
+        "my.yaml",
+        "prod",
+        ["optimizer.lr=5e-5"],
+        "somewhere",
+    )
+    args = p.parse_args(["edit"])
+    assert args.config is None  # the bundled demo config
+    args = p.parse_args(["watch", "run-1"])
+    assert (args.handler, args.run) == (tui_cmds.cmd_watch, "run-1")
+
+
+def test_watch_unknown_run_is_a_clear_error(tmp_path: Path):
+    args = build_parser().parse_args(["--runs-dir", str(tmp_path), "watch", "nope"])
+    with pytest.raises(SystemExit) as exc:
+        args.handler(args)
+    assert "nope" in str(exc.value) and "tuitrain" in str(exc.value)
