@@ -144,3 +144,17 @@ def test_series_cost_does_not_grow_with_run_length(store):
         costs.append(_vm_steps(store, run.id))
     # A scan would cost 20x more for a 20x longer run; the rollup plan stays about flat.
     assert costs[1] < 2 * costs[0], costs
+
+
+def test_step_repeated_within_one_batch_last_value_wins(store):
+    run = store.create_run({}, {})
+    rows = [(s, "m", float(s), 0.0) for s in range(1, 251)]
+    rows[10] = (5, "m", 99.0, 0.0)  # step 5 again, inside the first multi-row statement
+    rows.append((200, "m", -1.0, 0.0))  # step 200 again, in the single-row remainder
+    store.log_metrics(run.id, rows)
+    vals = {p.step: p.value for p in store.tail(run.id)}
+    assert vals[5] == 99.0 and vals[200] == -1.0 and 11 not in vals
+    expect = {s: float(s) for s in range(1, 251) if s != 11}
+    expect[5], expect[200] = 99.0, -1.0
+    assert vals == expect
+    assert same(store.series(run.id, "m", buckets=9), brute(expect, 9))

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import operator
 import sqlite3
+from itertools import chain
 
 from tuitrain.store.db import ROLLUP_SHIFTS
 
 NAN = float("nan")
+# Multi-row INSERT statements (as sqlite-utils does for bulk inserts): 300 bound values each,
+# under SQLite's oldest variable limit (999).
+ROWS_PER_INSERT = 100
 
 # Rollup blocks of one level, recomputed from the level below over the touched range. The last
 # value is joined back from the finer row that holds the block's last step (a primary-key
@@ -63,16 +67,28 @@ def ingest(
     prev = conn.execute(
         "SELECT step FROM metrics WHERE sid = ? ORDER BY step DESC LIMIT 1", (sid,)
     ).fetchall()
-    # sid is an int from our own table, so inlining it is safe and saves a tuple per row.
-    conn.executemany(
-        f"INSERT OR REPLACE INTO metrics (sid, step, value, time) VALUES ({int(sid)}, ?, ?, ?)",
-        points,
-    )
+    _insert_points(conn, sid, points)
     if (not prev or lo > prev[0][0]) and _append_first_level(conn, sid, steps, points):
         refresh(conn, sid, lo, hi, first_level=1)
     else:
         refresh(conn, sid, lo, hi)
     return hi
+
+
+def _insert_points(conn: sqlite3.Connection, sid: int, points: list[tuple]) -> None:
+    """INSERT OR REPLACE (step, value, time) rows; ROWS_PER_INSERT rows per statement (~2x executemany)."""
+    # sid is an int from our own table, so inlining it is safe and saves a bound value per row.
+    head = "INSERT OR REPLACE INTO metrics (sid, step, value, time) VALUES "
+    one = f"({int(sid)}, ?, ?, ?)"
+    full = len(points) - len(points) % ROWS_PER_INSERT
+    if full:
+        sql = head + ",".join([one] * ROWS_PER_INSERT)
+        flat = list(chain.from_iterable(points[:full]))
+        width = 3 * ROWS_PER_INSERT
+        for i in range(0, len(flat), width):
+            conn.execute(sql, flat[i : i + width])
+    if full < len(points):
+        conn.executemany(head + one, points[full:])
 
 
 def _append_first_level(conn: sqlite3.Connection, sid: int, steps: list[int], points: list) -> bool:
