@@ -213,11 +213,27 @@ def read_series(
         (sid, lo_q, hi_q),
     ).fetchall()
     lo, hi = first[0][0], last[0][0]
-    plan = bucket_plan(lo, hi, buckets)
-    shift, first_block, blocks, used = plan
-    out: dict[int, list] = {}
-    # Each aggregate lies inside one block of the chosen level, hence inside one bucket.
-    for first_step, mn, mx, ls, lv in _cover(conn, sid, lo, hi, LEVELS.index(shift)):
+    shift, first_block, blocks, used = bucket_plan(lo, hi, buckets)
+    level = LEVELS.index(shift)
+    # Whole blocks of the chosen level are grouped into buckets inside SQLite (at most
+    # `buckets` rows come back); partial blocks at the edges come from finer levels.
+    if level == 0:
+        full, edges = (lo, hi), []
+    else:
+        f_full, l_full = -((-lo) >> shift), ((hi + 1) >> shift) - 1
+        if f_full > l_full:
+            full, edges = None, _cover(conn, sid, lo, hi, level - 1)
+        else:
+            full = (f_full, l_full)
+            edges = _cover(conn, sid, lo, (f_full << shift) - 1, level - 1)
+            edges += _cover(conn, sid, (l_full + 1) << shift, hi, level - 1)
+    grouped = []
+    if full is not None:
+        sql = _GROUP_RAW if level == 0 else _GROUP_ROLLUP
+        grouped = conn.execute(sql, (first_block, used, blocks, sid, shift, *full)).fetchall()
+    out: dict[int, list] = {k: [ls, mn, mx, lv] for k, mn, mx, ls, lv in grouped}
+    # Each edge aggregate lies inside one block of the chosen level, hence inside one bucket.
+    for first_step, mn, mx, ls, lv in edges:
         key = ((first_step >> shift) - first_block) * used // blocks
         a = out.get(key)
         if a is None:
@@ -230,3 +246,20 @@ def read_series(
         if ls >= a[0]:
             a[0], a[3] = ls, lv
     return [(a[0], _nan(a[1]), _nan(a[2]), _nan(a[3])) for _, a in sorted(out.items())]
+
+
+# Bucket k of block b is (b - first) * used / blocks (integer division, as bucket_of does);
+# the last value is joined back by the bucket's last step (a primary-key lookup).
+_GROUP_RAW = (
+    "SELECT g.k, g.mn, g.mx, g.ls, m.value FROM"
+    " (SELECT ((step - ?1) * ?2) / ?3 AS k, min(value) AS mn, max(value) AS mx,"
+    "  max(step) AS ls FROM metrics WHERE sid = ?4 AND step BETWEEN ?6 AND ?7 GROUP BY k) AS g"
+    " JOIN metrics AS m ON m.sid = ?4 AND m.step = g.ls"
+)
+_GROUP_ROLLUP = (
+    "SELECT g.k, g.mn, g.mx, g.ls, r.last_value FROM"
+    " (SELECT ((bucket - ?1) * ?2) / ?3 AS k, min(vmin) AS mn, max(vmax) AS mx,"
+    "  max(last_step) AS ls FROM rollup WHERE sid = ?4 AND level = ?5"
+    "  AND bucket BETWEEN ?6 AND ?7 GROUP BY k) AS g"
+    " JOIN rollup AS r ON r.sid = ?4 AND r.level = ?5 AND r.bucket = g.ls >> ?5"
+)
