@@ -4,8 +4,9 @@ Each series (run, metric name) keeps, besides its raw rows, per-block aggregates
 in ROLLUP_SHIFTS (8, 64, ... steps per block): min, max, last step, last value, count. The
 writer refreshes them in the same transaction as the raw rows, so they are never behind.
 `series()` covers the requested range with the coarsest blocks that still give the requested
-number of buckets (< 8 blocks per bucket) and finer blocks or raw rows at the edges, so it
-reads under ~8 * buckets + a few dozen rows whatever the run length.
+number of buckets (< 8 blocks per bucket), grouped into buckets inside SQLite, plus finer
+blocks or raw rows at the edges: it reads under ~8 * buckets + a few dozen rows and hands at
+most `buckets` + a few dozen to Python, whatever the run length.
 """
 
 from __future__ import annotations
