@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ class Run:
         derived: Mapping[str, Any] | None = None,
         poll_interval: float = POLL_INTERVAL_S,
         flush_interval: float = 0.5,
+        rank: int | None = None,
+        world: int | None = None,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(
@@ -49,25 +52,32 @@ class Run:
         if not poll_interval >= 0:
             raise ValueError(f"poll_interval must be >= 0 seconds, got {poll_interval!r}")
         self.runs_dir = Path(runs_dir)
-        store = Store(self.runs_dir)
-        try:
-            info = store.create_run(
-                config=dict(config or {}),
-                derived={"source": "api", **dict(derived or {})},
-                name=name,
-                status="queued",
-            )
-            store.mark_started(info.id, os.getpid(), socket.gethostname())
-            store.add_event(info.id, "started", f"started by pid {os.getpid()} (tuitrain.init)")
-        finally:
-            store.close()
-        self.id: str = info.id
-        self.name: str = info.name
-        self.dir: Path = info.run_dir
-        self._writer = RunWriter(self.runs_dir, self.id, flush_interval=flush_interval)
-        # Commands and acks use their own connection, on the loop's thread (claims are rare and short).
-        self._source = StoreSource(self.runs_dir, self.id)
-        self._poller = SteeringPoller(self._source, interval=poll_interval)
+        found_rank, found_world = _rank_world()
+        self.rank = found_rank if rank is None else rank
+        self.world = found_world if world is None else world
+        broadcast = _broadcast if self.world > 1 else None
+        self._writer: RunWriter | None = None
+        self._source: StoreSource | None = None
+        ident: list[Any] = [None]
+        if self.rank == 0:  # only rank 0 touches the store; the others learn the id from it
+            derived = {"source": "api", "num_processes": self.world, **dict(derived or {})}
+            info = _register(self.runs_dir, dict(config or {}), derived, name)
+            ident = [(info.id, info.name, str(info.run_dir))]
+            self._writer = RunWriter(self.runs_dir, info.id, flush_interval=flush_interval)
+            # Commands and acks: own connection, on the loop's thread (claims are rare and short).
+            self._source = StoreSource(self.runs_dir, info.id)
+        if broadcast is not None:
+            broadcast(ident)  # every rank calls init(): the first collective
+        self.id: str = ident[0][0]
+        self.name: str = ident[0][1]
+        self.dir: Path = Path(ident[0][2])
+        self._poller = SteeringPoller(
+            self._source,
+            rank=self.rank,
+            world=self.world,
+            interval=poll_interval,
+            broadcast=broadcast,
+        )
         self._lr: LambdaLRSteer | None = None
         self._step = 0
         self._started = time.time()
@@ -83,7 +93,8 @@ class Run:
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         ):
             self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        lifecycle.track(self)
+        if self.rank == 0:
+            lifecycle.track(self)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # A loop that polls gets SIGTERM (e.g. `tuitrain stop`) as a stop command and can save
@@ -118,7 +129,7 @@ class Run:
                 raise ValueError(f"metric names must be non-empty strings, got {key!r}")
             values[key] = _number(key, value)
         self._step = max(self._step, step)
-        if values:
+        if values and self._writer is not None:  # None off rank 0: one rank reports
             self._writer.log(step, values)
 
     def event(
@@ -129,6 +140,8 @@ class Run:
         data: Mapping[str, Any] | None = None,
     ) -> None:
         """Add an entry to the run's timeline (e.g. kind 'checkpoint', 'eval' or 'warning')."""
+        if self._writer is None:
+            return
         self._writer.event(
             kind, message, self._step if step is None else step, dict(data) if data else None
         )
@@ -156,10 +169,10 @@ class Run:
         step = self._step if step is None else step
         self._polled = True
         cmds = self._poller.poll(step, stop_requested=self._sigterm)
-        if self._sigterm:
+        if any(c.kind == SIGTERM_KIND for c in cmds):  # rank 0's SIGTERM, on every rank
             self.exit_status, self.exit_reason = "stopped", "SIGTERM"
-            cmds = [c for c in cmds if c.kind != SIGTERM_KIND]
-            cmds.append(SteerCommand(None, "stop", payload={"reason": "SIGTERM"}))
+            stop = SteerCommand(None, "stop", payload={"reason": "SIGTERM"})
+            cmds = [stop if c.kind == SIGTERM_KIND else c for c in cmds]
             self._sigterm = False  # delivered once; a second SIGTERM exits at once
             self._polled = False
         if self._lr is None or not cmds:
@@ -209,6 +222,8 @@ class Run:
         if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None
+        if self._writer is None or self._source is None:
+            return  # not rank 0: nothing to write
         self._writer.close()
         store = self._source.store
         final = {"steps": self._step, "wall_time_s": round(time.time() - self._started, 3)}
@@ -244,11 +259,50 @@ def init(
     runs_dir: str | os.PathLike[str] = "runs",
     derived: Mapping[str, Any] | None = None,
     poll_interval: float = POLL_INTERVAL_S,
+    rank: int | None = None,
+    world: int | None = None,
 ) -> Run:
-    """Register a running run in `<runs_dir>/tuitrain.db` and return it for logging and steering."""
+    """Register a running run in `<runs_dir>/tuitrain.db` and return it for logging and steering.
+
+    With several processes (torchrun, accelerate launch), call it on every rank after the
+    process group exists: rank 0 registers and writes, and poll() gives every rank the same
+    commands at the same step. rank / world default to torch.distributed's, else RANK / WORLD_SIZE."""
     return Run(
-        runs_dir=runs_dir, name=name, config=config, derived=derived, poll_interval=poll_interval
+        runs_dir=runs_dir,
+        name=name,
+        config=config,
+        derived=derived,
+        poll_interval=poll_interval,
+        rank=rank,
+        world=world,
     )
+
+
+def _register(runs_dir: Path, config: dict, derived: dict, name: str | None) -> Any:
+    with Store(runs_dir) as store:
+        info = store.create_run(config=config, derived=derived, name=name, status="queued")
+        store.mark_started(info.id, os.getpid(), socket.gethostname())
+        store.add_event(info.id, "started", f"started by pid {os.getpid()} (tuitrain.init)")
+    return info
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size): torch.distributed's when initialised, else RANK / WORLD_SIZE, else (0, 1)."""
+    dist = sys.modules.get("torch.distributed")  # never import torch just to ask
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _broadcast(box: list) -> None:
+    """Rank 0's box[0] to every rank (torch.distributed; gloo or NCCL with the device set)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_initialized():
+        raise RuntimeError(
+            "tuitrain.init() with several processes needs the process group first: call it after"
+            " torch.distributed.init_process_group() (or Accelerator()), on every rank"
+        )
+    dist.broadcast_object_list(box, src=0)
 
 
 def _number(key: str, value: Any) -> Any:

@@ -74,7 +74,9 @@ def terminate(proc: subprocess.Popen, timeout: float) -> int:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(("script", "code"), [(POLLING, 0), (SILENT, 128 + signal.SIGTERM)])
+@pytest.mark.parametrize(
+    ("script", "code"), [(POLLING, 0), (SILENT, 128 + signal.SIGTERM)], ids=["polling", "silent"]
+)
 def test_api_run_ends_stopped_on_sigterm(tmp_path, script, code):
     runs = tmp_path / "runs"
     proc = start(tmp_path, [sys.executable, "-c", script, str(runs)])
