@@ -229,3 +229,17 @@ def test_reading_commands_never_create_a_database(tmp_path, capsys):
     rc, _, err = cli(capsys, "ctl", "--runs-dir", str(missing), "x", "stop")
     assert rc == run_cmds.EXIT_NOT_FOUND
     assert not missing.exists()
+
+
+def test_show_names_a_sweep(runs, capsys):
+    from tuitrain.sweep import records
+
+    d, _, _ = runs
+    rec = records.SweepRecord(
+        id=records.new_sweep_id("lr-search"), name="lr-search", method="grid", metric="val_loss",
+        direction="minimize", n_trials=1, parallel=1, study_name="x", storage="sqlite://",
+        spec={"space": {"optimizer.lr": {}}}, pid=os.getpid(),
+    )  # fmt: skip
+    records.save(rec, d)
+    rc, out, _ = cli(capsys, "show", "--runs-dir", str(d), "lr-search")
+    assert rc == 0 and out.startswith(f"sweep {rec.id} (lr-search)")

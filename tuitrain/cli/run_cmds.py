@@ -278,17 +278,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _is_sweep(runs_dir: Path, ref: str) -> bool:
+    from tuitrain.sweep.records import is_sweep
+
     try:
-        from tuitrain.sweep.records import SweepNotFound, get_sweep
-    except ImportError:
+        return is_sweep(runs_dir, ref)
+    except Exception:  # a broken sweep record must not hide the run-not-found message
         return False
-    try:
-        get_sweep(runs_dir, ref)
-    except SweepNotFound:
-        return False
-    except Exception:  # a sweep store problem must not hide the run-not-found message
-        return False
-    return True
 
 
 def _json_num(v: float) -> float | None:
