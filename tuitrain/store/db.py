@@ -57,8 +57,10 @@ def connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Conne
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         log.warning("could not enable WAL on %s (journal_mode=%s)", path, mode)
+    # NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the last ones.
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=OFF")
+    # After a burst (a big export or delete) the WAL file is truncated back to this size.
+    conn.execute("PRAGMA journal_size_limit=67108864")
     migrate(conn)
     return conn
 
