@@ -215,3 +215,33 @@ def test_metric_rows_maps_hf_names():
     }
     assert summary == {"wall_time_s": 12.0}
     assert math.isnan(metric_rows({"loss": float("nan")})[0]["loss"])
+
+
+class Boom(transformers.TrainerCallback):
+    """Raises inside training, as a bug in user code would."""
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == 3:
+            raise RuntimeError("boom")
+
+
+@pytest.mark.timeout(120)
+def test_a_train_that_raised_is_marked_failed_by_the_next_train(tmp_path):
+    torch.set_num_threads(1)
+    runs = tmp_path / "runs"
+    cb = TuiTrainCallback(runs_dir=runs, name="notebook")
+    trainer = make_trainer(tmp_path / "out", [cb, Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+    store = Store(runs)
+    (first,) = store.list_runs()
+    assert first.status == "running"  # the process lives on (a notebook): nothing ended it yet
+    trainer.remove_callback(Boom)
+    trainer.args.max_steps = 4
+    trainer.train()
+    first = store.get_run(first.id)
+    assert first.status == "failed" and "without on_train_end" in first.exit_reason
+    second = next(r for r in store.list_runs() if r.id != first.id)
+    assert second.status == "completed" and second.summary["steps"] == 4
+    assert store.last_step(second.id) == 4
+    store.close()

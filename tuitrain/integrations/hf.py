@@ -134,6 +134,8 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         """Register (or re-attach to) the run on rank 0, wrap the LR schedule on every rank."""
+        if not self.finished:  # e.g. in a notebook: the last train() raised, so no on_train_end
+            self.finish("failed", reason="train() ended without on_train_end (an exception?)")
         resumed = state.global_step > 0
         if resumed:
             self._restore(state)
