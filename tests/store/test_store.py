@@ -283,3 +283,18 @@ def test_forward_migrations_run_in_order(tmp_path, monkeypatch):
     assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     s.close()
     Store(tmp_path).close()  # already at the new version: nothing runs twice
+
+
+def test_data_version_moves_on_other_connections_commits(store):
+    other = Store(store.runs_dir)
+    try:
+        v = store.data_version()
+        assert store.data_version() == v  # nothing new
+        run = other.create_run({}, {})
+        assert store.data_version() != v
+        v = store.data_version()
+        with RunWriter(store.runs_dir, run.id) as w:
+            w.log(1, {"loss": 1.0})
+        assert store.data_version() != v
+    finally:
+        other.close()

@@ -115,6 +115,10 @@ class Store(MetricsMixin, CommandsMixin):
         with self._lock:
             return self.conn.execute(sql, tuple(params)).fetchall()
 
+    def data_version(self) -> int:
+        """A number that changes when another connection commits: a cheap "anything new?" poll."""
+        return int(self._q("PRAGMA data_version")[0][0])
+
     # ---- runs ---------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:
