@@ -81,6 +81,10 @@ class Trainer:
         from accelerate.utils import set_seed
 
         cfg, acc = self.cfg, self.acc
+        if cfg.run.deterministic:
+            os.environ.setdefault(
+                "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
+            )  # cuBLAS needs it to be deterministic
         set_seed(cfg.run.seed, deterministic=cfg.run.deterministic)
         self.tok = build_tokenizer(cfg)
         self.splits = build_splits(cfg, self.tok)
@@ -128,6 +132,12 @@ class Trainer:
                 0,
                 {"trainable_params": trainable, "total_params": total, "device": str(acc.device)},
             )
+            if self.splits.val is None:
+                self.report.event(
+                    "warning",
+                    "no validation data: no val metrics, early stopping or plateau cuts (set data.validation_split > 0 or data.validation_file)",
+                    0,
+                )
 
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> tuple[str, str | None]:

@@ -132,7 +132,8 @@ def build_model(cfg: TrainConfig, tok, label_names: list[str] | None = None):
         if m.dtype != "auto":
             model = model.to(DTYPES[m.dtype])
     if m.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Non-reentrant checkpointing works with DDP and with frozen (LoRA) inputs.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = (
             False  # the cache is useless (and warned about) while checkpointing
         )
