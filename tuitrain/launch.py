@@ -212,6 +212,10 @@ def resume(run_ref: str, runs_dir: str | Path, extra_env: dict[str, str] | None 
             raise LaunchError(
                 f"run {run.id} is {run.status}; stop it first (tuitrain stop {run.id})"
             )
+        if run.status == "completed":
+            raise LaunchError(
+                f"run {run.id} completed all its steps; nothing to resume (start a new run)"
+            )
         run_dir = Path(run.run_dir)
         ckpts = sorted((run_dir / "checkpoints").glob("step-*/complete.json"))
         if not ckpts:

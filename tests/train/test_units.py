@@ -182,7 +182,12 @@ def test_cli_resume_and_stop_edges(tmp_path, capsys):
     assert cli_main(["--runs-dir", str(tmp_path), "stop", run.id]) == 0
     assert "not running" in capsys.readouterr().out
     assert cli_main(["--runs-dir", str(tmp_path), "resume", "done"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    cut = store.create_run({}, {}, name="cut", status="stopped")
+    store.run_dir(cut.id).mkdir(parents=True, exist_ok=True)
+    assert cli_main(["--runs-dir", str(tmp_path), "resume", "cut"]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
+    assert cli_main(["--runs-dir", str(tmp_path), "stop", "nope"]) == 1
 
 
 def test_plateau_cuts_lr_after_patience_evals():
