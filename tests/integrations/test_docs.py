@@ -28,13 +28,19 @@ def examples() -> dict[str, str]:
 
 
 def test_the_doc_has_both_examples():
-    assert set(examples()) == {"custom_loop.py", "hf_trainer.py"}
+    assert set(examples()) == {"custom_loop.py", "accelerate_loop.py", "hf_trainer.py"}
 
 
 @pytest.mark.parametrize(
     ("script", "name", "metrics"),
     [
         pytest.param("custom_loop.py", "my-loop", {"loss", "lr"}, marks=pytest.mark.timeout(120)),
+        pytest.param(
+            "accelerate_loop.py",
+            "my-accelerate-loop",
+            {"loss", "lr"},
+            marks=[pytest.mark.slow, pytest.mark.timeout(120)],
+        ),
         pytest.param(
             "hf_trainer.py",
             "tiny-gpt2",
