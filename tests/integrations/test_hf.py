@@ -73,13 +73,21 @@ def make_trainer(out, callbacks) -> transformers.Trainer:
         lr_scheduler_type="linear",
         logging_steps=1,
         save_strategy="no",
+        eval_strategy="steps",
+        eval_steps=10**6,  # evaluations happen on command only
         report_to="none",
         use_cpu=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
         seed=0,
     )
-    return transformers.Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=callbacks)
+    return transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=Tokens(),
+        eval_dataset=Tokens(n=16),
+        callbacks=callbacks,
+    )
 
 
 def steer(runs_dir, plan, results, errors) -> None:
@@ -121,15 +129,21 @@ def test_trainer_steered_from_store_then_resumed(tmp_path):
     cb = TuiTrainCallback(runs_dir=runs, name="hf-tiny")
     trainer = make_trainer(out, [cb, Pace()])
     results, errors = [], []
-    plan = [("set_lr", {"lr": 2.5e-3}), ("scale_lr", {"factor": 0.5}), ("stop", None)]
+    plan = [
+        ("set_lr", {"lr": 2.5e-3}),
+        ("scale_lr", {"factor": 0.5}),
+        ("checkpoint", None),
+        ("eval", None),
+        ("stop", None),
+    ]
     t = threading.Thread(target=steer, args=(runs, plan, results, errors), daemon=True)
     t.start()
     trainer.train()
     t.join(timeout=60)
     assert not errors, errors
-    set_cmd, scale_cmd, stop_cmd = results
+    set_cmd, scale_cmd, ckpt_cmd, eval_cmd, stop_cmd = results
     s1, s2, s3 = set_cmd.applied_step, scale_cmd.applied_step, stop_cmd.applied_step
-    assert 5 <= s1 < s2 < s3 < MAX_STEPS
+    assert 5 <= s1 < s2 < ckpt_cmd.applied_step < eval_cmd.applied_step < s3 < MAX_STEPS
     assert trainer.state.global_step == s3
 
     store = Store(runs)
@@ -153,6 +167,8 @@ def test_trainer_steered_from_store_then_resumed(tmp_path):
     assert cb.lr_multiplier == pytest.approx(mult * 0.5, rel=1e-12)
     assert {"loss", "lr", "grad_norm", "epoch"} <= set(store.metric_names(run.id))
 
+    assert (out / f"checkpoint-{ckpt_cmd.applied_step}").is_dir()
+    assert [p.step for p in store.tail(run.id, names=["val_loss"])] == [eval_cmd.applied_step]
     kinds = [e.kind for e in store.events(run.id)]
     for kind in ("started", "lr", "command", "checkpoint", "finished"):
         assert kind in kinds
@@ -180,7 +196,7 @@ def test_trainer_steered_from_store_then_resumed(tmp_path):
     assert len(store.list_runs()) == 1
     # evaluate() after train(): recorded too, though the run has ended.
     metrics = trainer2.evaluate(eval_dataset=Tokens(n=32))
-    (point,) = store.tail(run.id, names=["val_loss"])
+    point = store.tail(run.id, names=["val_loss"])[-1]
     assert point.step == s3 + 3 and point.value == pytest.approx(metrics["eval_loss"])
     assert store.get_run(run.id).summary["final_val_loss"] == pytest.approx(metrics["eval_loss"])
     assert "val_perplexity" in store.metric_names(run.id)
