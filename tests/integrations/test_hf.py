@@ -261,3 +261,17 @@ def test_a_train_that_raised_is_marked_failed_by_the_next_train(tmp_path):
     assert second.status == "completed" and second.summary["steps"] == 4
     assert store.last_step(second.id) == 4
     store.close()
+
+
+@pytest.mark.timeout(60)
+def test_commands_it_cannot_apply_get_a_reason(tmp_path):
+    from tuitrain.train.steering import SteerCommand, SteeringPoller
+
+    cb = TuiTrainCallback(runs_dir=tmp_path)
+    cb._poller = SteeringPoller(None)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    control = transformers.TrainerControl()
+    reason = cb._apply(SteerCommand(1, "eval"), args, 5, control)
+    assert "eval_strategy='no'" in reason and not control.should_evaluate
+    reason = cb._apply(SteerCommand(2, "set_lr", 1e-4), args, 5, control)
+    assert "not a LambdaLR" in reason  # no scheduler attached (e.g. reduce_lr_on_plateau)
