@@ -164,11 +164,12 @@ def process_group(run) -> int | None:
         pgid = json.loads(f.read_text()).get("pgid")
         if pgid and _group_alive(pgid):
             return int(pgid)
-    if run.pid:
+    if run.pid and (not run.host or run.host == socket.gethostname()):  # a pid is per host
         try:
-            return os.getpgid(run.pid)
+            pgid = os.getpgid(run.pid)
         except ProcessLookupError:
             return None
+        return pgid if pgid > 0 else None  # killpg(0) would signal the caller's own group
     return None
 
 
