@@ -118,3 +118,14 @@ def test_median_pruner_and_enqueue(tmp_path):
     bad = study.ask(dists)
     bad.report(5.0, 2)
     assert bad.should_prune()
+
+
+def test_storage_from_env_and_redacted(tmp_path, monkeypatch):
+    from tuitrain.sweep.study import redact, storage_url
+
+    assert storage_url(None, tmp_path).endswith("/sweeps.optuna.db")
+    monkeypatch.setenv("MY_STUDY_DB", "postgresql://bob:p@ss@db:5432/optuna")
+    assert storage_url("env:MY_STUDY_DB", tmp_path) == "postgresql://bob:p@ss@db:5432/optuna"
+    assert redact("postgresql://bob:p@ss@db:5432/optuna") == "postgresql://bob:***@db:5432/optuna"
+    with pytest.raises(ValueError, match="NOPE_VAR is not set"):
+        storage_url("env:NOPE_VAR", tmp_path)

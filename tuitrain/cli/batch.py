@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 import time
@@ -139,6 +140,8 @@ class Follower:
         # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
         from tuitrain.launch import process_group, stop
 
+        if run.host and run.host != socket.gethostname():
+            return  # trained elsewhere: nothing of it runs here
         end = time.monotonic() + EXIT_WAIT_S
         while process_group(run) is not None:
             if time.monotonic() > end:

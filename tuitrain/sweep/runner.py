@@ -21,10 +21,11 @@ from tuitrain.sweep.space import base_data, check_space, describe_params, trial_
 from tuitrain.sweep.spec import SweepSpec
 from tuitrain.sweep.study import (
     create_study,
-    default_storage,
     distributions,
     importance,
     optuna_module,
+    redact,
+    storage_url,
 )
 
 DONE_OK = ("completed", "early_stopped")
@@ -94,11 +95,14 @@ class SweepRunner:
         name = spec.name or (Path(self.spec_file).stem if self.spec_file else "sweep")
         sid = records.new_sweep_id(name)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        storage = spec.storage or default_storage(self.runs_dir)
+        try:
+            storage = storage_url(spec.storage, self.runs_dir)
+        except ValueError as exc:
+            raise ConfigError([records_issue("storage", str(exc), self.spec_file)]) from None
         self.rec = SweepRecord(
             id=sid, name=name, method=spec.method, metric=spec.objective.metric,
             direction=spec.objective.direction(), n_trials=self.n_trials, parallel=len(self.slots),
-            study_name=spec.study_name or sid, storage=storage, spec=spec.model_dump(mode="json"),
+            study_name=spec.study_name or sid, storage=redact(storage), spec=spec.model_dump(mode="json"),
             spec_file=self.spec_file, pid=os.getpid(),
         )  # fmt: skip
         self.study = create_study(spec, storage, self.rec.study_name)

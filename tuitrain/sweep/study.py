@@ -4,6 +4,8 @@ and parameter importance. Optuna is the optional extra `sweep`, imported only he
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,27 @@ def optuna_module() -> Any:
 def default_storage(runs_dir: Path) -> str:
     """The study storage when none is given: an SQLite file beside (not inside) tuitrain.db."""
     return f"sqlite:///{(Path(runs_dir) / OPTUNA_DB).resolve()}"
+
+
+def storage_url(value: str | None, runs_dir: Path) -> str:
+    """The storage URL to use: the default file, the URL given, or `env:VAR` read from the
+    environment (keeps database passwords out of sweep files)."""
+    if not value:
+        return default_storage(runs_dir)
+    if value.startswith("env:"):
+        var = value[4:]
+        url = os.environ.get(var)
+        if not url:
+            raise ValueError(
+                f"storage is {value} but the environment variable {var} is not set; export {var}=postgresql://..."
+            )
+        return url
+    return value
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for records and screens."""
+    return re.sub(r"(//[^:/@]+:)[^/]*@", r"\1***@", url)
 
 
 def distribution(p: ParamSpec) -> Any:

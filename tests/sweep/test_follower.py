@@ -1,0 +1,65 @@
+"""The `tuitrain run` progress display on a real store: a live line on a TTY, plain lines otherwise."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from tuitrain.cli.batch import Follower, fmt_duration
+from tuitrain.store import Store
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    p = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(p.stdout)
+
+
+def finished_run(runs_dir, status="completed"):
+    with Store(runs_dir) as s:
+        run = s.create_run({}, {"total_steps": 10}, name="r")
+        s.mark_started(run.id, pid=dead_pid())
+        s.log_metrics(
+            run.id,
+            [(st, "loss", 3.0 - st / 10, 0.0) for st in range(1, 11)]
+            + [(st, "lr", 1e-3, 0.0) for st in range(1, 11)],
+        )
+        s.log_metrics(run.id, [(10, "val_loss", 2.5, 0.0)])
+        s.add_event(run.id, "eval", "val_loss 2.5", step=10)
+        s.set_status(run.id, status, reason="why" if status != "completed" else None)
+        return run.id
+
+
+def test_plain_output_has_no_control_codes(tmp_path):
+    run_id = finished_run(tmp_path)
+    out = io.StringIO()
+    assert Follower(tmp_path, run_id, out, poll_s=0.01).follow() == 0
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert "[eval] step 10: val_loss 2.5" in text
+    assert "step 10/10 (100%) | loss 2 | lr 1.00e-03 | val_loss 2.5" in text
+    assert text.rstrip().endswith(f"run {run_id} completed")
+
+
+def test_tty_output_redraws_one_line_and_failed_run_exits_1(tmp_path):
+    run_id = finished_run(tmp_path, status="failed")
+    out = Tty()
+    assert Follower(tmp_path, run_id, out, poll_s=0.01).follow() == 1
+    text = out.getvalue()
+    assert "\r\x1b[K" in text and text.rstrip().endswith(f"run {run_id} failed (why)")
+
+
+def test_duration_format():
+    assert fmt_duration(3725) == "1:02:05" and fmt_duration(-3) == "0:00:00"
