@@ -129,3 +129,24 @@ def test_storage_from_env_and_redacted(tmp_path, monkeypatch):
     assert redact("postgresql://bob:p@ss@db:5432/optuna") == "postgresql://bob:***@db:5432/optuna"
     with pytest.raises(ValueError, match="NOPE_VAR is not set"):
         storage_url("env:NOPE_VAR", tmp_path)
+
+
+def test_same_name_and_storage_share_one_study(tmp_path):
+    # Two machines (here: two study objects) pointing at one storage and study name work on one
+    # study; the second does not re-enqueue points the first already queued.
+    spec = parse_spec(
+        {
+            "base": "x.yaml",
+            "method": "random",
+            "study_name": "shared",
+            "space": {"optimizer.lr": [1e-3, 1e-2]},
+            "enqueue": [{"optimizer.lr": 1e-3}],
+        }
+    )
+    url = default_storage(tmp_path)
+    a = create_study(spec, url, "shared")
+    b = create_study(spec, url, "shared")
+    t = a.ask(distributions(spec))
+    a.tell(t, 1.0)
+    assert [x.value for x in b.get_trials()] == [1.0]
+    assert len(b.get_trials()) == 1  # b found a's enqueued point and added none

@@ -300,6 +300,7 @@ class SweepRunner:
                 value = min(vals) if self.rec.direction == "minimize" else max(vals)
             rec.state, rec.value = "complete", value
             self.study.tell(a.trial, value)
+            self._refresh_importance()
             best = self.rec.best()
             tag = " (best so far)" if best is rec else ""
             self.say(f"trial {rec.number}: {run.status}, {self.rec.metric}={value:.5g}{tag}")
@@ -314,6 +315,16 @@ class SweepRunner:
         self.active.remove(a)
         self.free.append(a.slot)
         records.save(self.rec, self.runs_dir)
+
+    def _refresh_importance(self) -> None:
+        # Live importance for the sweep view; fANOVA's cost grows with trials, so later only
+        # every 10th completion (the final value is computed at the end regardless).
+        n = self.rec.counts().get("complete", 0)
+        if n >= 3 and (n < 30 or n % 10 == 0):
+            try:
+                self.rec.importance = importance(self.study)
+            except Exception:  # noqa: BLE001 -- a nicety; never stop a sweep over it
+                pass
 
     def _stopped_by_us(self, a: Active, run: Any) -> bool:
         # A run that failed on its own, or finished before our stop reached it, keeps its outcome.
