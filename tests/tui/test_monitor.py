@@ -15,7 +15,7 @@ from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
 from tuitrain.tui.screens.compare import CompareScreen, config_diff
 from tuitrain.tui.screens.monitor import MonitorScreen
 
-FAST = Settings(poll_s=0.2, list_poll_s=0.3)
+FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)  # pacing is not under test here
 
 
 def _text(app, selector: str) -> str:

@@ -17,6 +17,9 @@ class Settings:
     """Knobs of the TUI (all have defaults that suit SSH sessions)."""
 
     max_redraw_hz: float = 2.0  # charts redraw at most this often
+    # Charts may use at most this share of one core: plotext needs ~20-60 ms per chart, so
+    # on a slow or busy machine redraws space out instead of eating the CPU (SSH boxes train).
+    chart_cpu_budget: float = 0.02
     poll_s: float = 0.5  # DB poll interval of the monitor (the trainer flushes every 0.5 s)
     list_poll_s: float = 2.0  # DB poll interval of the runs list
     lr_factor: float = 2.0  # LR up / down multiplies / divides by this

@@ -51,6 +51,7 @@ class MonitorScreen(Screen):
         self._seen_step: int | None = -1
         self._seen_buckets = 0
         self._last_draw = 0.0
+        self._last_poll = 0.0
         self._draw_timer: Any = None
 
     def compose(self) -> ComposeResult:
@@ -87,6 +88,14 @@ class MonitorScreen(Screen):
             return
         if any(w.group == "monitor-poll" and w.is_running for w in self.workers):
             return
+        settings = self.app.settings  # type: ignore[attr-defined]
+        if (
+            self.run is not None
+            and self.run.terminal
+            and time.monotonic() - self._last_poll < settings.list_poll_s
+        ):
+            return  # an ended run changes rarely: poll it at the runs-list pace
+        self._last_poll = time.monotonic()
         self.read_run(self.buckets())
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="monitor-poll")
@@ -112,15 +121,14 @@ class MonitorScreen(Screen):
         if run.last_step != self._seen_step or buckets != self._seen_buckets:
             names = set(store.metric_names(run.id))
             series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
-            latest = {}
-            for n in HEADER_METRICS:
-                pts = (
-                    series.get(n)
-                    if n in series
-                    else (store.series(run.id, n, 1) if n in names else None)
-                )
-                if pts:
-                    latest[n] = pts[-1][3]
+            # Header values: the newest point of each metric (one indexed read near the end).
+            latest = {
+                p.name: p.value
+                for p in store.tail(run.id, HEADER_METRICS, after_step=(run.last_step or 0) - 1)
+            }
+            for n in CHART_METRICS:  # val_loss comes only at evals: take the series' newest
+                if n not in latest and series.get(n):
+                    latest[n] = series[n][-1][3]
             self._seen_step, self._seen_buckets = run.last_step, buckets
         else:
             latest = None
@@ -147,7 +155,11 @@ class MonitorScreen(Screen):
 
     def request_redraw(self) -> None:
         """Redraw now, or at the next allowed moment (at most max_redraw_hz)."""
-        gap = 1.0 / max(0.1, self.app.settings.max_redraw_hz)  # type: ignore[attr-defined]
+        settings = self.app.settings  # type: ignore[attr-defined]
+        cost = sum(c.build_s for c in self.query(MetricChart))  # of the previous draw
+        gap = max(
+            1.0 / max(0.1, settings.max_redraw_hz), cost / max(1e-3, settings.chart_cpu_budget)
+        )
         wait = self._last_draw + gap - time.monotonic()
         if wait <= 0:
             self.redraw()

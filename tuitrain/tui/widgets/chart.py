@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from rich.console import RenderableType
@@ -50,16 +51,36 @@ class MetricChart(PlotextPlot):
         self.log_y = False
         self.empty_text = "waiting for data"
         self.builds = 0  # how many times the plot text was built (benchmarks read it)
+        self.build_s = 0.0  # seconds the last build took (the monitor paces redraws with it)
+        self._cache: tuple[tuple, RenderableType] | None = None
 
     def set_lines(self, lines: list[Line], log_y: bool | None = None) -> None:
-        """Replace the cached lines and schedule one redraw."""
+        """Replace the cached lines and schedule one redraw (none when nothing changed)."""
+        if (
+            lines == self.lines
+            and (log_y is None or log_y == self.log_y)
+            and self._cache is not None
+        ):
+            return
         self.lines = lines
         if log_y is not None:
             self.log_y = log_y
+        self._cache = None
         self.refresh()
 
     def render(self) -> RenderableType:
-        """Build the plot from the cached lines (cost is linear in the points drawn)."""
+        """The plot text, rebuilt only when the lines, title, size or theme changed."""
+        key = (self.size, self.title, self.app.theme)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        t = time.perf_counter()
+        text = self._build()
+        self.build_s = time.perf_counter() - t
+        self._cache = (key, text)
+        return text
+
+    def _build(self) -> RenderableType:
+        """Build the plot from the cached lines (plotext: cost grows with points and area)."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()

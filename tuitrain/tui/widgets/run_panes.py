@@ -56,7 +56,10 @@ class RunHeader(Static):
         )
         if run.terminal and run.exit_reason:
             line2 = f"[dim]{escape(run.exit_reason)}[/]  " + line2
-        self.update(line1 + "\n" + line2)
+        text = line1 + "\n" + line2
+        if text != getattr(self, "_shown", None):
+            self._shown = text
+            self.update(text, layout=False)  # fixed size: a relayout per poll would be wasted CPU
 
 
 def command_text(cmd, pending_local: bool = False) -> str:
@@ -81,10 +84,12 @@ class CommandsPane(Static):
     def show(self, commands: list) -> None:
         """Show the newest few commands (newest last)."""
         if not commands:
-            self.update("[b]Commands[/b]\n[dim]none yet (u/d: LR, l: set LR)[/]")
-            return
-        lines = [command_text(c) for c in commands[-5:]]
-        self.update("[b]Commands[/b]\n" + "\n".join(lines))
+            text = "[b]Commands[/b]\n[dim]none yet (u/d: LR, l: set LR)[/]"
+        else:
+            text = "[b]Commands[/b]\n" + "\n".join(command_text(c) for c in commands[-5:])
+        if text != getattr(self, "_shown", None):  # polled twice a second: skip no-op relayouts
+            self._shown = text
+            self.update(text, layout=False)
 
 
 class EventsPane(VerticalScroll):

@@ -1,0 +1,265 @@
+"""Benchmark of the TUI: cold start to the first screen, chart refresh cost vs run length, and CPU
+use while watching a live run. Prints figures; asserts nothing.
+
+    python tests/bench/tui_bench.py            # all three (about 2 minutes on 2 cores)
+    python tests/bench/tui_bench.py --quick    # smaller 1M-point DB step, shorter CPU window
+
+Targets (DESIGN.md): first screen < 1 s; refresh flat in run length; < 5% of one core watching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+# ---- cold start -------------------------------------------------------------------------------
+
+COLD = r"""
+import time, sys
+t0 = time.perf_counter()
+from tuitrain.tui.app import TuitrainApp
+t_import = time.perf_counter() - t0
+marks = {}
+
+async def first_screen(pilot):
+    app = pilot.app
+    while True:  # the runs table has its rows: the user can act
+        t = app.screen.query("#runs-table")
+        if t and t.first().row_count:
+            break
+        await pilot.pause(0.01)
+    marks["first"] = time.perf_counter() - t0
+    app.exit()
+
+TuitrainApp(runs_dir=sys.argv[1]).run(headless=True, size=(80, 24), auto_pilot=first_screen)
+print(f"{t_import:.3f} {marks['first']:.3f}")
+"""
+
+
+def cold_start(runs_dir: Path, repeats: int = 3) -> None:
+    """Interpreter start + imports + first screen with rows, in a fresh process each time."""
+    print("\n== cold start (fresh process, runs list with 4 runs, 80x24) ==")
+    rows = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", COLD, str(runs_dir)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        total = time.perf_counter() - t0
+        imp, first = (float(x) for x in out.stdout.split()[-2:])
+        rows.append((imp, first, total))
+        print(
+            f"  import app {imp:.2f} s   first screen (after import start) {first:.2f} s   whole process incl. interpreter + exit {total:.2f} s"
+        )
+    best = min(rows, key=lambda r: r[1])
+    print(f"  best first screen: {best[1]:.2f} s (target < 1 s)")
+
+
+# ---- chart refresh vs run length -------------------------------------------------------------
+
+
+def build_long_run(runs_dir: Path, steps: int, name: str) -> str:
+    """A run with `steps` points of loss, lr and grad_norm, written through the store's batch path."""
+    from tuitrain.store import Store
+
+    with Store(runs_dir) as s:
+        run = s.create_run({}, {"total_steps": steps}, name=name, status="running")
+        chunk = 50_000
+        t = time.time()
+        for lo in range(1, steps + 1, chunk):
+            rows = []
+            for st in range(lo, min(steps, lo + chunk - 1) + 1):
+                x = st / steps
+                rows += [
+                    (st, "loss", 2 + 3 * math.exp(-5 * x) + 0.1 * math.sin(st), t),
+                    (st, "lr", 1e-3 * (1 - x), t),
+                    (st, "grad_norm", 1 + 0.2 * math.cos(st / 7), t),
+                ]
+            s.log_metrics(run.id, rows)
+        s.set_status(run.id, "completed")
+    return run.id
+
+
+async def _refresh_cost(
+    runs_dir: Path, run_id: str, repeats: int = 5
+) -> tuple[float, float, float, int]:
+    """(DB read ms, chart build ms, naive full-resolution build ms or nan, points drawn)."""
+    from tuitrain.store import Store
+    from tuitrain.tui.app import TuitrainApp
+    from tuitrain.tui.widgets.chart import Line
+
+    app = TuitrainApp(runs_dir=runs_dir, start="watch", run=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        screen = app.screen
+        buckets = screen.buckets()
+        store = Store(runs_dir)
+        reads, builds = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            series = {
+                n: store.series(run_id, n, buckets) for n in ("loss", "val_loss", "lr", "grad_norm")
+            }
+            reads.append(time.perf_counter() - t)
+            screen.series = series
+            t = time.perf_counter()
+            screen.redraw()
+            for cid in ("#chart-loss", "#chart-lr", "#chart-grad"):
+                chart = screen.query_one(cid)
+                chart._cache = None  # measure the build, not the render cache
+                chart.render()
+            builds.append(time.perf_counter() - t)
+        points = sum(len(v) for v in series.values())
+        naive = math.nan
+        n = store.last_step(run_id) or 0
+        if n <= 100_000:  # plotting every point: what downsampling avoids (linear in points)
+            chart = screen.query_one("#chart-loss")
+            pts = store.tail(run_id, ["loss"])
+            chart.set_lines(
+                [Line("train", tuple(p.step for p in pts), tuple(p.value for p in pts))]
+            )
+            chart._cache = None
+            t = time.perf_counter()
+            chart.render()
+            naive = time.perf_counter() - t
+        store.close()
+    return min(reads) * 1000, min(builds) * 1000, naive * 1000, points
+
+
+def refresh_vs_length(tmp: Path, sizes: list[int]) -> None:
+    """Downsampled series read + three charts built, at several run lengths."""
+    print("\n== chart refresh vs run length (3 charts, 120x40, buckets = 2 x chart width) ==")
+    print(
+        f"  {'steps':>9} {'DB read ms':>11} {'build ms':>9} {'points':>7} {'naive loss-chart build ms':>26}"
+    )
+    for n in sizes:
+        d = tmp / f"len{n}"
+        t = time.perf_counter()
+        rid = build_long_run(d, n, f"len{n}")
+        made = time.perf_counter() - t
+        read, build, naive, pts = asyncio.run(_refresh_cost(d, rid))
+        naive_s = "-" if math.isnan(naive) else f"{naive:.0f}"
+        print(
+            f"  {n:>9,} {read:>11.1f} {build:>9.1f} {pts:>7} {naive_s:>26}   (DB built in {made:.1f} s)"
+        )
+
+
+# ---- CPU while watching ----------------------------------------------------------------------
+
+WRITER = r"""
+import math, sys, time
+from tuitrain.store import RunWriter
+w = RunWriter(sys.argv[1], sys.argv[2], flush_interval=0.5)
+step, end = 0, time.time() + float(sys.argv[3])
+while time.time() < end:  # a fast trainer: 20 optimizer steps/s, every step logged
+    step += 1
+    w.log(step, {"loss": 2 + math.exp(-step / 500), "lr": 1e-3, "grad_norm": 1.0, "epoch": step / 1000, "tokens_per_s": 9000.0})
+    if step % 200 == 0:
+        w.event("eval", f"val_loss {1.5 + math.exp(-step / 500):.4f}", step)
+        w.log(step, {"val_loss": 1.5 + math.exp(-step / 500)})
+    time.sleep(0.05)
+w.close()
+"""
+
+WATCH = r"""
+import os, sys, time, json
+from tuitrain.tui.app import TuitrainApp
+secs = float(sys.argv[3])
+out = {}
+
+async def watch(pilot):
+    await pilot.pause(2.0)  # warm up: mount, first reads
+    t0, c0 = time.perf_counter(), os.times()
+    await pilot.pause(secs)
+    c1, t1 = os.times(), time.perf_counter()
+    out["cpu"] = (c1.user - c0.user + c1.system - c0.system) / (t1 - t0)
+    out["step"] = pilot.app.screen.run.last_step if pilot.app.screen.run else None
+    pilot.app.exit()
+
+TuitrainApp(runs_dir=sys.argv[1], start="watch", run=sys.argv[2]).run(headless=True, size=(120, 40), auto_pilot=watch)
+print(json.dumps(out))
+"""
+
+
+def cpu_watching(tmp: Path, secs: float) -> None:
+    """CPU share of one core used by the TUI watching a run that logs 20 steps/s (and an idle one)."""
+    from tuitrain.store import Store
+
+    print(f"\n== CPU while watching ({secs:.0f} s window, 120x40) ==")
+    d = tmp / "live"
+    with Store(d) as s:
+        live = s.create_run({}, {"total_steps": 100000}, name="live")
+        s.mark_started(live.id, os.getpid())
+        idle = s.create_run({}, {"total_steps": 100}, name="idle")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(d), live.id, str(secs + 6)], cwd=REPO, env=env
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", WATCH, str(d), live.id, str(secs)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=secs + 60,
+        )
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"  live run (20 steps/s, flush 0.5 s): {100 * got['cpu']:.1f}% of one core (target < 5%); reached step {got['step']}"
+        )
+    finally:
+        writer.terminate()
+        writer.wait(10)
+    with Store(d) as s:
+        s.set_status(idle.id, "completed")
+    out = subprocess.run(
+        [sys.executable, "-c", WATCH, str(d), idle.id, str(secs)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=secs + 60,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  finished run (nothing new):          {100 * got['cpu']:.1f}% of one core")
+
+
+def main() -> None:
+    """Run the benchmarks and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="skip the 1M-point run; 10 s CPU window")
+    args = ap.parse_args()
+    os.environ.setdefault("TZ", "UTC")
+    print(
+        f"tuitrain TUI benchmark · python {sys.version.split()[0]} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        from tests.tui.fixture_db import build
+
+        build(tmp / "fixture")
+        cold_start(tmp / "fixture")
+        refresh_vs_length(tmp, [1_000, 100_000] if args.quick else [1_000, 100_000, 1_000_000])
+        cpu_watching(tmp, 10.0 if args.quick else 20.0)
+
+
+if __name__ == "__main__":
+    main()
