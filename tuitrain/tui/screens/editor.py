@@ -38,11 +38,13 @@ class FieldsProvider(Provider):
         return [s for specs in sections().values() for s in specs]
 
     async def discover(self) -> Hits:
+        """Every field, for browsing with an empty query."""
         screen = self.screen
         for spec in self._fields():
             yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)  # type: ignore[attr-defined]
 
     async def search(self, query: str) -> Hits:
+        """Fields whose dotted path matches the query."""
         matcher = self.matcher(query)
         screen = self.screen
         for spec in self._fields():
@@ -134,6 +136,7 @@ class EditorScreen(Screen):
 
     @on(FieldRow.Changed)
     def field_changed(self, event: FieldRow.Changed) -> None:
+        """Store the edit and revalidate."""
         if get_path(self.doc.data, event.spec.path) == event.value:
             return
         set_path(self.doc.data, event.spec.path, event.value)
@@ -141,16 +144,18 @@ class EditorScreen(Screen):
 
     @on(FieldRow.Focused)
     def field_focused(self, event: FieldRow.Focused) -> None:
+        """Show the focused field's help text."""
         spec = event.spec
         self.query_one("#field-help", Static).update(f"[b]{spec.path}[/b]: {escape(spec.help)}")
 
     @on(OptionList.OptionHighlighted, "#sections")
     async def section_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Show the highlighted section's page."""
         await self.show_section(str(event.option.id))
 
     @on(OptionList.OptionSelected, "#sections")
     async def section_selected(self, event: OptionList.OptionSelected) -> None:
-        # Enter on a section moves into its form.
+        """Enter on a section moves into its form."""
         page = await self.show_section(str(event.option.id))
         rows = page.query(FieldRow)
         if rows:
@@ -291,6 +296,7 @@ class EditorScreen(Screen):
 
     @on(Select.Changed, "#env-select")
     def env_changed(self, event: Select.Changed) -> None:
+        """Reload the file with the chosen env overlay."""
         env = None if event.value in (NO_ENV, Select.NULL) else str(event.value)
         if env != self.doc.env and self.doc.source:
             self.load(self.doc.source, env)

@@ -47,6 +47,7 @@ class RunsScreen(Screen):
         Binding("enter", "open", "Open", show=True),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
+        Binding("w", "sweeps", "Sweeps"),
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
         Binding(
@@ -155,6 +156,7 @@ class RunsScreen(Screen):
 
     @on(DataTable.RowSelected, "#runs-table")
     def row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row opens its monitor."""
         self.action_open()
 
     def action_open(self) -> None:
@@ -189,6 +191,15 @@ class RunsScreen(Screen):
             self.notify("mark 2 to 4 runs with space first", severity="warning")
             return
         self.app.open_compare(list(self.marked))  # type: ignore[attr-defined]
+
+    def action_sweeps(self) -> None:
+        """The sweep of the run under the cursor, else the list of sweeps."""
+        from tuitrain.tui.screens.sweep import SweepScreen, SweepsScreen
+
+        run = self.current_run()
+        self.app.push_screen(
+            SweepScreen(run.sweep_id) if run is not None and run.sweep_id else SweepsScreen()
+        )
 
     def action_new(self) -> None:
         """Open the editor on the bundled demo config."""
