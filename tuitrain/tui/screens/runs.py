@@ -50,9 +50,6 @@ class RunsScreen(Screen):
         Binding("w", "sweeps", "Sweeps"),
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
-        Binding(
-            "w", "sweeps", "Sweeps", show=False
-        ),  # in the palette; footer unchanged for snapshots
         Binding("r", "refresh", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -215,11 +212,3 @@ class RunsScreen(Screen):
             self.notify(f"{path} is missing", severity="error")
             return
         self.app.open_editor(str(path))  # type: ignore[attr-defined]
-
-    def action_sweeps(self) -> None:
-        """Open the sweep of the run under the cursor, else the list of sweeps."""
-        from tuitrain.tui.screens.sweep import SweepScreen, SweepsScreen
-
-        run = self.current_run()
-        sweep_id = getattr(run, "sweep_id", None)
-        self.app.push_screen(SweepScreen(sweep_id) if sweep_id else SweepsScreen())
