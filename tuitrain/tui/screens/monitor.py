@@ -137,6 +137,12 @@ class MonitorScreen(Screen):
         )
 
     def on_run_snapshot(self, msg: RunSnapshot) -> None:
+        if self.run is not None and self.run.status != msg.run.status:
+            bad = msg.run.status in ("failed", "diverged", "crashed")
+            why = f": {msg.run.exit_reason}" if msg.run.exit_reason else ""
+            self.notify(
+                f"run {msg.run.status}{why}", severity="error" if bad else "information", timeout=8
+            )
         self.run = msg.run
         if msg.series is not None:
             self.series = msg.series
