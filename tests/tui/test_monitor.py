@@ -177,3 +177,25 @@ async def test_palette_lists_the_screens_key_actions(runs):
         await commands["Eval"].callback()  # what the palette runs when the entry is chosen
         await settle(pilot, wait=0.3)
         assert [c.kind for c in _commands(runs["running"])] == ["eval"]
+
+
+@aio
+async def test_log_y_and_smoothing_toggles_change_the_charts(runs):
+    app = make_app(start="watch", run=runs["running"], settings=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, wait=0.3)
+        loss = app.screen.query_one("#chart-loss")
+        raw = loss.lines[0].ys
+        await pilot.press("y")
+        await pilot.pause()
+        assert loss.log_y and "log y" in loss.title
+        await pilot.press("m")
+        await pilot.pause()
+        smoothed = loss.lines[0].ys
+        assert "smoothed" in loss.title and smoothed != raw and smoothed[0] == raw[0]
+        # smoothing damps the step-to-step wiggle of the fixture's loss
+        wiggle = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:]))  # noqa: E731
+        assert wiggle(smoothed) < wiggle(raw)
+        await pilot.press("m", "y")
+        await pilot.pause()
+        assert loss.lines[0].ys == raw and not loss.log_y

@@ -19,7 +19,7 @@ from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.run_panes import CommandsPane, EventsPane, RunHeader
 
-CHART_METRICS = ("loss", "val_loss", "lr", "grad_norm")
+CHART_METRICS = ("loss", "val_loss", "lr", "grad_norm", "val_accuracy")  # accuracy: header only
 HEADER_METRICS = ("loss", "val_loss", "lr", "grad_norm", "epoch", "tokens_per_s", "gpu_mem_gb")
 
 
@@ -194,6 +194,15 @@ class MonitorScreen(Screen):
             )
             if x
         ]
+        logy = ", log y" if self.log_y else ""
+        smooth = ", smoothed" if self.smooth else ""  # the LR curve is never smoothed
+        titles = {
+            "#chart-loss": f"loss (train, val){logy}{smooth}",
+            "#chart-lr": f"learning rate{logy}",
+            "#chart-grad": f"grad norm (pre-clip){logy}{smooth}",
+        }
+        for cid, title in titles.items():
+            self.query_one(cid, MetricChart).title = title
         self.query_one("#chart-loss", MetricChart).set_lines(loss, self.log_y)
         lr = [x for x in (self.line("lr", "", "green"),) if x]
         self.query_one("#chart-lr", MetricChart).set_lines(lr, self.log_y)

@@ -56,11 +56,8 @@ class MetricChart(PlotextPlot):
 
     def set_lines(self, lines: list[Line], log_y: bool | None = None) -> None:
         """Replace the cached lines and schedule one redraw (none when nothing changed)."""
-        if (
-            lines == self.lines
-            and (log_y is None or log_y == self.log_y)
-            and self._cache is not None
-        ):
+        same = lines == self.lines and (log_y is None or log_y == self.log_y)
+        if same and self._cache is not None and self._cache[0][1] == self.title:
             return
         self.lines = lines
         if log_y is not None:

@@ -50,7 +50,8 @@ class RunHeader(Static):
         mem = latest.get("gpu_mem_gb")
         line2 = (
             f"loss {fmt.number(latest.get('loss'))}  val {fmt.number(latest.get('val_loss'))}  "
-            f"lr {fmt.lr(latest.get('lr'))}  grad {fmt.number(latest.get('grad_norm'), 3)}  "
+            + (f"acc {fmt.number(latest['val_accuracy'], 3)}  " if "val_accuracy" in latest else "")
+            + f"lr {fmt.lr(latest.get('lr'))}  grad {fmt.number(latest.get('grad_norm'), 3)}  "
             f"tok/s {thousands(latest.get('tokens_per_s'))}  "
             f"mem {'-' if mem is None else f'{mem:.1f}G'}"
         )
