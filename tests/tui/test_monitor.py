@@ -194,7 +194,7 @@ async def test_log_y_and_smoothing_toggles_change_the_charts(runs):
         smoothed = loss.lines[0].ys
         assert "smoothed" in loss.title and smoothed != raw and smoothed[0] == raw[0]
         # smoothing damps the step-to-step wiggle of the fixture's loss
-        wiggle = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:]))  # noqa: E731
+        wiggle = lambda ys: sum(abs(b - a) for a, b in zip(ys, ys[1:], strict=False))  # noqa: E731
         assert wiggle(smoothed) < wiggle(raw)
         await pilot.press("m", "y")
         await pilot.pause()
