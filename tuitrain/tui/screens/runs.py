@@ -6,6 +6,9 @@ To add a screen reachable from here (e.g. sweeps), add a Binding to BINDINGS and
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -58,6 +61,8 @@ class RunsScreen(Screen):
         super().__init__(id="runs")
         self.runs: list = []
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
+        self._store: Any = None  # opened lazily by the first worker; reused by later polls
+        self._store_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
@@ -84,17 +89,17 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
     def load_runs(self) -> None:
-        """List runs with a Store of this thread's own (sqlite connections are per thread)."""
+        """List runs with this screen's own Store, opened in a worker (the Store serialises threads)."""
         from tuitrain.store import Store
 
-        store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
-        try:
-            runs = store.list_runs()
-        finally:
-            close = getattr(store, "close", None)
-            if close:
-                close()
-        self.post_message(RunsLoaded(runs))
+        with self._store_lock:
+            if self._store is None:
+                self._store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        self.post_message(RunsLoaded(self._store.list_runs()))
+
+    def on_unmount(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def on_runs_loaded(self, msg: RunsLoaded) -> None:
         self.runs = msg.runs
