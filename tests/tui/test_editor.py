@@ -166,3 +166,36 @@ async def test_broken_file_opens_with_the_error_marked(tmp_path, monkeypatch):
         await pilot.pause()
         assert app.screen.query_one("#err-f-optimizer--lr", Static).display
         assert app.screen.query_one("#f-optimizer--lr", Input).value == "fast"
+
+
+@pytest.mark.parametrize(
+    "value", [["def main(", "import "], ["a, b", "c"], ["q_proj", "v_proj"], [], ['"quoted"']]
+)
+def test_list_fields_round_trip_exactly(value):
+    spec = FieldSpec("generation.prompts", "generation", "prompts", "list", False)
+    assert from_text(spec, to_text(spec, value)) == value
+
+
+def test_every_demo_value_round_trips_through_its_widget_text():
+    from tuitrain.tui.configdoc import load_document
+    from tuitrain.tui.widgets.fields import get_path
+
+    data = load_document(None).data
+    for spec in (s for group in sections().values() for s in group):
+        if spec.kind in ("bool", "choice"):
+            continue
+        value = get_path(data, spec.path)
+        assert from_text(spec, to_text(spec, value)) == value, spec.path
+
+
+@aio
+async def test_showing_every_page_leaves_the_config_unchanged(demo):
+    from tuitrain.tui.configdoc import load_document
+
+    app = make_app(start="edit", config=str(demo))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        for section in sections():
+            await app.screen.show_section(section)
+            await pilot.pause()
+        assert app.screen.doc.data == load_document(demo).data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from tuitrain.config.loader import loads_yaml
 from tuitrain.config.schema import TrainConfig
 
 
@@ -91,7 +93,14 @@ def to_text(spec: FieldSpec, value: Any) -> str:
     if value is None:
         return ""
     if spec.kind == "list" and isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        items = [str(v) for v in value]
+        # Comma-separated when that reads back exactly; else a YAML flow list, e.g. ["def main(", "import "].
+        if all(
+            i and i == i.strip() and "," not in i and not i.startswith(("[", '"', "'"))
+            for i in items
+        ):
+            return ", ".join(items)
+        return json.dumps(items, ensure_ascii=False)
     if isinstance(value, float) and not isinstance(value, bool):
         return repr(value)
     return str(value)
@@ -118,6 +127,12 @@ def from_text(spec: FieldSpec, text: str) -> Any:
                 return text
             return int(f) if f.is_integer() else text
     if spec.kind == "list":
+        if t.startswith("["):
+            try:
+                value = loads_yaml(t)
+            except Exception:  # ruamel raises several types; the raw text shows the error
+                return text
+            return [str(v) for v in value] if isinstance(value, list) else text
         return [p.strip() for p in t.split(",") if p.strip()]
     return text
 
