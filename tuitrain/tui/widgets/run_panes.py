@@ -27,6 +27,11 @@ def eta_seconds(run, step: int | None, total: int | None, now: float) -> float |
     return max(0.0, (total - step) * rate)
 
 
+def short(text: str, width: int) -> str:
+    """Cut text to width with an ellipsis (long run names must not push the step count off an 80-column header)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def thousands(value: float | None) -> str:
     """12.3k style for throughputs."""
     if value is None:
@@ -43,7 +48,7 @@ class RunHeader(Static):
         eta = eta_seconds(run, step, total, now)
         epoch = latest.get("epoch")
         line1 = (
-            f"[b]{escape(run.name or run.id)}[/b] {fmt.status(run.status)}  "
+            f"[b]{escape(short(run.name or run.id, 20))}[/b] {fmt.status(run.status)}  "
             f"step {fmt.progress(step, total)}  epoch {fmt.number(epoch, 3)}  "
             f"ETA {fmt.duration(eta)}  elapsed {fmt.duration(fmt.elapsed(run, now))}"
         )
