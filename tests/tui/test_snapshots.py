@@ -11,7 +11,6 @@ from textual.widgets import Input
 
 from tests.tui.conftest import make_app, settle
 from tests.tui.fixture_db import add_set_lr
-from tuitrain.tui.configdoc import DEMO_CONFIG
 
 
 def snap(snap_compare, app, **kwargs) -> bool:
@@ -39,7 +38,7 @@ def test_runs_list(snap_compare, runs, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_editor_validation_error(snap_compare, runs, size):
     """The LR field holds 'fast': the field, its section and the status line show the error."""
-    shutil.copy(DEMO_CONFIG, Path("demo.yaml"))
+    shutil.copy(Path(__file__).parent / "data" / "editor.yaml", Path("demo.yaml"))
     app = make_app(start="edit", config="demo.yaml")
 
     async def run_before(pilot: Pilot) -> None:
