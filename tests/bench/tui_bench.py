@@ -111,9 +111,10 @@ def build_long_run(runs_dir: Path, steps: int, name: str) -> str:
 async def _refresh_cost(
     runs_dir: Path, run_id: str, repeats: int = 5
 ) -> tuple[float, float, float, int]:
-    """(DB read ms, chart build ms, naive full-resolution build ms or nan, points drawn)."""
+    """(DB read ms: series + header tail, chart build ms, naive full-resolution build ms, points)."""
     from tuitrain.store import Store
     from tuitrain.tui.app import TuitrainApp
+    from tuitrain.tui.screens.monitor import HEADER_METRICS
     from tuitrain.tui.widgets.chart import Line
 
     app = TuitrainApp(runs_dir=runs_dir, start="watch", run=run_id)
@@ -130,6 +131,8 @@ async def _refresh_cost(
             series = {
                 n: store.series(run_id, n, buckets) for n in ("loss", "val_loss", "lr", "grad_norm")
             }
+            last = store.last_step(run_id) or 0
+            store.tail(run_id, HEADER_METRICS, after_step=last - 1)  # the header's newest values
             reads.append(time.perf_counter() - t)
             screen.series = series
             t = time.perf_counter()
