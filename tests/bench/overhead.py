@@ -163,7 +163,7 @@ def run_plain(a: argparse.Namespace) -> tuple[float, float]:
                 k: v.to(acc.device, non_blocking=True)
                 for k, v in splits.train.batch(next(batches)).items()
             }
-            acc.backward(model(**b).loss / a.accum)
+            acc.backward(model(**b, use_cache=False).loss / a.accum)
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -29,7 +29,8 @@ def evaluate(accelerator, model, val: Examples, cfg: TrainConfig) -> dict[str, f
             break
         b = {k: v.to(accelerator.device) for k, v in val.batch(idx[start : start + bs]).items()}
         labels = b.pop("labels")
-        logits = net(**b).logits.float()
+        kw = {"use_cache": False} if cfg.model.task == "causal-lm" else {}
+        logits = net(**b, **kw).logits.float()
         if cfg.model.task == "causal-lm":
             logits, labels = logits[:, :-1], labels[:, 1:]
             totals[0] += F.cross_entropy(

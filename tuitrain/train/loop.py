@@ -146,6 +146,8 @@ class Trainer:
         ga, nb = cfg.batch.grad_accum, self.plan.num_batches
         max_norm = cfg.training.max_grad_norm or math.inf  # inf: measure the norm, never clip
         device = acc.device
+        # A KV cache is useless while training and costs a concat per layer per forward.
+        fwd = {"use_cache": False} if cfg.model.task == "causal-lm" else {}
         self.model.train()
         while st.step < self.total and self.outcome is None:
             if st.batch >= nb:
@@ -170,7 +172,7 @@ class Trainer:
                         nullcontext() if i == k - 1 or self.world == 1 else acc.no_sync(self.model)
                     )
                     with sync:
-                        loss = self.model(**b).loss / k
+                        loss = self.model(**b, **fwd).loss / k
                         acc.backward(loss)
                     loss_sum += loss.detach()
                 st.batch += k
