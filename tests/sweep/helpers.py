@@ -54,6 +54,7 @@ class Cli:
         self.dir = tmp_path
         self.runs_dir = tmp_path / "runs"
         self.procs: list[subprocess.Popen] = []
+        self.groups: list[int] = []  # other process groups to kill at teardown (detached sweeps)
 
     def write(self, name: str, text: str) -> Path:
         """Write a file into the test folder."""
@@ -99,7 +100,7 @@ class Cli:
 
     def kill_all(self) -> None:
         """SIGKILL every group we started (CLI and trainers), pass or fail."""
-        for pgid in [p.pid for p in self.procs] + self.trainer_groups():
+        for pgid in [p.pid for p in self.procs] + self.groups + self.trainer_groups():
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

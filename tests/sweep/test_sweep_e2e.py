@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -129,3 +130,25 @@ def test_interrupting_a_sweep_stops_its_trials(cli):
         assert {r.status for r in s.list_runs()} <= {"early_stopped", "stopped"}
         assert all(c.status == "applied" for r in s.list_runs() for c in s.commands(r.id))
     assert cli.trainer_groups() and not any(group_alive(g) for g in cli.trainer_groups())
+
+
+def test_detached_sweep_prints_its_id_and_runs_on(cli):
+    cli.write(
+        "one.yaml", "name: d1\nbase: tiny.yaml\nmethod: grid\nspace:\n  optimizer.lr: [1e-2]\n"
+    )
+    rc, out = cli.run("sweep", "one.yaml", "--detach", "--runs-dir", "runs", timeout=150)
+    assert rc == 0, out
+    pid = re.search(r"background \(pid (\d+)\)", out)
+    assert pid, out
+    cli.groups.append(int(pid.group(1)))  # its own session: killed at teardown if still there
+    sweep_id = out.strip().splitlines()[0]
+    assert sweep_id.startswith("sw-d1-")
+
+    def ended():
+        return next(
+            (r for r in list_sweeps(cli.runs_dir) if r.id == sweep_id and r.status != "running"),
+            None,
+        )
+
+    rec = wait_for(ended, 150, "the detached sweep to end")
+    assert rec.status == "completed" and rec.counts() == {"complete": 1}

@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config field in every trial (repeatable)",
     )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="validate, start the sweep in the background (survives logout), print its id and log",
+    )
     p.set_defaults(handler=cmd_sweep)
     p = sub.add_parser(
         "sweeps", help="list sweeps, or show one sweep's trials, best parameters and importance"
@@ -63,7 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _say(text: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    try:
+        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+    except OSError:
+        pass  # the terminal went away (SSH dropped): the sweep itself must go on
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -84,6 +92,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.sets:
         data["set"] = [*(data.get("set") or []), *args.sets]
     spec = parse_spec(data, args.spec)
+    if args.detach:
+        return _detach(spec, args)
     try:
         runner = SweepRunner(spec, args.spec, Path(args.runs_dir), say=_say)
     except OptunaMissing as exc:
@@ -94,6 +104,65 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if rec.status == "stopped":
         return EXIT_INTERRUPTED
     return 0 if rec.status == "completed" and rec.best() is not None else EXIT_SWEEP_NOT_OK
+
+
+def _detach(spec: Any, args: argparse.Namespace) -> int:
+    """Validate here, then run the same command without --detach in its own session."""
+    import os
+    import re
+    import subprocess
+
+    from tuitrain.config import parse, resolve
+    from tuitrain.sweep.records import sweeps_dir
+    from tuitrain.sweep.space import base_data, check_space
+
+    base = base_data(spec, args.spec)
+    resolve(parse(base, file=args.spec), args.spec)
+    check_space(spec, base, args.spec)
+    folder = sweeps_dir(args.runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"detached-{time.strftime('%y%m%d-%H%M%S')}-{os.getpid()}.log"
+    argv = [
+        "sweep",
+        str(Path(args.spec).resolve()),
+        "--runs-dir",
+        str(Path(args.runs_dir).resolve()),
+    ]
+    for flag, value in (
+        ("--n-trials", args.n_trials),
+        ("--parallel", args.parallel),
+        ("--storage", args.storage),
+        ("--study-name", args.study_name),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for item in args.sets:
+        argv += ["--set", item]
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tuitrain", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # Wait for the sweep id (first line) so the caller can follow it with `tuitrain sweeps ID`.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        m = re.search(r"sweep (sw-\S+):", log.read_text(errors="replace"))
+        if m:
+            print(m.group(1))
+            print(f"sweep running in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
+            return 0
+        if proc.poll() is not None:
+            print(log.read_text(errors="replace"), file=sys.stderr, end="")
+            return proc.returncode or EXIT_SWEEP_NOT_OK
+        time.sleep(0.2)
+    print(
+        f"sweep started (pid {proc.pid}) but has not reported its id yet; log: {log}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _int_arg(text: str, flag: str) -> int:
