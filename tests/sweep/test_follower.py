@@ -63,3 +63,32 @@ def test_tty_output_redraws_one_line_and_failed_run_exits_1(tmp_path):
 
 def test_duration_format():
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(-3) == "0:00:00"
+
+
+def test_late_metric_of_an_already_seen_step_is_shown(tmp_path):
+    """An eval's val_loss lands after the train metrics of its step; the final line must show it."""
+    import threading
+    import time
+
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with Store(tmp_path) as s:
+        run = s.create_run({}, {"total_steps": 10}, name="late")
+        s.mark_started(run.id, pid=trainer.pid)
+        s.log_metrics(run.id, [(10, "loss", 1.5, 0.0), (10, "lr", 1e-3, 0.0)])
+
+    def finish_later() -> None:
+        time.sleep(0.5)  # the follower has read step 10 by now (it polls every 0.05 s)
+        with Store(tmp_path) as s2:
+            s2.log_metrics(run.id, [(10, "val_loss", 1.25, 0.0)])
+            s2.set_status(run.id, "completed")
+        trainer.kill()  # the follower returns once the training process is gone
+        trainer.wait(timeout=10)
+
+    t = threading.Thread(target=finish_later)
+    t.start()
+    out = io.StringIO()
+    Follower(tmp_path, run.id, out, poll_s=0.05).follow()
+    t.join(timeout=10)
+    assert trainer.poll() is not None
+    final = [ln for ln in out.getvalue().splitlines() if ln.startswith("step 10/10")][-1]
+    assert "val_loss 1.25" in final

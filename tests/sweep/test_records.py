@@ -150,3 +150,12 @@ def test_same_name_and_storage_share_one_study(tmp_path):
     a.tell(t, 1.0)
     assert [x.value for x in b.get_trials()] == [1.0]
     assert len(b.get_trials()) == 1  # b found a's enqueued point and added none
+
+
+def test_sweep_ref_never_becomes_a_path_outside_the_sweeps_folder(tmp_path):
+    from tuitrain.sweep.records import SweepNotFound, get_sweep, sweeps_dir
+
+    sweeps_dir(tmp_path).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "outside.json").write_text("{}")
+    with pytest.raises(SweepNotFound):
+        get_sweep(tmp_path, "../outside")

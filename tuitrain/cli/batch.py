@@ -17,6 +17,7 @@ EXIT_RUN_NOT_OK = 1
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
 FOLLOWED = ("loss", "lr", "val_loss", "val_accuracy", "val_perplexity")
 PLAIN_EVERY_S = 10.0  # without a TTY, one progress line per this many seconds keeps CI logs short
+PLAIN_STALLED_S = 60.0  # ...and while the step does not move, one line per minute shows it is alive
 HARD_STOP_WAIT_S = 15.0
 EXIT_WAIT_S = 60.0
 
@@ -88,6 +89,7 @@ class Follower:
         self.interrupts = 0
         self.hard_at: float | None = None
         self.last_plain = 0.0
+        self.last_plain_step: int | None = None
         self.line_shown = False
         self.stop_sent = False
 
@@ -98,7 +100,9 @@ class Follower:
         try:
             while True:
                 self._handle_interrupts()
-                for p in self.store.tail(self.run_id, names=list(FOLLOWED), after_step=after):
+                # Re-read the newest step: an eval's metrics land after the train metrics of
+                # the same step, and a cursor strictly past it would never see them.
+                for p in self.store.tail(self.run_id, names=list(FOLLOWED), after_step=after - 1):
                     after = max(after, p.step)
                     if p.value is not None:
                         self.latest[p.name] = p.value
@@ -175,9 +179,15 @@ class Follower:
             self.out.write("\r\x1b[K" + text + ("\n" if final else ""))
             self.out.flush()
             self.line_shown = not final
-        elif final or time.monotonic() - self.last_plain >= PLAIN_EVERY_S:
+        elif final or self._plain_due():
             self.last_plain = time.monotonic()
+            self.last_plain_step = self.step
             print(text, file=self.out, flush=True)
+
+    def _plain_due(self) -> bool:
+        waited = time.monotonic() - self.last_plain
+        moved = self.step != self.last_plain_step
+        return waited >= (PLAIN_EVERY_S if moved else PLAIN_STALLED_S)
 
     def _line(self, text: str) -> None:
         if self.tty and self.line_shown:

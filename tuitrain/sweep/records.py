@@ -150,9 +150,11 @@ def list_sweeps(runs_dir: str | Path) -> list[SweepRecord]:
 
 def get_sweep(runs_dir: str | Path, ref: str) -> SweepRecord:
     """A sweep by id, unique id prefix or unique name."""
-    path = sweeps_dir(runs_dir) / f"{ref}.json"
-    if path.is_file():
-        return load(path)
+    # Only a plain file name may become a path: "../x" or "a/b" must not leave the sweeps folder.
+    if ref and Path(ref).name == ref and not ref.startswith("."):
+        path = sweeps_dir(runs_dir) / f"{ref}.json"
+        if path.is_file():
+            return load(path)
     sweeps = list_sweeps(runs_dir)
     for pick in (lambda r: r.name == ref, lambda r: r.id.startswith(ref)):
         hits = [r for r in sweeps if pick(r)]
