@@ -250,7 +250,8 @@ class OptimizerGroup(Group):
         description="Separate LR for a new classification head (layer-wise LR), e.g. 5e-4 with a 1e-5 body.",
     )
     fused: bool = Field(
-        True, description="Use the fused AdamW/Adam kernel on CUDA (ignored on CPU)."
+        True,
+        description="Use the fused AdamW/Adam kernel (CUDA and CPU); falls back to the default kernel where unsupported.",
     )
 
 
