@@ -84,6 +84,12 @@ BASE = parse({"model": {"tokenizer": "bytes"}, "data": {"source": "python-stdlib
 PARTNERS = {
     "model.tokenizer": ["model.name_or_path"],
     "peft.method": ["model.name_or_path", "model.tokenizer"],
+    "launch.num_processes": ["launch.num_machines"],
+    "launch.main_process_ip": ["launch.num_machines"],
+    "launch.machine_rank": ["launch.num_machines"],
+    "data.train_file": ["data.source"],
+    "data.source": ["model.task"],
+    "model.arch.max_position_embeddings": ["data.max_seq_length"],
 }
 
 
@@ -110,7 +116,7 @@ def repaired(data: dict):
 
 
 @settings(
-    max_examples=100,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
