@@ -147,7 +147,8 @@ def launch(
         return store.get_run(run.id)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still exists."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -162,7 +163,7 @@ def process_group(run) -> int | None:
     f = Path(run.run_dir) / LAUNCH_FILE
     if f.is_file():
         pgid = json.loads(f.read_text()).get("pgid")
-        if pgid and _group_alive(pgid):
+        if pgid and group_alive(pgid):
             return int(pgid)
     if run.pid and (not run.host or run.host == socket.gethostname()):  # a pid is per host
         try:
@@ -184,7 +185,7 @@ def stop(run, grace_s: float = 30.0, runs_dir: str | Path | None = None) -> str:
     )  # the whole group: a 1-process `accelerate launch` forwards nothing
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             return "stopped"
         time.sleep(0.1)
     try:

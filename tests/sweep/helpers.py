@@ -36,17 +36,6 @@ generation: {{enabled: false}}
 """
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists (zombies of our own children aside)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Cli:
     """Runs `python -m tuitrain ...` in tmp_path; remembers every process group for cleanup."""
 

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from tuitrain.launch import group_alive
 from tuitrain.store import Store
 
-from .helpers import group_alive, wait_for
+from .helpers import wait_for
 
 
 def test_invalid_config_exits_2_naming_the_field(cli):

@@ -8,10 +8,11 @@ import signal
 
 import pytest
 
+from tuitrain.launch import group_alive
 from tuitrain.store import Store
 from tuitrain.sweep.records import list_sweeps
 
-from .helpers import group_alive, wait_for
+from .helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -239,15 +239,21 @@ def apply_sets(data: dict, sets: list[str] | tuple[str, ...]) -> dict:
                     )
                 ]
             )
-        node = out
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[part] = nxt
-            node = nxt
-        node[parts[-1]] = parse_scalar(raw)
+        set_dotted(out, ".".join(parts), parse_scalar(raw))
     return out
+
+
+def set_dotted(data: dict, path: str, value: Any) -> None:
+    """Set data[a][b][c] = value for path a.b.c, creating groups on the way."""
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

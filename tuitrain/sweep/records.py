@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuitrain.store.store import pid_alive
+
 SWEEPS_DIR = "sweeps"
 ACTIVE = ("running",)
 
@@ -113,22 +115,14 @@ def _from_dict(d: dict[str, Any]) -> SweepRecord:
     return SweepRecord(**known, trials=trials)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def load(path: str | Path) -> SweepRecord:
     """Read one record; a running sweep whose process is gone (on this host) reads as crashed."""
     rec = _from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    if rec.status in ACTIVE and rec.host == socket.gethostname() and not _alive(rec.pid):
+    if (
+        rec.status in ACTIVE
+        and rec.host == socket.gethostname()
+        and not (rec.pid and pid_alive(rec.pid))
+    ):
         rec.status = "crashed"
     return rec
 

@@ -17,6 +17,7 @@ from tuitrain.config.loader import (
     apply_sets,
     deep_merge,
     read_with_extends,
+    set_dotted,
 )
 from tuitrain.sweep.spec import SweepSpec
 
@@ -63,19 +64,6 @@ def field_at(path: str) -> tuple[type[BaseModel], str]:
             )
         model = ann
     raise AssertionError("unreachable")
-
-
-def set_dotted(data: dict, path: str, value: Any) -> None:
-    """Set data[a][b][c] = value for path a.b.c, creating groups on the way."""
-    node = data
-    parts = path.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
 
 
 def base_data(spec: SweepSpec, spec_file: str | Path | None) -> dict:
