@@ -58,7 +58,11 @@ class MetricsMixin:
         after_step: int = -1,
         until: int | None = None,
     ) -> list[MetricPoint]:
-        """Metric points with after_step < step (<= until), optionally only these names, by step then name."""
+        """Metric points with after_step < step (<= until), optionally only these names, by step then name.
+
+        The cursor is a step, not an insertion order: a step already read can still gain rows
+        (an eval's val_* land after the train metrics of the same step), so a live reader
+        passes its newest step minus one and overwrites what it sees again."""
         sids = self._q("SELECT id, name FROM series WHERE run_id = ?", (run_id,))
         if names is not None:
             wanted = set(names)
