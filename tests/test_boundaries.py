@@ -14,14 +14,27 @@ TUI = ("textual", "textual_plotext", "plotext")
 
 
 def loaded_after(code: str) -> set[str]:
-    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    probe = (
+        code
+        + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.parametrize(
     "module",
-    ["tuitrain", "tuitrain.cli", "tuitrain.config", "tuitrain.store", "tuitrain.launch", "tuitrain.sweep", "tuitrain.tui.app"],
+    [
+        "tuitrain",
+        "tuitrain.cli",
+        "tuitrain.config",
+        "tuitrain.store",
+        "tuitrain.launch",
+        "tuitrain.sweep",
+        "tuitrain.tui.app",
+    ],
 )
 def test_no_ml_stack_outside_training(module):
     assert not loaded_after(f"import {module}") & set(ML)
@@ -32,6 +45,8 @@ def test_cli_parser_and_app_screens_stay_light():
     assert not loaded_after(code) & set(ML)
 
 
-@pytest.mark.parametrize("module", ["tuitrain.train.loop", "tuitrain.api", "tuitrain.integrations.hf", "tuitrain.store"])
+@pytest.mark.parametrize(
+    "module", ["tuitrain.train.loop", "tuitrain.api", "tuitrain.integrations.hf", "tuitrain.store"]
+)
 def test_training_side_never_loads_textual(module):
     assert not loaded_after(f"import {module}") & set(TUI)

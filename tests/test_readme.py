@@ -14,6 +14,10 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_main_command_opens_the_demo():
     lines = (ROOT / "README.md").read_text().splitlines()
-    main = [ln for ln in lines if ln.startswith("python3 -m venv") and "tuitrain edit configs/demo.yaml" in ln]
+    main = [
+        ln
+        for ln in lines
+        if ln.startswith("python3 -m venv") and "tuitrain edit configs/demo.yaml" in ln
+    ]
     assert len(main) == 1
     assert (ROOT / "configs" / "demo.yaml").is_file()
