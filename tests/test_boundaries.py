@@ -33,6 +33,7 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.store",
         "tuitrain.launch",
         "tuitrain.sweep",
+        "tuitrain.steering",
         "tuitrain.tui.app",
     ],
 )

@@ -20,8 +20,8 @@ from typing import Any
 
 from tuitrain.integrations import lifecycle
 from tuitrain.integrations.lr import LambdaLRSteer
+from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 from tuitrain.store import RunWriter, Store
-from tuitrain.train.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 
 __all__ = ["Run", "SteerCommand", "init"]
 

@@ -265,7 +265,7 @@ def test_a_train_that_raised_is_marked_failed_by_the_next_train(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_commands_it_cannot_apply_get_a_reason(tmp_path):
-    from tuitrain.train.steering import SteerCommand, SteeringPoller
+    from tuitrain.steering import SteerCommand, SteeringPoller
 
     cb = TuiTrainCallback(runs_dir=tmp_path)
     cb._poller = SteeringPoller(None)

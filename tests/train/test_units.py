@@ -14,11 +14,11 @@ from tuitrain.config.datasize import estimate_train_samples
 from tuitrain.config.derived import steps_per_epoch
 from tuitrain.datasets import DataError
 from tuitrain.launch import build_command, build_env
+from tuitrain.steering import SteeringPoller, StoreSource, validate
 from tuitrain.store import Store
 from tuitrain.train.data import BYTE_VOCAB, BatchPlan, ByteTokenizer, build_splits
 from tuitrain.train.model import SetupError, build_model
 from tuitrain.train.optim import Lion, LRControl
-from tuitrain.train.steering import SteeringPoller, StoreSource, validate
 
 from .helpers import DEMO, REPO, TINY
 
@@ -234,7 +234,7 @@ def test_steering_module_stays_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, tuitrain.train.steering; print(sorted(m for m in ('torch', 'accelerate', 'transformers', 'textual') if m in sys.modules))"
+    code = "import sys, tuitrain.steering; print(sorted(m for m in ('torch', 'accelerate', 'transformers', 'textual') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

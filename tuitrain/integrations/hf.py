@@ -3,7 +3,7 @@
     trainer = Trainer(..., callbacks=[TuiTrainCallback(runs_dir="runs", name="my-run")])
 
 Rank 0 registers the run, logs every `on_log` dict and claims commands; every rank applies each
-command after the same optimizer step (tuitrain.train.steering.SteeringPoller). LR commands
+command after the same optimizer step (tuitrain.steering.SteeringPoller). LR commands
 become a multiplier wrapped around the scheduler's LambdaLR lambdas, so the rest of the schedule
 keeps its shape; the multiplier is a plain float in TrainerState (stateful callback), so it is
 restored from checkpoints that HF/Accelerate load with weights_only. Never imports Textual.
@@ -26,7 +26,7 @@ from transformers.trainer_callback import ExportableState
 
 from tuitrain.integrations import lifecycle
 from tuitrain.integrations.lr import LambdaLRSteer
-from tuitrain.train.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
+from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 
 # Logged once at the end of train(); they describe the whole run, so they go to the summary.
 SUMMARY_KEYS = {

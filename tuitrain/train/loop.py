@@ -23,6 +23,7 @@ from tuitrain.config.derived import compute
 from tuitrain.config.errors import ConfigError
 from tuitrain.config.rules import monitor_mode
 from tuitrain.datasets import DataError
+from tuitrain.steering import SIGTERM_KIND, SteeringPoller, StoreSource
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train.data import BatchPlan, build_splits
 from tuitrain.train.evaluate import evaluate, generate
@@ -30,7 +31,6 @@ from tuitrain.train.metrics import MetricBuffer, first_nonfinite
 from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
 from tuitrain.train.optim import LRControl, build_optimizer
 from tuitrain.train.report import Reporter
-from tuitrain.train.steering import SIGTERM_KIND, SteeringPoller, StoreSource
 
 DIVERGED_REMEDY = (
     "clip gradients (training.max_grad_norm 0.5-1.0) and lower the LR (optimizer.lr, e.g. halve it)"
