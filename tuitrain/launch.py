@@ -1,6 +1,7 @@
 """Provides the launcher: builds the `accelerate launch` command, starts it detached (own session,
 output to RUN_DIR/train.log), stops it (SIGTERM to the process group, SIGKILL after a grace
-period) and resumes it. Torch-free: it only starts processes."""
+period) and resumes it. Torch-free: it only starts processes. Whether a run's processes are alive
+and which group may be signalled is decided by tuitrain.store.liveness."""
 
 from __future__ import annotations
 
@@ -16,9 +17,21 @@ import time
 from pathlib import Path
 
 from tuitrain.config import Resolved, TrainConfig, save_yaml, to_dict
+from tuitrain.store.liveness import LAUNCH_FILE, LOG_FILE, group_alive, proc_start, signal_target
 
-LAUNCH_FILE = "launch.json"  # pgid, pid, command and cwd of the latest start
-LOG_FILE = "train.log"
+__all__ = [
+    "LAUNCH_FILE",
+    "LOG_FILE",
+    "LaunchError",
+    "build_command",
+    "build_env",
+    "group_alive",
+    "launch",
+    "process_group",
+    "resume",
+    "spawn",
+    "stop",
+]
 
 
 class LaunchError(RuntimeError):
@@ -76,10 +89,29 @@ def build_env(cfg: TrainConfig, extra_env: dict[str, str] | None = None) -> dict
     return env
 
 
-def _reap(proc: subprocess.Popen) -> None:
-    # While the launching process lives, wait() in a thread so a finished run leaves no zombie
-    # (a zombie's pid still looks alive to the store's crash detection).
-    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+def _reap(proc: subprocess.Popen, log_path: Path) -> None:
+    # While the launching process lives, wait() in a thread so a finished run leaves no zombie,
+    # and say in train.log how the launcher ended when it did not end well: for a launcher that
+    # dies before training starts, that line is the reason the run is failed with.
+    def wait() -> None:
+        code = proc.wait()
+        if code == 0:
+            return
+        how = f"was killed by {_signame(-code)}" if code < 0 else f"exited with code {code}"
+        try:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"[tuitrain] launcher pid {proc.pid} {how}\n")
+        except OSError:
+            pass
+
+    threading.Thread(target=wait, daemon=True, name=f"reap-{proc.pid}").start()
+
+
+def _signame(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
 
 
 def spawn(
@@ -107,6 +139,9 @@ def spawn(
     info = {
         "pid": proc.pid,
         "pgid": proc.pid,
+        # Start time of the launcher (/proc/PID/stat field 22): a later signal goes to this group
+        # only while its leader is this very process, never to a process that reused the pid.
+        "start": proc_start(proc.pid),
         "host": socket.gethostname(),
         "command": cmd,
         "cwd": cwd,
@@ -114,7 +149,7 @@ def spawn(
         "time": time.time(),
     }
     (run_dir / LAUNCH_FILE).write_text(json.dumps(info, indent=1))
-    _reap(proc)
+    _reap(proc, run_dir / LOG_FILE)
     return proc
 
 
@@ -142,43 +177,47 @@ def launch(
         save_yaml(
             cfg, run_dir / "config.yaml", header=f"run {run.id}: the config this run trains with"
         )
-        proc = spawn(cfg, run_dir, extra_env=extra_env)
-        store.update_run(run.id, pid=proc.pid)
+        try:
+            proc = spawn(cfg, run_dir, extra_env=extra_env)
+        except OSError as exc:
+            store.set_status(run.id, "failed", f"could not start the launcher: {exc}")
+            raise LaunchError(f"could not start training for run {run.id}: {exc}") from exc
+        store.mark_launched(run.id, proc.pid, _launch_start(run_dir, proc.pid))
         return store.get_run(run.id)
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists."""
+def _launch_start(run_dir: Path, pid: int) -> int | None:
+    # The start time spawn() recorded (read right after the fork, before the launcher can exit).
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        start = json.loads((run_dir / LAUNCH_FILE).read_text()).get("start")
+    except (OSError, ValueError):
+        return None
+    return start if isinstance(start, int) else None
 
 
 def process_group(run) -> int | None:
-    """The run's process group id (from launch.json, else from its recorded pid), if it still exists."""
-    f = Path(run.run_dir) / LAUNCH_FILE
-    if f.is_file():
-        pgid = json.loads(f.read_text()).get("pgid")
-        if pgid and group_alive(pgid):
-            return int(pgid)
-    if run.pid and (not run.host or run.host == socket.gethostname()):  # a pid is per host
-        try:
-            pgid = os.getpgid(run.pid)
-        except ProcessLookupError:
-            return None
-        return pgid if pgid > 0 else None  # killpg(0) would signal the caller's own group
-    return None
+    """The run's process group if it still lives and is verifiably this run's (any status)."""
+    return signal_target(run, after_end=True).pgid
 
 
-def stop(run, grace_s: float = 30.0, runs_dir: str | Path | None = None) -> str:
+def stop(
+    run, grace_s: float = 30.0, runs_dir: str | Path | None = None, after_end: bool = False
+) -> str:
     """SIGTERM the run's process group (the trainer saves and ends as stopped); SIGKILL after
-    `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'."""
-    pgid = process_group(run)
-    if pgid is None or pgid == os.getpgid(0):
+    `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'.
+
+    The group is signalled only when tuitrain.store.liveness.signal_target verifies it: the run
+    (re-read from the store) is not terminal (after_end=True: cleaning up processes that outlive
+    the final status), was started on this host, and its process is the one recorded at launch."""
+    from tuitrain.store import RunNotFound, Store
+
+    with Store(runs_dir or Path(run.run_dir).parent) as store:
+        try:
+            run = store.get_run(run.id)  # fresh status (and liveness) before any signal
+        except RunNotFound:
+            return "not running"
+    pgid = signal_target(run, after_end=after_end).pgid
+    if pgid is None:
         return "not running"
     os.killpg(
         pgid, signal.SIGTERM
@@ -192,8 +231,6 @@ def stop(run, grace_s: float = 30.0, runs_dir: str | Path | None = None) -> str:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         return "stopped"
-    from tuitrain.store import Store
-
     with Store(runs_dir or Path(run.run_dir).parent) as store:
         if store.get_run(run.id).status in ("running", "queued"):
             store.set_status(run.id, "stopped", f"killed after a {grace_s:g} s grace period")
@@ -230,7 +267,7 @@ def resume(run_ref: str, runs_dir: str | Path, extra_env: dict[str, str] | None 
         if f.is_file():
             cwd = json.loads(f.read_text()).get("cwd")
             cwd = cwd if cwd and Path(cwd).is_dir() else None
-        store.set_status(run.id, "queued", "resuming")
         proc = spawn(cfg, run_dir, resume=True, extra_env=extra_env, cwd=cwd)
-        store.update_run(run.id, pid=proc.pid)
+        # Status, pid and start time in one write: never queued with the old, dead pid.
+        store.mark_launched(run.id, proc.pid, _launch_start(run_dir, proc.pid), reason="resuming")
         return store.get_run(run.id)

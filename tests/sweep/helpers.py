@@ -51,10 +51,12 @@ class Cli:
         p.write_text(text)
         return p
 
-    def start(self, *args: str) -> subprocess.Popen:
-        """Start the CLI in its own session (so SIGINT reaches only it, as a test sends it)."""
+    def start(self, *args: str, env: dict[str, str | None] | None = None) -> subprocess.Popen:
+        """Start the CLI in its own session (so SIGINT reaches only it, as a test sends it);
+        env entries override the environment (None: remove the variable)."""
         cmd = [sys.executable, "-m", "tuitrain", *args]
-        env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, **ENV, "PYTHONPATH": str(REPO), **(env or {})}
+        env = {k: v for k, v in env.items() if v is not None}
         p = subprocess.Popen(
             cmd,
             cwd=self.dir,
@@ -67,9 +69,11 @@ class Cli:
         self.procs.append(p)
         return p
 
-    def run(self, *args: str, timeout: float = 240) -> tuple[int, str]:
+    def run(
+        self, *args: str, timeout: float = 240, env: dict[str, str | None] | None = None
+    ) -> tuple[int, str]:
         """Run the CLI to its end within `timeout` seconds; (exit code, output)."""
-        p = self.start(*args)
+        p = self.start(*args, env=env)
         try:
             out, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -137,7 +137,12 @@ def test_detached_sweep_prints_its_id_and_runs_on(cli):
     cli.write(
         "one.yaml", "name: d1\nbase: tiny.yaml\nmethod: grid\nspace:\n  optimizer.lr: [1e-2]\n"
     )
-    rc, out = cli.run("sweep", "one.yaml", "--detach", "--runs-dir", "runs", timeout=150)
+    # Without PYTHONUNBUFFERED (as on a fresh CI runner) stdout to a pipe is block-buffered:
+    # the id must still come before the stderr line that shares the pipe.
+    rc, out = cli.run(
+        "sweep", "one.yaml", "--detach", "--runs-dir", "runs", timeout=150,
+        env={"PYTHONUNBUFFERED": None},
+    )  # fmt: skip
     assert rc == 0, out
     pid = re.search(r"background \(pid (\d+)\)", out)
     assert pid, out

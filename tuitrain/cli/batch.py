@@ -142,17 +142,18 @@ class Follower:
     def _wait_gone(self, run: Any) -> None:
         # The final status is written a moment before the processes exit; return only once they
         # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
-        from tuitrain.launch import process_group, stop
+        from tuitrain.launch import stop
+        from tuitrain.store.liveness import processes_alive
 
         if run.host and run.host != socket.gethostname():
             return  # trained elsewhere: nothing of it runs here
         end = time.monotonic() + EXIT_WAIT_S
-        while process_group(run) is not None:
+        while processes_alive(run):
             if time.monotonic() > end:
                 self._line(
                     f"training processes still alive {EXIT_WAIT_S:g} s after the end; killing them"
                 )
-                stop(run, grace_s=5.0)
+                stop(run, grace_s=5.0, runs_dir=self.store.runs_dir, after_end=True)
                 return
             time.sleep(0.2)
 
@@ -171,6 +172,9 @@ class Follower:
                 parts.append(f"{speed:.2f} steps/s ETA {fmt_duration((total - self.step) / speed)}")
         if run.status == "queued":
             parts.append("starting")
+        if run.stalled and run.last_step_age_s is not None:
+            # Heartbeat fresh, step not moving (a hung collective, a frozen rank): say so.
+            parts.append(f"STALLED: no step for {fmt_duration(run.last_step_age_s)}")
         return " | ".join(parts)
 
     def _progress(self, run: Any, final: bool = False) -> None:
@@ -219,4 +223,4 @@ class Follower:
 
             self.hard_at = time.monotonic()
             self._line("killing the run")
-            stop(self.store.get_run(self.run_id), grace_s=3.0)
+            stop(self.store.get_run(self.run_id), grace_s=3.0, runs_dir=self.store.runs_dir)

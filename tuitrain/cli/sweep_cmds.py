@@ -151,7 +151,10 @@ def _detach(spec: Any, args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         m = re.search(r"sweep (sw-\S+):", log.read_text(errors="replace"))
         if m:
-            print(m.group(1))
+            # The id goes out (flushed) before anything on stderr: stdout to a pipe is block
+            # buffered, so without the flush the stderr line came first whenever both streams
+            # share one pipe, and a script reading the first line got the wrong one.
+            print(m.group(1), flush=True)
             print(f"sweep running in the background (pid {proc.pid}); log: {log}", file=sys.stderr)
             return 0
         if proc.poll() is not None:

@@ -73,7 +73,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     with Store(args.runs_dir) as store:
         run = store.get_run(run.id)
     if what == "not running":
-        print(f"{run.id} is not running (status {run.status})")
+        # stop() signals only a group the liveness model verifies; say why nothing was signalled.
+        from tuitrain.store.liveness import signal_target
+
+        why = "" if run.terminal else f"; nothing signalled: {signal_target(run).why}"
+        print(f"{run.id} is not running (status {run.status}){why}")
         return 0
     print(
         f"{run.id}: {what}; status {run.status}"

@@ -1,16 +1,17 @@
-"""Provides the steering-command side of Store: send, claim (exactly once), acknowledge, reject, wait."""
+"""Provides the steering-command side of Store: send, claim (exactly once), acknowledge, reject,
+wait, and settle (reject the commands of an ended run that can never be applied)."""
 
 from __future__ import annotations
 
 import json
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tuitrain.store import liveness
 from tuitrain.store.db import immediate
 from tuitrain.store.models import (
     COMMAND_KINDS,
@@ -33,16 +34,16 @@ def _dumps(obj: Any) -> str:
 
 
 class CommandsMixin:
-    """Steering commands; mixed into Store (uses its conn, lock, _q, get_run and _add_event)."""
+    """Steering commands; mixed into Store (uses its per-thread conn, _q, get_run and _add_event)."""
 
     conn: sqlite3.Connection
-    _lock: threading.RLock
     runs_dir: Path
+    host: str
 
     def send_command(self, run_id: str, kind: str, payload: Mapping[str, Any] | None = None) -> int:
         """Queue a steering command for the run's trainer; returns the command id."""
         payload = _check_command(kind, dict(payload or {}))
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             rows = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
             if not rows:
                 raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
@@ -63,29 +64,29 @@ class CommandsMixin:
     def claim_commands(self, run_id: str) -> list[Command]:
         """Take this run's unclaimed pending commands (oldest first); each is handed out exactly once."""
         now = time.time()
-        with self._lock:
-            # Cheap unlocked check first: the trainer polls this often and there is usually nothing.
-            if not self.conn.execute(
-                "SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed IS NULL LIMIT 1",
+        # Cheap read first, outside a write transaction: the trainer polls this often and there
+        # is usually nothing.
+        if not self.conn.execute(
+            "SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed IS NULL LIMIT 1",
+            (run_id,),
+        ).fetchall():
+            return []
+        with immediate(self.conn):
+            rows = self.conn.execute(
+                f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? AND status = 'pending'"
+                " AND claimed IS NULL ORDER BY id",
                 (run_id,),
-            ).fetchall():
-                return []
-            with immediate(self.conn):
-                rows = self.conn.execute(
-                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? AND status = 'pending'"
-                    " AND claimed IS NULL ORDER BY id",
-                    (run_id,),
-                ).fetchall()
-                self.conn.executemany(
-                    "UPDATE commands SET claimed = ? WHERE id = ?", [(now, r[0]) for r in rows]
-                )
+            ).fetchall()
+            self.conn.executemany(
+                "UPDATE commands SET claimed = ? WHERE id = ?", [(now, r[0]) for r in rows]
+            )
         return [self._row_to_cmd((*r[:6], now, *r[7:])) for r in rows]
 
     def _finish_command(
         self, cmd_id: int, status: str, step: int | None, reason: str, message: str
     ) -> None:
         now = time.time()
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             rows = self.conn.execute(
                 "SELECT run_id, kind, payload, status FROM commands WHERE id = ?", (cmd_id,)
             ).fetchall()
@@ -128,30 +129,60 @@ class CommandsMixin:
         return self._row_to_cmd(rows[0])
 
     def commands(self, run_id: str) -> list[Command]:
-        """All of the run's commands, oldest first."""
+        """All of the run's commands, oldest first (pending ones of an ended run settled first)."""
         rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,))
+        if any(r[5] == "pending" for r in rows):
+            run = self.get_run(run_id)  # type: ignore[attr-defined]
+            if run.terminal and self.settle_commands(run):
+                rows = self._q(
+                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,)
+                )
         return [self._row_to_cmd(r) for r in rows]
+
+    def settle_commands(self, run: Any) -> int:
+        """Reject the run's pending commands that can no longer be applied (its trainer ended or
+        crashed: `liveness.orphan_reason`); returns how many were rejected."""
+        pending = self._q(
+            "SELECT id, kind, payload, claimed FROM commands WHERE run_id = ? AND status = 'pending'",
+            (run.id,),
+        )
+        if not pending:
+            return 0
+        now = time.time()
+        reasons: dict[bool, str | None] = {}  # one liveness look-up per claimed / unclaimed
+        done = 0
+        for cid, kind, payload, claimed in pending:
+            key = claimed is not None
+            if key not in reasons:
+                reasons[key] = liveness.orphan_reason(run, key, now, self.host)
+            reason = reasons[key]
+            if reason is None:
+                continue
+            with immediate(self.conn):
+                cur = self.conn.execute(
+                    "UPDATE commands SET status = 'rejected', finished = ?, reason = ?,"
+                    " claimed = coalesce(claimed, ?) WHERE id = ? AND status = 'pending'",
+                    (now, reason, now, cid),
+                )
+                if cur.rowcount:
+                    done += 1
+                    data = {"command_id": cid, "kind": kind, "payload": _loads(payload, {}), "status": "rejected"}  # fmt: skip
+                    self._add_event(run.id, "command", f"command {cid} ({kind}) rejected: {reason}", None, data, now)  # type: ignore[attr-defined]  # fmt: skip
+        return done
 
     def wait_command(self, cmd_id: int, timeout: float = 30.0, poll: float = 0.1) -> Command:
         """Poll until the command is applied or rejected, or timeout; returns it (still pending on timeout).
 
-        A command still unclaimed when its run has ended is rejected here, so nobody waits on it.
+        A command of a run that ended or crashed before applying it is rejected here (with that
+        reason), so nobody waits on it.
         """
         deadline = time.monotonic() + timeout
         while True:
             cmd = self.get_command(cmd_id)
             if cmd.done:
                 return cmd
-            run = self.get_run(cmd.run_id)
-            if run.terminal and cmd.claimed is None:
-                with self._lock, immediate(self.conn):
-                    cur = self.conn.execute(
-                        "UPDATE commands SET status = 'rejected', finished = ?, reason = ?"
-                        " WHERE id = ? AND status = 'pending' AND claimed IS NULL",
-                        (time.time(), f"run is {run.status}", cmd_id),
-                    )
-                    if cur.rowcount:
-                        self._add_event(run.id, "command", f"command {cmd_id} ({cmd.kind}) rejected: run is {run.status}", None, {"command_id": cmd_id, "kind": cmd.kind, "status": "rejected"}, time.time())  # fmt: skip
+            run = self.get_run(cmd.run_id)  # type: ignore[attr-defined]
+            if run.terminal and self.settle_commands(run):
                 continue
             if time.monotonic() >= deadline:
                 return cmd

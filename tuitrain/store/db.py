@@ -172,8 +172,80 @@ def _v1(conn: sqlite3.Connection) -> None:
     db["commands"].create_index(["run_id", "status"])
 
 
-# Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+SWEEP_COLUMNS = (
+    "id", "name", "method", "metric", "direction", "n_trials", "parallel", "study_name", "storage",
+    "spec", "spec_file", "status", "pid", "pid_start", "host", "created", "ended", "error", "trials",
+    "importance",
+)  # fmt: skip
+SWEEP_JSON_COLUMNS = frozenset({"spec", "trials", "importance"})
+SWEEPS_DIR = "sweeps"  # where sweeps were kept as JSON files before schema version 2
+
+
+def _v2(conn: sqlite3.Connection) -> Callable[[], None]:
+    """Liveness columns on runs (process start time, when the step last advanced, median step
+    time), the sweeps table, and the import of the old <runs_dir>/sweeps/*.json records."""
+    for col, kind in (("pid_start", "INTEGER"), ("step_advanced", "REAL"), ("step_time_s", "REAL")):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+    conn.execute(
+        "CREATE TABLE sweeps (id TEXT PRIMARY KEY, name TEXT NOT NULL, method TEXT, metric TEXT,"
+        " direction TEXT, n_trials INTEGER, parallel INTEGER, study_name TEXT, storage TEXT,"
+        " spec TEXT, spec_file TEXT, status TEXT NOT NULL, pid INTEGER, pid_start INTEGER,"
+        " host TEXT, created REAL NOT NULL, ended REAL, error TEXT, trials TEXT, importance TEXT)"
+    )
+    conn.execute("CREATE INDEX idx_sweeps_created ON sweeps (created)")
+    conn.execute("CREATE INDEX idx_sweeps_name ON sweeps (name)")
+    return _import_sweep_files(conn)
+
+
+def _import_sweep_files(conn: sqlite3.Connection) -> Callable[[], None]:
+    """Insert every readable sweeps/*.json; returns what renames them (*.json.migrated) after commit."""
+    import json
+
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    main = next((r[2] for r in rows if r[1] == "main"), "")
+    folder = Path(main).parent / SWEEPS_DIR if main else None
+    done: list[Path] = []
+    for path in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not data.get("id") or not data.get("name"):
+                continue
+            row = {k: data.get(k) for k in SWEEP_COLUMNS}
+            row["status"] = row["status"] or "running"
+            row["created"] = row["created"] or path.stat().st_mtime
+        except (OSError, ValueError):
+            continue  # a foreign or damaged file stays where it is, untouched
+        put_sweep_row(conn, row, replace=False)
+        done.append(path)
+
+    def rename() -> None:
+        for p in done:
+            try:
+                p.replace(p.with_name(p.name + ".migrated"))
+            except OSError:
+                log.warning("could not rename migrated sweep record %s", p)
+
+    return rename
+
+
+def put_sweep_row(conn: sqlite3.Connection, row: dict, replace: bool = True) -> None:
+    """Insert (or replace) one sweep row; spec, trials and importance are stored as JSON."""
+    import json
+
+    values = [
+        json.dumps(row.get(c), default=str) if c in SWEEP_JSON_COLUMNS else row.get(c)
+        for c in SWEEP_COLUMNS
+    ]
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    conn.execute(
+        f"{verb} INTO sweeps ({', '.join(SWEEP_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
+        values,
+    )
+
+
+# Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
+# may return a callable to run after the commit (file moves must not happen before it).
+MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -187,12 +259,17 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"database schema version {version} is newer than this tuitrain ({SCHEMA_VERSION}); "
             "upgrade tuitrain"
         )
+    after: list[Callable[[], None]] = []
     with immediate(conn):
         # Re-read under the write lock: another process may have migrated meanwhile.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for i in range(version, SCHEMA_VERSION):
-            MIGRATIONS[i](conn)
+            then = MIGRATIONS[i](conn)
+            if then is not None:
+                after.append(then)
             conn.execute(f"PRAGMA user_version={i + 1}")
+    for then in after:
+        then()
     return SCHEMA_VERSION
 
 

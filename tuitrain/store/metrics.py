@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 from collections.abc import Iterable
 
 from tuitrain.store import rollup
@@ -12,10 +11,9 @@ from tuitrain.store.models import InvalidValue, MetricPoint
 
 
 class MetricsMixin:
-    """Metric reads and writes; mixed into Store (uses its conn, lock and _q)."""
+    """Metric reads and writes; mixed into Store (uses its per-thread conn and _q)."""
 
     conn: sqlite3.Connection
-    _lock: threading.RLock
 
     def _sid(self, run_id: str, name: str) -> int | None:
         rows = self._q("SELECT id FROM series WHERE run_id = ? AND name = ?", (run_id, name))
@@ -30,8 +28,7 @@ class MetricsMixin:
             series.setdefault(str(name), []).append(
                 (int(step), None if value is None else float(value), float(t))
             )
-        with self._lock:
-            return write_batch(self.conn, run_id, series, [], heartbeat=False)
+        return write_batch(self.conn, run_id, series, [], heartbeat=False)
 
     def metric_names(self, run_id: str) -> list[str]:
         """Names of the metrics this run has logged, sorted."""
@@ -135,10 +132,10 @@ class MetricsMixin:
         sid = self._sid(run_id, name)
         if sid is None:
             return []
-        with self._lock:
-            # One read transaction: the edges and the blocks come from the same snapshot.
-            self.conn.execute("BEGIN")
-            try:
-                return rollup.read_series(self.conn, sid, buckets, start, end)
-            finally:
-                self.conn.execute("COMMIT")
+        # One read transaction: the edges and the blocks come from the same snapshot.
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            return rollup.read_series(conn, sid, buckets, start, end)
+        finally:
+            conn.execute("COMMIT")

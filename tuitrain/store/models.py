@@ -104,6 +104,13 @@ class RunInfo:
     sweep_id: str | None = None
     last_step: int | None = None
     run_dir: Path = Path()
+    pid_start: int | None = None  # start time of `pid` (/proc/PID/stat field 22), when recorded
+    step_advanced: float | None = None  # wall time the step last advanced (written by RunWriter)
+    step_time_s: float | None = None  # median seconds per optimizer step so far (RunWriter)
+    # Computed when read (tuitrain.store.liveness.stall_state), never stored: a running run whose
+    # heartbeat is fresh but whose step has not advanced for longer than the stall threshold.
+    stalled: bool = False
+    last_step_age_s: float | None = None
 
     @property
     def terminal(self) -> bool:

@@ -1,4 +1,4 @@
-"""Provides Store: runs, metrics readers, events and steering commands over one SQLite DB per runs directory."""
+"""Provides Store: runs, metrics readers, events, steering commands and sweeps over one SQLite DB per runs directory."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tuitrain.store import liveness
 from tuitrain.store.commands import CommandsMixin
 from tuitrain.store.db import DB_NAME, connect, immediate, mount_fstype, network_fs_warning
+from tuitrain.store.liveness import STALE_HEARTBEAT_S, pid_alive, proc_start
 from tuitrain.store.metrics import MetricsMixin
 from tuitrain.store.models import (
     STATUSES,
@@ -26,15 +28,16 @@ from tuitrain.store.models import (
     InvalidValue,
     RunInfo,
     RunNotFound,
+    StoreError,
 )
+from tuitrain.store.sweeps import SweepTable
 
-# A running run whose heartbeat is older than this is shown (and stored) as crashed. The
-# writer refreshes it at least every HEARTBEAT_INTERVAL_S, so this leaves a wide margin.
-STALE_HEARTBEAT_S = 60.0
+__all__ = ["STALE_HEARTBEAT_S", "NetworkFilesystemWarning", "Store", "pid_alive"]
+
 RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 _RUN_COLS = (
     "id, name, status, config, derived, created, started, ended, pid, host, heartbeat,"
-    " exit_reason, summary, sweep_id, last_step"
+    " exit_reason, summary, sweep_id, last_step, pid_start, step_advanced, step_time_s"
 )
 
 
@@ -49,24 +52,6 @@ def _loads(text: str | None, default: Any) -> Any:
 def _dumps(obj: Any) -> str:
     # allow_nan keeps NaN/inf summaries (a diverged run) readable by Python's json.
     return json.dumps(obj, default=str)
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this host and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            # The state letter follows the parenthesised command name.
-            return fh.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def validate_run_id(run_id: str) -> str:
@@ -86,7 +71,8 @@ def new_run_id(now: float | None = None) -> str:
 
 
 class Store(MetricsMixin, CommandsMixin):
-    """One connection to <runs_dir>/tuitrain.db; methods are serialised by a lock, so threads may share it."""
+    """<runs_dir>/tuitrain.db with one SQLite connection per thread: threads may share a Store,
+    each thread's queries and transactions run on its own connection (no lock across them)."""
 
     def __init__(self, runs_dir: str | os.PathLike[str]) -> None:
         self.runs_dir = Path(runs_dir).expanduser().absolute()
@@ -95,14 +81,45 @@ class Store(MetricsMixin, CommandsMixin):
         self.fs_warning = network_fs_warning(mount_fstype(self.runs_dir), self.runs_dir)
         if self.fs_warning:
             warnings.warn(self.fs_warning, NetworkFilesystemWarning, stacklevel=2)
-        self._lock = threading.RLock()
-        self.conn: sqlite3.Connection = connect(self.path)
         self.host = socket.gethostname()
+        self._local = threading.local()
+        # Registry of every thread's connection, so close() can close them all; the lock guards
+        # this dict only, never a query.
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self.conn  # noqa: B018 -- open (and migrate) now: errors belong to the constructor
+        self.sweeps = SweepTable(self)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on its first use)."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._open_conn()
+        return c
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the store of {self.runs_dir} is closed; open a new Store")
+        c = connect(self.path)
+        me = threading.current_thread()
+        with self._conns_lock:
+            # Thread workers come and go (Textual starts a thread per worker run): close the
+            # connections of threads that have ended so they do not pile up.
+            for t in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(t).close()
+            self._conns[me] = c
+        self._local.conn = c
+        return c
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self.conn.close()
+        """Close every thread's connection."""
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            c.close()
 
     def __enter__(self) -> Store:
         return self
@@ -112,8 +129,7 @@ class Store(MetricsMixin, CommandsMixin):
 
     def _q(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         # Always fetchall: a half-read cursor keeps a read snapshot open and pins the WAL.
-        with self._lock:
-            return self.conn.execute(sql, tuple(params)).fetchall()
+        return self.conn.execute(sql, tuple(params)).fetchall()
 
     def data_version(self) -> int:
         """A number that changes when another connection commits: a cheap "anything new?" poll."""
@@ -143,7 +159,7 @@ class Store(MetricsMixin, CommandsMixin):
         for _ in range(20):
             run_id = new_run_id(now)
             try:
-                with self._lock, immediate(self.conn):
+                with immediate(self.conn):
                     self.conn.execute(
                         "INSERT INTO runs (id, name, status, config, derived, created, summary,"
                         " sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -162,34 +178,34 @@ class Store(MetricsMixin, CommandsMixin):
             id=r[0], name=r[1], status=r[2], config=_loads(r[3], {}), derived=_loads(r[4], {}),
             created=r[5], started=r[6], ended=r[7], pid=r[8], host=r[9], heartbeat=r[10],
             exit_reason=r[11], summary=_loads(r[12], {}), sweep_id=r[13], last_step=r[14],
-            run_dir=self.runs_dir / r[0],
+            run_dir=self.runs_dir / r[0], pid_start=r[15], step_advanced=r[16], step_time_s=r[17],
         )  # fmt: skip
 
     def _check_alive(self, run: RunInfo) -> RunInfo:
-        """Mark a 'running' run crashed (and persist it) when its pid is gone or its heartbeat stale."""
-        if run.status != "running":
-            return run
+        """Apply the liveness model (tuitrain.store.liveness): persist crashed / failed-before-start
+        (with an error event; the run's pending commands are rejected), and fill in stalled."""
         now = time.time()
-        reason = None
-        if run.pid and run.host == self.host and not pid_alive(run.pid):
-            reason = f"process {run.pid} on {run.host} is gone without a final status"
-        else:
-            beat = run.heartbeat or run.started or run.created
-            if now - beat > STALE_HEARTBEAT_S:
-                reason = f"no heartbeat for {now - beat:.0f} s (limit {STALE_HEARTBEAT_S:.0f} s)"
-        if reason is None:
-            return run
-        with self._lock, immediate(self.conn):
-            cur = self.conn.execute(
-                "UPDATE runs SET status = 'crashed', ended = ?, exit_reason = ?"
-                " WHERE id = ? AND status = 'running'",
-                (now, reason, run.id),
-            )
-            if cur.rowcount:
-                self._add_event(
-                    run.id, "error", f"marked crashed: {reason}", run.last_step, None, now
+        change = liveness.assess(run, now, self.host)
+        if change is not None:
+            with immediate(self.conn):
+                cur = self.conn.execute(
+                    "UPDATE runs SET status = ?, ended = ?, exit_reason = ?"
+                    " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
+                    (change.status, now, change.reason, run.id, run.status, run.pid),
                 )
-        return self._row_to_run(self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,))[0])
+                if cur.rowcount:
+                    what = "crashed" if change.status == "crashed" else "failed"
+                    self._add_event(
+                        run.id, "error", f"marked {what}: {change.reason}", run.last_step, None, now
+                    )
+            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,))
+            if not rows:
+                raise RunNotFound(f"run {run.id} was deleted meanwhile")
+            run = self._row_to_run(rows[0])
+            if run.terminal:
+                self.settle_commands(run)
+        run.stalled, run.last_step_age_s, _ = liveness.stall_state(run, now)
+        return run
 
     def get_run(self, ref: str) -> RunInfo:
         """The run with this id, else the one run with this name, else a unique id prefix; RunNotFound otherwise."""
@@ -220,14 +236,42 @@ class Store(MetricsMixin, CommandsMixin):
         )
         return [self._check_alive(self._row_to_run(r)) for r in rows]
 
-    def mark_started(self, run_id: str, pid: int, host: str | None = None) -> None:
-        """Status running, with the training process's pid and host and a fresh heartbeat."""
+    def mark_started(
+        self, run_id: str, pid: int, host: str | None = None, pid_start: int | None = None
+    ) -> None:
+        """Status running, with the training process's pid, its start time (read from /proc when
+        the pid is on this host and none is given) and host, and a fresh heartbeat."""
         now = time.time()
-        with self._lock, immediate(self.conn):
+        host = host or self.host
+        if pid_start is None and host == self.host:
+            pid_start = proc_start(int(pid))
+        with immediate(self.conn):
             cur = self.conn.execute(
-                "UPDATE runs SET status = 'running', pid = ?, host = ?, started = ?, heartbeat = ?,"
-                " ended = NULL, exit_reason = NULL WHERE id = ?",
-                (int(pid), host or self.host, now, now, run_id),
+                "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, started = ?,"
+                " heartbeat = ?, ended = NULL, exit_reason = NULL WHERE id = ?",
+                (int(pid), pid_start, host, now, now, run_id),
+            )
+        if not cur.rowcount:
+            raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+
+    def mark_launched(
+        self,
+        run_id: str,
+        pid: int,
+        pid_start: int | None = None,
+        host: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Status queued with the launcher's pid, start time and host, in one write (a reader
+        never sees a queued run with the pid of an earlier start)."""
+        host = host or self.host
+        if pid_start is None and host == self.host:
+            pid_start = proc_start(int(pid))
+        with immediate(self.conn):
+            cur = self.conn.execute(
+                "UPDATE runs SET status = 'queued', pid = ?, pid_start = ?, host = ?, ended = NULL,"
+                " exit_reason = ? WHERE id = ?",
+                (int(pid), pid_start, host, reason, run_id),
             )
         if not cur.rowcount:
             raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
@@ -242,7 +286,7 @@ class Store(MetricsMixin, CommandsMixin):
         """Set the status (a terminal one also sets ended); summary is merged into the stored one."""
         _check_status(status)
         now = time.time()
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             rows = self.conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchall()
             if not rows:
                 raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
@@ -253,6 +297,9 @@ class Store(MetricsMixin, CommandsMixin):
                 " ended = ? WHERE id = ?",
                 (status, reason, _dumps(merged), ended, run_id),
             )
+        if status in TERMINAL_STATUSES:
+            # Unclaimed commands can never be applied now; claimed ones once the processes exit.
+            self.settle_commands(self.get_run(run_id))
 
     def update_run(
         self,
@@ -262,7 +309,7 @@ class Store(MetricsMixin, CommandsMixin):
         pid: int | None = None,
     ) -> None:
         """Replace derived, merge summary, set pid: whichever are given."""
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             rows = self.conn.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchall()
             if not rows:
                 raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
@@ -278,9 +325,20 @@ class Store(MetricsMixin, CommandsMixin):
             if pid is not None:
                 self.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(pid), run_id))
 
+    def set_notes(self, run_id: str, notes: str) -> None:
+        """Replace the run's notes (config run.notes, as shown by the TUI and `show`)."""
+        with immediate(self.conn):
+            rows = self.conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
+            config = _loads(rows[0][0], {})
+            run = config.get("run") if isinstance(config.get("run"), dict) else {}
+            config["run"] = {**run, "notes": str(notes)}
+            self.conn.execute("UPDATE runs SET config = ? WHERE id = ?", (_dumps(config), run_id))
+
     def delete_run(self, run_id: str, files: bool = True) -> None:
         """Delete the run's rows (metrics, rollups, events, commands) and, with files, its directory."""
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             sids = [
                 r[0]
                 for r in self.conn.execute(
@@ -315,7 +373,7 @@ class Store(MetricsMixin, CommandsMixin):
         self, run_id: str, kind: str, message: str, step: int | None = None, data: Any = None
     ) -> int:
         """Append an event to the run's timeline; returns its id."""
-        with self._lock, immediate(self.conn):
+        with immediate(self.conn):
             return self._add_event(run_id, kind, message, step, data, time.time())
 
     def events(self, run_id: str, after_id: int = 0) -> list[Event]:

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import sqlite3
+import statistics
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ HEARTBEAT_INTERVAL_S = 5.0
 MAX_FLUSH_INTERVAL_S = 1.0
 # close() keeps retrying a locked database this long before giving up (and saying so).
 CLOSE_RETRY_S = 30.0
+# The median step time (for the stall threshold) is taken over this many recent step intervals.
+STEP_TIME_WINDOW = 1024
 
 
 def write_batch(
@@ -34,8 +38,14 @@ def write_batch(
     events: list[tuple[str, str, int | None, Any, float]],
     heartbeat: bool = True,
     pid: int | None = None,
+    advanced: bool | None = None,
+    step_time_s: float | None = None,
 ) -> int:
-    """Write {name: [(step, value, time)]}, (kind, message, step, data, time) events and the heartbeat in one transaction."""
+    """Write {name: [(step, value, time)]}, (kind, message, step, data, time) events and the heartbeat in one transaction.
+
+    advanced: the step moved on (the writer knows; None: when a step beyond last_step is written);
+    it stamps runs.step_advanced, which the stall check reads. step_time_s: the median step time.
+    """
     now = time.time()
     with immediate(conn):
         known = dict(
@@ -83,9 +93,12 @@ def write_batch(
                 )
             conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
         if top is not None:
+            # SET expressions see the old row, so the CASE compares with the old last_step.
             conn.execute(
-                "UPDATE runs SET last_step = max(coalesce(last_step, -1), ?) WHERE id = ?",
-                (top, run_id),
+                "UPDATE runs SET step_advanced = CASE WHEN ? OR (? IS NULL AND ? > coalesce(last_step, -1))"
+                " THEN ? ELSE step_advanced END, last_step = max(coalesce(last_step, -1), ?),"
+                " step_time_s = coalesce(?, step_time_s) WHERE id = ?",
+                (bool(advanced), advanced, top, now, top, step_time_s, run_id),
             )
     return sum(len(p) for p in series.values())
 
@@ -124,6 +137,12 @@ class RunWriter:
         self._bad_names: set[str] = set()
         self._last_beat = 0.0
         self._last_error = ""
+        # Step progress of this process (a resumed run rewrites steps below the stored last_step,
+        # which still counts as progress): the newest step written, the last (step, time) logged
+        # and recent per-step durations.
+        self._top = -1
+        self._prev: tuple[int, float] | None = None
+        self._step_times: deque[float] = deque(maxlen=STEP_TIME_WINDOW)
         self.rows_written = 0
         self.failed_flushes = 0  # flushes that hit an error and were kept for retry
         self._stop = threading.Event()
@@ -224,6 +243,7 @@ class RunWriter:
                     events,
                 )
                 continue
+            self._note_step(step, t)
             for name, value in metrics.items():
                 try:
                     v = float(value)  # 0-d tensors sync here, on this thread, not the trainer's
@@ -254,8 +274,13 @@ class RunWriter:
         if not batch and not events and not beat_due:
             return True
         series = self._series(batch, events)
+        top = max((p[0] for pts in series.values() for p in pts), default=-1)
+        advanced = top > self._top
         try:
-            n = write_batch(self._conn, self.run_id, series, events, heartbeat=True, pid=self._pid)
+            n = write_batch(
+                self._conn, self.run_id, series, events, heartbeat=True, pid=self._pid,
+                advanced=advanced, step_time_s=self.step_time_s if advanced else None,
+            )  # fmt: skip
         except sqlite3.Error as exc:
             # Keep the batch, in order, ahead of anything logged meanwhile; retry next interval.
             with self._buf_lock:
@@ -270,7 +295,21 @@ class RunWriter:
             return False
         self._last_beat = _now()
         self.rows_written += n
+        self._top = max(self._top, top)
         return True
+
+    @property
+    def step_time_s(self) -> float | None:
+        """Median seconds per optimizer step over the recent logged steps (None before two)."""
+        return statistics.median(self._step_times) if self._step_times else None
+
+    def _note_step(self, step: int, t: float) -> None:
+        # log_every may skip steps: a gap of k steps in d seconds is k steps of d / k each.
+        prev = self._prev
+        if prev is not None and step > prev[0] and t >= prev[1]:
+            self._step_times.append((t - prev[1]) / (step - prev[0]))
+        if prev is None or step > prev[0]:
+            self._prev = (step, t)
 
 
 def _now() -> float:

@@ -1,21 +1,27 @@
-"""Provides sweep records: one JSON file per sweep under <runs_dir>/sweeps/, written only by the
-sweep process (atomically), read by the CLI and the TUI; trials themselves are ordinary runs."""
+"""Provides sweep records: one row per sweep in the run store's `sweeps` table (the same SQLite
+database as the runs), written only by the sweep process, read by the CLI and the TUI; trials
+themselves are ordinary runs (runs.sweep_id)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuitrain.store.store import pid_alive
+from tuitrain.store.db import SWEEPS_DIR
+from tuitrain.store.liveness import proc_start
 
-SWEEPS_DIR = "sweeps"
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tuitrain.store import Store
+
 ACTIVE = ("running",)
 
 
@@ -57,6 +63,8 @@ class SweepRecord:
     spec_file: str | None = None
     status: str = "running"  # running | completed | stopped | failed | crashed
     pid: int | None = None
+    # Start time of the sweep process (/proc/PID/stat field 22): a reused pid does not look alive.
+    pid_start: int | None = None
     host: str = field(default_factory=socket.gethostname)
     created: float = field(default_factory=time.time)
     ended: float | None = None
@@ -88,7 +96,7 @@ class SweepRecord:
 
 
 def sweeps_dir(runs_dir: str | Path) -> Path:
-    """Folder holding the sweep records of a runs directory."""
+    """Folder for the logs of detached sweeps (and, before schema 2, the JSON sweep records)."""
     return Path(runs_dir) / SWEEPS_DIR
 
 
@@ -98,72 +106,69 @@ def new_sweep_id(name: str) -> str:
     return f"sw-{slug}-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def save(rec: SweepRecord, runs_dir: str | Path) -> Path:
-    """Write the record atomically (readers never see half a file)."""
-    folder = sweeps_dir(runs_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{rec.id}.json"
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rec.as_dict(), indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+@contextmanager
+def _store(where: Store | str | os.PathLike[str]) -> Iterator[Store]:
+    """The given Store, or one opened (and closed) on a runs directory."""
+    from tuitrain.store import Store
+
+    if isinstance(where, Store):
+        yield where
+        return
+    with Store(where) as s:
+        yield s
+
+
+def save(rec: SweepRecord, where: Store | str | os.PathLike[str]) -> None:
+    """Write the whole record (one transaction: readers never see half of it)."""
+    if rec.pid is not None and rec.pid_start is None and rec.host == socket.gethostname():
+        rec.pid_start = proc_start(rec.pid)
+    with _store(where) as s:
+        s.sweeps.put(rec.as_dict())
 
 
 def _from_dict(d: dict[str, Any]) -> SweepRecord:
-    trials = [TrialRecord(**t) for t in d.get("trials", [])]
+    trials = [TrialRecord(**t) for t in d.get("trials") or []]
     known = {k: v for k, v in d.items() if k in SweepRecord.__dataclass_fields__ and k != "trials"}
+    known["spec"] = known.get("spec") or {}
+    known["importance"] = known.get("importance") or {}
     return SweepRecord(**known, trials=trials)
 
 
-def load(path: str | Path) -> SweepRecord:
-    """Read one record; a running sweep whose process is gone (on this host) reads as crashed."""
-    rec = _from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    if (
-        rec.status in ACTIVE
-        and rec.host == socket.gethostname()
-        and not (rec.pid and pid_alive(rec.pid))
-    ):
-        rec.status = "crashed"
-    return rec
+def list_sweeps(where: Store | str | os.PathLike[str]) -> list[SweepRecord]:
+    """All sweeps of a runs directory, newest first; a dead sweep process reads (and is stored) crashed."""
+    from tuitrain.store import DB_NAME, Store
+
+    if not isinstance(where, Store) and not (Path(where) / DB_NAME).is_file():
+        return []  # nothing was ever run here: do not create a database just to say so
+    with _store(where) as s:
+        return [_from_dict(row) for row in s.sweeps.all()]
 
 
-def list_sweeps(runs_dir: str | Path) -> list[SweepRecord]:
-    """All sweeps of a runs directory, newest first."""
-    folder = sweeps_dir(runs_dir)
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.glob("*.json"):
-        try:
-            out.append(load(p))
-        except (OSError, ValueError, TypeError):
-            continue  # a foreign or damaged file must not hide the other sweeps
-    out.sort(key=lambda r: r.created, reverse=True)
-    return out
+def get_sweep(where: Store | str | os.PathLike[str], ref: str) -> SweepRecord:
+    """A sweep by id, unique name or unique id prefix; SweepNotFound otherwise."""
+    from tuitrain.store import DB_NAME, Store
 
-
-def get_sweep(runs_dir: str | Path, ref: str) -> SweepRecord:
-    """A sweep by id, unique id prefix or unique name."""
-    # Only a plain file name may become a path: "../x" or "a/b" must not leave the sweeps folder.
-    if ref and Path(ref).name == ref and not ref.startswith("."):
-        path = sweeps_dir(runs_dir) / f"{ref}.json"
-        if path.is_file():
-            return load(path)
-    sweeps = list_sweeps(runs_dir)
-    for pick in (lambda r: r.name == ref, lambda r: r.id.startswith(ref)):
-        hits = [r for r in sweeps if pick(r)]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            ids = ", ".join(r.id for r in hits)
-            raise SweepNotFound(f"{ref!r} matches several sweeps ({ids}); give the id")
+    runs_dir = where.runs_dir if isinstance(where, Store) else Path(where)
+    if isinstance(where, Store) or (Path(where) / DB_NAME).is_file():
+        with _store(where) as s:
+            row = s.sweeps.get(ref) if isinstance(ref, str) else None
+            if row is not None:
+                return _from_dict(row)
+            sweeps = [_from_dict(r) for r in s.sweeps.all()]
+        for pick in (lambda r: r.name == ref, lambda r: r.id.startswith(ref)):
+            hits = [r for r in sweeps if pick(r)] if ref else []
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                ids = ", ".join(r.id for r in hits)
+                raise SweepNotFound(f"{ref!r} matches several sweeps ({ids}); give the id")
     raise SweepNotFound(f"no sweep {ref!r} in {runs_dir} (see `tuitrain sweeps`)")
 
 
-def is_sweep(runs_dir: str | Path, ref: str) -> bool:
+def is_sweep(where: Store | str | os.PathLike[str], ref: str) -> bool:
     """Whether ref names a sweep (used by `tuitrain show` to pick between run and sweep)."""
     try:
-        get_sweep(runs_dir, ref)
+        get_sweep(where, ref)
     except SweepNotFound:
         return False
     return True

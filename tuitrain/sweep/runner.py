@@ -29,7 +29,6 @@ from tuitrain.sweep.study import (
 )
 
 DONE_OK = ("completed", "early_stopped")
-QUEUED_LIMIT_S = 600.0  # a run without a pid that never starts within this is failed
 
 
 @dataclass
@@ -44,7 +43,6 @@ class Active:
     stop_sent: float | None = None  # when we asked it to stop (pruned, or sweep interrupted)
     killed: bool = False
     stop_cmd: int | None = None  # id of our stop command, to tell "stopped by us" from "finished"
-    dead_polls: int = 0  # polls that found the process gone while the run still read queued
 
 
 class SweepRunner:
@@ -121,7 +119,7 @@ class SweepRunner:
         from tuitrain.store import Store
 
         self.store = Store(self.runs_dir)
-        records.save(self.rec, self.runs_dir)
+        records.save(self.rec, self.store)
         restore = self._install_signals() if handle_signals else None
         gpus = ",".join(g for s in self.slots for g in s.gpus) or "cpu"
         self.say(
@@ -198,12 +196,12 @@ class SweepRunner:
             self._fail(trial, rec, str(exc))
             self.say(f"{label}: failed before launch: {exc}")
             self.free.append(slot)
-            records.save(self.rec, self.runs_dir)
+            records.save(self.rec, self.store)
             return
         rec.run_id, rec.run_name = info.id, info.name
         self.active.append(Active(trial, rec, slot))
         self.say(f"{label}: started run {info.id}")
-        records.save(self.rec, self.runs_dir)
+        records.save(self.rec, self.store)
 
     def _base_port(self) -> int:
         port = (self.base.get("launch") or {}).get("main_process_port", 29500)
@@ -226,9 +224,9 @@ class SweepRunner:
                         f"trial {a.rec.number}: pruning at step {p.step} ({self.rec.metric}={p.value:.4g} is worse than the median)"
                     )
                     self._stop_run(a)
+        # The store's liveness model turns a trainer that died before starting into `failed`
+        # and a dead or silent one into `crashed`: both end the trial here.
         run = self.store.get_run(run_id)
-        if run.status == "queued":
-            run = self._check_queued(a, run)
         if run.status not in ("queued", "running"):
             self._finish(a, run)
             return
@@ -240,22 +238,6 @@ class SweepRunner:
             )
             if self.hard or time.time() - a.stop_sent > grace:
                 self._stop_run(a, hard=True)
-
-    def _check_queued(self, a: Active, run: Any) -> Any:
-        # The store marks dead *running* runs crashed; a trainer that dies before it starts
-        # (bad environment, import error) would leave the run queued and the slot taken forever.
-        from tuitrain.store import pid_alive
-
-        gone = (run.pid and not pid_alive(run.pid)) or (
-            not run.pid and time.time() - a.rec.started > QUEUED_LIMIT_S
-        )
-        a.dead_polls = a.dead_polls + 1 if gone else 0
-        if a.dead_polls < 2:  # twice in a row: not the instant between exit and final status
-            return run
-        self.store.set_status(
-            run.id, "failed", reason="the trainer exited before it started; see train.log"
-        )
-        return self.store.get_run(run.id)
 
     def _stop_run(self, a: Active, hard: bool = False) -> None:
         from tuitrain.launch import stop
@@ -269,7 +251,7 @@ class SweepRunner:
                 self.say(f"trial {a.rec.number}: stop command not sent ({exc})")
         if hard and not a.killed:
             a.killed = True
-            stop(self.store.get_run(a.rec.run_id), grace_s=5.0)
+            stop(self.store.get_run(a.rec.run_id), grace_s=5.0, runs_dir=self.runs_dir)
 
     def _finish(self, a: Active, run: Any) -> None:
         optuna = optuna_module()
@@ -314,7 +296,7 @@ class SweepRunner:
             self.say(f"trial {rec.number}: {rec.state} ({why}); see {run.run_dir / 'train.log'}")
         self.active.remove(a)
         self.free.append(a.slot)
-        records.save(self.rec, self.runs_dir)
+        records.save(self.rec, self.store)
 
     def _refresh_importance(self) -> None:
         # Live importance for the sweep view; fANOVA's cost grows with trials, so later only
@@ -351,17 +333,18 @@ class SweepRunner:
     def _wait_gone(self, deadline_s: float = 30.0) -> None:
         # A stopped trainer sets its final status a moment before its processes exit; the sweep
         # ends only once they are gone (killed after the deadline), so nothing outlives it.
-        from tuitrain.launch import process_group, stop
+        from tuitrain.launch import stop
+        from tuitrain.store.liveness import processes_alive
 
         ids = [t.run_id for t in self.rec.trials if t.run_id and t.state in ("stopped", "pruned")]
         runs = [self.store.get_run(i) for i in ids]
         end = time.monotonic() + deadline_s
         while runs and time.monotonic() < end:
-            runs = [r for r in runs if process_group(r) is not None]
+            runs = [r for r in runs if processes_alive(r)]
             if runs:
                 time.sleep(0.2)
         for r in runs:
-            stop(r, grace_s=5.0)
+            stop(r, grace_s=5.0, runs_dir=self.runs_dir, after_end=True)
 
     def _end(self, status: str) -> None:
         if status != "completed":
@@ -371,7 +354,7 @@ class SweepRunner:
             self.rec.importance = importance(self.study)
         except Exception:  # noqa: BLE001 -- importance is a nicety; never lose the record over it
             self.rec.importance = {}
-        records.save(self.rec, self.runs_dir)
+        records.save(self.rec, self.store)
         c = self.rec.counts()
         summary = ", ".join(f"{n} {k}" for k, n in sorted(c.items())) or "no trials"
         self.say(f"sweep {self.rec.id} {status}: {summary}")
