@@ -175,6 +175,8 @@ def _run_json(r: Any) -> dict[str, Any]:
         "started": r.started,
         "ended": r.ended,
         "exit_reason": r.exit_reason,
+        "stalled": r.stalled,  # liveness: heartbeat fresh, step not advancing past the threshold
+        "last_step_age_s": r.last_step_age_s,
         "summary": r.summary,
         "run_dir": str(r.run_dir),
     }
@@ -251,6 +253,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"created {_when(run.created)}  started {_when(run.started)}  ended {_when(run.ended)}")
     print(f"pid {run.pid or '-'} on {run.host or '-'}  heartbeat {_when(run.heartbeat)}  "
           f"step {run.last_step if run.last_step is not None else '-'}  sweep {run.sweep_id or '-'}")  # fmt: skip
+    if run.last_step_age_s is not None:
+        flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
+        print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
     print(f"dir: {run.run_dir}")
     for title, data in (("config", run.config), ("derived", run.derived), ("summary", run.summary)):
         print(f"\n{title}:")
