@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuitrain.launch import LAUNCH_FILE, resume, stop
-from tuitrain.train.checkpoint import periodic
+from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import ENV, REPO, TINY, free_port, losses
 
@@ -43,6 +43,7 @@ def test_demo_config_trains_and_loss_falls(launcher):
     assert any(e.kind == "generation" and e.data["prompt"] == "def main(" for e in events)
     assert info.summary["steps"] == 30 and info.summary["best_step"] in (10, 20, 30)
     assert (Path(run.run_dir) / "final" / "config.json").is_file()
+    assert best_steps(Path(run.run_dir)) == []  # early stopping off, no save_best: no copies
     assert [s for s, _ in periodic(Path(run.run_dir))] == [
         20,
         30,

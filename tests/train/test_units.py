@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tuitrain.cli import main as cli_main
-from tuitrain.config import load_config, parse
+from tuitrain.config import TrainConfig, load_config, parse
 from tuitrain.config.datasize import estimate_train_samples
 from tuitrain.config.derived import steps_per_epoch
 from tuitrain.datasets import DataError
@@ -239,3 +239,40 @@ def test_steering_module_stays_torch_free():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_head_lr_follows_batch_lr_scaling_like_lr():
+    from tuitrain.config.derived import compute
+    from tuitrain.train.optim import param_groups
+
+    cfg = parse(
+        {
+            "model": {
+                "task": "seq-cls",
+                "tokenizer": "bytes",
+                "arch": {"type": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+            },
+            "data": {"train_file": str(REPO / "configs" / "data" / "reviews.jsonl")},
+            "optimizer": {"lr": 1e-5, "head_lr": 5e-4},
+            "batch": {"size": 8, "grad_accum": 4, "lr_scaling": "linear", "reference_batch": 8},
+        }
+    )
+    base = compute(cfg).scaled_lr
+    assert base == pytest.approx(4e-5)  # effective batch 32 = 4 x the reference
+    groups = param_groups(cfg, build_model(cfg, ByteTokenizer()), base)
+    assert {round(g["lr"], 12) for g in groups if g["is_head"]} == {2e-3}
+    assert {round(g["lr"], 12) for g in groups if not g["is_head"]} == {4e-5}
+
+
+def test_dtype_auto_keeps_float32_master_weights_of_a_bf16_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    small = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64, vocab_size=259)
+    AutoModelForCausalLM.from_config(small).to(torch.bfloat16).save_pretrained(tmp_path / "m")
+    for dtype, want in (("auto", torch.float32), ("bfloat16", torch.bfloat16)):
+        # The pydantic model alone (no cross-field rules): a bf16 checkpoint without tokenizer files.
+        cfg = TrainConfig.model_validate(
+            {"model": {"name_or_path": str(tmp_path / "m"), "tokenizer": "bytes", "dtype": dtype}}
+        )
+        model = build_model(cfg, ByteTokenizer())
+        assert {p.dtype for p in model.parameters()} == {want}, dtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Each field's description is its one-line help text, shown by the editor, `tuitrain validate`
 # and the JSON Schema. Typical ranges come from ../shared/DOMAIN.md: guidance, never limits.
@@ -114,7 +114,7 @@ class ModelGroup(Group):
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="Weight dtype at load. auto: float32 master weights (mixed precision casts compute).",
+        description="Weight dtype at load. auto: float32 master weights on every transformers version (mixed precision casts compute).",
     )
     trust_remote_code: bool = Field(
         False, description="Run model code shipped with the checkpoint. Only for sources you trust."
@@ -129,30 +129,65 @@ class ModelGroup(Group):
 
 
 class DataGroup(Group):
-    """Training data: files or a built-in corpus, tokenisation and splits."""
+    """Training data: files or a built-in corpus, record format, chat template, tokenisation and splits."""
 
     source: Literal["file", "python-stdlib"] = Field(
         "file",
-        description="file: data.train_file; python-stdlib: this Python's own library source, read as bytes (no download).",
+        description="file: data.train_file; python-stdlib: this Python's own library source (no download), tokenised by model.tokenizer.",
     )
     train_file: str | None = Field(
         None,
-        description="Training data: .jsonl, .csv or .txt (one example per line; txt is packed as a stream).",
+        description="Training data: .jsonl, .json, .csv, .parquet, .txt or a folder saved with datasets' save_to_disk.",
     )
     validation_file: str | None = Field(
         None,
         description="Validation data in the same format; default: split off validation_split of train.",
     )
-    format: Literal["auto", "jsonl", "csv", "txt"] = Field(
-        "auto", description="File format; auto picks it from the file extension."
+    format: Literal["auto", "text", "prompt_completion", "alpaca", "chat"] = Field(
+        "auto",
+        description="Record format: text (text, + label for seq-cls), prompt_completion, alpaca (instruction/input/output), chat (messages or ShareGPT conversations); auto detects it from the first record.",
+    )
+    file_format: Literal["auto", "jsonl", "json", "csv", "parquet", "txt", "arrow"] = Field(
+        "auto",
+        description="File type; auto picks it from the extension (a folder is read as a save_to_disk dataset).",
     )
     text_field: str = Field(
-        "text", min_length=1, description="Column/key holding the input text (jsonl, csv)."
+        "text", min_length=1, description="Column/key holding the input text (format text)."
     )
     label_field: str = Field(
         "label",
         min_length=1,
         description="Column/key holding the class label for seq-cls (int or string).",
+    )
+    prompt_field: str = Field(
+        "prompt", min_length=1, description="prompt_completion: key of the prompt."
+    )
+    completion_field: str = Field(
+        "completion",
+        min_length=1,
+        description="prompt_completion: key of the completion (the answer the loss is on).",
+    )
+    instruction_field: str = Field(
+        "instruction", min_length=1, description="alpaca: key of the instruction."
+    )
+    input_field: str = Field(
+        "input", min_length=1, description="alpaca: key of the optional input (context)."
+    )
+    output_field: str = Field(
+        "output", min_length=1, description="alpaca: key of the output (the answer the loss is on)."
+    )
+    messages_field: str = Field(
+        "messages",
+        min_length=1,
+        description="chat: key of the message list ({role, content}); ShareGPT {from, value} lists under 'conversations' are found too.",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Template for chat/instruction records: a built-in name (chatml, plain) or a Jinja string; empty: the tokenizer's own.",
+    )
+    train_on_prompt: bool = Field(
+        False,
+        description="chat/instruction formats: also compute the loss on prompt tokens; off: answers only (labels -100 elsewhere).",
     )
     max_seq_length: int = Field(
         128,
@@ -162,7 +197,11 @@ class DataGroup(Group):
     )
     packing: bool = Field(
         True,
-        description="Concatenate texts and cut into max_seq_length blocks (causal-lm); no padding waste.",
+        description="causal-lm: text is concatenated and cut into max_seq_length blocks; chat/instruction examples are packed whole, position ids reset per example.",
+    )
+    allow_cross_attention: bool = Field(
+        False,
+        description="Packing chat/instruction data on a model that cannot keep packed examples apart: pack anyway (examples see earlier ones); off: an error.",
     )
     validation_split: float = Field(
         0.05,
@@ -182,8 +221,18 @@ class DataGroup(Group):
         0,
         ge=0,
         le=256,
-        description="Data-loader worker processes; 0 loads in the main process. Size to CPU cores.",
+        description="Worker processes for tokenising (datasets map) and the DataLoader; 0: the main process. Size to CPU cores.",
     )
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_is_the_record_format(cls, v: object) -> object:
+        if isinstance(v, str) and v in ("jsonl", "json", "csv", "parquet", "txt", "arrow"):
+            raise ValueError(
+                f"this is the record format (auto, text, prompt_completion, alpaca, chat); "
+                f"put the file type in data.file_format: {v}"
+            )
+        return v
 
 
 class PeftGroup(Group):
@@ -247,7 +296,7 @@ class OptimizerGroup(Group):
         None,
         gt=0,
         le=10.0,
-        description="Separate LR for a new classification head (layer-wise LR), e.g. 5e-4 with a 1e-5 body.",
+        description="Separate LR for a new classification head (layer-wise LR), e.g. 5e-4 with a 1e-5 body; batch.lr_scaling scales it like optimizer.lr.",
     )
     fused: bool = Field(
         True,
@@ -264,10 +313,13 @@ class SchedulerGroup(Group):
     warmup_steps: int | None = Field(
         None,
         ge=0,
-        description="Warmup length in optimizer steps; overrides warmup_ratio. ~10% of steps or e.g. 1000.",
+        description="Warmup length in optimizer steps (~10% of steps, e.g. 1000). Excludes warmup_ratio: a later layer (extends child, --env, --set, editor) setting one clears the other; one file setting both is an error.",
     )
     warmup_ratio: float = Field(
-        0.0, ge=0.0, le=1.0, description="Warmup as a fraction of total steps. 0.03-0.1 typical."
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Warmup as a fraction of total steps (0.03-0.1 typical). Excludes warmup_steps: a later layer (extends child, --env, --set, editor) setting one clears the other; one file setting both is an error.",
     )
     warmup_start_factor: float = Field(
         0.0,
@@ -359,6 +411,10 @@ class TrainingGroup(Group):
     save_total_limit: int = Field(
         2, ge=1, description="Keep at most this many periodic checkpoints (best is kept apart)."
     )
+    save_best: bool = Field(
+        False,
+        description="Keep the best evaluation's trainable weights in checkpoints/best-N (a full copy per improvement; on with early_stopping.restore_best).",
+    )
     log_every: int = Field(
         1,
         ge=1,
@@ -387,7 +443,19 @@ class EarlyStoppingGroup(Group):
     min_delta: float = Field(
         1e-4, ge=0.0, description="Smallest change that counts as an improvement, e.g. 1e-4."
     )
-    restore_best: bool = Field(True, description="Load the best checkpoint's weights at the end.")
+    restore_best: bool = Field(
+        True,
+        description="With enabled: keep the best evaluation's weights and load them at the end (before the final export).",
+    )
+
+
+class ChatMessage(Group):
+    """One chat message of a generation prompt."""
+
+    role: Literal["system", "user", "assistant"] = Field(
+        "user", description="Who speaks: system, user or assistant."
+    )
+    content: str = Field("", description="The message text.")
 
 
 class GenerationGroup(Group):
@@ -396,8 +464,15 @@ class GenerationGroup(Group):
     enabled: bool = Field(
         True, description="Generate samples from prompts at each evaluation (causal-lm)."
     )
-    prompts: list[str] = Field(
-        default_factory=list, description="Prompts to complete at each evaluation; empty: none."
+    prompts: list[str | list[ChatMessage]] = Field(
+        default_factory=list,
+        description="Prompts to complete at each evaluation; chat/instruction runs render them with the chat template (a string is one user message, or give a list of {role, content}).",
+    )
+    val_prompts: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="chat/instruction runs: also answer the first N held-out validation prompts at each evaluation (0: none).",
     )
     max_new_tokens: int = Field(
         64, ge=1, le=65536, description="Tokens to generate per prompt. 32-256."
@@ -443,6 +518,137 @@ class LaunchGroup(Group):
     cpu: bool = Field(False, description="Force training on CPU even when GPUs are present.")
 
 
+DOCTOR_AUTO_ACTIONS = (
+    "scale_lr_on_spike",
+    "scale_lr_on_oscillation",
+    "decay_lr_on_stall",
+    "stop_on_overfit",
+)
+
+
+class DoctorGroup(Group):
+    """The doctor: live diagnosis of the symptoms in DOMAIN.md, with optional automatic remedies."""
+
+    enabled: bool = Field(
+        True,
+        description="Diagnose the run live in the trainer (rank 0); each diagnosis that opens or closes becomes a `doctor` event.",
+    )
+    interval_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=3600.0,
+        description="Seconds between the trainer's diagnoses (each reads downsampled series: a few ms).",
+    )
+    window: int = Field(
+        100,
+        ge=10,
+        le=100_000,
+        description="Recent logged steps the detectors compare with (median/MAD baseline). 50-200.",
+    )
+    min_points: int = Field(
+        20, ge=5, le=100_000, description="Logged steps needed before the step detectors speak."
+    )
+    grad_z: float = Field(
+        6.0,
+        gt=0.0,
+        description="exploding_gradients: robust z-score of log grad norm (median/MAD of the window) that is a spike.",
+    )
+    grad_ratio: float = Field(
+        5.0,
+        gt=1.0,
+        description="exploding_gradients: ...and at least this many times the window's median grad norm.",
+    )
+    spike_z: float = Field(
+        6.0, gt=0.0, description="loss_spike: robust z-score of the loss against the window."
+    )
+    spike_rise: float = Field(
+        0.25,
+        gt=0.0,
+        description="loss_spike: ...and at least this relative jump above the window's median (0.25 = 25%).",
+    )
+    oscillation_noise: float = Field(
+        0.1,
+        gt=0.0,
+        description="oscillation: step-to-step noise of the detrended loss as a fraction of its level.",
+    )
+    slow_after: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="slow_convergence: judged once this fraction of the steps after warmup is done.",
+    )
+    slow_min_drop: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="slow_convergence: by then the loss should have fallen at least this fraction from its start.",
+    )
+    stall_after: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="late_stall: only after this fraction of training.",
+    )
+    stall_span: float = Field(
+        0.2,
+        gt=0.0,
+        le=1.0,
+        description="late_stall: progress is measured over this last fraction of the steps so far (at least the window).",
+    )
+    stall_min_drop: float = Field(
+        0.01,
+        ge=0.0,
+        lt=1.0,
+        description="late_stall: the loss fell less than this fraction over that span...",
+    )
+    stall_lr_ratio: float = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="late_stall: ...while the LR is still at least this fraction of its peak.",
+    )
+    overfit_evals: int = Field(
+        3,
+        ge=1,
+        description="overfitting: evaluations in a row with validation loss above its best.",
+    )
+    overfit_min_rise: float = Field(
+        0.02,
+        ge=0.0,
+        description="overfitting: validation loss at least this fraction above its best (0.02 = 2%).",
+    )
+    underfit_level: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="underfitting: losses still above this fraction of the chance-level loss (ln vocab, ln classes) late in training.",
+    )
+    clip_fraction: float = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="clipping_saturated: share of recent steps whose pre-clip grad norm exceeds max_grad_norm.",
+    )
+    clip_ratio: float = Field(
+        3.0,
+        ge=1.0,
+        description="clipping_saturated: a warning when the median pre-clip norm is this many times max_grad_norm (else info).",
+    )
+    throughput_ratio: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="throughput_drop: recent steps/s or tokens/s below this fraction of the run's steady level.",
+    )
+    auto: list[Literal[DOCTOR_AUTO_ACTIONS]] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        description="Remedies the doctor applies without asking: scale_lr_on_spike, scale_lr_on_oscillation, decay_lr_on_stall, stop_on_overfit. Empty: none.",
+    )
+    auto_max: int = Field(
+        3, ge=0, le=1000, description="At most this many automatic actions per run."
+    )
+
+
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "causal-lm": ("val_loss", "val_perplexity"),
     "seq-cls": ("val_loss", "val_accuracy"),
@@ -480,6 +686,9 @@ class TrainConfig(Group):
     )
     launch: LaunchGroup = Field(
         default_factory=LaunchGroup, description="Processes, machines and GPUs."
+    )
+    doctor: DoctorGroup = Field(
+        default_factory=DoctorGroup, description="Live diagnosis of training symptoms."
     )
 
 

@@ -1,5 +1,5 @@
 """Provides checkpoints: Accelerate save_state into RUN_DIR/checkpoints/step-N with rotation,
-best weights kept apart, LoRA adapters saved with save_pretrained, and the final export."""
+best weights kept apart (best-N, per timeline), LoRA adapters saved with save_pretrained, and the final export."""
 
 from __future__ import annotations
 
@@ -64,12 +64,33 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     }
 
 
-def save_best(accelerator, model, run_dir: Path, step: int, metric: str, value: float) -> None:
-    """Keep the trainable weights of the best evaluation apart (adapter too for LoRA); rank 0 writes."""
+def best_dir(run_dir: Path, step: int) -> Path:
+    """RUN_DIR/checkpoints/best-STEP: the best weights of the timeline whose best eval was STEP."""
+    return ckpt_root(run_dir) / f"{BEST}-{step}"
+
+
+def best_steps(run_dir: Path) -> list[int]:
+    """Steps of the complete best-N folders, oldest first."""
+    root = ckpt_root(run_dir)
+    if not root.is_dir():
+        return []
+    pre = BEST + "-"
+    return sorted(
+        int(d.name[len(pre) :])
+        for d in root.glob(pre + "*")
+        if d.name[len(pre) :].isdigit() and (d / DONE_MARK).is_file()
+    )
+
+
+def save_best(accelerator, model, run_dir: Path, step: int, metric: str, value: float) -> Path:
+    """Keep the trainable weights of the best evaluation apart (adapter too for LoRA); rank 0 writes.
+
+    Named by step, not overwritten: a resume from an older checkpoint must find the best of *its*
+    timeline (the step recorded in that checkpoint), never one a later, abandoned step wrote."""
+    d = best_dir(run_dir, step)
     if not accelerator.is_main_process:
-        return
-    d = ckpt_root(run_dir) / BEST
-    tmp = d.with_name(BEST + ".tmp")
+        return d
+    tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     unwrapped = accelerator.unwrap_model(model)
@@ -79,11 +100,30 @@ def save_best(accelerator, model, run_dir: Path, step: int, metric: str, value: 
     (tmp / DONE_MARK).write_text(json.dumps({"step": step, "metric": metric, "value": value}))
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)
+    return d
 
 
-def load_best(accelerator, model, run_dir: Path) -> dict | None:
-    """Load the best trainable weights into `model` on every rank; returns best's info or None."""
-    d = ckpt_root(run_dir) / BEST
+def prune_best(accelerator, run_dir: Path, current: int, upto: int | None = None) -> None:
+    """Delete best-N folders nobody can need: kept are `current` (the live best step) and the best
+    step each retained periodic checkpoint recorded (a resume from it restores that one). With
+    `upto` (a resume from step `upto`), every best-N with N > upto is from an abandoned timeline."""
+    if not accelerator.is_main_process:
+        return
+    keep = {current}
+    for step, d in periodic(run_dir):
+        if upto is None or step <= upto:
+            info = json.loads((d / DONE_MARK).read_text())
+            keep.add(int(info.get("best_step", -1)))
+    root = ckpt_root(run_dir)
+    for d in root.glob(BEST + "-*") if root.is_dir() else ():
+        tail = d.name[len(BEST) + 1 :].removesuffix(".tmp")
+        if not tail.isdigit() or d.name.endswith(".tmp") or int(tail) not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def load_best(accelerator, model, run_dir: Path, step: int) -> dict | None:
+    """Load the best weights of step `step` into `model` on every rank; returns their info or None."""
+    d = best_dir(run_dir, step)
     accelerator.wait_for_everyone()
     if not (d / DONE_MARK).is_file():
         return None

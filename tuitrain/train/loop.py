@@ -25,7 +25,8 @@ from tuitrain.config.rules import monitor_mode
 from tuitrain.datasets import DataError
 from tuitrain.steering import SIGTERM_KIND, SteeringPoller, StoreSource
 from tuitrain.train import checkpoint as ckpt
-from tuitrain.train.data import BatchPlan, build_splits
+from tuitrain.train import sft
+from tuitrain.train.data import BatchPlan, EpochLoader, build_splits
 from tuitrain.train.evaluate import evaluate, generate
 from tuitrain.train.metrics import MetricBuffer, first_nonfinite
 from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
@@ -38,6 +39,14 @@ DIVERGED_REMEDY = (
 OOM_ADVICE = "out of memory: lower batch.size and raise batch.grad_accum to keep the effective batch (or enable model.gradient_checkpointing)"
 
 
+def loss_terms(batch: dict, causal: bool) -> int:
+    """How many terms the model's mean loss averages over: shifted target tokens, or examples."""
+    labels = batch["labels"]
+    if not causal:
+        return len(labels)
+    return int((labels[:, 1:] != -100).sum())
+
+
 class TrainState:
     """Loop position and early-stopping memory; plain numbers, so Accelerate can checkpoint it."""
 
@@ -48,6 +57,9 @@ class TrainState:
         self.best_value = math.nan
         self.best_step = -1
         self.bad_evals = 0
+        # Summary values that span the whole timeline, so a resumed run reports the same ones.
+        self.best_val_loss = math.inf
+        self.final_val_loss = math.nan
 
     def state_dict(self) -> dict:
         """Plain numbers only (loaded back with weights_only)."""
@@ -87,8 +99,9 @@ class Trainer:
             )  # cuBLAS needs it to be deterministic
         set_seed(cfg.run.seed, deterministic=cfg.run.deterministic)
         self.tok = build_tokenizer(cfg)
-        self.splits = build_splits(cfg, self.tok)
+        self.splits = build_splits(cfg, self.tok, cache_dir=self.run_dir.parent / "data-cache")
         model = build_model(cfg, self.tok, self.splits.label_names)
+        packing_note = sft.check_packing(cfg, model, self.splits)  # before any step: fail early
         launch = cfg.launch.model_copy(update={"num_processes": self.world})
         d = compute(cfg.model_copy(update={"launch": launch}), len(self.splits.train))
         self.total, self.warmup, self.base_lr = d.total_steps, d.warmup_steps or 0, d.scaled_lr
@@ -99,8 +112,14 @@ class Trainer:
         self.lrc = LRControl(cfg, self.base_lr, self.total, self.warmup)
         self.state = TrainState()
         acc.register_for_checkpointing(self.lrc, self.state)
+        es = cfg.early_stopping
+        # Best weights cost a full copy of the trainable weights per improving eval: only when used.
+        self.keep_best = cfg.training.save_best or (es.enabled and es.restore_best)
         self.plan = BatchPlan(
             len(self.splits.train), cfg.batch.size, self.rank, self.world, cfg.run.seed
+        )
+        self.loader = EpochLoader(
+            self.splits.train, self.plan, cfg.data.num_workers, acc.device.type == "cuda"
         )
         self.buf = MetricBuffer(cfg.training.log_every, acc.device, self.world, acc.reduce)
         self.poller = SteeringPoller(
@@ -110,6 +129,8 @@ class Trainer:
         )
         trainable, total = count_params(self.model)
         self.report.started()
+        for kind, msg in self.splits.notes + ([("data", packing_note)] if packing_note else []):
+            self.report.event(kind, msg, 0)
         if resume:
             last = ckpt.last_checkpoint(self.run_dir)
             if last is None:
@@ -118,6 +139,8 @@ class Trainer:
                 )
             acc.load_state(str(last))
             self.last_save = self.state.step
+            # Best weights written after this checkpoint belong to the abandoned timeline.
+            ckpt.prune_best(acc, self.run_dir, self.state.best_step, upto=self.state.step)
             self.report.event(
                 "resumed",
                 f"resumed from {last.name} (step {self.state.step}, LR multiplier {self.lrc.multiplier:g})",
@@ -147,19 +170,25 @@ class Trainer:
         max_norm = cfg.training.max_grad_norm or math.inf  # inf: measure the norm, never clip
         device = acc.device
         # A KV cache is useless while training and costs a concat per layer per forward.
-        fwd = {"use_cache": False} if cfg.model.task == "causal-lm" else {}
+        causal = cfg.model.task == "causal-lm"
+        fwd = {"use_cache": False} if causal else {}
         self.model.train()
         while st.step < self.total and self.outcome is None:
             if st.batch >= nb:
                 st.epoch, st.batch = st.epoch + 1, 0
-            batches = self.plan.batches(st.epoch, skip=st.batch)
+            batches = self.loader.epoch(st.epoch, skip=st.batch)
             while st.batch < nb and st.step < self.total and self.outcome is None:
                 k = min(ga, nb - st.batch)  # a last partial cycle of the epoch still steps
                 lr = self.lrc.apply(self.opt, st.step)
                 loss_sum = torch.zeros((), device=device)
                 samples = tokens = 0
-                for i in range(k):
-                    cpu = self.splits.train.batch(next(batches))
+                cycle = [next(batches) for _ in range(k)]
+                # Each micro batch's mean loss is weighted by its share of the cycle's loss terms
+                # (target tokens / examples), so k micro batches of n equal one batch of k*n
+                # even when padding makes their token counts differ. CPU tensors: no device sync.
+                counts = [loss_terms(c, causal) for c in cycle]
+                total_terms = max(1, sum(counts))
+                for i, cpu in enumerate(cycle):
                     samples += len(cpu["input_ids"])
                     tokens += (
                         int(cpu["attention_mask"].sum())
@@ -172,7 +201,7 @@ class Trainer:
                         nullcontext() if i == k - 1 or self.world == 1 else acc.no_sync(self.model)
                     )
                     with sync:
-                        loss = self.model(**b, **fwd).loss / k
+                        loss = self.model(**b, **fwd).loss * (counts[i] / total_terms)
                         acc.backward(loss)
                     loss_sum += loss.detach()
                 st.batch += k
@@ -241,7 +270,12 @@ class Trainer:
         if not rows:
             return
         bad = first_nonfinite(rows)
-        mem = torch.cuda.max_memory_allocated() / 1e9 if self.acc.device.type == "cuda" else None
+        mem = None
+        if self.acc.device.type == "cuda":  # allocator counters: host-side, no sync
+            mem = {
+                "gpu_mem_alloc_gb": torch.cuda.memory_allocated() / 1e9,
+                "gpu_mem_peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+            }
         for r in rows:
             if bad is not None and r.step > bad.step:
                 break
@@ -253,7 +287,7 @@ class Trainer:
                 **rates,
             }
             if mem is not None:
-                values["gpu_mem_gb"] = mem
+                values.update(mem)
             self.report.log(r.step, values)
         last = rows[-1]
         if self.report.active:
@@ -287,10 +321,8 @@ class Trainer:
             return
         self.report.log(st.step, res)
         self.report.event("eval", " ".join(f"{k} {v:.4g}" for k, v in res.items()), st.step, res)
-        self.summary.update(
-            final_val_loss=res["val_loss"],
-            best_val_loss=min(res["val_loss"], self.summary.get("best_val_loss", math.inf)),
-        )
+        st.final_val_loss = res["val_loss"]
+        st.best_val_loss = min(res["val_loss"], st.best_val_loss)
         if not math.isfinite(res["val_loss"]):
             self.outcome = (
                 "diverged",
@@ -305,7 +337,9 @@ class Trainer:
         )
         if better:
             st.best_value, st.best_step, st.bad_evals = value, st.step, 0
-            ckpt.save_best(self.acc, self.model, self.run_dir, st.step, es.monitor, value)
+            if self.keep_best:
+                ckpt.save_best(self.acc, self.model, self.run_dir, st.step, es.monitor, value)
+                ckpt.prune_best(self.acc, self.run_dir, st.step)
         else:
             st.bad_evals += 1
             if es.enabled and st.bad_evals >= es.patience and self.outcome is None:
@@ -326,8 +360,9 @@ class Trainer:
                 st.step,
                 {"lr": self.lrc.lr(st.step)},
             )
-        for prompt, text in generate(self.acc, self.model, self.tok, self.cfg):
-            self.report.event("generation", text, st.step, {"prompt": prompt, "text": text})
+        for prompt, text in generate(self.acc, self.model, self.tok, self.cfg, self.splits):
+            line = " ".join(f"{prompt} -> {text}".split())  # one line in the events pane
+            self.report.event("generation", line, st.step, {"prompt": prompt, "text": text})
         self.buf.reset_clock()
 
     def checkpoint(self) -> None:
@@ -342,8 +377,10 @@ class Trainer:
             self.run_dir,
             st.step,
             self.cfg.training.save_total_limit,
-            {"epoch": st.epoch},
+            {"epoch": st.epoch, "best_step": st.best_step},
         )
+        if self.keep_best:
+            ckpt.prune_best(self.acc, self.run_dir, st.best_step)
         self.last_save = st.step
         self.report.event("checkpoint", f"saved {d.name}", st.step, {"path": str(d)})
         self.buf.reset_clock()
@@ -359,8 +396,14 @@ class Trainer:
             self.checkpoint()
             es = self.cfg.early_stopping
             if es.enabled and es.restore_best and self.state.best_step >= 0:
-                info = ckpt.load_best(self.acc, self.model, self.run_dir)
-                if info:
+                info = ckpt.load_best(self.acc, self.model, self.run_dir, self.state.best_step)
+                if info is None:
+                    self.report.event(
+                        "warning",
+                        f"best weights of step {self.state.best_step} are missing; keeping the last weights",
+                        self.state.step,
+                    )
+                else:
                     self.report.event(
                         "checkpoint",
                         f"restored best weights from step {info['step']} ({info['metric']} {info['value']:.4g})",
@@ -379,6 +422,8 @@ def _summary(tr: Trainer | None, t0: float) -> dict:
         return {"wall_time_s": time.time() - t0}
     st = tr.state
     out = {"steps": st.step, "total_steps": tr.total, "wall_time_s": time.time() - t0, **tr.summary}
+    if math.isfinite(st.best_val_loss):
+        out.update(best_val_loss=st.best_val_loss, final_val_loss=st.final_val_loss)
     if st.best_step >= 0:
         out.update(
             best_metric=tr.cfg.early_stopping.monitor,

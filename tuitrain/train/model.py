@@ -13,6 +13,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 HEAD_NAMES = {"classifier", "pre_classifier", "score"}
 
 
+def master_dtype(name: str) -> torch.dtype:
+    """The dtype weights are loaded in: model.dtype, where auto means float32 master weights."""
+    return torch.float32 if name == "auto" else DTYPES[name]
+
+
 class SetupError(RuntimeError):
     """A config that cannot train on this machine; names the field and the fix."""
 
@@ -108,9 +113,13 @@ def build_model(cfg: TrainConfig, tok, label_names: list[str] | None = None):
     if cfg.peft.method == "qlora":
         _check_qlora()
     if m.name_or_path:
-        kwargs: dict = {"trust_remote_code": m.trust_remote_code, **labels}
-        if m.dtype != "auto":
-            kwargs["dtype"] = DTYPES[m.dtype]
+        # Always explicit: transformers 5 loads in the checkpoint's dtype (bf16 for most LLMs) when
+        # no dtype is given, and "auto" promises float32 master weights.
+        kwargs: dict = {
+            "trust_remote_code": m.trust_remote_code,
+            "dtype": master_dtype(m.dtype),
+            **labels,
+        }
         if cfg.peft.method == "qlora":
             from transformers import BitsAndBytesConfig
 
@@ -129,8 +138,7 @@ def build_model(cfg: TrainConfig, tok, label_names: list[str] | None = None):
         model = auto.from_config(_arch_config(cfg, vocab, tok, m.num_labels))
         if seq_cls:
             model.config.id2label, model.config.label2id = labels["id2label"], labels["label2id"]
-        if m.dtype != "auto":
-            model = model.to(DTYPES[m.dtype])
+        model = model.to(master_dtype(m.dtype))
     if m.gradient_checkpointing:
         # Non-reentrant checkpointing works with DDP and with frozen (LoRA) inputs.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

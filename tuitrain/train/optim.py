@@ -45,6 +45,9 @@ class Lion(torch.optim.Optimizer):
 def param_groups(cfg: TrainConfig, model, base_lr: float) -> list[dict]:
     """Groups by (head or body) x (decayed or not); biases and norms get no weight decay."""
     head_lr = cfg.optimizer.head_lr
+    if head_lr is not None:
+        # batch.lr_scaling rescales the head like the body: the same effective-batch ratio.
+        head_lr *= base_lr / cfg.optimizer.lr
     buckets: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
