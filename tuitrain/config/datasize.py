@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.datasets import DataError, Record, read_records, split_counts, stdlib_bytes
+from tuitrain.datasets import (
+    DataError,
+    Record,
+    data_summary,
+    read_records,
+    read_rows,
+    split_counts,
+    stdlib_bytes,
+)
+from tuitrain.formats import CHAT_FORMATS
 
 # Without loading a tokenizer, a subword model averages roughly 4 characters per token.
 CHARS_PER_TOKEN = 4.0
@@ -24,20 +33,30 @@ def estimate_train_samples(cfg: TrainConfig) -> tuple[int | None, bool]:
     for unreadable data, so the caller can name the field."""
     d = cfg.data
     if d.source == "python-stdlib":
-        n = len(stdlib_bytes(d.max_bytes)) // d.max_seq_length
+        size = len(stdlib_bytes(d.max_bytes))
+        # A pretrained tokenizer tokenises the text (~4 characters per token); bytes are exact.
+        exact = cfg.model.tokenizer == "bytes"
+        n = (size if exact else int(size / CHARS_PER_TOKEN)) // d.max_seq_length
         n_train, _ = split_counts(n, d.validation_split)
-        estimated = False
+        estimated = not exact
     else:
         if not d.train_file:
             return None, False
         try:
-            records = list(read_records(d.train_file, d.format, d.text_field))
+            summary = data_summary(cfg)
         except DataError as exc:
             raise DataError(f"data.train_file|{exc}") from None
-        n, estimated = _count_examples(records, cfg)
+        if summary is not None and summary.format in CHAT_FORMATS:
+            n, estimated = summary.units, summary.estimated
+        else:
+            try:
+                records = list(read_records(d.train_file, d.file_format, d.text_field))
+            except DataError as exc:
+                raise DataError(f"data.train_file|{exc}") from None
+            n, estimated = _count_examples(records, cfg)
         if d.validation_file:
             try:
-                next(iter(read_records(d.validation_file, d.format, d.text_field)), None)
+                next(iter(read_rows(d.validation_file, d.file_format)), None)
             except DataError as exc:
                 raise DataError(f"data.validation_file|{exc}") from None
             n_train = n
