@@ -9,20 +9,45 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tuitrain.cli import config_cmds, run_cmds, sweep_cmds, train_cmds, tui_cmds
+from tuitrain.cli import config_cmds, doctor_cmds, run_cmds, sweep_cmds, train_cmds, tui_cmds
 
 EXIT_INVALID_CONFIG = 2
-MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds)
+MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds)
+
+
+RUNS_DIR_HELP = "runs directory holding tuitrain.db (default: ./runs)"
 
 
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
-    """The --runs-dir option every command takes."""
-    p.add_argument(
-        "--runs-dir",
-        default="runs",
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
-    )
+    """The --runs-dir option of the top-level parser (before the subcommand)."""
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help=RUNS_DIR_HELP)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every subcommand parser below `parser`, nested ones included."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in dict.fromkeys(action.choices.values()):  # aliases share one parser
+                out.extend([p, *_subparsers(p)])
+    return out
+
+
+def ensure_runs_dir(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand `--runs-dir DIR` after its name too, as the README promises.
+
+    The subcommand's option defaults to SUPPRESS: it sets args.runs_dir only when given
+    there, so `tuitrain --runs-dir X CMD` (the top-level option) keeps working; a later
+    one wins. Done here, after every module registered, so new commands get it for free.
+    """
+    for p in _subparsers(parser):
+        action = p._option_string_actions.get("--runs-dir")
+        if action is None:
+            p.add_argument(
+                "--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help=RUNS_DIR_HELP
+            )
+        else:
+            action.default = argparse.SUPPRESS  # a default here would undo the top-level option
 
 
 def add_config_source(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -48,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in MODULES:
         mod.register(sub)
+    ensure_runs_dir(parser)
     return parser
 
 

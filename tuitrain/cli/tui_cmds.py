@@ -40,14 +40,21 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:
     """Resolve run refs before the screen opens, so a typo is a clear CLI error."""
-    from tuitrain.store import RunNotFound, Store
+    from pathlib import Path
 
-    store = Store(args.runs_dir)
+    from tuitrain.store import DB_NAME, RunNotFound, Store
+
+    if not (Path(args.runs_dir) / DB_NAME).is_file():  # never create a database by reading
+        raise SystemExit(
+            f"tuitrain: no runs in {args.runs_dir} (no {DB_NAME} there); "
+            "pass --runs-dir DIR where runs were started"
+        )
     try:
-        return [store.get_run(r).id for r in refs]
+        with Store(args.runs_dir) as store:
+            return [store.get_run(r).id for r in refs]
     except RunNotFound as exc:
         raise SystemExit(
-            f"tuitrain: {exc} (list runs with `tuitrain runs --runs-dir {args.runs_dir}`)"
+            f"tuitrain: {exc} (list runs with `tuitrain ls --runs-dir {args.runs_dir}`)"
         ) from None
 
 
