@@ -46,7 +46,8 @@ def strategy_for(ann, meta: list) -> st.SearchStrategy:
     if origin is Literal:
         return st.sampled_from(get_args(ann))
     if origin is list:
-        return st.lists(text, max_size=3)
+        (item,) = get_args(ann) or (str,)
+        return st.lists(text if item is str else strategy_for(item, []), max_size=3)
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return model_strategy(ann)
     b = bounds(meta)
@@ -96,7 +97,10 @@ PARTNERS = {
 def reset(data: dict, path: str) -> None:
     """Put the field at dotted `path` back to the base config's value."""
     node, ref = data, BASE.model_dump()
-    *parents, leaf = path.split(".")
+    parts = path.split(".")
+    if any(p.isdigit() for p in parts):  # an item of a list field (doctor.auto.0): reset the field
+        parts = parts[: next(i for i, p in enumerate(parts) if p.isdigit())]
+    *parents, leaf = parts
     for part in parents:
         node, ref = node[part], ref[part]
     node[leaf] = ref[leaf]

@@ -18,7 +18,14 @@ from ruamel.yaml.error import YAMLError
 
 from tuitrain.config.derived import Derived, compute
 from tuitrain.config.errors import ConfigError, ConfigIssue
-from tuitrain.config.rules import cross_field_issues, derived_issues, warnings
+from tuitrain.config.rules import (
+    clear_partner,
+    clear_partners,
+    cross_field_issues,
+    derived_issues,
+    exclusive_issues,
+    warnings,
+)
 from tuitrain.config.schema import TrainConfig
 
 META_KEYS = ("extends", "envs")
@@ -127,15 +134,39 @@ def read_file(path: str | Path) -> tuple[dict, LineMap]:
     return data, lines
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """`over` on top of `base`: mappings merge key by key, everything else replaces."""
+def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
+            out[k] = _merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Config layer `over` on top of `base`: mappings merge key by key, everything else
+    replaces, and a field of an exclusive pair set in `over` clears its partner from `base`."""
+    out = _merge(base, over)
+    clear_partners(out, over)
+    return out
+
+
+def _check_exclusive(data: dict, lines: LineMap, name: str) -> None:
+    """One file (and each env overlay in it) is one layer: setting both fields of a pair there
+    is an error; across layers the later one wins (deep_merge)."""
+    layers = [("", {k: v for k, v in data.items() if k not in META_KEYS})]
+    envs = data.get("envs")
+    if isinstance(envs, dict):
+        layers += [(f"envs.{e}.", v) for e, v in envs.items() if isinstance(v, dict)]
+    issues = []
+    for prefix, layer in layers:
+        for issue in exclusive_issues(layer):
+            issue.path = prefix + issue.path
+            issue.file, issue.line = lines.get(issue.path, (name, None))
+            issues.append(issue)
+    if issues:
+        raise ConfigError(issues)
 
 
 def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict, LineMap]:
@@ -154,6 +185,7 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
             ]
         )
     data, lines = read_file(path)
+    _check_exclusive(data, lines, str(path))
     bases = data.pop("extends", None)
     if bases is None:
         return data, lines
@@ -215,8 +247,12 @@ def parse_scalar(text: str) -> Any:
 
 
 def apply_sets(data: dict, sets: list[str] | tuple[str, ...]) -> dict:
-    """Apply dotted overrides `group.key=value` (creating intermediate groups)."""
+    """Apply dotted overrides `group.key=value` (creating intermediate groups). The --set list
+    is one layer: it may not set both fields of an exclusive pair, and one it sets clears the
+    other coming from the files."""
     out = copy.deepcopy(data)
+    layer: dict = {}
+    values: list[tuple[str, Any]] = []
     for item in sets:
         if "=" not in item:
             raise ConfigError(
@@ -239,12 +275,26 @@ def apply_sets(data: dict, sets: list[str] | tuple[str, ...]) -> dict:
                     )
                 ]
             )
-        set_dotted(out, ".".join(parts), parse_scalar(raw))
+        values.append((".".join(parts), parse_scalar(raw)))
+        _set(layer, *values[-1])
+    issues = exclusive_issues(layer)
+    for i in issues:
+        i.file = "--set"
+    if issues:
+        raise ConfigError(issues)
+    for key, value in values:
+        set_dotted(out, key, value)
     return out
 
 
-def set_dotted(data: dict, path: str, value: Any) -> None:
-    """Set data[a][b][c] = value for path a.b.c, creating groups on the way."""
+def set_dotted(data: dict, path: str, value: Any) -> list[str]:
+    """Set data[a][b][c] = value for path a.b.c, creating groups on the way. A later value wins:
+    setting one field of an exclusive pair clears the other; returns the cleared paths."""
+    _set(data, path, value)
+    return clear_partner(data, path)
+
+
+def _set(data: dict, path: str, value: Any) -> None:
     node = data
     parts = path.split(".")
     for part in parts[:-1]:

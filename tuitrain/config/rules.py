@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tuitrain.config.derived import Derived
 from tuitrain.config.errors import ConfigIssue
@@ -14,6 +15,96 @@ def _is_file(value: str) -> bool:
         return Path(value).expanduser().is_file()
     except (RuntimeError, OSError, ValueError):  # "~user" with no such user, NUL bytes, too long
         return False
+
+
+# Mutually exclusive fields: at most one of each pair may be set (differ from its default) in one
+# place. Across layers (extends base -> child -> --env overlay -> --set -> the editor) the later
+# layer wins: setting one field clears the other coming from an earlier layer (see
+# clear_partners); only a single layer that sets both is an error (exclusive_issues). Help texts
+# and the JSON Schema are written from this table too, so the three never disagree.
+EXCLUSIVE: tuple[tuple[str, str], ...] = (("scheduler.warmup_steps", "scheduler.warmup_ratio"),)
+
+_UNSET = object()
+
+
+def field_default(path: str) -> Any:
+    """The schema default of a dotted field path."""
+    model: Any = TrainConfig
+    parts = path.split(".")
+    for part in parts[:-1]:
+        model = model.model_fields[part].annotation
+    return model.model_fields[parts[-1]].get_default(call_default_factory=True)
+
+
+def _get(data: Any, path: str) -> Any:
+    node = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _UNSET
+        node = node[part]
+    return node
+
+
+def is_set(data: Any, path: str) -> bool:
+    """Whether plain config data gives `path` a value other than its default."""
+    value = _get(data, path)
+    return value is not _UNSET and value != field_default(path)
+
+
+def partner(path: str) -> str | None:
+    """The field `path` excludes, if it is one of an EXCLUSIVE pair."""
+    for a, b in EXCLUSIVE:
+        if path == a:
+            return b
+        if path == b:
+            return a
+    return None
+
+
+def _reset(data: dict, path: str) -> bool:
+    """Put `path` back to its default where data holds a value for it; True if it changed."""
+    *groups, key = path.split(".")
+    node: Any = data
+    for part in groups:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or key not in node or node[key] == field_default(path):
+        return False
+    node[key] = field_default(path)
+    return True
+
+
+def clear_partners(merged: dict, layer: dict) -> list[str]:
+    """After `layer` was merged on top of earlier data: the later layer wins, so for every pair
+    where `layer` sets one field (and not the other), the other goes back to its default.
+    Returns the cleared paths."""
+    cleared = []
+    for a, b in EXCLUSIVE:
+        for mine, other in ((a, b), (b, a)):
+            if is_set(layer, mine) and not is_set(layer, other) and _reset(merged, other):
+                cleared.append(other)
+    return cleared
+
+
+def clear_partner(data: dict, path: str) -> list[str]:
+    """After `path` was set in `data` (one --set, one edit): clear its partner; the cleared paths."""
+    other = partner(path)
+    if other is None or not is_set(data, path):
+        return []
+    return [other] if _reset(data, other) else []
+
+
+def _both_issue(a: str, b: str) -> ConfigIssue:
+    return ConfigIssue(
+        a,
+        f"{a} and {b} are both set in one place, and they exclude each other",
+        f"set only one of them; a later layer (an extends child, an --env overlay, --set, the editor) "
+        f"that sets {a.rsplit('.', 1)[-1]} or {b.rsplit('.', 1)[-1]} clears the other",
+    )
+
+
+def exclusive_issues(data: Any) -> list[ConfigIssue]:
+    """Pairs that one layer (one file, one env overlay, the --set list) sets both of."""
+    return [_both_issue(a, b) for a, b in EXCLUSIVE if is_set(data, a) and is_set(data, b)]
 
 
 def monitor_mode(cfg: TrainConfig) -> str:
@@ -61,14 +152,7 @@ def cross_field_issues(cfg: TrainConfig) -> list[ConfigIssue]:
                 "remove optimizer.head_lr, or set model.task: seq-cls",
             )
         )
-    if cfg.scheduler.warmup_steps is not None and cfg.scheduler.warmup_ratio > 0:
-        out.append(
-            ConfigIssue(
-                "scheduler.warmup_steps",
-                "both warmup_steps and warmup_ratio are set",
-                "set only one of them (warmup_steps wins otherwise)",
-            )
-        )
+    out += exclusive_issues(cfg.model_dump())  # a parsed dict is a single layer
     if cfg.model.tokenizer == "bytes" and cfg.model.name_or_path:
         out.append(
             ConfigIssue(
