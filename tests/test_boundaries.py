@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-ML = ("torch", "transformers", "accelerate", "peft")
+# HF datasets too: only the training process loads data through it.
+ML = ("torch", "transformers", "accelerate", "peft", "datasets")
 TUI = ("textual", "textual_plotext", "plotext")
+SFT_DEMO = Path(__file__).resolve().parents[1] / "configs" / "sft-demo.yaml"
 
 
 def loaded_after(code: str) -> set[str]:
@@ -34,11 +37,23 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.launch",
         "tuitrain.sweep",
         "tuitrain.steering",
+        "tuitrain.datasets",
+        "tuitrain.formats",
+        "tuitrain.templates",
         "tuitrain.tui.app",
     ],
 )
 def test_no_ml_stack_outside_training(module):
     assert not loaded_after(f"import {module}") & set(ML)
+
+
+def test_editor_data_summary_of_the_sft_demo_stays_light():
+    # Reading the records, rendering the chat template and counting truncation: no ML stack.
+    code = (
+        "from tuitrain.config import load_config\nfrom tuitrain.datasets import data_summary\n"
+        f"s = data_summary(load_config({str(SFT_DEMO)!r}).config)\nassert s.format == 'chat'"
+    )
+    assert not loaded_after(code) & set(ML)
 
 
 def test_cli_parser_and_app_screens_stay_light():

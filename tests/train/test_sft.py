@@ -180,9 +180,7 @@ def test_no_template_is_a_clear_error(tmp_path):
 
 
 def test_packing_keeps_masks_and_resets_positions(tmp_path):
-    rows = [
-        {"prompt": f"q{i}", "completion": "answer " * (1 + i % 3)} for i in range(12)
-    ]
+    rows = [{"prompt": f"q{i}", "completion": "answer " * (1 + i % 3)} for i in range(12)]
     f = write_jsonl(tmp_path / "d.jsonl", rows)
     tok = ByteTokenizer()
     unpacked = build_splits(sft_cfg(f, max_seq_length=256), tok, cache_dir=tmp_path / "c")
