@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 from tuitrain.config import Resolved, TrainConfig, save_yaml, to_dict
-from tuitrain.store.liveness import LAUNCH_FILE, LOG_FILE, group_alive, proc_start, signal_target
+from tuitrain.store.liveness import (
+    LAUNCH_FILE,
+    LOG_FILE,
+    group_alive,
+    launch_info,
+    proc_start,
+    signal_target,
+)
 
 __all__ = [
     "LAUNCH_FILE",
@@ -195,6 +202,13 @@ def _launch_start(run_dir: Path, pid: int) -> int | None:
     return start if isinstance(start, int) else None
 
 
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # ended between the check and the signal
+
+
 def process_group(run) -> int | None:
     """The run's process group if it still lives and is verifiably this run's (any status)."""
     return signal_target(run, after_end=True).pgid
@@ -203,12 +217,13 @@ def process_group(run) -> int | None:
 def stop(
     run, grace_s: float = 30.0, runs_dir: str | Path | None = None, after_end: bool = False
 ) -> str:
-    """SIGTERM the run's process group (the trainer saves and ends as stopped); SIGKILL after
-    `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'.
+    """SIGTERM the run's processes (the trainer saves and ends as stopped); SIGKILL every group
+    of the run after `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'.
 
-    The group is signalled only when tuitrain.store.liveness.signal_target verifies it: the run
+    Only groups that tuitrain.store.liveness.signal_target verifies are signalled: the run
     (re-read from the store) is not terminal (after_end=True: cleaning up processes that outlive
-    the final status), was started on this host, and its process is the one recorded at launch."""
+    the final status), was started on this host, and each group is the recorded launcher's (same
+    start time) or holds a trainer of this run; a reused pid is never signalled."""
     from tuitrain.store import RunNotFound, Store
 
     with Store(runs_dir or Path(run.run_dir).parent) as store:
@@ -216,21 +231,27 @@ def stop(
             run = store.get_run(run.id)  # fresh status (and liveness) before any signal
         except RunNotFound:
             return "not running"
-    pgid = signal_target(run, after_end=after_end).pgid
-    if pgid is None:
+    target = signal_target(run, after_end=after_end)
+    if not target.pgids:
         return "not running"
-    os.killpg(
-        pgid, signal.SIGTERM
-    )  # the whole group: a 1-process `accelerate launch` forwards nothing
+    # SIGTERM to the launcher's group: a 1-process `accelerate launch` forwards nothing, so its
+    # trainer must get it directly (same group); torchrun (N ranks, each in its own session)
+    # forwards it to the ranks and waits for them. Without a live launcher: the ranks' groups.
+    leader = launch_info(run.run_dir).get("pgid")
+    first = target.pgids[:1] if target.pgids[0] == leader else target.pgids
+    for g in first:
+        _killpg(g, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not group_alive(pgid):
+        if not any(group_alive(g) for g in target.pgids):
             return "stopped"
         time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
+    # Every group of the run, looked up again: a rank started meanwhile dies too.
+    groups = set(target.pgids) | set(signal_target(run, after_end=True).pgids)
+    if not any(group_alive(g) for g in groups):
         return "stopped"
+    for g in groups:
+        _killpg(g, signal.SIGKILL)
     with Store(runs_dir or Path(run.run_dir).parent) as store:
         if store.get_run(run.id).status in ("running", "queued"):
             store.set_status(run.id, "stopped", f"killed after a {grace_s:g} s grace period")

@@ -86,16 +86,36 @@ class Cli:
         """Process groups of every trainer launched under the runs dir."""
         return [json.loads(f.read_text())["pgid"] for f in self.runs_dir.glob("*/launch.json")]
 
+    def run_processes(self) -> list[int]:
+        """Live pids whose command line names this test's runs directory."""
+        tag = os.fsencode(str(self.runs_dir))
+        out = []
+        for name in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as fh:
+                    if name.isdigit() and tag in fh.read():
+                        out.append(int(name))
+            except OSError:
+                continue
+        return out
+
     def log(self, run) -> str:
         """A run's train.log (for failure messages)."""
         p = self.runs_dir / run.id / "train.log"
         return p.read_text(errors="replace")[-3000:] if p.exists() else "(no train.log)"
 
     def kill_all(self) -> None:
-        """SIGKILL every group we started (CLI and trainers), pass or fail."""
+        """SIGKILL every group we started (CLI and trainers), pass or fail, and every process
+        whose command line names our runs directory: torchrun starts each rank in a session of
+        its own, so the launcher's group does not hold them."""
         for pgid in [p.pid for p in self.procs] + self.groups + self.trainer_groups():
             try:
                 os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in self.run_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         for p in self.procs:

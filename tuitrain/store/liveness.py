@@ -207,22 +207,36 @@ def _assess_queued(run: Any, now: float, host: str) -> Change | None:
 
 
 def launcher_alive(run: Any) -> bool:
-    """Whether the launcher of a queued run (its recorded pid), or a process it started, lives."""
+    """Whether the launcher of a queued run (its recorded pid), or a trainer it started, lives."""
     start = proc_start(run.pid)
     if start is not None:
         return getattr(run, "pid_start", None) in (None, start)
     if pid_alive(run.pid):
         return True  # no /proc: os.kill says it exists
-    # The launcher leads its own session (pgid = pid): children it started may still be starting.
-    return bool(_members_of_run(run.pid, run))
+    # A launcher killed on its own leaves its trainers running (torchrun starts each rank in a
+    # session of its own): they may still be starting and will mark the run running.
+    return bool(run_processes(run))
 
 
-def _members_of_run(pgid: int, run: Any) -> list[int]:
-    """Live members of group pgid whose command line names this run's directory (our trainers)."""
+def run_processes(run: Any) -> list[int]:
+    """Live pids (any session) running this run: argv holds `tuitrain.train` and the run's
+    directory, which only our launcher and trainers do (not, say, `tail -f RUN_DIR/train.log`)."""
     if not _has_proc():
         return []
-    tags = {str(Path(run.run_dir)), str(Path(run.run_dir).resolve())}
-    return [p for p in group_members(pgid) if any(t in _cmdline(p) for t in tags)]
+    d = Path(run.run_dir)
+    dirs = {os.fsencode(str(d)), os.fsencode(str(d.resolve()))}
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"tuitrain.train" in argv and dirs.intersection(argv) and proc_start(int(name)):
+            out.append(int(name))
+    return out
 
 
 def died_before_start_reason(run: Any) -> str:
@@ -344,50 +358,63 @@ def orphan_reason(
 
 @dataclass(frozen=True)
 class Target:
-    """The process group that may be signalled for a run (pgid None: none), and why."""
+    """The process groups that may be signalled for a run (empty: none), and why.
 
-    pgid: int | None
+    pgids[0] is the launcher's group when it is alive; the others are groups of trainer
+    processes outside it (torchrun starts each rank in a session of its own)."""
+
+    pgids: tuple[int, ...]
     why: str
+
+    @property
+    def pgid(self) -> int | None:
+        """The first group (the launcher's while it lives), or None."""
+        return self.pgids[0] if self.pgids else None
 
 
 def signal_target(run: Any, host: str | None = None, after_end: bool = False) -> Target:
-    """The run's process group, only if it is verifiably this run's: the run is not terminal
+    """The run's process groups, only those verifiably this run's: the run is not terminal
     (unless after_end, for cleaning up processes that outlive a final status), it was started on
-    this host, and the group's leader has the recorded start time (or, the leader gone, a live
-    member's command line names the run directory). A reused pid is never returned."""
+    this host, and each group is led by the recorded launcher (same start time) or holds a
+    trainer of this run (argv names the run directory), or is the recorded pid's with the
+    recorded start time. A reused pid is never returned."""
     host = host or this_host()
     if run.terminal and not after_end:
-        return Target(None, f"run is {run.status}")
+        return Target((), f"run is {run.status}")
     if run.host and run.host != host:
-        return Target(None, f"run was started on {run.host}, not on this host ({host})")
+        return Target((), f"run was started on {run.host}, not on this host ({host})")
     info = launch_info(run.run_dir)
     if info.get("host") not in (None, host):
-        return Target(None, f"run was launched on {info['host']}, not on this host ({host})")
-    pgid = info.get("pgid")
-    if isinstance(pgid, int) and pgid > 0:
-        start = proc_start(pgid)
-        if start is not None:
-            if info.get("start") is not None and start == info.get("start"):
-                return _not_ours_if_own(pgid)
-            # Leader alive with another start time: the pid was reused. The trainer may still
-            # live in a group of its own (nothing else to check here): fall through to run.pid.
-        elif _members_of_run(pgid, run):
-            return _not_ours_if_own(pgid)
-    if run.pid and (run.host or host) == host:
+        return Target((), f"run was launched on {info['host']}, not on this host ({host})")
+    own = os.getpgid(0)
+    groups: list[int] = []
+    why = "no process of this run is running"
+    leader = info.get("pgid")
+    if isinstance(leader, int) and leader > 0:
+        start = proc_start(leader)
+        if start is not None and info.get("start") is not None and start == info["start"]:
+            groups.append(leader)
+        elif start is not None:
+            why = f"pid {leader} now belongs to another process"
+    for pid in run_processes(run):
+        g = _pgid_of(pid)
+        if g and g not in groups:
+            groups.append(g)
+    if run.pid and (run.host or host) == host and not groups:
         start = getattr(run, "pid_start", None)
-        if start is None:
-            if _members_of_run(_pgid_of(run.pid) or -1, run):
-                return _not_ours_if_own(_pgid_of(run.pid))
-            return Target(
-                None,
-                f"no start time was recorded for pid {run.pid}: cannot tell it from a reused pid",
-            )
-        if is_process(run.pid, start):
-            return _not_ours_if_own(_pgid_of(run.pid))
-        return Target(
-            None, f"process {run.pid} is gone (or its pid now belongs to another process)"
-        )
-    return Target(None, "no process of this run is running")
+        if start is None and pid_alive(run.pid):
+            why = f"no start time was recorded for pid {run.pid}: cannot tell it from a reused pid"
+        elif start is not None and is_process(run.pid, start):
+            g = _pgid_of(run.pid)
+            if g:
+                groups.append(g)
+        elif pid_alive(run.pid):
+            why = f"pid {run.pid} now belongs to another process"
+    if own in groups:
+        groups.remove(own)  # never the caller's own group (tuitrain.init inside this process)
+        why = "the run shares this process's own group; not signalling it"
+    groups = [g for g in groups if g > 0 and group_alive(g)]
+    return Target(tuple(groups), "verified" if groups else why)
 
 
 def _pgid_of(pid: int) -> int | None:
@@ -397,16 +424,6 @@ def _pgid_of(pid: int) -> int | None:
         return None
 
 
-def _not_ours_if_own(pgid: int | None) -> Target:
-    if not pgid or pgid <= 0:
-        return Target(None, "no process group")
-    if pgid == os.getpgid(0):
-        return Target(None, "the run shares this process's own group; not signalling it")
-    if not group_alive(pgid):
-        return Target(None, "no process of this run is running")
-    return Target(pgid, "verified")
-
-
 def processes_alive(run: Any, host: str | None = None) -> bool:
     """Whether any verified process of the run (any status) is still alive on this host."""
-    return signal_target(run, host, after_end=True).pgid is not None
+    return bool(signal_target(run, host, after_end=True).pgids)

@@ -236,6 +236,16 @@ class Store(MetricsMixin, CommandsMixin):
         )
         return [self._check_alive(self._row_to_run(r)) for r in rows]
 
+    def run_fingerprints(self) -> list[tuple[str, tuple]]:
+        """(id, fingerprint) of every run, newest first: small columns and JSON lengths only, so
+        a list of thousands of runs can tell which rows changed without parsing any JSON."""
+        rows = self._q(
+            "SELECT id, name, status, started, ended, heartbeat, exit_reason, last_step, sweep_id,"
+            " length(config), length(derived), length(summary) FROM runs"
+            " ORDER BY created DESC, id DESC"
+        )
+        return [(r[0], tuple(r[1:])) for r in rows]
+
     def mark_started(
         self, run_id: str, pid: int, host: str | None = None, pid_start: int | None = None
     ) -> None:
