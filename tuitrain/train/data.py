@@ -295,7 +295,7 @@ def _sft_file(cfg, tok, path, raw, fmt, how, name, cache_dir, notes):
         (
             "data",
             f"{name}: tokenised data "
-            + ("reused from the cache" if f.cached else "tokenised and cached")
+            + ("reused from the cache" if f.cached else f"tokenised ({_workers(cfg)}) and cached")
             + f" ({cache_dir / 'sft' / f.key})",
         )
     )
@@ -306,6 +306,11 @@ def _sft_file(cfg, tok, path, raw, fmt, how, name, cache_dir, notes):
             msg += f"; {f.dropped} dropped: their prompt fills max_seq_length, no answer token left (raise data.max_seq_length)"
         notes.append(("warning", msg))
     return f
+
+
+def _workers(cfg: TrainConfig) -> str:
+    nw = cfg.data.num_workers
+    return f"{nw} worker processes" if nw > 1 else "in this process"
 
 
 def build_splits(cfg: TrainConfig, tok, cache_dir: str | Path | None = None) -> Splits:
