@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tuitrain.config import ConfigError, ConfigIssue, resolve, save_yaml
+from tuitrain.config.rules import clear_partner
 from tuitrain.tui.configdoc import Document, load_document, validate
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import DerivedReady, Launched
@@ -140,6 +141,11 @@ class EditorScreen(Screen):
         if get_path(self.doc.data, event.spec.path) == event.value:
             return
         set_path(self.doc.data, event.spec.path, event.value)
+        # The edit is the latest layer: setting one of an exclusive pair clears the other.
+        for path in clear_partner(self.doc.data, event.spec.path):
+            for row in self.query(FieldRow):
+                if row.spec.path == path:
+                    row.set_value(get_path(self.doc.data, path))
         self.revalidate()
 
     @on(FieldRow.Focused)
