@@ -74,7 +74,9 @@ def test_sigkilled_writer_loses_at_most_last_interval(tmp_path, procs):
     p = spawn(KILLED_WRITER, str(tmp_path), run.id, str(FLUSH))
     procs.append(p)
     wait_until(lambda: (store.last_step(run.id) or 0) >= 300, 60, "the writer to flush rows")
-    time.sleep(0.7)
+    # Kill while it is in full flow: a few more flushes after the first 300 steps were seen.
+    first = store.last_step(run.id)
+    wait_until(lambda: store.last_step(run.id) >= first + 100, 60, "more flushes")
     t_kill = time.time()
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=10)
@@ -201,7 +203,10 @@ def test_three_writers_two_readers_never_locked(tmp_path, procs):
 CLAIMER = """
     import json, sys, time
     from tuitrain.store import Store
-    s = Store(sys.argv[1]); run_id = sys.argv[2]; end = time.monotonic() + float(sys.argv[3])
+    s = Store(sys.argv[1]); run_id = sys.argv[2]
+    s.claim_commands(run_id)  # the connection is open and the first poll done
+    print("polling", flush=True)
+    end = time.monotonic() + float(sys.argv[3])
     got = []
     while time.monotonic() < end:
         for c in s.claim_commands(run_id):
@@ -218,7 +223,8 @@ def test_commands_claimed_exactly_once(tmp_path, procs):
     store.mark_started(run.id, os.getpid())
     claimers = [spawn(CLAIMER, str(tmp_path), run.id, "5") for _ in range(4)]
     procs.extend(claimers)
-    time.sleep(1.5)  # let them start polling
+    for p in claimers:  # every claimer is polling before the first command goes out
+        assert p.stdout.readline().strip() == "polling", p.stderr.read()
     sent = []
     for i in range(200):
         sent.append(store.send_command(run.id, "scale_lr", {"factor": 1.0 + i / 1000}))

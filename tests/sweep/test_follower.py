@@ -75,9 +75,16 @@ def test_late_metric_of_an_already_seen_step_is_shown(tmp_path):
         run = s.create_run({}, {"total_steps": 10}, name="late")
         s.mark_started(run.id, pid=trainer.pid)
         s.log_metrics(run.id, [(10, "loss", 1.5, 0.0), (10, "lr", 1e-3, 0.0)])
+    out = io.StringIO()
+    follower = Follower(tmp_path, run.id, out, poll_s=0.05)
+    seen_step_10 = threading.Event()
 
     def finish_later() -> None:
-        time.sleep(0.5)  # the follower has read step 10 by now (it polls every 0.05 s)
+        # Wait for the condition itself (the follower has read step 10), not for a guess of time.
+        deadline = time.monotonic() + 60
+        while follower.step < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_step_10.set()
         with Store(tmp_path) as s2:
             s2.log_metrics(run.id, [(10, "val_loss", 1.25, 0.0)])
             s2.set_status(run.id, "completed")
@@ -86,9 +93,38 @@ def test_late_metric_of_an_already_seen_step_is_shown(tmp_path):
 
     t = threading.Thread(target=finish_later)
     t.start()
-    out = io.StringIO()
-    Follower(tmp_path, run.id, out, poll_s=0.05).follow()
-    t.join(timeout=10)
-    assert trainer.poll() is not None
+    try:
+        follower.follow()
+    finally:
+        t.join(timeout=70)
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait(timeout=10)
+    assert seen_step_10.is_set() and follower.step == 10
     final = [ln for ln in out.getvalue().splitlines() if ln.startswith("step 10/10")][-1]
     assert "val_loss 1.25" in final
+
+
+def test_stalled_run_is_said_in_the_progress_line(tmp_path, monkeypatch):
+    """Heartbeat fresh, step not moving past the threshold: the progress line says STALLED."""
+    import time
+
+    monkeypatch.setenv("TUITRAIN_STALL_MIN_S", "0.5")
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(tmp_path) as s:
+            run = s.create_run({}, {"total_steps": 10}, name="hung")
+            s.mark_started(run.id, pid=trainer.pid)
+            s.log_metrics(run.id, [(3, "loss", 1.5, time.time())])
+            f = Follower(tmp_path, run.id, io.StringIO())
+            got = s.get_run(run.id)
+            deadline = time.monotonic() + 30
+            while not got.stalled and time.monotonic() < deadline:
+                time.sleep(0.05)
+                s.conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run.id))
+                got = s.get_run(run.id)
+            assert got.stalled and got.status == "running"
+            assert "STALLED: no step for 0:00:0" in f._status_text(got)
+    finally:
+        trainer.kill()
+        trainer.wait(timeout=10)
