@@ -214,6 +214,7 @@ def test_stall_state_thresholds():
     r = _running(step_advanced=2000.0, step_time_s=0.5, last_step=10)
     assert stall_state(r, 2119.0, 120, 900) == (False, 119.0, 120.0)
     assert stall_state(r, 2121.0, 120, 900)[0] is True
+    assert stall_state(r, 2121.0, 120, 900, factor=300) == (False, 121.0, 150.0)  # doctor's own
     slow = _running(step_advanced=2000.0, step_time_s=30.0, last_step=10)
     assert stall_state(slow, 2500.0, 120, 900) == (False, 500.0, 600.0)
     assert stall_state(slow, 2601.0, 120, 900)[0] is True

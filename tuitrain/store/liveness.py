@@ -301,12 +301,14 @@ def stall_state(
     now: float | None = None,
     min_s: float | None = None,
     first_step_s: float | None = None,
+    factor: float = STALL_STEP_FACTOR,
 ) -> tuple[bool, float | None, float | None]:
     """(stalled, last_step_age_s, threshold_s) of a run; pure (no I/O besides the env defaults).
 
     Only a `running` run can be stalled. last_step_age_s is the time since its step last advanced
     (since its (re)start while it has made no step yet); the threshold is max(min_s,
-    20 x median step time), or first_step_s before the first step of a (re)start.
+    factor x median step time), or first_step_s before the first step of a (re)start. min_s and
+    first_step_s default to stall_thresholds() (environment, else 120 s / 900 s).
     """
     if run.status != "running":
         return False, None, None
@@ -323,7 +325,7 @@ def stall_state(
         threshold = float(first_step_s)
     else:
         per_step = getattr(run, "step_time_s", None)
-        threshold = max(float(min_s), STALL_STEP_FACTOR * per_step if per_step else 0.0)
+        threshold = max(float(min_s), factor * per_step if per_step else 0.0)
     return age > threshold, age, threshold
 
 
