@@ -166,8 +166,11 @@ def launch(
     name: str | None = None,
     sweep_id: str | None = None,
     extra_env: dict[str, str] | None = None,
+    exact_name: bool = False,
 ):
-    """Create the run record and runs/<id>/config.yaml, then start training detached; returns RunInfo."""
+    """Create the run record and runs/<id>/config.yaml, then start training detached; returns RunInfo.
+    The run's name is `name`, else run.name, else the config file's stem, made unique (demo,
+    demo-2, ...); with exact_name (an explicit --name) a taken name is InvalidValue instead."""
     from tuitrain.store import Store
 
     cfg = resolved.config
@@ -175,9 +178,10 @@ def launch(
         run = store.create_run(
             to_dict(cfg),
             resolved.derived.as_dict(),
-            name=name or cfg.run.name,
+            name=name or cfg.run.name or (Path(resolved.source).stem if resolved.source else None),
             sweep_id=sweep_id,
             status="queued",
+            exact_name=exact_name,
         )
         run_dir = store.run_dir(run.id)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,11 @@ def test_create_get_list_and_lifecycle(store):
 
 def test_ambiguous_and_missing_names(store):
     x = store.create_run({}, {}, name="dup")
-    store.create_run({}, {}, name="dup")
+    y = store.create_run({}, {}, name="dup")
+    assert y.name == "dup-2"  # new runs get a free name (tests/cli/test_names.py)
+    # a database from before that may still hold two runs of one name
+    with sqlite3.connect(store.runs_dir / DB_NAME) as conn:
+        conn.execute("UPDATE runs SET name = 'dup' WHERE id = ?", (y.id,))
     with pytest.raises(RunNotFound, match="matches 2 runs"):
         store.get_run("dup")
     with pytest.raises(RunNotFound, match="no run with id or name 'nope'"):

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tuitrain` console script."""
     from tuitrain.config.errors import ConfigError
+    from tuitrain.store.models import InvalidValue, StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -91,5 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID_CONFIG
+    except InvalidValue as exc:  # a bad argument the store refused (e.g. a taken --name)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

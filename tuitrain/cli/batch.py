@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run", help="launch a training run from a config file and follow it (Ctrl-C stops it)"
     )
     add_config_source(p)
-    p.add_argument("--name", default=None, help="run name (default: run.name from the config)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="run name; must be free (default: run.name from the config, made unique: demo-2, ...)",
+    )
     p.add_argument(
         "--runs-dir",
         default=argparse.SUPPRESS,
@@ -52,7 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for w in resolved.warnings:
         print(f"warning: {w}", file=sys.stderr)
     runs_dir = Path(args.runs_dir)
-    info = launch(resolved, runs_dir, name=args.name)
+    # An explicit --name must be free (an error names the run holding it); run.name is made unique.
+    info = launch(resolved, runs_dir, name=args.name, exact_name=args.name is not None)
     if args.detach:
         print(info.id)
         return 0

@@ -152,18 +152,23 @@ class Store(MetricsMixin, CommandsMixin):
         name: str | None = None,
         sweep_id: str | None = None,
         status: str = "queued",
+        exact_name: bool = False,
     ) -> RunInfo:
-        """Insert a new run record with a generated id; name is free text (defaults to the id)."""
+        """Insert a new run record with a generated id. Names resolve to one run: a taken name
+        gets the next free suffix (demo, demo-2, demo-3, ...); with exact_name a taken name is
+        InvalidValue naming the run that holds it. No name: the id. Chosen inside the write
+        transaction, so concurrent launches never share a name."""
         _check_status(status)
         now = time.time()
         for _ in range(20):
             run_id = new_run_id(now)
             try:
                 with immediate(self.conn):
+                    run_name = self._free_name(str(name), exact_name) if name else run_id
                     self.conn.execute(
                         "INSERT INTO runs (id, name, status, config, derived, created, summary,"
                         " sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, str(name) if name else run_id, status, _dumps(dict(config)),
+                        (run_id, run_name, status, _dumps(dict(config)),
                          _dumps(dict(derived)), now, "{}", sweep_id),
                     )  # fmt: skip
                 break
@@ -172,6 +177,31 @@ class Store(MetricsMixin, CommandsMixin):
         else:
             raise RuntimeError("could not allocate a unique run id")
         return self.get_run(run_id)
+
+    def _free_name(self, name: str, exact: bool) -> str:
+        """`name` if no run has it, else `name-N` past the highest N in use (call inside the
+        write transaction); exact: a taken name is an error naming its run."""
+        holder = self.conn.execute(
+            "SELECT id, status FROM runs WHERE name = ? ORDER BY created LIMIT 1", (name,)
+        ).fetchone()
+        if holder is None:
+            return name
+        like = re.sub(r"([%_\\])", r"\\\1", name) + "-%"
+        suffix = re.compile(re.escape(name) + r"-([0-9]{1,9})")
+        used = [
+            int(m.group(1))
+            for (other,) in self.conn.execute(
+                "SELECT name FROM runs WHERE name LIKE ? ESCAPE '\\'", (like,)
+            )
+            if (m := suffix.fullmatch(other))
+        ]
+        free = f"{name}-{max(used, default=1) + 1}"
+        if exact:
+            raise InvalidValue(
+                f"run name {name!r} is taken by run {holder[0]} ({holder[1]}); "
+                f"choose another name, or leave the name out to get {free!r}"
+            )
+        return free
 
     def _row_to_run(self, r: tuple) -> RunInfo:
         return RunInfo(
