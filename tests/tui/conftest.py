@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.worker import WorkerState
 
 from tests.tui.fixture_db import NOW, build
 from tuitrain.tui.app import Settings, TuitrainApp
@@ -31,12 +32,45 @@ def make_app(**kwargs) -> TuitrainApp:
     return TuitrainApp(**kwargs)
 
 
+# Workers that loop for a screen's lifetime (one thread, one Store): waited on by their
+# `polls` counter, never for completion.
+LOOP_GROUPS = {"monitor-poll", "runs-poll"}
+
+
+async def polled(pilot: Pilot, timeout: float = 20.0) -> None:
+    """Wake the current screen's poll loop and wait until it has read the database again."""
+    screen = pilot.app.screen
+    if not hasattr(screen, "polls"):
+        return
+    before = screen.polls
+    screen.poll()
+    deadline = time.monotonic() + timeout
+    while screen.polls <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{screen!r} did not poll within {timeout} s")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
 async def settle(pilot: Pilot, rounds: int = 2, wait: float = 0.6) -> None:
-    """Let timers fire, workers finish and their messages land (twice: polls chain)."""
+    """Let timers fire, poll loops read, workers finish and their messages land (twice: polls chain)."""
     for _ in range(rounds):
         await pilot.pause(wait)
-        await pilot.app.workers.wait_for_complete()
+        await polled(pilot)
+        await idle_workers(pilot)
         await pilot.pause()
+
+
+async def idle_workers(pilot: Pilot, timeout: float = 30.0) -> None:
+    """Wait until no one-shot worker is pending or running (poll loops never end: skipped)."""
+    deadline = time.monotonic() + timeout
+    while any(
+        w.group not in LOOP_GROUPS and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        for w in pilot.app.workers
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers still running after {timeout} s")
+        await pilot.pause(0.02)
 
 
 def aio(fn):

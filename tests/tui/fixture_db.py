@@ -79,8 +79,10 @@ def pin_times(
     store: Store, run_id: str, created: float, started: float | None, ended: float | None
 ) -> None:
     """Test-only: pin a run's timestamps so elapsed and start-time text is stable in snapshots."""
-    with store._lock:
-        store.conn.execute(
+    # Committed at once (the store's connection may be shared or per thread).
+    conn = store.conn
+    with conn:
+        conn.execute(
             "UPDATE runs SET created = ?, started = ?, ended = ? WHERE id = ?",
             (created, started, ended, run_id),
         )

@@ -22,6 +22,12 @@ def _text(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+def _events_text(app) -> str:
+    """The events pane as shown: one line per option."""
+    pane = app.screen.query_one("#events")
+    return "\n".join(str(pane.get_option_at_index(i).prompt) for i in range(pane.option_count))
+
+
 def _commands(run_id: str):
     with Store("runs") as s:
         return s.commands(run_id)
@@ -116,7 +122,7 @@ async def test_new_points_and_status_changes_show_without_reopening(runs):
         await settle(pilot, wait=0.3)
         assert "step 180/400" in _text(app, "#run-header")
         assert chart.lines[0].xs[-1] == 180 > before
-        assert "loss spike" in str(app.screen.query_one("#events .events-text", Static).render())
+        assert "loss spike" in _events_text(app)
         with Store("runs") as s:
             s.set_status(rid, "completed", "finished")
         await settle(pilot, wait=0.3)

@@ -9,14 +9,15 @@ from textual.message import Message
 
 
 @dataclass
-class RunsLoaded(Message):
-    """A fresh listing of the runs directory."""
+class RunsChanged(Message):
+    """What changed in the runs directory since the last poll (rows are updated, not redrawn)."""
 
-    runs: list[Any]  # list[RunInfo]
+    order: list[str] | None  # every run id, newest first; None: the set of runs is unchanged
+    changed: dict[str, Any]  # run id -> RunInfo of the rows that changed
 
     def can_replace(self, message: Message) -> bool:
-        """A newer listing supersedes an older one still queued."""
-        return isinstance(message, RunsLoaded)
+        """Never collapsed: each one carries rows the next may not."""
+        return False
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunSnapshot(Message):
 
     run_id: str
     run: Any  # RunInfo
-    latest: dict[str, float]
+    latest: dict[str, float] | None  # None: unchanged (sent together with series)
     last_step: int | None
     commands: list[Any]  # list[Command]
     series: dict[str, list[tuple[int, float, float, float]]] | None = None  # None: unchanged
@@ -37,6 +38,14 @@ class RunSnapshot(Message):
             and message.run_id == self.run_id
             and (self.series is not None or message.series is None)
         )
+
+
+@dataclass
+class RunMissing(Message):
+    """The run a monitor watches is not (or no longer) in the store: say why in the header."""
+
+    run_ref: str
+    error: str
 
 
 @dataclass

@@ -1,26 +1,54 @@
-"""Provides MonitorScreen: live charts, header, events and steering keys for one run."""
+"""Provides MonitorScreen: live charts, header, notes, events and steering keys for one run."""
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, OptionList
+from textual.worker import get_current_worker
 
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
-from tuitrain.tui.messages import NewEvents, RunSnapshot
+from tuitrain.tui.dialogs.text import TextDialog
+from tuitrain.tui.messages import NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
-from tuitrain.tui.widgets.run_panes import CommandsPane, EventsPane, RunHeader
+from tuitrain.tui.widgets.events import EventsPane, filter_label, full_text
+from tuitrain.tui.widgets.run_panes import CommandsPane, NotesLine, RunHeader
 
 CHART_METRICS = ("loss", "val_loss", "lr", "grad_norm", "val_accuracy")  # accuracy: header only
-HEADER_METRICS = ("loss", "val_loss", "lr", "grad_norm", "epoch", "tokens_per_s", "gpu_mem_gb")
+HEADER_METRICS = (
+    "loss",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "grad_norm",
+    "epoch",
+    "tokens_per_s",
+    "gpu_mem_gb",  # runs from before the split into allocated / peak
+    "gpu_mem_alloc_gb",
+    "gpu_mem_peak_gb",
+)
+CHARTS = ("#chart-loss", "#chart-lr", "#chart-grad")
+# Below this many rows per chart (title, axes and ~3 plot rows) a chart cannot be read:
+# show one chart at a time instead (n switches).
+MIN_CHART_ROWS = 7
+BOTTOM_ROWS = 7  # events + commands
+# An unchanged database is re-read anyway this often, so a run whose process died
+# (which commits nothing) is still found crashed by the store's liveness check.
+LIVENESS_S = 2.0
+
+
+def _sig_value(v: float) -> float | None:
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 class MonitorScreen(Screen):
@@ -33,6 +61,11 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("k", "checkpoint", "Ckpt"),
         Binding("v", "eval", "Eval"),
+        Binding("z", "zoom", "Zoom"),
+        Binding("n", "next_chart(1)", "Next chart", show=False),  # hinted in the chart title
+        Binding("N", "next_chart(-1)", "Prev chart", show=False),
+        Binding("f", "filter_events", "Filter"),
+        Binding("e", "edit_notes", "Notes"),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
         Binding("escape,b", "back", "Back"),
@@ -46,16 +79,30 @@ class MonitorScreen(Screen):
         self.series: dict[str, list[tuple[int, float, float, float]]] = {}
         self.log_y = False
         self.smooth = False
-        self._store: Any = None  # owned by the poll worker (one at a time; see poll())
+        self.zoomed = False  # one chart at full height (z)
+        self.single = False  # the terminal is too short for three charts: one at a time
+        self.current = 0  # index in CHARTS of the chart shown when zoomed or single
+        # The poll loop's state: only its thread touches these.
         self._after_event = 0
-        self._seen_step: int | None = -1
+        self._sig: tuple | None = None
         self._seen_buckets = 0
+        self._version: int | None = None
+        self._full_read = 0.0
+        self._run_terminal = False
+        # Set by the main thread, read by the loop (plain values: no lock needed).
+        self._wake = threading.Event()
+        self._active = True
+        self._closed = False
+        self._buckets = 160
+        self.polls = 0  # reads done by the loop (tests wait on it)
+        self.loop_done = False  # the loop's thread has ended and closed its Store
+        self.loop_error: Exception | None = None  # the last read that failed
         self._last_draw = 0.0
-        self._last_poll = 0.0
         self._draw_timer: Any = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader("loading…", id="run-header")
+        yield NotesLine("", id="run-notes")
         with Horizontal(id="charts-top"):
             yield MetricChart("loss (train, val)", id="chart-loss")
         with Horizontal(id="charts-bottom"):
@@ -67,74 +114,146 @@ class MonitorScreen(Screen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.query_one("#run-notes", NotesLine).display = False
+        self.query_one("#events", EventsPane).focus()
         # First read after layout, so the series are fetched at the charts' real width.
-        self.call_after_refresh(self.poll)
-        self.set_interval(self.app.settings.poll_s, self.poll)  # type: ignore[attr-defined]
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        self._buckets = self.buckets()
+        self.poll_loop()
 
     def on_unmount(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        self._closed = True  # the loop ends after its current read and closes its Store
+        self._wake.set()
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.apply_layout()
+        if self.buckets() != self._buckets:
+            self.poll()  # re-read the series at the new width
+
+    def apply_layout(self) -> None:
+        """Three charts, or one (zoomed, or when each of three would be too short to read)."""
+        height = self.size.height or 24
+        notes = 1 if self.query_one("#run-notes", NotesLine).display else 0
+        rows = (height - 2 - notes - 1 - BOTTOM_ROWS) // 2
+        single = rows < MIN_CHART_ROWS
+        if single != self.single:
+            self.single = single
+        one = self.zoomed or self.single
+        for i, cid in enumerate(CHARTS):
+            chart = self.query_one(cid, MetricChart)
+            chart.display = not one or i == self.current
+            chart.envelope = self.zoomed
+        self.query_one("#charts-top").display = self.query_one("#chart-loss").display
+        self.query_one("#charts-bottom").display = any(
+            self.query_one(c).display for c in CHARTS[1:]
+        )
+        self.query_one("#monitor-bottom").display = not self.zoomed
+        commands = self.query_one("#commands", CommandsPane)
+        commands.styles.width = 36 if (self.size.width or 80) >= 80 else 26
+        self.redraw()
+
+    def action_zoom(self) -> None:
+        """Show the current chart alone at full height (again: back to all charts)."""
+        self.zoomed = not self.zoomed
+        self.apply_layout()
+
+    def action_next_chart(self, step: int) -> None:
+        """Switch the chart shown when zoomed or when only one fits."""
+        self.current = (self.current + step) % len(CHARTS)
+        if not (self.zoomed or self.single):
+            self.zoomed = True  # picking a chart with all three shown zooms into it
+        self.apply_layout()
 
     # -- reading --------------------------------------------------------------------------
 
     def buckets(self) -> int:
         """Points per series: about two per chart cell (braille resolution), so cost is flat."""
-        width = self.query_one("#chart-loss", MetricChart).size.width or 80
+        width = self.size.width or 80
         return max(20, min(400, width * 2))
 
-    def poll(self) -> None:
-        """Start one poll unless one is still running (no pile-up when the DB is slow)."""
-        if not self.is_current and self.run is not None:
-            return
-        if any(w.group == "monitor-poll" and w.is_running for w in self.workers):
-            return
-        settings = self.app.settings  # type: ignore[attr-defined]
-        if (
-            self.run is not None
-            and self.run.terminal
-            and time.monotonic() - self._last_poll < settings.list_poll_s
-        ):
-            return  # an ended run changes rarely: poll it at the runs-list pace
-        self._last_poll = time.monotonic()
-        self.read_run(self.buckets())
+    def on_screen_suspend(self) -> None:
+        self._active = False  # another screen is on top: no reads until it is back
 
-    @work(thread=True, exclusive=False, exit_on_error=False, group="monitor-poll")
-    def read_run(self, buckets: int) -> None:
-        """Read what changed since the last poll and post it (incremental events; series only on new steps)."""
+    def on_screen_resume(self) -> None:
+        self._active = True
+        self.poll()
+
+    def poll(self) -> None:
+        """Ask the poll loop for a read now (after a command, a resize, a resume)."""
+        self._buckets = self.buckets()
+        self._wake.set()
+
+    @work(thread=True, exit_on_error=False, group="monitor-poll")
+    def poll_loop(self) -> None:
+        """Read what changed, post it as messages, sleep; until the screen goes away.
+
+        One long-lived thread with one Store: its connection's data_version tells whether
+        anything was committed since the last read. The worker never touches widgets, and it
+        alone closes the Store, after its last read."""
         from tuitrain.store import Store
 
-        if self._store is None:
-            self._store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
-        store = self._store
+        worker = get_current_worker()
+        settings = self.app.settings  # type: ignore[attr-defined]
+        store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        try:
+            while not (worker.is_cancelled or self._closed):
+                if self._active:
+                    try:
+                        messages = self._read(store, self._buckets)
+                    except Exception as exc:  # a DB error must not end the monitor's updates
+                        self.loop_error = exc
+                        messages = [RunMissing(self.run_ref, f"cannot read the run: {exc}")]
+                    for msg in messages:
+                        self.post_message(msg)
+                    self.polls += 1
+                ended = self._run_terminal
+                self._wake.wait(settings.list_poll_s if ended else settings.poll_s)
+                self._wake.clear()
+        finally:
+            store.close()
+            self.loop_done = True
+
+    def _read(self, store: Any, buckets: int) -> list:
+        """One poll: nothing when the DB did not change; series when any watched series gained a row."""
+        version = store.data_version()
+        now = time.monotonic()
+        if (
+            self._version == version
+            and buckets == self._seen_buckets
+            and now - self._full_read < LIVENESS_S
+        ):
+            return []  # no other connection committed anything: nothing to show
+        self._version, self._full_read = version, now
         try:
             run = store.get_run(self.run_ref)  # also turns a dead 'running' run into crashed
         except LookupError as exc:  # RunNotFound: deleted meanwhile, or a typo
-            self.app.call_from_thread(
-                self.query_one("#run-header", RunHeader).update, f"[red]{exc}[/]"
-            )
-            return
+            return [RunMissing(self.run_ref, str(exc))]
+        self._run_terminal = run.terminal  # an ended run changes rarely: poll it slower
+        out: list = []
         events = store.events(run.id, self._after_event)
         if events:
             self._after_event = events[-1].id
-            self.post_message(NewEvents(run.id, events))
-        series = None
-        if run.last_step != self._seen_step or buckets != self._seen_buckets:
-            names = set(store.metric_names(run.id))
+            out.append(NewEvents(run.id, events))
+        # The newest point of every series: a val_* row written at a step already read (an
+        # eval lands after that step's train metrics; a finished run's final eval) changes
+        # this signature even though the run's last step did not move.
+        last = store.last_values(run.id)
+        sig = tuple(sorted((n, p.step, _sig_value(p.value)) for n, p in last.items()))
+        series = latest = None
+        if sig != self._sig or buckets != self._seen_buckets:
+            names = set(last)
             series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
-            # Header values: the newest point of each metric (one indexed read near the end).
-            latest = {
-                p.name: p.value
-                for p in store.tail(run.id, HEADER_METRICS, after_step=(run.last_step or 0) - 1)
-            }
-            for n in CHART_METRICS:  # val_loss comes only at evals: take the series' newest
-                if n not in latest and series.get(n):
-                    latest[n] = series[n][-1][3]
-            self._seen_step, self._seen_buckets = run.last_step, buckets
-        else:
-            latest = None
-        self.post_message(
-            RunSnapshot(run.id, run, latest or {}, run.last_step, store.commands(run.id), series)
-        )
+            latest = {n: last[n].value for n in HEADER_METRICS if n in last}
+            self._sig, self._seen_buckets = sig, buckets
+        out.append(RunSnapshot(run.id, run, latest, run.last_step, store.commands(run.id), series))
+        return out
+
+    def on_run_missing(self, msg: RunMissing) -> None:
+        self.query_one("#run-header", RunHeader).update(f"[red]{msg.error}[/]")
 
     def on_run_snapshot(self, msg: RunSnapshot) -> None:
         if self.run is not None and self.run.status != msg.run.status:
@@ -146,16 +265,42 @@ class MonitorScreen(Screen):
         self.run = msg.run
         if msg.series is not None:
             self.series = msg.series
+        if msg.latest is not None:
             self.latest = msg.latest
         self.query_one("#run-header", RunHeader).show(
             msg.run, self.latest, total_steps(msg.run), self.app.now()
         )  # type: ignore[attr-defined]
+        notes_line = self.query_one("#run-notes", NotesLine)
+        shown = notes_line.display
+        notes_line.show(self.notes())
+        if notes_line.display != shown:
+            self.apply_layout()
         self.query_one("#commands", CommandsPane).show(msg.commands)
         if msg.series is not None:
             self.request_redraw()
 
+    def notes(self) -> str:
+        """The run's notes (config run.notes; '' for runs without a tuitrain config)."""
+        cfg = self.run.config if self.run is not None else None
+        run = cfg.get("run") if isinstance(cfg, dict) else None
+        notes = run.get("notes") if isinstance(run, dict) else None
+        return notes if isinstance(notes, str) else ""
+
     def on_new_events(self, msg: NewEvents) -> None:
         self.query_one("#events", EventsPane).add(msg.events)
+
+    @on(OptionList.OptionSelected, "#events")
+    def open_event(self, event: OptionList.OptionSelected) -> None:
+        """Enter on an event shows its whole text (a generation sample with its newlines)."""
+        e = self.query_one("#events", EventsPane).selected_event()
+        if e is not None:
+            self.app.push_screen(TextDialog(f"event #{e.id}", full_text(e)))
+
+    def action_filter_events(self) -> None:
+        """Cycle the events filter: all, no generations, then only one kind."""
+        pane = self.query_one("#events", EventsPane)
+        pane.set_filter(pane.next_filter())
+        self.notify(f"events: {filter_label(pane.filter)}", timeout=1.5)
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -173,14 +318,21 @@ class MonitorScreen(Screen):
             self._draw_timer = self.set_timer(wait, self.redraw)
 
     def line(self, name: str, label: str, color: str, smooth: bool = False) -> Line | None:
-        """A chart line from a cached series (last value per bucket)."""
+        """A chart line from a cached series (last value per bucket, with the bucket's min/max)."""
         pts = self.series.get(name)
         if not pts:
             return None
         ys = [p[3] for p in pts]
         if smooth and self.smooth:
             ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
-        return Line(label, tuple(p[0] for p in pts), tuple(ys), color)
+        return Line(
+            label,
+            tuple(p[0] for p in pts),
+            tuple(ys),
+            color,
+            lo=tuple(p[1] for p in pts),
+            hi=tuple(p[2] for p in pts),
+        )
 
     def redraw(self) -> None:
         """Push cached, downsampled lines into the charts (plotext builds on the main thread)."""
@@ -196,13 +348,15 @@ class MonitorScreen(Screen):
         ]
         logy = ", log y" if self.log_y else ""
         smooth = ", smoothed" if self.smooth else ""  # the LR curve is never smoothed
+        one = self.zoomed or self.single
         titles = {
             "#chart-loss": f"loss (train, val){logy}{smooth}",
             "#chart-lr": f"learning rate{logy}",
             "#chart-grad": f"grad norm (pre-clip){logy}{smooth}",
         }
-        for cid, title in titles.items():
-            self.query_one(cid, MetricChart).title = title
+        for i, (cid, title) in enumerate(titles.items()):
+            hint = f"  [{i + 1}/{len(CHARTS)} n: next, z: {'all' if self.zoomed else 'zoom'}]"
+            self.query_one(cid, MetricChart).title = title + (hint if one else "")
         self.query_one("#chart-loss", MetricChart).set_lines(loss, self.log_y)
         lr = [x for x in (self.line("lr", "", "green"),) if x]
         self.query_one("#chart-lr", MetricChart).set_lines(lr, self.log_y)
@@ -274,6 +428,28 @@ class MonitorScreen(Screen):
         """Evaluate at the next step."""
         if self._steerable():
             self.send("eval")
+
+    def action_edit_notes(self) -> None:
+        """Edit the run's notes (what you were trying); saved in the run record."""
+        if self.run is None:
+            return
+        self.app.push_screen(
+            PromptDialog(f"Notes for run {self.run.name}:", str, self.notes()),
+            lambda text: text is not None and self.save_notes(text),
+        )
+
+    @work(thread=True, exit_on_error=False, group="monitor-send")
+    def save_notes(self, text: str) -> None:
+        """Write the notes (a DB write: never on the main thread), then re-read the run."""
+        from tuitrain.store import Store
+
+        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+            try:
+                store.set_notes(self.run.id, text)
+            except Exception as exc:  # the run was deleted meanwhile
+                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                return
+        self.app.call_from_thread(self.poll)
 
     def action_log_y(self) -> None:
         """Toggle a logarithmic y axis."""

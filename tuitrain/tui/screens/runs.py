@@ -9,27 +9,31 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import get_current_worker
 
 from tuitrain.tui import fmt
-from tuitrain.tui.messages import RunsLoaded
+from tuitrain.tui.messages import RunsChanged
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
 COLUMNS = (
     ("mark", " ", 1),
     ("name", "name", 0),
     ("status", "status", 13),
-    ("progress", "progress", 12),
+    ("progress", "progress", 14),  # "1000/1000 100%" whole
     ("best", "best", 7),
     ("elapsed", "elapsed", 7),
     ("started", "started", 11),
 )
 MAX_COMPARE = 4
+# A full re-list is cheaper than this many single-row reads.
+MAX_ROW_READS = 200
 
 
 def best_text(run) -> str:
@@ -43,30 +47,104 @@ def total_steps(run) -> int | None:
     return (run.derived or {}).get("total_steps") or (run.summary or {}).get("total_steps")
 
 
+def _count(n: int) -> str:
+    return str(n) if n < 10_000 else f"{n / 1000:.0f}k" if n >= 100_000 else f"{n / 1000:.1f}k"
+
+
+def progress_text(step: int | None, total: int | None) -> str:
+    """'120/400 30%', '1000/1000 100%', '12.5k/100k 12%': always within the column's 14 cells."""
+    if step is None:
+        return "-"
+    if not total:
+        return _count(step)
+    return f"{_count(step)}/{_count(total)} {100 * step / total:.0f}%"
+
+
+def tags_of(run) -> list[str]:
+    """run.tags from the run's config (free-form configs of scripts may have none)."""
+    cfg = run.config if isinstance(run.config, dict) else {}
+    group = cfg.get("run") if isinstance(cfg.get("run"), dict) else {}
+    tags = group.get("tags") or []
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def matches(run, query: str) -> bool:
+    """Whether a run passes the `/` filter: every word is in its name, id or one of its tags."""
+    hay = [(run.name or "").lower(), run.id.lower(), *(t.lower() for t in tags_of(run))]
+    return all(any(word in h for h in hay) for word in query.lower().split())
+
+
+def status_text(run) -> Text:
+    """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
+    if run.status == "running" and getattr(run, "stalled", False):
+        age = getattr(run, "last_step_age_s", None)
+        return Text(f"stalled {fmt.duration(age)}" if age is not None else "stalled", "bold yellow")
+    return Text.from_markup(fmt.status(run.status))
+
+
+def detail_text(run) -> str:
+    """One line about the highlighted run: why it ended (or stalled), its tags and notes."""
+    from tuitrain.tui.widgets.events import one_line
+
+    parts = [f"[b]{escape(run.name or run.id)}[/b] {fmt.status(run.status)}"]
+    if getattr(run, "stalled", False):
+        age = getattr(run, "last_step_age_s", None)
+        parts.append(f"[bold yellow]no new step for {fmt.duration(age)}[/]")
+    if run.terminal and run.exit_reason:
+        style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
+        parts.append(f"[{style}]{escape(one_line(run.exit_reason.strip()))}[/]")
+    tags = tags_of(run)
+    if tags:
+        parts.append("[dim]tags:[/] " + escape(" ".join(tags)))
+    cfg = run.config if isinstance(run.config, dict) else {}
+    notes = (cfg.get("run") or {}).get("notes") if isinstance(cfg.get("run"), dict) else None
+    if isinstance(notes, str) and notes.strip():
+        parts.append("[dim]notes:[/] " + escape(one_line(notes.strip())))
+    return " · ".join(parts)
+
+
 class RunsScreen(Screen):
-    """The runs list: open, mark for comparison, start a new run."""
+    """The runs list: open, mark for comparison, filter, start a new run."""
 
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("w", "sweeps", "Sweeps"),
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
         Binding("r", "refresh", "Refresh", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="runs")
-        self.runs: list = []
+        self.runs: list = []  # the shown (filtered) runs, in table order
+        self.all_runs: dict[str, Any] = {}  # run id -> RunInfo, every run
+        self.order: list[str] = []  # every run id, newest first
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
-        self._store: Any = None  # opened lazily by the first worker; reused by later polls
-        self._store_lock = threading.Lock()
+        self.query_text = ""
+        self._cells: dict[str, tuple] = {}  # run id -> the cells last written (skip no-op updates)
+        # The poll loop's state (its thread only).
+        self._version: int | None = None
+        self._fps: dict[str, tuple] = {}
+        self._live: set[str] = set()
+        # Set by the main thread, read by the loop.
+        self._wake = threading.Event()
+        self._active = True
+        self._closed = False
+        self._full = False  # next read re-lists everything (r: refresh)
+        self.polls = 0  # reads done by the loop (tests wait on it)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Input(
+            placeholder="filter by name or tag; enter: keep, escape: clear", id="runs-filter"
+        )
+        yield Static("", id="runs-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -76,77 +154,215 @@ class RunsScreen(Screen):
             table.add_column(
                 label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
             )
+        self.query_one("#runs-filter", Input).display = False
+        table.focus()
         self.update_status()
-        self.action_refresh()
-        self.set_interval(self.app.settings.list_poll_s, self.action_refresh)  # type: ignore[attr-defined]
+        self.poll_loop()
 
     def on_screen_resume(self) -> None:
-        self.action_refresh()
+        self._active = True
+        # Back from a monitor or compare: keys go to the table again (space marks at once).
+        if not self.query_one("#runs-filter", Input).display:
+            self.query_one("#runs-table", DataTable).focus()
+        self.poll()
 
-    def action_refresh(self) -> None:
-        """Re-read the runs (in a worker thread)."""
-        self.load_runs()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
-    def load_runs(self) -> None:
-        """List runs with this screen's own Store, opened in a worker (the Store serialises threads)."""
-        from tuitrain.store import Store
-
-        with self._store_lock:
-            if self._store is None:
-                self._store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
-        self.post_message(RunsLoaded(self._store.list_runs()))
+    def on_screen_suspend(self) -> None:
+        self._active = False
 
     def on_unmount(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        self._closed = True  # the loop ends after its current read and closes its Store
+        self._wake.set()
 
-    def on_runs_loaded(self, msg: RunsLoaded) -> None:
-        self.runs = msg.runs
-        ids = {r.id for r in self.runs}
-        self.marked = [m for m in self.marked if m in ids]
-        self.fill_table()
+    def poll(self) -> None:
+        """Ask the poll loop for a read now."""
+        self._wake.set()
+
+    def action_refresh(self) -> None:
+        """Re-read every run (the loop otherwise reads only what changed)."""
+        self._full = True
+        self.poll()
+
+    # -- reading (poll loop thread) ---------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="runs-poll")
+    def poll_loop(self) -> None:
+        """Read what changed, post it, sleep; one thread and one Store for the screen's life.
+
+        An idle list costs one PRAGMA per poll: nothing is read when no other connection
+        committed (data_version) and no run is live; otherwise only the changed rows are."""
+        from tuitrain.store import Store
+
+        worker = get_current_worker()
+        settings = self.app.settings  # type: ignore[attr-defined]
+        store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        try:
+            while not (worker.is_cancelled or self._closed):
+                if self._active:
+                    try:
+                        msg = self._read(store)
+                    except Exception as exc:  # a DB error must not end the list's updates
+                        msg = None
+                        self.app.call_from_thread(
+                            self.notify, f"cannot read runs: {exc}", severity="error"
+                        )
+                    if msg is not None:
+                        self.post_message(msg)
+                    self.polls += 1
+                self._wake.wait(settings.list_poll_s)
+                self._wake.clear()
+        finally:
+            store.close()
+
+    def _read(self, store: Any) -> RunsChanged | None:
+        version = store.data_version()
+        full, self._full = self._full or self._version is None, False
+        if version == self._version and not self._live and not full:
+            return None
+        self._version = version
+        fps = store.run_fingerprints()
+        ids = [i for i, _ in fps]
+        order = ids if full or ids != list(self._fps) else None
+        changed_ids = [i for i, fp in fps if self._fps.get(i) != fp]
+        live = [i for i in self._live if i in self._fps and i not in changed_ids]
+        if full or len(changed_ids) > MAX_ROW_READS:
+            changed = {r.id: r for r in store.list_runs()}
+        else:
+            changed = {}
+            for i in [*changed_ids, *live]:  # live runs: liveness and stall are read each poll
+                try:
+                    changed[i] = store.get_run(i)
+                except LookupError:  # deleted between the two reads: the next poll drops it
+                    pass
+        self._fps = dict(fps)
+        self._live = {i for i in self._live if i in self._fps}
+        for i, r in changed.items():
+            (self._live.discard if r.terminal else self._live.add)(i)
+        if order is None and not changed:
+            return None
+        return RunsChanged(order, changed)
+
+    # -- showing (main thread) ---------------------------------------------------------------
+
+    def on_runs_changed(self, msg: RunsChanged) -> None:
+        self.all_runs.update(msg.changed)
+        if msg.order is not None:
+            self.order = msg.order
+            keep = set(self.order)
+            self.all_runs = {i: r for i, r in self.all_runs.items() if i in keep}
+            self.marked = [m for m in self.marked if m in keep]
+        self.fill_table(set(msg.changed))
         self.update_status()
 
     def row_cells(self, run) -> list:
         """The table cells of one run."""
         now = self.app.now()  # type: ignore[attr-defined]
+        name = Text(run.name or run.id, overflow="ellipsis", no_wrap=True)
+        tags = tags_of(run)
+        if tags:
+            name.append(" " + " ".join(tags), style="dim")
         return [
             Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
-            Text(run.name or run.id, overflow="ellipsis", no_wrap=True),
-            Text.from_markup(fmt.status(run.status)),
-            fmt.progress(run.last_step, total_steps(run)),
+            name,
+            status_text(run),
+            progress_text(run.last_step, total_steps(run)),
             best_text(run),
             fmt.duration(fmt.elapsed(run, now)),
             fmt.clock(run.started or run.created),
         ]
 
-    def fill_table(self) -> None:
-        """Update rows in place when the set of runs is unchanged, else rebuild keeping the cursor."""
+    def fill_table(self, changed: set[str] | None = None) -> None:
+        """Update the changed rows' changed cells; rebuild (keeping the cursor) only when the
+        shown set of runs differs. The DataTable renders only the rows on screen."""
         table = self.query_one("#runs-table", DataTable)
+        ids = [i for i in self.order if i in self.all_runs]
+        if self.query_text:
+            ids = [i for i in ids if matches(self.all_runs[i], self.query_text)]
+        self.runs = [self.all_runs[i] for i in ids]
         keys = [str(k.value) for k in table.rows]
-        ids = [r.id for r in self.runs]
         if keys == ids:
-            for run in self.runs:
-                for (col, _, _), cell in zip(COLUMNS, self.row_cells(run), strict=True):
-                    table.update_cell(run.id, col, cell)
+            for i in ids if changed is None else [i for i in ids if i in changed]:
+                self._update_row(table, self.all_runs[i])
+            self.show_detail()
             return
         current = keys[table.cursor_row] if keys and 0 <= table.cursor_row < len(keys) else None
         table.clear()
+        self._cells = {}
         for run in self.runs:
-            table.add_row(*self.row_cells(run), key=run.id)
+            cells = self.row_cells(run)
+            self._cells[run.id] = tuple(_cell_key(c) for c in cells)
+            table.add_row(*cells, key=run.id)
         if current in ids:
             table.move_cursor(row=ids.index(current))
+        self.show_detail()
+
+    def _update_row(self, table: DataTable, run) -> None:
+        cells = self.row_cells(run)
+        keys = tuple(_cell_key(c) for c in cells)
+        old = self._cells.get(run.id)
+        for n, ((col, _, _), cell) in enumerate(zip(COLUMNS, cells, strict=True)):
+            if old is None or old[n] != keys[n]:
+                table.update_cell(run.id, col, cell)
+        self._cells[run.id] = keys
 
     def update_status(self) -> None:
-        """One line: where, how many, how many marked."""
-        n = len(self.runs)
-        running = sum(r.status == "running" for r in self.runs)
+        """One line: where, how many, how many marked, the filter."""
+        n = len(self.all_runs)
+        running = sum(r.status == "running" for r in self.all_runs.values())
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         empty = " · no runs yet: n starts one" if not n else ""
+        shown = (
+            f" · filter {escape(self.query_text)!s}: {len(self.runs)} shown (esc: clear)"
+            if self.query_text
+            else ""
+        )
         self.query_one("#runs-status", Static).update(
-            f"[b]{self.app.runs_dir}[/b] · {n} runs, {running} running{marked}{empty}"
+            f"[b]{self.app.runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
         )  # type: ignore[attr-defined]
+
+    def show_detail(self) -> None:
+        """The detail line of the run under the cursor."""
+        run = self.current_run()
+        text = detail_text(run) if run is not None else ""
+        detail = self.query_one("#runs-detail", Static)
+        if text != getattr(detail, "_shown", None):
+            detail._shown = text  # type: ignore[attr-defined]
+            detail.update(text)
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    # -- filter -------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        """Filter the list by name or tag (as you type)."""
+        box = self.query_one("#runs-filter", Input)
+        box.display = True
+        box.value = self.query_text
+        box.focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.fill_table()
+        self.update_status()
+
+    @on(Input.Submitted, "#runs-filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter and gives the keys back to the table."""
+        self.query_one("#runs-filter", Input).display = False
+        self.query_one("#runs-table", DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        """Escape: no filter, every run shown."""
+        box = self.query_one("#runs-filter", Input)
+        box.display = False
+        if self.query_text:
+            self.query_text = ""
+            box.value = ""
+            self.fill_table()
+            self.update_status()
+        self.query_one("#runs-table", DataTable).focus()
 
     def current_run(self):
         """The run under the cursor, or None."""
@@ -182,7 +398,7 @@ class RunsScreen(Screen):
         else:
             self.marked.append(run.id)
         table = self.query_one("#runs-table", DataTable)
-        table.update_cell(run.id, "mark", self.row_cells(run)[0])
+        self._update_row(table, run)
         self.update_status()
         if table.cursor_row < len(self.runs) - 1:
             table.move_cursor(row=table.cursor_row + 1)
@@ -217,3 +433,8 @@ class RunsScreen(Screen):
             self.notify(f"{path} is missing", severity="error")
             return
         self.app.open_editor(str(path))  # type: ignore[attr-defined]
+
+
+def _cell_key(cell: Any) -> Any:
+    """A comparable form of a cell (Text compares by text and spans)."""
+    return (cell.plain, tuple(cell.spans), str(cell.style)) if isinstance(cell, Text) else cell

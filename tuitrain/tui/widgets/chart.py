@@ -22,6 +22,10 @@ class Line:
     ys: tuple[float, ...]
     color: str = "cyan"
     marker: str = "braille"
+    # Each bucket's min and max (Store.series): the y range covers every point, so a spike
+    # inside a bucket (loss 137 among 3s) still shows on the axis; zoomed charts draw them.
+    lo: tuple[float, ...] | None = None
+    hi: tuple[float, ...] | None = None
 
 
 def ema(ys: list[float] | tuple[float, ...], alpha: float = 0.2) -> list[float]:
@@ -37,8 +41,17 @@ def ema(ys: list[float] | tuple[float, ...], alpha: float = 0.2) -> list[float]:
     return out
 
 
+def tick(y: float) -> str:
+    """A short y label: 1.18, 0.5, 8.6e-04 (an LR axis in 0.000857 style takes 8 columns)."""
+    if y == 0:
+        return "0"
+    if abs(y) < 0.01 or abs(y) >= 1e5:
+        return f"{y:.1e}"
+    return f"{y:.3g}"
+
+
 class MetricChart(PlotextPlot):
-    """Line chart of a few series; set_lines() caches data, render() builds the plot text."""
+    """Line chart of a few series; set_lines() builds the plot text, and repaints only when it changed."""
 
     DEFAULT_CSS = """
     MetricChart { height: 1fr; min-height: 5; }
@@ -49,31 +62,52 @@ class MetricChart(PlotextPlot):
         self.title = title
         self.lines: list[Line] = []
         self.log_y = False
+        self.envelope = False  # draw each bucket's min/max too (the zoomed chart)
         self.empty_text = "waiting for data"
         self.builds = 0  # how many times the plot text was built (benchmarks read it)
+        self.repaints = 0  # how many builds changed the picture (and so were sent to the terminal)
         self.build_s = 0.0  # seconds the last build took (the monitor paces redraws with it)
         self._cache: tuple[tuple, RenderableType] | None = None
 
+    def _key(self) -> tuple:
+        return (self.size, self.title, self.app.theme, self.envelope)
+
     def set_lines(self, lines: list[Line], log_y: bool | None = None) -> None:
-        """Replace the cached lines and schedule one redraw (none when nothing changed)."""
+        """Replace the lines; rebuild now and repaint only if the picture differs.
+
+        Over SSH every repaint costs bytes: a new point that leaves the downsampled picture
+        as it was (same cells, same labels) must not be sent again."""
         same = lines == self.lines and (log_y is None or log_y == self.log_y)
-        if same and self._cache is not None and self._cache[0][1] == self.title:
+        if same and self._cache is not None and self._cache[0] == self._key():
             return
         self.lines = lines
         if log_y is not None:
             self.log_y = log_y
-        self._cache = None
-        self.refresh()
+        if not self.size.area or not self.display:
+            self._cache = None  # not laid out (or hidden): build when shown
+            self.refresh()
+            return
+        old = self._cache
+        text = self._timed_build()
+        self._cache = (self._key(), text)
+        if old is None or old[0] != self._cache[0] or old[1] != text:
+            self.repaints += 1
+            self.refresh()
 
     def render(self) -> RenderableType:
         """The plot text, rebuilt only when the lines, title, size or theme changed."""
-        key = (self.size, self.title, self.app.theme)
+        key = self._key()
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
+        text = self._timed_build()
+        self._cache = (key, text)
+        self.repaints += 1
+        return text
+
+    def _timed_build(self) -> RenderableType:
         t = time.perf_counter()
         text = self._build()
         self.build_s = time.perf_counter() - t
-        self._cache = (key, text)
         return text
 
     def _build(self) -> RenderableType:
@@ -86,18 +120,28 @@ class MetricChart(PlotextPlot):
         xr: list[float] = []
         yr: list[float] = []
         for line in self.lines:
-            xs, ys = line.xs, line.ys
-            if self.log_y:
-                pairs = [(x, y) for x, y in zip(xs, ys, strict=False) if y > 0 and math.isfinite(y)]
-            else:
-                pairs = [(x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y)]
+            ok = (lambda y: y > 0 and math.isfinite(y)) if self.log_y else math.isfinite
+            pairs = [(x, y) for x, y in zip(line.xs, line.ys, strict=False) if ok(y)]
             if not pairs:
                 continue
             px, py = zip(*pairs, strict=False)
             marker = "dot" if len(px) == 1 else line.marker
+            bounds = [
+                [(x, y) for x, y in zip(line.xs, b, strict=False) if ok(y)]
+                for b in (line.lo, line.hi)
+                if b is not None
+            ]
+            if self.envelope:
+                for b in bounds:
+                    if b and [y for _, y in b] != list(py):
+                        bx, by = zip(*b, strict=False)
+                        plt.plot(bx, by, color="gray", marker="dot")
             plt.plot(px, py, label=line.label or None, color=line.color, marker=marker)
             xr += (min(px), max(px))
             yr += (min(py), max(py))
+            for b in bounds:
+                if b:
+                    yr += (min(y for _, y in b), max(y for _, y in b))
             drawn = True
         if drawn:
             self._ticks(plt, min(xr), max(xr), min(yr), max(yr))
@@ -107,15 +151,20 @@ class MetricChart(PlotextPlot):
         return super().render()
 
     def _ticks(self, plt, x0: float, x1: float, y0: float, y1: float) -> None:
-        """Whole-number step ticks and short y labels (plotext's defaults print 40.8 and 0.000342)."""
+        """Whole-number step ticks and short y labels; limits that hold every point.
+
+        plotext's defaults print 40.8 and 0.000342, and its automatic limits follow the
+        plotted (last-per-bucket) values, which can hide a bucket's max."""
         if x1 > x0:
             xs = sorted({round(x0 + (x1 - x0) * i / 4) for i in range(5)})
             plt.xticks(xs, [str(x) for x in xs])
+            plt.xlim(x0, x1)
         if self.log_y:
             plt.yscale("log")
         elif y1 > y0:
             # Labels at least two rows apart: when they collide plotext picks one in hash
             # order, which differs between processes (and would make snapshots flaky).
-            n = max(2, min(4, (self.size.height - 4) // 2 + 1))
+            n = max(2, min(8, (self.size.height - 4) // 2 + 1))
             ys = [y0 + (y1 - y0) * i / (n - 1) for i in range(n)]
-            plt.yticks(ys, [f"{y:.3g}" for y in ys])
+            plt.yticks(ys, [tick(y) for y in ys])
+            plt.ylim(y0, y1)

@@ -1,22 +1,12 @@
-"""Provides the monitor's text panes: run header (step, ETA, speed, memory), commands, events."""
+"""Provides the monitor's text panes: run header (step, ETA, speed, memory, stall), notes, commands."""
 
 from __future__ import annotations
 
 from rich.markup import escape
-from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuitrain.tui import fmt
-
-EVENT_STYLE = {
-    "error": "red",
-    "diverged": "bold red",
-    "warning": "yellow",
-    "command": "cyan",
-    "eval": "green",
-    "early_stop": "bold yellow",
-    "finished": "bold cyan",
-}
+from tuitrain.tui.widgets.events import one_line
 
 
 def eta_seconds(run, step: int | None, total: int | None, now: float) -> float | None:
@@ -39,6 +29,27 @@ def thousands(value: float | None) -> str:
     return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
 
 
+def stalled_text(run) -> str:
+    """'stalled 3m' when the liveness check says the run's step stopped advancing, else ''.
+
+    Read with getattr: older stores have no stall fields on RunInfo."""
+    if not getattr(run, "stalled", False):
+        return ""
+    age = getattr(run, "last_step_age_s", None)
+    return f"stalled {fmt.duration(age)}" if age is not None else "stalled"
+
+
+def memory_text(latest: dict[str, float]) -> str:
+    """'1.2/3.4G' (allocated / peak); older runs logged only gpu_mem_gb (the peak)."""
+    alloc, peak = latest.get("gpu_mem_alloc_gb"), latest.get("gpu_mem_peak_gb")
+    if alloc is None and peak is None:
+        old = latest.get("gpu_mem_gb")
+        return "-" if old is None else f"{old:.1f}G"
+    a = "-" if alloc is None else f"{alloc:.1f}"
+    p = "-" if peak is None else f"{peak:.1f}"
+    return f"{a}/{p}G"
+
+
 class RunHeader(Static):
     """Two lines: identity, status, progress, ETA; then the latest metric values."""
 
@@ -47,25 +58,52 @@ class RunHeader(Static):
         step = run.last_step
         eta = eta_seconds(run, step, total, now)
         epoch = latest.get("epoch")
+        stalled = stalled_text(run)
+        status = fmt.status(run.status) + (f" [bold yellow]{stalled}[/]" if stalled else "")
+        # Below 80 columns (60x20 over a phone) keep what matters: drop epoch and elapsed,
+        # tok/s, single spaces, so step, ETA, loss, LR and memory stay on screen.
+        narrow = 0 < self.content_size.width < 76
+        gap = " " if narrow else "  "
         line1 = (
-            f"[b]{escape(short(run.name or run.id, 20))}[/b] {fmt.status(run.status)}  "
-            f"step {fmt.progress(step, total)}  epoch {fmt.number(epoch, 3)}  "
-            f"ETA {fmt.duration(eta)}  elapsed {fmt.duration(fmt.elapsed(run, now))}"
+            f"[b]{escape(short(run.name or run.id, 14 if narrow else 20))}[/b] {status}{gap}"
+            f"step {fmt.progress(step, total)}{gap}"
+            + ("" if narrow else f"epoch {fmt.number(epoch, 3)}  ")
+            + f"ETA {fmt.duration(eta)}"
+            + ("" if narrow else f"  elapsed {fmt.duration(fmt.elapsed(run, now))}")
         )
-        mem = latest.get("gpu_mem_gb")
         line2 = (
-            f"loss {fmt.number(latest.get('loss'))}  val {fmt.number(latest.get('val_loss'))}  "
-            + (f"acc {fmt.number(latest['val_accuracy'], 3)}  " if "val_accuracy" in latest else "")
-            + f"lr {fmt.lr(latest.get('lr'))}  grad {fmt.number(latest.get('grad_norm'), 3)}  "
-            f"tok/s {thousands(latest.get('tokens_per_s'))}  "
-            f"mem {'-' if mem is None else f'{mem:.1f}G'}"
+            f"loss {fmt.number(latest.get('loss'))}{gap}val {fmt.number(latest.get('val_loss'))}{gap}"
+            + (
+                f"acc {fmt.number(latest['val_accuracy'], 3)}{gap}"
+                if "val_accuracy" in latest
+                else ""
+            )
+            + f"lr {fmt.lr(latest.get('lr'))}{gap}grad {fmt.number(latest.get('grad_norm'), 3)}{gap}"
+            + ("" if narrow else f"tok/s {thousands(latest.get('tokens_per_s'))}{gap}")
+            + f"mem {memory_text(latest)}"
         )
         if run.terminal and run.exit_reason:
-            line2 = f"[dim]{escape(run.exit_reason)}[/]  " + line2
+            # A run that died before starting carries train.log's last lines: keep them on one line.
+            reason = one_line(run.exit_reason.strip())
+            style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
+            line2 = f"[{style}]{escape(short(reason, 200))}[/]  " + line2
         text = line1 + "\n" + line2
         if text != getattr(self, "_shown", None):
             self._shown = text
             self.update(text, layout=False)  # fixed size: a relayout per poll would be wasted CPU
+
+
+class NotesLine(Static):
+    """The run's notes (run.notes) on one line under the header; hidden when there are none."""
+
+    def show(self, notes: str) -> None:
+        """Show the notes (one line, escaped), or hide the line."""
+        notes = notes.strip()
+        if notes == getattr(self, "_shown", None):
+            return
+        self._shown = notes
+        self.display = bool(notes)
+        self.update(f"[dim]notes:[/] {escape(one_line(notes))}  [dim](e: edit)[/]")
 
 
 def command_text(cmd, pending_local: bool = False) -> str:
@@ -90,37 +128,9 @@ class CommandsPane(Static):
     def show(self, commands: list) -> None:
         """Show the newest few commands (newest last)."""
         if not commands:
-            text = "[b]Commands[/b]\n[dim]none yet (u/d: LR, l: set LR)[/]"
+            text = "[b]Commands[/b]\n[dim]none yet[/]\n[dim]u/d: LR x/÷, l: set LR[/]"
         else:
             text = "[b]Commands[/b]\n" + "\n".join(command_text(c) for c in commands[-5:])
         if text != getattr(self, "_shown", None):  # polled twice a second: skip no-op relayouts
             self._shown = text
             self.update(text, layout=False)
-
-
-class EventsPane(VerticalScroll):
-    """The run's timeline (evals, command acks, warnings), newest at the bottom.
-
-    A Static re-wrapped at render time (not a RichLog, which wraps at write time and so
-    depends on whether layout happened yet): the same events always look the same.
-    """
-
-    MAX_EVENTS = 200
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.lines: list[str] = []
-
-    def compose(self):
-        yield Static("", classes="events-text")
-
-    def add(self, events: list) -> None:
-        """Append new events and follow the end."""
-        for e in events:
-            style = EVENT_STYLE.get(e.kind, "")
-            step = f"{e.step:>5}" if e.step is not None else "    -"
-            kind = f"[{style}]{e.kind}[/]" if style else e.kind
-            self.lines.append(f"[dim]{step}[/] {kind} {escape(e.message)}")
-        del self.lines[: -self.MAX_EVENTS]
-        self.query_one(".events-text", Static).update("\n".join(self.lines))
-        self.call_after_refresh(self.scroll_end, animate=False)
