@@ -75,6 +75,23 @@ def test_kill_9_of_the_launcher_fails_the_queued_run_within_15_s(cli, monkeypatc
         assert f"launcher pid {run.pid}" in got.exit_reason
 
 
+def test_run_exits_nonzero_when_its_launcher_is_killed_before_training(cli):
+    proc = cli.start("run", "tiny.yaml", "--name", "k9cli", "--runs-dir", "runs")
+    # The launch record appears right after the spawn; the launcher then needs seconds to import
+    # accelerate before it starts the trainer, so this kill lands before training starts.
+    info = wait_for(
+        lambda: next((json.loads(f.read_text()) for f in cli.runs_dir.glob("*/launch.json")), None),
+        60,
+        "the launcher to be spawned",
+        poll=0.01,
+    )
+    os.killpg(info["pgid"], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "failed" in out and "exited before training started" in out, out
+    assert f"launcher pid {info['pid']} was killed by SIGKILL" in out, out
+
+
 def ranks(run) -> list[int]:
     """The trainer processes (accelerate's children running tuitrain.train) of a run."""
     launcher = launch_info(run.run_dir)["pid"]
