@@ -48,11 +48,17 @@ def total_steps(run) -> int | None:
 
 
 def _count(n: int) -> str:
-    return str(n) if n < 10_000 else f"{n / 1000:.0f}k" if n >= 100_000 else f"{n / 1000:.1f}k"
+    """9999, 12k, 999k, 1.2M, 12M: at most 4 characters."""
+    if n < 10_000:
+        return str(n)
+    if round(n / 1000) < 1000:
+        return f"{round(n / 1000)}k"
+    m = n / 1e6
+    return f"{m:.1f}M" if m < 9.95 else f"{round(m)}M"
 
 
 def progress_text(step: int | None, total: int | None) -> str:
-    """'120/400 30%', '1000/1000 100%', '12.5k/100k 12%': always within the column's 14 cells."""
+    """'120/400 30%', '1000/1000 100%', '12k/100k 12%': always within the column's 14 cells."""
     if step is None:
         return "-"
     if not total:
@@ -137,6 +143,8 @@ class RunsScreen(Screen):
         self._closed = False
         self._full = False  # next read re-lists everything (r: refresh)
         self.polls = 0  # reads done by the loop (tests wait on it)
+        self.row_reads = 0  # run records read by the loop (the bench and tests read it)
+        self.last_changed: set[str] = set()  # ids in the last RunsChanged (tests read it)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
@@ -233,6 +241,7 @@ class RunsScreen(Screen):
                     changed[i] = store.get_run(i)
                 except LookupError:  # deleted between the two reads: the next poll drops it
                     pass
+        self.row_reads += len(changed)
         self._fps = dict(fps)
         self._live = {i for i in self._live if i in self._fps}
         for i, r in changed.items():
@@ -244,6 +253,7 @@ class RunsScreen(Screen):
     # -- showing (main thread) ---------------------------------------------------------------
 
     def on_runs_changed(self, msg: RunsChanged) -> None:
+        self.last_changed = set(msg.changed)
         self.all_runs.update(msg.changed)
         if msg.order is not None:
             self.order = msg.order
