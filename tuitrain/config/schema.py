@@ -649,6 +649,89 @@ class DoctorGroup(Group):
     )
 
 
+class LRFindGroup(Group):
+    """The LR range test (used when run.kind is lr_find): an exponential LR ramp, stopped at divergence."""
+
+    min_lr: float = Field(
+        1e-7, gt=0, le=10.0, description="LR of the first update of the range test. 1e-7 typical."
+    )
+    max_lr: float = Field(
+        1.0, gt=0, le=100.0, description="LR of the last update of the range test. 1 typical."
+    )
+    steps: int = Field(
+        100,
+        ge=2,
+        le=100_000,
+        description="Optimizer steps of the range test (the LR ramp); it ends early when the loss diverges. 100-300.",
+    )
+    stop_factor: float = Field(
+        4.0,
+        gt=1.0,
+        description="End the range test when the smoothed loss passes this many times its minimum. 4 (fastai, Lightning).",
+    )
+
+    @model_validator(mode="after")
+    def _range_rises(self) -> LRFindGroup:
+        if self.max_lr <= self.min_lr:
+            raise ValueError(
+                f"lr_find.max_lr ({self.max_lr:g}) must be above lr_find.min_lr ({self.min_lr:g}); e.g. min 1e-7, max 1"
+            )
+        return self
+
+
+STEER_ACTIONS = ("set_lr", "scale_lr", "stop", "checkpoint", "eval")
+
+
+class ScheduledAction(Group):
+    """One intervention the trainer applies after optimizer step `step` (as a command would be)."""
+
+    step: int = Field(
+        ..., ge=0, description="Apply after this optimizer step (the step a command applied at)."
+    )
+    set_lr: float | None = Field(
+        None, gt=0, le=10.0, description="Set the LR of the next update (the schedule keeps its shape)."
+    )
+    scale_lr: float | None = Field(
+        None, gt=0, le=1e6, description="Multiply the LR multiplier by this factor, e.g. 0.5."
+    )
+    stop: bool = Field(False, description="Stop here: evaluate, save, end as early_stopped.")
+    checkpoint: bool = Field(False, description="Save a checkpoint here.")
+    eval: bool = Field(False, description="Evaluate here.")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> ScheduledAction:
+        chosen = [a for a in STEER_ACTIONS if getattr(self, a) not in (None, False)]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"each schedule entry takes exactly one action of {', '.join(STEER_ACTIONS)} "
+                f"(got {', '.join(chosen) or 'none'}), e.g. {{step: 800, scale_lr: 0.5}}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        # Written as people write it: {step: 812, scale_lr: 0.5}, not five keys per entry.
+        return {k: v for k, v in handler(self).items() if k == "step" or v not in (None, False)}
+
+    @property
+    def action(self) -> tuple[str, float | None]:
+        """(kind, value): value is the LR or factor for set_lr / scale_lr, else None."""
+        for a in STEER_ACTIONS:
+            v = getattr(self, a)
+            if v not in (None, False):
+                return a, (float(v) if a in ("set_lr", "scale_lr") else None)
+        raise AssertionError("validated: one action")
+
+
+class SteeringGroup(Group):
+    """Scripted interventions: what `tuitrain rerun` replays, or an LR plan written by hand."""
+
+    schedule: list[ScheduledAction] = Field(
+        default_factory=list,
+        description="Interventions at given steps, e.g. [{step: 812, scale_lr: 0.5}, {step: 1400, stop: true}].",
+    )
+
+
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "causal-lm": ("val_loss", "val_perplexity"),
     "seq-cls": ("val_loss", "val_accuracy"),

@@ -23,6 +23,7 @@ from tuitrain.config.derived import compute
 from tuitrain.config.errors import ConfigError
 from tuitrain.config.rules import monitor_mode
 from tuitrain.datasets import DataError
+from tuitrain.doctor.watch import trainer_watch
 from tuitrain.steering import SIGTERM_KIND, SteeringPoller, StoreSource
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
@@ -115,6 +116,7 @@ class Trainer:
         es = cfg.early_stopping
         # Best weights cost a full copy of the trainable weights per improving eval: only when used.
         self.keep_best = cfg.training.save_best or (es.enabled and es.restore_best)
+        self.keep_best = self.keep_best or "stop_on_overfit" in cfg.doctor.auto  # it restores best
         self.plan = BatchPlan(
             len(self.splits.train), cfg.batch.size, self.rank, self.world, cfg.run.seed
         )
@@ -127,6 +129,7 @@ class Trainer:
             rank=self.rank,
             world=self.world,
         )
+        self.doctor = trainer_watch(self.run_dir, cfg, self.report)  # rank 0: diagnoses at flush
         trainable, total = count_params(self.model)
         self.report.started()
         for kind, msg in self.splits.notes + ([("data", packing_note)] if packing_note else []):
@@ -242,6 +245,7 @@ class Trainer:
                 )
             elif cmd.kind == "stop":
                 self.outcome = ("early_stopped", "user")
+                self.restore_best = bool(cmd.payload.get("restore_best"))  # the doctor's stop
                 do_eval = do_save = True
                 self.poller.ack(cmd, step, "stopping: evaluate, save, end as early_stopped")
             elif cmd.kind == SIGTERM_KIND:
@@ -295,6 +299,8 @@ class Trainer:
                 f"step {last.step}/{self.total} loss {last.loss:.4f} lr {last.lr:.3g} grad_norm {last.grad_norm:.3g} {rates['samples_per_s']:.1f} samples/s",
                 flush=True,
             )
+        if self.doctor is not None:
+            self.doctor.tick(last.step)
         if bad is not None:
             self.outcome = (
                 "diverged",
@@ -395,7 +401,8 @@ class Trainer:
             self.evaluate()
             self.checkpoint()
             es = self.cfg.early_stopping
-            if es.enabled and es.restore_best and self.state.best_step >= 0:
+            restore = (es.enabled and es.restore_best) or getattr(self, "restore_best", False)
+            if restore and self.state.best_step >= 0:
                 info = ckpt.load_best(self.acc, self.model, self.run_dir, self.state.best_step)
                 if info is None:
                     self.report.event(
@@ -414,6 +421,8 @@ class Trainer:
                 self.report.event("checkpoint", f"exported {final}", self.state.step)
         elif status == "stopped":
             self.checkpoint()
+        if self.doctor is not None:
+            self.doctor.final(self.state.step)
         return status, reason
 
 

@@ -1,0 +1,137 @@
+"""Tests of the doctor over a real store: read_run/diagnose on stored rows, the trainer-side
+DoctorWatch (events once per open/change/close, resume, automatic actions with their cap) and
+`tuitrain doctor` (table and JSON)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tuitrain.config.schema import DoctorGroup
+from tuitrain.doctor import diagnose_run
+from tuitrain.doctor.watch import DoctorWatch, open_from_events
+from tuitrain.store import Store
+
+from . import curves, replay
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "runs") as s:
+        yield s
+
+
+def _upto(store: Store, fx: dict, upto: int) -> str:
+    rid = replay.create(store, fx)
+    store.log_metrics(rid, replay.rows_of(fx, upto))
+    return rid
+
+
+class Clock:
+    """A settable clock for the watch's interval."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _watch(store: Store, rid: str, clock: Clock, **group) -> DoctorWatch:
+    emit = lambda kind, msg, step, data: store.add_event(rid, kind, msg, step, data)  # noqa: E731
+    return DoctorWatch(store, rid, DoctorGroup(**group), emit, clock=clock)
+
+
+def test_diagnose_run_reads_the_store(store):
+    fx = curves.make("exploding_gradients")
+    rid = _upto(store, fx, 612)
+    found = {d.id: d for d in diagnose_run(store, rid, now=replay.T0 + 60)}
+    assert found["exploding_gradients"].severity == "critical"
+    assert found["exploding_gradients"].step == 604
+    assert "loss_spike" in found
+    rid2 = _upto(store, curves.make("healthy"), 1000)
+    assert diagnose_run(store, rid2, now=replay.T0 + 60) == []
+
+
+def test_watch_events_once_and_closes(store):
+    fx = curves.make("loss_spike")
+    rid = replay.create(store, fx)
+    clock = Clock()
+    w = _watch(store, rid, clock, interval_s=5.0)
+    store.log_metrics(rid, replay.rows_of(fx, 499))
+    assert w.tick(499) == []
+    store.log_metrics(rid, [r for r in replay.rows_of(fx, 502) if r[0] > 499])
+    assert w.tick(502) == []  # within interval_s of the last check: nothing read
+    clock.t = 10.0
+    (t,) = w.tick(502)
+    assert (t.state, t.diagnosis.id, t.diagnosis.severity) == ("open", "loss_spike", "warning")
+    clock.t = 20.0
+    assert w.tick(502) == []  # still open, same severity: no second event
+    store.log_metrics(rid, [r for r in replay.rows_of(fx, 520) if r[0] > 502])
+    clock.t = 30.0
+    (t,) = w.tick(520)
+    assert (t.state, t.diagnosis.severity) == ("update", "info")  # recovered
+    store.log_metrics(rid, [r for r in replay.rows_of(fx, 640) if r[0] > 520])
+    clock.t = 40.0
+    (t,) = w.tick(640)
+    assert t.state == "closed"  # the spike left the window
+    evs = [e for e in store.events(rid) if e.kind == "doctor"]
+    assert [e.data["state"] for e in evs] == ["open", "update", "closed"]
+    assert evs[0].data["id"] == "loss_spike" and evs[0].data["evidence"].startswith("loss ")
+    assert open_from_events(store.events(rid)) == {}
+
+
+def test_watch_resumes_open_set_and_auto_actions_are_capped(store):
+    fx = curves.make("exploding_gradients")
+    rid = _upto(store, fx, 606)
+    clock = Clock()
+    w = _watch(store, rid, clock, auto=["scale_lr_on_spike"], auto_max=1)
+    changes = w.check(606)
+    assert [t.diagnosis.id for t in changes] == ["exploding_gradients"]
+    (cmd,) = store.commands(rid)
+    assert cmd.kind == "scale_lr" and cmd.payload["factor"] == 0.5
+    assert cmd.payload["who"] == "doctor" and cmd.payload["diagnosis"] == "exploding_gradients"
+    auto = [e for e in store.events(rid) if e.data and e.data.get("state") == "auto"]
+    assert len(auto) == 1 and auto[0].data["command_id"] == cmd.id
+    # A restarted trainer (resume) knows what is open and what was already done.
+    store.log_metrics(rid, [r for r in replay.rows_of(fx, 615) if r[0] > 606])
+    w2 = _watch(store, rid, clock, auto=["scale_lr_on_spike"], auto_max=1)
+    assert set(w2.open) == {"exploding_gradients"} and w2.auto_sent == 1
+    changes = w2.check(615)
+    assert [t.diagnosis.id for t in changes] == ["loss_spike"]  # newly opened only
+    assert len(store.commands(rid)) == 1  # the cap: no second automatic command
+
+
+def test_watch_off_by_default_sends_nothing(store):
+    fx = curves.make("overfitting")
+    rid = _upto(store, fx, 800)
+    w = _watch(store, rid, Clock())
+    assert [t.diagnosis.id for t in w.check(800)] == ["overfitting"]
+    assert store.commands(rid) == []
+    w2 = _watch(store, replay.create(store, fx), Clock(), auto=["stop_on_overfit"])
+    store.log_metrics(w2.run_id, replay.rows_of(fx, 800))
+    w2.check(800)
+    (cmd,) = store.commands(w2.run_id)
+    assert cmd.kind == "stop" and cmd.payload["restore_best"] is True
+
+
+def test_cli_doctor_table_and_json(store, tmp_path):
+    rid = _upto(store, curves.make("clipping_saturated"), 300)
+    runs = str(tmp_path / "runs")
+    base = [sys.executable, "-m", "tuitrain", "doctor", "--runs-dir", runs]
+    out = subprocess.run(
+        [*base, rid, "--format", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    (d,) = json.loads(out.stdout)
+    assert set(d) >= {"id", "severity", "step", "evidence", "remedy", "action"}
+    assert d["id"] == "clipping_saturated" and d["severity"] == "warning"
+    assert d["action"]["label"].startswith("raise training.max_grad_norm")
+    table = subprocess.run([*base, rid], capture_output=True, text=True, timeout=60)
+    assert "WARNING  clipping_saturated from step" in table.stdout
+    assert "remedy:   clipping is doing the LR's job" in table.stdout
+    missing = subprocess.run([*base, "nope"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 4 and "no run" in missing.stderr

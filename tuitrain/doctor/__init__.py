@@ -1,0 +1,31 @@
+"""Provides the doctor: recognises the training symptoms of DOMAIN.md in a run's metrics, explains
+them with evidence, offers a remedy and an action (torch-free; used by the CLI, the TUI and the
+trainer's rank 0)."""
+
+from tuitrain.doctor.data import Curve, RunData, read_run
+from tuitrain.doctor.detectors import Thresholds
+from tuitrain.doctor.diagnose import diagnose, thresholds_for
+from tuitrain.doctor.model import REMEDIES, SEVERITIES, SYMPTOMS, Action, Diagnosis, most_severe
+
+__all__ = [
+    "REMEDIES",
+    "SEVERITIES",
+    "SYMPTOMS",
+    "Action",
+    "Curve",
+    "Diagnosis",
+    "RunData",
+    "Thresholds",
+    "diagnose",
+    "diagnose_run",
+    "most_severe",
+    "read_run",
+    "thresholds_for",
+]
+
+
+def diagnose_run(store, run_ref, now: float | None = None) -> list[Diagnosis]:
+    """Read a run from the store and diagnose it (thresholds from its `doctor:` config group)."""
+    run = store.get_run(run_ref) if isinstance(run_ref, str) else run_ref
+    th = thresholds_for(run.config or {})
+    return diagnose(read_run(store, run, th.window, now), th)

@@ -1,0 +1,94 @@
+"""Provides diagnose(data, thresholds): every detector over one run's RunData, most severe first."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tuitrain.doctor import detectors as det
+from tuitrain.doctor.data import Curve, RunData, cfg_get, chance_loss
+from tuitrain.doctor.model import Diagnosis, sort
+
+# The first share of a run's buckets is left out of its "steady" throughput (startup, warmup).
+STEADY_SKIP = 0.1
+
+
+def thresholds_for(config: dict[str, Any]) -> det.Thresholds:
+    """The run's `doctor:` group as Thresholds; defaults for configs without one (HF, scripts)."""
+    from tuitrain.config.schema import DoctorGroup
+
+    raw = config.get("doctor") if isinstance(config, dict) else None
+    try:
+        group = DoctorGroup.model_validate(raw or {})
+    except ValueError:
+        group = DoctorGroup()  # a free-form script config may use the key for something else
+    return det.Thresholds.from_group(group)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def _span(
+    over: list[tuple[int, float, float, float]], recent: Curve, last: int | None, th: det.Thresholds
+) -> tuple[list[int], list[float]]:
+    """The loss over the last `stall_span` of the steps so far: exact rows when they reach back
+    that far, else the downsampled buckets (a long run), never less than the window."""
+    if last is None or not recent.steps:
+        return [], []
+    start = last - th.stall_span * last
+    if recent.steps[0] <= start or len(over) < th.min_points:
+        pts = [(s, x) for s, x in zip(recent.steps, recent.values, strict=False) if s > start]
+        if len(pts) < th.window:
+            pts = list(zip(recent.steps, recent.values, strict=False))[-th.window :]
+    else:
+        pts = [(p[0], p[3]) for p in over if p[0] > start]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]:
+    """All open diagnoses of the run, most severe first."""
+    th = th or thresholds_for(data.config)
+    cfg, derived = data.config, data.derived
+    total = _num(derived.get("total_steps"))
+    total = int(total) if total else None
+    warmup = int(_num(derived.get("warmup_steps")) or 0)
+    max_norm = _num(cfg_get(cfg, "training.max_grad_norm", "training_args.max_grad_norm"))
+    loss, grad, lr = data.curve("loss"), data.curve("grad_norm"), data.curve("lr")
+    val = data.overview.get("val_loss", [])
+    train_over = data.overview.get("loss", [])
+    lr_over = data.overview.get("lr", [])
+    lr_peak = max((p[2] for p in lr_over if p[2] is not None and math.isfinite(p[2])), default=None)
+    lowest = min(
+        (p[1] for p in train_over if p[1] is not None and math.isfinite(p[1])), default=None
+    )
+    lr_now = next((x for x in reversed(lr.values) if math.isfinite(x)), None)
+    out: list[Diagnosis | None] = [
+        det.exploding_gradients(grad.steps, grad.values, th, max_norm),
+        det.loss_spike(loss.steps, loss.values, th),
+        det.oscillation(loss.steps, loss.values, th),
+        det.slow_convergence(data.first_loss, loss.steps, loss.values, total, warmup, th, lowest),
+        det.late_stall(*_span(train_over, loss, data.last_step, th), lr_now, lr_peak, total, th),
+        det.overfitting(
+            [p[0] for p in val],
+            [p[3] for p in val],
+            [p[0] for p in train_over] + loss.steps,
+            [p[3] for p in train_over] + loss.values,
+            th,
+        ),
+        det.underfitting(
+            loss.steps, loss.values, [p[3] for p in val], chance_loss(cfg), total, data.ended, th
+        ),
+        det.clipping_saturated(grad.steps, grad.values, max_norm, warmup, th),
+        det.stalled(data.last_step, *data.stall),
+    ]
+    for name in ("tokens_per_s", "samples_per_s"):
+        over = data.overview.get(name)
+        if over:
+            skip = max(1, int(len(over) * STEADY_SKIP))
+            rate = data.curve(name)
+            out.append(
+                det.throughput_drop([p[3] for p in over[skip:]], rate.steps, rate.values, name, th)
+            )
+            break  # one rate is enough: both fall together
+    return sort([d for d in out if d is not None])

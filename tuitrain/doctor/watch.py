@@ -1,0 +1,204 @@
+"""Provides DoctorWatch: the trainer's rank 0 diagnoses its own run every `doctor.interval_s`, writes
+one `doctor` event per diagnosis that opens, changes severity or closes (so the history exists
+with no TUI open), and applies the opted-in `doctor.auto` remedies as commands with who: doctor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tuitrain.doctor.data import read_run
+from tuitrain.doctor.detectors import Thresholds
+from tuitrain.doctor.diagnose import diagnose
+from tuitrain.doctor.model import Diagnosis
+
+EVENT_KIND = "doctor"
+STATES = ("open", "update", "closed")  # of a diagnosis; "auto" events record actions taken
+WHO = "doctor"
+# doctor.auto entry -> the diagnoses it answers. Spikes count only while not recovered.
+AUTO_RULES: dict[str, tuple[str, ...]] = {
+    "scale_lr_on_spike": ("exploding_gradients", "loss_spike"),
+    "scale_lr_on_oscillation": ("oscillation",),
+    "decay_lr_on_stall": ("late_stall",),
+    "stop_on_overfit": ("overfitting",),
+}
+
+Emit = Callable[[str, str, "int | None", "dict | None"], None]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change in the set of open diagnoses: opened, changed (severity) or closed."""
+
+    state: str  # open | update | closed
+    diagnosis: Diagnosis
+
+
+def event_data(t: Transition) -> dict[str, Any]:
+    """The `doctor` event's data: the diagnosis as JSON plus its state."""
+    return {"state": t.state, **t.diagnosis.to_dict()}
+
+
+def event_message(t: Transition) -> str:
+    """One line for the timeline and train.log."""
+    d = t.diagnosis
+    if t.state == "closed":
+        return f"{d.id} closed (was {d.severity})"
+    verb = "opened" if t.state == "open" else "now"
+    start = f" from step {d.step}" if d.step is not None else ""
+    return f"{d.id} {verb} {d.severity}{start}: {d.evidence}"
+
+
+def open_from_events(events: list[Any]) -> dict[str, Diagnosis]:
+    """The diagnoses a run's `doctor` events leave open (a resumed trainer carries on from them)."""
+    from tuitrain.doctor.model import Action
+
+    out: dict[str, Diagnosis] = {}
+    for ev in events:
+        data = ev.data or {}
+        if ev.kind != EVENT_KIND or "id" not in data or data.get("state") not in STATES:
+            continue
+        if data["state"] == "closed":
+            out.pop(data["id"], None)
+            continue
+        act = data.get("action")
+        action = Action(**act) if isinstance(act, dict) else None
+        out[data["id"]] = Diagnosis(
+            data["id"],
+            data.get("severity", "info"),
+            data.get("step"),
+            data.get("evidence", ""),
+            data.get("remedy", ""),
+            action,
+            data.get("values") or {},
+        )
+    return out
+
+
+def transitions(before: dict[str, Diagnosis], now: list[Diagnosis]) -> list[Transition]:
+    """What changed between the open set `before` and the diagnoses found `now`."""
+    out = []
+    current = {d.id: d for d in now}
+    for d in now:
+        old = before.get(d.id)
+        if old is None:
+            out.append(Transition("open", d))
+        elif old.severity != d.severity:
+            out.append(Transition("update", d))
+    out += [Transition("closed", d) for i, d in before.items() if i not in current]
+    return out
+
+
+class DoctorWatch:
+    """Diagnoses one run from inside its training process (rank 0 only) at a bounded rate."""
+
+    def __init__(
+        self,
+        store: Any,
+        run_id: str,
+        group: Any,
+        emit: Emit,
+        clock: Callable[[], float] = time.monotonic,
+        sync: Callable[[], Any] | None = None,
+    ) -> None:
+        self.store, self.run_id, self.group, self.emit, self.clock = (
+            store,
+            run_id,
+            group,
+            emit,
+            clock,
+        )
+        self.th = Thresholds.from_group(group)
+        self.open = open_from_events(store.events(run_id))
+        self.auto_sent = sum(
+            1 for c in store.commands(run_id) if (c.payload or {}).get("who") == WHO
+        )
+        self.last = -float("inf")
+        self.failed = False
+        self.sync = sync  # makes buffered metrics visible before the final diagnosis
+
+    def final(self, step: int | None) -> list[Transition]:
+        """The last diagnosis, after the buffered metrics are written; then release the store."""
+        try:
+            if self.sync is not None:
+                self.sync()
+            return self.check(step)
+        finally:
+            self.store.close()
+
+    def tick(self, step: int) -> list[Transition]:
+        """Diagnose if `interval_s` has passed since the last time (call it at each flush)."""
+        if self.clock() - self.last < self.group.interval_s:
+            return []
+        return self.check(step)
+
+    def check(self, step: int | None = None) -> list[Transition]:
+        """Diagnose now; emit one event per transition; apply automatic actions."""
+        self.last = self.clock()
+        try:
+            run = self.store.get_run(self.run_id)
+            found = diagnose(read_run(self.store, run, self.th.window), self.th)
+        except Exception as exc:  # the doctor must never end a training run
+            if not self.failed:
+                self.failed = True
+                self.emit(
+                    "warning", f"doctor: diagnosis failed ({type(exc).__name__}: {exc})", step, None
+                )
+            return []
+        changes = transitions(self.open, found)
+        for t in changes:
+            self.emit(EVENT_KIND, event_message(t), step, event_data(t))
+            if t.state == "closed":
+                self.open.pop(t.diagnosis.id, None)
+            else:
+                self.open[t.diagnosis.id] = t.diagnosis
+        for t in changes:
+            if t.state != "closed":
+                self._auto(t.diagnosis, step)
+        return changes
+
+    def _auto(self, d: Diagnosis, step: int | None) -> None:
+        """Send the diagnosis's action as a command when doctor.auto allows it (capped per run)."""
+        rule = next((r for r in self.group.auto if d.id in AUTO_RULES[r]), None)
+        if rule is None or d.action is None or not d.action.steerable or d.severity == "info":
+            return
+        if self.auto_sent >= self.group.auto_max:
+            return
+        payload = {**d.action.payload, "who": WHO, "diagnosis": d.id, "rule": rule}
+        try:
+            cid = self.store.send_command(self.run_id, d.action.kind, payload)
+        except Exception as exc:  # refused (e.g. the run is ending): say so once, go on
+            self.emit(EVENT_KIND, f"auto {d.action.label} for {d.id} refused: {exc}", step, None)
+            return
+        self.auto_sent += 1
+        self.emit(
+            EVENT_KIND,
+            f"auto ({rule}): {d.action.label} for {d.id}, command {cid}"
+            f" ({self.auto_sent}/{self.group.auto_max} this run)",
+            step,
+            {
+                "state": "auto",
+                "id": d.id,
+                "command_id": cid,
+                "rule": rule,
+                "action": d.action.label,
+            },
+        )
+
+
+def trainer_watch(run_dir: Any, cfg: Any, report: Any) -> DoctorWatch | None:
+    """The watch for the trainer's rank 0 (None on other ranks or with doctor.enabled false)."""
+    if not getattr(report, "active", False) or not cfg.doctor.enabled:
+        return None
+    from tuitrain.store import Store
+
+    writer = getattr(report, "writer", None)
+    return DoctorWatch(
+        Store(run_dir.parent),
+        run_dir.name,
+        cfg.doctor,
+        report.event,
+        sync=getattr(writer, "flush", None),
+    )
