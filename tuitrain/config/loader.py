@@ -89,11 +89,21 @@ def read_file(path: str | Path) -> tuple[dict, LineMap]:
     """Read one YAML or JSON file into a plain dict plus a map of dotted key -> (file, line)."""
     p = Path(path)
     name = str(path)
-    if not p.is_file():
+    try:
+        if p.is_dir():
+            raise ConfigError(
+                [ConfigIssue("", "this is a folder", "pass a config file", file=name)]
+            )
+        if not p.is_file():
+            raise ConfigError(
+                [ConfigIssue("", f"no such config file: {name}", "check the path", file=name)]
+            )
+        raw = p.read_bytes()
+    except (OSError, ValueError) as exc:  # unreadable, or a name the OS refuses (NUL byte)
         raise ConfigError(
-            [ConfigIssue("", f"no such config file: {name}", "check the path", file=name)]
-        )
-    text = p.read_text(encoding="utf-8")
+            [ConfigIssue("", f"cannot read the file: {exc}", "check the path", file=name)]
+        ) from None
+    text = _decode(raw, name)
     lines: LineMap = {}
     try:
         if p.suffix.lower() == ".json":
@@ -116,6 +126,29 @@ def read_file(path: str | Path) -> tuple[dict, LineMap]:
         msg = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
             [ConfigIssue("", f"not valid YAML: {msg}", "fix the syntax", file=name, line=line)]
+        ) from exc
+    except RecursionError:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "",
+                    "nested too deeply (or a YAML alias that contains itself)",
+                    "write the config as plain groups of fields",
+                    file=name,
+                )
+            ]
+        ) from None
+    except Exception as exc:  # the parsers' own failures on hostile input: still a bad file
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "",
+                    f"cannot be read as {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
+                    f"{type(exc).__name__}: {exc}",
+                    "fix the syntax",
+                    file=name,
+                )
+            ]
         ) from exc
     if data is None:
         data = {}
@@ -144,12 +177,73 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _decode(raw: bytes, name: str) -> str:
+    """The file's text; anything that is not UTF-8 (a binary passed by mistake) is a ConfigError."""
+    try:
+        return raw.decode("utf-8-sig")  # a BOM from a Windows editor is fine
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "",
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                    "is this a config file?",
+                    "pass a YAML or JSON config file saved as UTF-8",
+                    file=name,
+                    line=line,
+                )
+            ]
+        ) from None
+
+
 def deep_merge(base: dict, over: dict) -> dict:
     """Config layer `over` on top of `base`: mappings merge key by key, everything else
     replaces, and a field of an exclusive pair set in `over` clears its partner from `base`."""
     out = _merge(base, over)
     clear_partners(out, over)
     return out
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # NUL bytes, names too long
+        return False
+
+
+def _check_meta(data: dict, lines: LineMap, name: str) -> None:
+    """`extends:` is a path or a list of paths; `envs:` maps names to groups of fields."""
+    issues = []
+    bases = data.get("extends")
+    if bases is not None and not (
+        (isinstance(bases, str) and bases)
+        or (isinstance(bases, list) and all(isinstance(b, str) and b for b in bases))
+    ):
+        issues.append(
+            ConfigIssue(
+                "extends",
+                f"must be a file path or a list of file paths (got {bases!r})",
+                "e.g. extends: demo.yaml",
+                name,
+                lines.get("extends", (name, None))[1],
+            )
+        )
+    envs = data.get("envs")
+    if envs is not None and not (
+        isinstance(envs, dict) and all(v is None or isinstance(v, dict) for v in envs.values())
+    ):
+        issues.append(
+            ConfigIssue(
+                "envs",
+                "must map overlay names to groups of fields",
+                "e.g. envs: {dev: {training: {max_steps: 20}}}",
+                name,
+                lines.get("envs", (name, None))[1],
+            )
+        )
+    if issues:
+        raise ConfigError(issues)
 
 
 def _check_exclusive(data: dict, lines: LineMap, name: str) -> None:
@@ -171,7 +265,12 @@ def _check_exclusive(data: dict, lines: LineMap, name: str) -> None:
 
 def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict, LineMap]:
     """Read a file and, recursively, the base files it `extends:` (paths relative to it)."""
-    p = Path(path).resolve()
+    try:
+        p = Path(path).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(
+            [ConfigIssue("", f"not a usable path: {exc}", "check the path", file=str(path))]
+        ) from None
     if str(p) in _seen:
         chain = " -> ".join([*_seen, str(p)])
         raise ConfigError(
@@ -185,6 +284,7 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
             ]
         )
     data, lines = read_file(path)
+    _check_meta(data, lines, str(path))
     _check_exclusive(data, lines, str(path))
     bases = data.pop("extends", None)
     if bases is None:
@@ -195,7 +295,7 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
     merged_lines: LineMap = {}
     for b in bases:
         bp = Path(b) if Path(b).is_absolute() else p.parent / b
-        if not bp.is_file():
+        if not _is_file(bp):
             line = lines.get("extends", (str(path), None))[1]
             raise ConfigError(
                 [
@@ -222,6 +322,10 @@ def apply_env(data: dict, env: str | None, file: str | None = None) -> dict:
     envs = data.pop("envs", None) or {}
     if env is None:
         return data
+    if not isinstance(envs, dict):
+        raise ConfigError(
+            [ConfigIssue("envs", "must map overlay names to groups of fields", "", file=file)]
+        )
     if env not in envs:
         choices = ", ".join(sorted(envs)) or "none defined"
         raise ConfigError(
@@ -234,7 +338,10 @@ def apply_env(data: dict, env: str | None, file: str | None = None) -> dict:
                 )
             ]
         )
-    return deep_merge(data, envs[env] or {})
+    overlay = envs[env] or {}
+    if not isinstance(overlay, dict):
+        raise ConfigError([ConfigIssue(f"envs.{env}", "must be a group of fields", "", file=file)])
+    return deep_merge(data, overlay)
 
 
 def parse_scalar(text: str) -> Any:

@@ -14,7 +14,10 @@ def resolve_path(value: str, base: Path | None = None) -> str:
     (e.g. a hub id) is returned unchanged."""
     if value.startswith(PKG_PREFIX):
         module, _, rest = value[len(PKG_PREFIX) :].partition("/")
-        spec = importlib.util.find_spec(module) if module else None
+        try:
+            spec = importlib.util.find_spec(module) if module else None
+        except (ImportError, ValueError):  # a parent that is not a package, a relative name
+            spec = None
         if spec is None or not spec.submodule_search_locations:
             raise ValueError(
                 f"{value}: no installed package {module!r} (pip install it, or give a path)"
