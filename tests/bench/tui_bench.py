@@ -3,8 +3,11 @@ use while watching a live run. Prints figures; asserts nothing.
 
     python tests/bench/tui_bench.py            # all three (about 2 minutes on 2 cores)
     python tests/bench/tui_bench.py --quick    # smaller 1M-point DB step, shorter CPU window
+    python tests/bench/tui_bench.py --only runs-list   # runs list with 200 and 2000 runs
 
-Targets (DESIGN.md): first screen < 1 s; refresh flat in run length; < 5% of one core watching.
+Targets (DESIGN.md, issue 16): first screen < 1 s; refresh flat in run length; < 5% of one core
+watching; runs list with 2000 finished runs: open < 1 s, idle < 1% of one core.
+The last line is the figures as JSON.
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ print(f"{t_import:.3f} {marks['first']:.3f}")
 """
 
 
-def cold_start(runs_dir: Path, run_id: str, repeats: int = 3) -> None:
+def cold_start(runs_dir: Path, run_id: str, repeats: int = 3) -> dict:
     """Interpreter start + imports + first usable screen, in a fresh process each time."""
     print(f"\n== cold start (fresh process, 80x24; best of {repeats}) ==")
+    figures = {}
     for mode, what in (
         ("runs", "`tuitrain` runs list (4 runs)"),
         ("edit", "`tuitrain edit` (demo config)"),
@@ -78,9 +82,11 @@ def cold_start(runs_dir: Path, run_id: str, repeats: int = 3) -> None:
             imp, first = (float(x) for x in out.stdout.split()[-2:])
             rows.append((first, imp, total))
         first, imp, total = min(rows)
+        figures[f"first_screen_{mode}_s"] = round(first, 3)
         print(
             f"  {what:<34} first screen {first:.2f} s (import {imp:.2f} s; whole process incl. interpreter and exit {total:.2f} s)   target < 1 s"
         )
+    return figures
 
 
 # ---- chart refresh vs run length -------------------------------------------------------------
@@ -214,7 +220,7 @@ print(json.dumps(out))
 """
 
 
-def cpu_watching(tmp: Path, secs: float) -> None:
+def cpu_watching(tmp: Path, secs: float) -> dict:
     """CPU share of one core used by the TUI watching a run that logs 20 steps/s (and an idle one)."""
     from tuitrain.store import Store
 
@@ -238,6 +244,7 @@ def cpu_watching(tmp: Path, secs: float) -> None:
             timeout=secs + 60,
         )
         got = json.loads(out.stdout.strip().splitlines()[-1])
+        live_cpu = got["cpu"]
         print(
             f"  live run (20 steps/s, flush 0.5 s): {100 * got['cpu']:.1f}% of one core (target < 5%); reached step {got['step']}"
         )
@@ -256,25 +263,131 @@ def cpu_watching(tmp: Path, secs: float) -> None:
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"  finished run (nothing new):          {100 * got['cpu']:.1f}% of one core")
+    return {
+        "watch_live_cpu_pct": round(100 * live_cpu, 2),
+        "watch_idle_cpu_pct": round(100 * got["cpu"], 2),
+    }
+
+
+# ---- runs list vs number of runs --------------------------------------------------------------
+
+LIST = r"""
+import os, sys, time, json
+t0 = time.perf_counter()
+from tuitrain.tui.app import TuitrainApp
+n, secs = int(sys.argv[2]), float(sys.argv[3])
+out = {}
+
+async def idle(pilot):
+    table = None
+    while True:  # open: the first screenful of rows shown
+        t = pilot.app.screen.query("#runs-table")
+        if t and t.first().row_count >= min(n, 20):
+            break
+        await pilot.pause(0.005)
+    out["open_s"] = time.perf_counter() - t0
+    while t.first().row_count < n:  # every row added (the rest come in chunks, per frame)
+        await pilot.pause(0.005)
+    out["all_rows_s"] = time.perf_counter() - t0
+    await pilot.pause(2.0)  # settle: first polls after the listing
+    screen = pilot.app.screen
+    reads0, polls0 = screen.row_reads, screen.polls
+    t1, c1 = time.perf_counter(), os.times()
+    await pilot.pause(secs)
+    c2, t2 = os.times(), time.perf_counter()
+    out["cpu"] = (c2.user - c1.user + c2.system - c1.system) / (t2 - t1)
+    out["row_reads"] = screen.row_reads - reads0
+    out["polls"] = screen.polls - polls0
+    pilot.app.exit()
+
+TuitrainApp(runs_dir=sys.argv[1]).run(headless=True, size=(80, 24), auto_pilot=idle)
+print(json.dumps(out))
+"""
+
+
+def build_many_runs(runs_dir: Path, n: int) -> None:
+    """n finished runs with a demo-sized config and summary (the runs list reads no metrics)."""
+    from tuitrain.store import Store
+
+    cfg = {
+        "run": {"name": "demo", "seed": 42, "tags": ["bench"], "notes": ""},
+        "model": {
+            "task": "causal-lm",
+            "tokenizer": "bytes",
+            "arch": {"type": "gpt2", "hidden_size": 128},
+        },
+        "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+        "scheduler": {"name": "cosine", "warmup_ratio": 0.05},
+        "batch": {"size": 16, "grad_accum": 1},
+        "training": {"max_steps": 600, "eval_every": 100},
+    }
+    summary = {"best_metric": "val_loss", "best_value": 2.5, "best_step": 600, "steps": 600}
+    with Store(runs_dir) as s:
+        for i in range(n):
+            run = s.create_run(cfg, {"total_steps": 600}, name=f"run-{i:04d}")
+            s.set_status(run.id, "completed", "finished", summary=summary)
+
+
+def runs_list_scale(tmp: Path, sizes: list[int], secs: float, repeats: int = 2) -> dict:
+    """Open time and idle CPU of the runs list with N finished runs (fresh process each)."""
+    print(
+        f"\n== runs list vs number of runs (80x24, idle {secs:.0f} s window, {repeats} runs each) =="
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    figures = {}
+    for n in sizes:
+        d = tmp / f"many{n}"
+        t = time.perf_counter()
+        build_many_runs(d, n)
+        made = time.perf_counter() - t
+        got = []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-c", LIST, str(d), str(n), str(secs)],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=env,
+                timeout=secs + 120,
+            )
+            got.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        cpus = [100 * g["cpu"] for g in got]
+        opens = [g["open_s"] for g in got]
+        alls = [g["all_rows_s"] for g in got]
+        print(
+            f"  {n:>5} runs: open (process start to first rows) {min(opens):.2f}-{max(opens):.2f} s"
+            f" (target < 1 s), all rows {min(alls):.2f}-{max(alls):.2f} s; idle "
+            f"{min(cpus):.2f}-{max(cpus):.2f}% of one core (target < 1%); run records read while "
+            f"idle: {got[-1]['row_reads']} in {got[-1]['polls']} polls   (DB built in {made:.1f} s)"
+        )
+        figures[f"runs_list_{n}_open_s"] = round(max(opens), 3)
+        figures[f"runs_list_{n}_idle_cpu_pct"] = round(max(cpus), 3)
+    return figures
 
 
 def main() -> None:
     """Run the benchmarks and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 1M-point run; 10 s CPU window")
+    ap.add_argument("--only", choices=["runs-list"], help="run one part only")
     args = ap.parse_args()
     os.environ.setdefault("TZ", "UTC")
     print(
         f"tuitrain TUI benchmark · python {sys.version.split()[0]} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f}"
     )
+    figures: dict = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         from tests.tui.fixture_db import build
 
-        ids = build(tmp / "fixture")
-        cold_start(tmp / "fixture", ids["running"])
-        refresh_vs_length(tmp, [1_000, 100_000] if args.quick else [1_000, 100_000, 1_000_000])
-        cpu_watching(tmp, 10.0 if args.quick else 20.0)
+        if args.only in (None, "runs-list"):
+            figures.update(runs_list_scale(tmp, [200, 2000], 10.0 if args.quick else 20.0))
+        if args.only is None:
+            ids = build(tmp / "fixture")
+            figures.update(cold_start(tmp / "fixture", ids["running"]))
+            refresh_vs_length(tmp, [1_000, 100_000] if args.quick else [1_000, 100_000, 1_000_000])
+            figures.update(cpu_watching(tmp, 10.0 if args.quick else 20.0))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
