@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tuitrain.cli.table import Column, render, terminal_width
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
@@ -137,12 +139,9 @@ def _safe(text: Any) -> str:
     return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
 
 
-def _short(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+def _when(t: float | None, short: bool = False) -> str:
+    fmt = "%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S"
+    return time.strftime(fmt, time.localtime(t)) if t else "-"
 
 
 def _iso(t: float | None) -> str | None:
@@ -153,12 +152,6 @@ def _num(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _run_json(r: Any) -> dict[str, Any]:
@@ -198,16 +191,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {Path(args.runs_dir)}", file=sys.stderr)
         return 0
-    rows = []
+    for line in render(_ls_columns(runs), terminal_width()):
+        print(line)
+    return 0
+
+
+def _ls_columns(runs: list[Any]) -> list[Column]:
+    """The runs table; on a narrow terminal (80 columns) the long forms and the least useful
+    columns go first, and names are cut last (as the TUI's runs list does)."""
+    steps, best, best_short = [], [], []
     for r in runs:
         total = r.derived.get("total_steps")
         step = "-" if r.last_step is None else str(r.last_step)
-        best = r.summary.get("best_value")
-        best_s = f"{r.summary.get('best_metric', '')}={_num(best)}" if best is not None else "-"
-        rows.append((r.id, _short(_safe(r.name)), r.status, f"{step}/{total}" if total else step, best_s,
-                     str(r.pid or "-"), r.sweep_id or "-", _when(r.created)))  # fmt: skip
-    _table(("ID", "NAME", "STATUS", "STEP", "BEST", "PID", "SWEEP", "CREATED"), rows)
-    return 0
+        steps.append(f"{step}/{total}" if total else step)
+        value = r.summary.get("best_value")
+        best.append(f"{r.summary.get('best_metric', '')}={_num(value)}" if value is not None else "-")
+        best_short.append(_num(value) if value is not None else "-")
+    return [
+        Column("ID", [r.id for r in runs], priority=-1),
+        Column("NAME", [_safe(r.name) for r in runs], priority=-1, min_width=16),
+        Column("STATUS", [r.status for r in runs], priority=-1),
+        Column("STEP", steps, priority=6),
+        Column("BEST", best, priority=5, compact=best_short),
+        Column("CREATED", [_when(r.created) for r in runs], priority=3,
+               compact=[_when(r.created, short=True) for r in runs]),  # fmt: skip
+        Column("PID", [str(r.pid or "-") for r in runs], priority=1),
+        Column("SWEEP", [r.sweep_id or "-" for r in runs], priority=0),
+    ]
 
 
 def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
