@@ -55,13 +55,11 @@ def sleeper(procs, seconds: int = 120) -> subprocess.Popen:
     return p
 
 
-def dead_start() -> int:
-    """The start time of a process that has exited: a start no live process has now."""
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
-    wait_until(lambda: proc_start(p.pid) is not None, 10, "the process to exist")
-    start = proc_start(p.pid)
-    p.wait(timeout=30)
-    return start
+def other_start(pid: int) -> int:
+    """A start time that is not this process's: the recorded process started earlier. (Two
+    processes can share a start time to the clock tick, so a real exited process's start would
+    not do.)"""
+    return proc_start(pid) - 1
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -79,10 +77,10 @@ def test_reused_pid_survives_stop(store, procs, capsys):
     not signal it, and readers see the run as crashed (its own process is gone)."""
     sl = sleeper(procs)
     run = store.create_run({}, {})
-    store.mark_started(run.id, sl.pid, pid_start=dead_start())
+    store.mark_started(run.id, sl.pid, pid_start=other_start(sl.pid))
     run_dir = store.run_dir(run.id)
     run_dir.mkdir()
-    launch = {"pid": sl.pid, "pgid": sl.pid, "start": dead_start(), "host": store.host}
+    launch = {"pid": sl.pid, "pgid": sl.pid, "start": other_start(sl.pid), "host": store.host}
     (run_dir / "launch.json").write_text(json.dumps(launch))
     assert signal_target(store.get_run(run.id), after_end=True).pgid is None
     rc, out, _ = cli(capsys, "stop", run.id, "--runs-dir", str(store.runs_dir), "--grace", "1")
