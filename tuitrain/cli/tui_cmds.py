@@ -35,7 +35,10 @@ def cmd_home(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     """`tuitrain edit [CONFIG] [--env E] [--set k=v]`: open the editor."""
-    return _run(args, start="edit", config=args.config, env=args.env, sets=args.sets)
+    from tuitrain.config.loader import config_path
+
+    config = str(config_path(args.config)) if args.config else None  # pkg:tuitrain/configs/...
+    return _run(args, start="edit", config=config, env=args.env, sets=args.sets)
 
 
 def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:

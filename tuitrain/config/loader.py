@@ -263,8 +263,24 @@ def _check_exclusive(data: dict, lines: LineMap, name: str) -> None:
         raise ConfigError(issues)
 
 
+def config_path(path: str | Path) -> str | Path:
+    """A config file's local path: `pkg:<module>/<file>` names one inside an installed package
+    (`pkg:tuitrain/configs/demo.yaml` is the bundled demo, from a checkout or a wheel alike)."""
+    from tuitrain.config.paths import PKG_PREFIX, resolve_path
+
+    if not str(path).startswith(PKG_PREFIX):
+        return path
+    try:
+        return resolve_path(str(path))
+    except ValueError as exc:
+        raise ConfigError(
+            [ConfigIssue("", str(exc), "e.g. pkg:tuitrain/configs/demo.yaml", file=str(path))]
+        ) from None
+
+
 def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict, LineMap]:
     """Read a file and, recursively, the base files it `extends:` (paths relative to it)."""
+    path = config_path(path)
     try:
         p = Path(path).resolve()
     except (OSError, ValueError, RuntimeError) as exc:
@@ -545,7 +561,9 @@ def load_config(
     sets: list[str] | tuple[str, ...] = (),
     check_data: bool = True,
 ) -> Resolved:
-    """Read, merge, override, validate and resolve a config file."""
+    """Read, merge, override, validate and resolve a config file (a path, or
+    `pkg:tuitrain/configs/demo.yaml` for a config shipped inside an installed package)."""
+    path = config_path(path)
     data, lines = read_with_extends(path)
     data = apply_env(data, env, str(path))
     if sets:
