@@ -167,6 +167,9 @@ def launch(
     sweep_id: str | None = None,
     extra_env: dict[str, str] | None = None,
     exact_name: bool = False,
+    parent: str | None = None,
+    fork_step: int | None = None,
+    files: dict[str, str] | None = None,
 ):
     """Create the run record and runs/<id>/config.yaml, then start training detached; returns RunInfo.
     The run's name is `name`, else run.name, else the config file's stem, made unique (demo,
@@ -182,12 +185,16 @@ def launch(
             sweep_id=sweep_id,
             status="queued",
             exact_name=exact_name,
+            parent=parent,
+            fork_step=fork_step,
         )
         run_dir = store.run_dir(run.id)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(
             cfg, run_dir / "config.yaml", header=f"run {run.id}: the config this run trains with"
         )
+        for fname, text in (files or {}).items():  # e.g. branch.json, read by the trainer at start
+            (run_dir / fname).write_text(text)
         try:
             proc = spawn(cfg, run_dir, extra_env=extra_env)
         except OSError as exc:

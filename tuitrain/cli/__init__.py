@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tuitrain.cli import config_cmds, doctor_cmds, run_cmds, sweep_cmds, train_cmds, tui_cmds
+from tuitrain.cli import (
+    branch_cmds,
+    config_cmds,
+    doctor_cmds,
+    run_cmds,
+    sweep_cmds,
+    train_cmds,
+    tui_cmds,
+)
 
 EXIT_INVALID_CONFIG = 2
-MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds)
+MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds, branch_cmds)
 
 
 RUNS_DIR_HELP = "runs directory holding tuitrain.db (default: ./runs)"

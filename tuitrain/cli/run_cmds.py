@@ -162,6 +162,8 @@ def _run_json(r: Any) -> dict[str, Any]:
         "pid": r.pid,
         "host": r.host,
         "sweep": r.sweep_id,
+        "parent": getattr(r, "parent", None),  # lineage (tuitrain branch): parent run id
+        "fork_step": getattr(r, "fork_step", None),  # ...and the parent step it continues from
         "step": r.last_step,
         "created": r.created,
         "created_at": _iso(r.created),
@@ -243,10 +245,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
             return show_sweep(Path(args.runs_dir), args.run, args.format)
         raise
+    from tuitrain.lineage import interventions
+
     with store:
         last = store.last_values(run.id)
         events = store.events(run.id)[-args.events :] if args.events > 0 else []
         commands = store.commands(run.id)
+        steered = interventions(store, run)
     if args.format == "json":
         doc = {
             **_run_json(run),
@@ -255,6 +260,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "last": {k: {"step": p.step, "value": _json_num(p.value)} for k, p in last.items()},
             "events": [e.__dict__ for e in events],
             "commands": [c.__dict__ for c in commands],
+            "interventions": steered,
         }
         print(json.dumps(doc, indent=2, default=str))
         return 0
@@ -267,6 +273,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
     print(f"dir: {run.run_dir}")
+    if getattr(run, "parent", None):
+        print(f"branched from run {run.parent} at step {run.fork_step}")
     for title, data in (("config", run.config), ("derived", run.derived), ("summary", run.summary)):
         print(f"\n{title}:")
         items = _flat(data)
@@ -283,6 +291,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     for e in events:
         step = f"step {e.step}" if e.step is not None else "-"
         print(f"  {_when(e.time)}  {step:>10}  {e.kind:<10} {_safe(e.message)}")
+    print(f"\ninterventions ({len(steered)}):")
+    if steered:
+        print(f"  {'STEP':>8}  {'ACTION':<10}  {'VALUE':<10}  BY")
+    for x in steered:
+        value = _num(x["value"]) if x["value"] is not None else "-"
+        print(f"  {x['step']:>8}  {x['kind']:<10}  {value:<10}  {x['source']}")
     print(f"\ncommands ({len(commands)}):")
     for c in commands:
         detail = f"applied at step {c.applied_step}" if c.status == "applied" else c.reason
@@ -339,6 +353,15 @@ def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any
                                       "value": _json_num(p.value), "time": p.time}) + "\n")  # fmt: skip
             n += 1
         lo += EXPORT_CHUNK_STEPS
+    if not writer and not names:
+        # JSON lines also carry the run's interventions, as events (what `tuitrain rerun` replays).
+        from tuitrain.lineage import interventions
+
+        for x in interventions(store, store.get_run(run_id)):
+            out.write(json.dumps({"run": run_id, "step": x["step"], "event": "intervention",
+                                  "kind": x["kind"], "value": x["value"],
+                                  "source": x["source"]}) + "\n")  # fmt: skip
+            n += 1
     return n
 
 

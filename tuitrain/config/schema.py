@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 # Each field's description is its one-line help text, shown by the editor, `tuitrain validate`
 # and the JSON Schema. Typical ranges come from ../shared/DOMAIN.md: guidance, never limits.
@@ -689,7 +696,10 @@ class ScheduledAction(Group):
         ..., ge=0, description="Apply after this optimizer step (the step a command applied at)."
     )
     set_lr: float | None = Field(
-        None, gt=0, le=10.0, description="Set the LR of the next update (the schedule keeps its shape)."
+        None,
+        gt=0,
+        le=10.0,
+        description="Set the LR of the next update (the schedule keeps its shape).",
     )
     scale_lr: float | None = Field(
         None, gt=0, le=1e6, description="Multiply the LR multiplier by this factor, e.g. 0.5."
@@ -772,6 +782,9 @@ class TrainConfig(Group):
     )
     doctor: DoctorGroup = Field(
         default_factory=DoctorGroup, description="Live diagnosis of training symptoms."
+    )
+    steering: SteeringGroup = Field(
+        default_factory=SteeringGroup, description="Scripted interventions (replayed by rerun)."
     )
 
 

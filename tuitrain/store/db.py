@@ -243,9 +243,16 @@ def put_sweep_row(conn: sqlite3.Connection, row: dict, replace: bool = True) -> 
     )
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """Lineage: a branched run's parent run id and the parent step it continues from."""
+    conn.execute("ALTER TABLE runs ADD COLUMN parent TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN fork_step INTEGER")
+    conn.execute("CREATE INDEX idx_runs_parent ON runs (parent)")
+
+
 # Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
 # may return a callable to run after the commit (file moves must not happen before it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -107,6 +107,8 @@ class RunInfo:
     pid_start: int | None = None  # start time of `pid` (/proc/PID/stat field 22), when recorded
     step_advanced: float | None = None  # wall time the step last advanced (written by RunWriter)
     step_time_s: float | None = None  # median seconds per optimizer step so far (RunWriter)
+    parent: str | None = None  # lineage: the run this one was branched from (tuitrain branch)
+    fork_step: int | None = None  # ...and the parent's step it continues from
     # Computed when read (tuitrain.store.liveness.stall_state), never stored: a running run whose
     # heartbeat is fresh but whose step has not advanced for longer than the stall threshold.
     stalled: bool = False

@@ -37,7 +37,8 @@ __all__ = ["STALE_HEARTBEAT_S", "NetworkFilesystemWarning", "Store", "pid_alive"
 RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 _RUN_COLS = (
     "id, name, status, config, derived, created, started, ended, pid, host, heartbeat,"
-    " exit_reason, summary, sweep_id, last_step, pid_start, step_advanced, step_time_s"
+    " exit_reason, summary, sweep_id, last_step, pid_start, step_advanced, step_time_s,"
+    " parent, fork_step"
 )
 
 
@@ -153,6 +154,8 @@ class Store(MetricsMixin, CommandsMixin):
         sweep_id: str | None = None,
         status: str = "queued",
         exact_name: bool = False,
+        parent: str | None = None,
+        fork_step: int | None = None,
     ) -> RunInfo:
         """Insert a new run record with a generated id. Names resolve to one run: a taken name
         gets the next free suffix (demo, demo-2, demo-3, ...); with exact_name a taken name is
@@ -167,9 +170,9 @@ class Store(MetricsMixin, CommandsMixin):
                     run_name = self._free_name(str(name), exact_name) if name else run_id
                     self.conn.execute(
                         "INSERT INTO runs (id, name, status, config, derived, created, summary,"
-                        " sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " sweep_id, parent, fork_step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, run_name, status, _dumps(dict(config)),
-                         _dumps(dict(derived)), now, "{}", sweep_id),
+                         _dumps(dict(derived)), now, "{}", sweep_id, parent, fork_step),
                     )  # fmt: skip
                 break
             except sqlite3.IntegrityError:
@@ -209,6 +212,7 @@ class Store(MetricsMixin, CommandsMixin):
             created=r[5], started=r[6], ended=r[7], pid=r[8], host=r[9], heartbeat=r[10],
             exit_reason=r[11], summary=_loads(r[12], {}), sweep_id=r[13], last_step=r[14],
             run_dir=self.runs_dir / r[0], pid_start=r[15], step_advanced=r[16], step_time_s=r[17],
+            parent=r[18], fork_step=r[19],
         )  # fmt: skip
 
     def _check_alive(self, run: RunInfo) -> RunInfo:

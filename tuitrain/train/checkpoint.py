@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from tuitrain.lineage import complete_checkpoints
+
 CKPT_DIR = "checkpoints"
 BEST = "best"
 DONE_MARK = "complete.json"  # written last: a folder without it is a half-written checkpoint
@@ -20,14 +22,8 @@ def ckpt_root(run_dir: Path) -> Path:
 
 
 def periodic(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete step-N checkpoints, oldest first."""
-    out = []
-    root = ckpt_root(run_dir)
-    if root.is_dir():
-        for d in root.glob("step-*"):
-            if (d / DONE_MARK).is_file() and d.name[5:].isdigit():
-                out.append((int(d.name[5:]), d))
-    return sorted(out)
+    """Complete step-N checkpoints, oldest first (the torch-free lister the CLI and TUI use)."""
+    return complete_checkpoints(run_dir)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -134,6 +130,48 @@ def load_best(accelerator, model, run_dir: Path, step: int) -> dict | None:
         for name, value in state.items():
             params[name].copy_(value)
     return json.loads((d / DONE_MARK).read_text())
+
+
+def copy_best(accelerator, parent_dir: Path, run_dir: Path, step: int) -> bool:
+    """A branch inherits its parent's best weights of `step` (its timeline's best so far)."""
+    src, dst = best_dir(parent_dir, step), best_dir(run_dir, step)
+    if accelerator.is_main_process and (src / DONE_MARK).is_file() and not dst.exists():
+        shutil.copytree(src, dst)
+    accelerator.wait_for_everyone()
+    return (dst / DONE_MARK).is_file()
+
+
+def _norm(name: str) -> str:
+    # Full model and LoRA-wrapped names of the same tensor: drop peft's wrapping.
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+
+def load_weights(accelerator, model, ckpt_dir: Path) -> tuple[int, int, list[str]]:
+    """Copy the tensors of a step-N checkpoint's model that fit (same name and shape) into
+    `model`; returns (loaded, tensors in the model, names skipped). For branch --weights-only."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(ckpt_dir).glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no model weights (model.safetensors) in {ckpt_dir}")
+    saved: dict[str, torch.Tensor] = {}
+    for f in files:
+        saved.update({_norm(k): v for k, v in load_file(str(f)).items()})
+    target = accelerator.unwrap_model(model).state_dict(keep_vars=True)
+    loaded, missing, done = 0, [], set()
+    with torch.no_grad():
+        for name, t in target.items():
+            src = saved.get(_norm(name))
+            if src is not None and tuple(src.shape) == tuple(t.shape):
+                t.copy_(src.to(t.dtype))
+                loaded += 1
+                done.add(t.data_ptr())
+            else:
+                missing.append((name, t))
+    # A tied tensor (lm_head = embeddings) is saved once; it is loaded through its twin.
+    skipped = [n for n, t in missing if t.data_ptr() not in done]
+    accelerator.wait_for_everyone()
+    return len(target) - len(skipped), len(target), skipped
 
 
 def export_final(accelerator, model, tok, run_dir: Path) -> Path | None:

@@ -24,7 +24,8 @@ from tuitrain.config.errors import ConfigError
 from tuitrain.config.rules import monitor_mode
 from tuitrain.datasets import DataError
 from tuitrain.doctor.watch import trainer_watch
-from tuitrain.steering import SIGTERM_KIND, SteeringPoller, StoreSource
+from tuitrain.lineage import BranchPlan, read_plan
+from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
 from tuitrain.train.data import BatchPlan, EpochLoader, build_splits
@@ -130,6 +131,13 @@ class Trainer:
             world=self.world,
         )
         self.doctor = trainer_watch(self.run_dir, cfg, self.report)  # rank 0: diagnoses at flush
+        # steering.schedule: every rank knows it, so each applies it at the same step, no collective.
+        self.scheduled: dict[int, list[SteerCommand]] = {}
+        for entry in cfg.steering.schedule:
+            kind, value = entry.action
+            self.scheduled.setdefault(entry.step, []).append(
+                SteerCommand(None, kind, value, {"source": "schedule"})
+            )
         trainable, total = count_params(self.model)
         self.report.started()
         for kind, msg in self.splits.notes + ([("data", packing_note)] if packing_note else []):
@@ -164,6 +172,51 @@ class Trainer:
                     "no validation data: no val metrics, early stopping or plateau cuts (set data.validation_split > 0 or data.validation_file)",
                     0,
                 )
+            plan = read_plan(self.run_dir)
+            if plan is not None:
+                self.start_from_branch(plan)
+
+    def start_from_branch(self, plan: BranchPlan) -> None:
+        """Continue from the parent's checkpoint under this (edited) config; or, weights only,
+        start a fresh optimizer, schedule and data order from the parent's weights."""
+        acc, st = self.acc, self.state
+        src = Path(plan.checkpoint)
+        if not (src / ckpt.DONE_MARK).is_file():
+            raise SetupError(
+                f"branch: the parent's checkpoint {src} is gone or incomplete (branch from another step)"
+            )
+        if plan.weights_only:
+            loaded, total, skipped = ckpt.load_weights(acc, self.model, src)
+            msg = (
+                f"branched from run {plan.parent} at step {plan.fork_step}, weights only: {loaded} of "
+                f"{total} tensors loaded"
+                + (f" ({len(skipped)} skipped: {', '.join(skipped[:3])}...)" if skipped else "")
+                + "; fresh optimizer, schedule and data order from step 0"
+            )
+        else:
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
+            acc.load_state(str(src))
+            # The optimizer's state_dict brings the parent's hyperparameters (lr, betas, weight
+            # decay, base_lr); the child's edited config wins, the moment estimates stay.
+            for g, mine in zip(self.opt.param_groups, fresh, strict=True):
+                g.update(mine)
+            if st.step >= self.total:
+                raise SetupError(
+                    f"training.max_steps ({self.total}) must be beyond the fork step {st.step} "
+                    f"(set training.max_steps > {st.step})"
+                )
+            if self.keep_best and st.best_step >= 0:
+                ckpt.copy_best(acc, Path(plan.parent_dir), self.run_dir, st.best_step)
+            msg = (
+                f"branched from run {plan.parent} at step {st.step} ({src.name}, LR multiplier "
+                f"{self.lrc.multiplier:g}); logging from step {st.step + 1}"
+            )
+        self.report.event(
+            "branched",
+            msg,
+            st.step,
+            {"parent": plan.parent, "fork_step": plan.fork_step, "weights_only": plan.weights_only},
+        )
 
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> tuple[str, str | None]:
@@ -224,7 +277,8 @@ class Trainer:
         t, step = self.cfg.training, self.state.step
         do_eval = (step % t.eval_every == 0) if t.eval_every else epoch_end
         do_save = (step % t.save_every == 0) if t.save_every else do_eval
-        for cmd in self.poller.poll(step, self.sigterm[0]):
+        for cmd in self.scheduled.get(step, []) + self.poller.poll(step, self.sigterm[0]):
+            by = "schedule" if cmd.payload.get("source") == "schedule" else f"command {cmd.id}"
             if cmd.kind in ("set_lr", "scale_lr"):
                 old = self.lrc.lr(step)
                 try:
@@ -239,12 +293,15 @@ class Trainer:
                 self.poller.ack(cmd, step, msg)
                 self.report.event(
                     "lr",
-                    f"{cmd.kind} by command {cmd.id}: {msg}",
+                    f"{cmd.kind} by {by}: {msg}",
                     step,
                     {"command_id": cmd.id, "lr": new, "multiplier": self.lrc.multiplier},
                 )
             elif cmd.kind == "stop":
-                self.outcome = ("early_stopped", "user")
+                self.outcome = (
+                    "early_stopped",
+                    "user" if cmd.id is not None else f"{by}: stop at step {step}",
+                )
                 self.restore_best = bool(cmd.payload.get("restore_best"))  # the doctor's stop
                 do_eval = do_save = True
                 self.poller.ack(cmd, step, "stopping: evaluate, save, end as early_stopped")
