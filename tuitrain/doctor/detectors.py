@@ -201,6 +201,35 @@ def loss_spike(steps: Sequence[int], loss: Sequence[float], th: Thresholds) -> D
     )
 
 
+def loss_elevated(
+    steps: Sequence[int],
+    loss: Sequence[float],
+    lowest: float | None,
+    lowest_step: int | None,
+    th: Thresholds,
+) -> Diagnosis | None:
+    """The loss stays far above the lowest it reached (twice `spike_rise` over it): a jump that
+    did not recover, even once it is older than the window (a loss_spike, critical)."""
+    now = finite(loss)[-10:]
+    if lowest is None or not math.isfinite(lowest) or lowest <= 0 or not steps:
+        return None
+    if len(finite(loss)) < th.min_points:
+        return None  # the first steps fall and bounce: no level to fall back from yet
+    level = median(now)
+    if level < lowest * (1.0 + 2 * th.spike_rise):
+        return None
+    return Diagnosis(
+        "loss_spike",
+        "critical",
+        lowest_step,
+        f"loss {_g(level)} at step {steps[-1]} vs its lowest {_g(lowest)} at step {lowest_step}"
+        f" ({level / lowest:.1f}x); not recovered",
+        REMEDIES["loss_spike"],
+        scale_lr(0.5),
+        {"now": level, "lowest": lowest, "lowest_step": lowest_step, "recovered": False},
+    )
+
+
 def oscillation(steps: Sequence[int], loss: Sequence[float], th: Thresholds) -> Diagnosis | None:
     """Loss noise step to step (detrended by differencing) large against its level, in both
     halves of the window: persistent, not one spike."""
@@ -287,6 +316,8 @@ def late_stall(
     drop, lr_ratio = rel_drop(a, b), lr_now / lr_peak
     if not math.isfinite(drop) or drop >= th.stall_min_drop or lr_ratio < th.stall_lr_ratio:
         return None
+    if drop < -th.spike_rise:
+        return None  # rising, not flat: a spike or a divergence
     return Diagnosis(
         "late_stall",
         "warning",
@@ -379,6 +410,8 @@ def underfitting(
     limit = th.underfit_level * chance_loss
     if lc <= limit or (vc is not None and vc <= limit):
         return None
+    if lc > chance_loss * (1 + th.spike_rise):
+        return None  # far above chance: diverged (loss_spike), not a model that learned too little
     val_txt = f", val_loss {_g(vc)}" if vc is not None else ""
     return Diagnosis(
         "underfitting",

@@ -46,6 +46,12 @@ def _span(
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _worst(*diags: Diagnosis | None) -> Diagnosis | None:
+    """The more severe of diagnoses with the same id (None when there is none)."""
+    found = [d for d in diags if d is not None]
+    return max(found, key=lambda d: d.rank) if found else None
+
+
 def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]:
     """All open diagnoses of the run, most severe first."""
     th = th or thresholds_for(data.config)
@@ -59,13 +65,18 @@ def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]
     train_over = data.overview.get("loss", [])
     lr_over = data.overview.get("lr", [])
     lr_peak = max((p[2] for p in lr_over if p[2] is not None and math.isfinite(p[2])), default=None)
-    lowest = min(
-        (p[1] for p in train_over if p[1] is not None and math.isfinite(p[1])), default=None
+    low = min(
+        ((p[1], p[0]) for p in train_over if p[1] is not None and math.isfinite(p[1])),
+        default=(None, None),
     )
+    lowest, lowest_at = low
     lr_now = next((x for x in reversed(lr.values) if math.isfinite(x)), None)
     out: list[Diagnosis | None] = [
         det.exploding_gradients(grad.steps, grad.values, th, max_norm),
-        det.loss_spike(loss.steps, loss.values, th),
+        _worst(
+            det.loss_spike(loss.steps, loss.values, th),
+            det.loss_elevated(loss.steps, loss.values, lowest, lowest_at, th),
+        ),
         det.oscillation(loss.steps, loss.values, th),
         det.slow_convergence(data.first_loss, loss.steps, loss.values, total, warmup, th, lowest),
         det.late_stall(*_span(train_over, loss, data.last_step, th), lr_now, lr_peak, total, th),
