@@ -282,6 +282,8 @@ REACH: dict[str, Reach] = {
     "generation.temperature": Reach(0.0, "loop"),
     "generation.top_k": Reach(2, "loop"),
     "generation.top_p": Reach(0.3, "loop"),
+    # steering
+    "steering.schedule": Reach([{"step": 2, "scale_lr": 0.5}, {"step": 6, "stop": True}], "loop"),
     # launch
     "launch.num_processes": Reach(2, launcher),
     "launch.num_machines": Reach(
