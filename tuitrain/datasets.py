@@ -294,17 +294,22 @@ def _summary_key(cfg, path: str) -> tuple:
     )
 
 
-def data_summary(cfg, path: str | None = None) -> DataSummary | None:
+def data_summary(cfg, path: str | None = None, cached_only: bool = False) -> DataSummary | None:
     """Format, template and truncation of the training file (or `path`); None without one.
-    Raises DataError for unreadable files and malformed records (all of them, with numbers)."""
+    Raises DataError for unreadable files and malformed records (all of them, with numbers).
+    `cached_only`: never read the file (for the UI thread), None unless already summarised."""
     path = path or cfg.data.train_file
     if cfg.data.source != "file" or not path:
         return None
     if not Path(path).exists():
+        if cached_only:
+            return None
         raise DataError(
             f"{path}: no such file (set data.train_file / data.validation_file to an existing file)"
         )
     key = _summary_key(cfg, path)
+    if cached_only:
+        return _SUMMARIES.get(key)
     if key not in _SUMMARIES:
         if len(_SUMMARIES) >= 8:
             _SUMMARIES.pop(next(iter(_SUMMARIES)))

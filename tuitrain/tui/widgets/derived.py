@@ -6,6 +6,7 @@ from rich.markup import escape
 from textual.widgets import Static
 
 from tuitrain.config.schedule import schedule_curve
+from tuitrain.datasets import data_summary
 from tuitrain.tui import fmt
 from tuitrain.tui.widgets.chart import Line, MetricChart
 
@@ -44,6 +45,13 @@ class DerivedPanel(Static):
         ]
         if d.lora_scale is not None:
             lines.append(f"LoRA scale       {d.lora_scale:.3g}")
+        # Computed with the size estimate in the worker; here it is only read from the cache.
+        data = data_summary(resolved.config, cached_only=True)
+        if data is not None:
+            lines.append(f"data format      {data.format} ({escape(data.how)})")
+            if data.template:
+                lines.append(f"chat template    {escape(data.template)}")
+            lines.append(f"truncation       {escape(data.truncation_line())}")
         for w in resolved.warnings:
             lines.append(f"[yellow]! {escape(w)}[/]")
         self.update("\n".join(lines))
