@@ -13,6 +13,7 @@ from tuitrain.cli import (
     branch_cmds,
     config_cmds,
     doctor_cmds,
+    lrfind_cmds,
     run_cmds,
     sweep_cmds,
     train_cmds,
@@ -20,7 +21,7 @@ from tuitrain.cli import (
 )
 
 EXIT_INVALID_CONFIG = 2
-MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds, branch_cmds)
+MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds, branch_cmds, lrfind_cmds)
 
 
 RUNS_DIR_HELP = "runs directory holding tuitrain.db (default: ./runs)"

@@ -45,6 +45,10 @@ class RunGroup(Group):
         description="Free-form labels shown in the runs list and usable by sweeps.",
     )
     notes: str = Field("", description="A note stored with the run (what you are trying).")
+    kind: Literal["train", "lr_find"] = Field(
+        "train",
+        description="train: a normal run; lr_find: an LR range test (`tuitrain lr-find`): the LR ramps over the lr_find group, no eval, no checkpoints.",
+    )
 
 
 class ArchGroup(Group):
@@ -782,6 +786,9 @@ class TrainConfig(Group):
     )
     doctor: DoctorGroup = Field(
         default_factory=DoctorGroup, description="Live diagnosis of training symptoms."
+    )
+    lr_find: LRFindGroup = Field(
+        default_factory=LRFindGroup, description="LR range test (run.kind lr_find)."
     )
     steering: SteeringGroup = Field(
         default_factory=SteeringGroup, description="Scripted interventions (replayed by rerun)."

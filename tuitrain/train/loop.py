@@ -25,6 +25,7 @@ from tuitrain.config.rules import monitor_mode
 from tuitrain.datasets import DataError
 from tuitrain.doctor.watch import trainer_watch
 from tuitrain.lineage import BranchPlan, read_plan
+from tuitrain.lrfind.curve import Smoother, ramp_lr, suggest
 from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
@@ -107,11 +108,21 @@ class Trainer:
         launch = cfg.launch.model_copy(update={"num_processes": self.world})
         d = compute(cfg.model_copy(update={"launch": launch}), len(self.splits.train))
         self.total, self.warmup, self.base_lr = d.total_steps, d.warmup_steps or 0, d.scaled_lr
-        self.report.update(derived=d.as_dict())
+        derived = d.as_dict()
+        # An LR range test (run.kind lr_find) is this loop with the LR ramped through LRControl.
+        lf = cfg.lr_find
+        self.probe = Smoother(stop_factor=lf.stop_factor) if cfg.run.kind == "lr_find" else None
+        self.probe_points: list[tuple[float, float]] = []
+        if self.probe is not None:
+            derived.update(full_total_steps=self.total, total_steps=lf.steps)
+            self.total = lf.steps
+        self.report.update(derived=derived)
         opt = build_optimizer(cfg, model, self.base_lr)
         self.model, self.opt = acc.prepare(model, opt)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.lrc = LRControl(cfg, self.base_lr, self.total, self.warmup)
+        if self.probe is not None:
+            self.lrc.ramp = lambda step: ramp_lr(step, lf.min_lr, lf.max_lr, lf.steps)
         self.state = TrainState()
         acc.register_for_checkpointing(self.lrc, self.state)
         es = cfg.early_stopping
@@ -124,7 +135,9 @@ class Trainer:
         self.loader = EpochLoader(
             self.splits.train, self.plan, cfg.data.num_workers, acc.device.type == "cuda"
         )
-        self.buf = MetricBuffer(cfg.training.log_every, acc.device, self.world, acc.reduce)
+        # A range test checks its stop rule on every step's loss: one host sync per step there.
+        every = 1 if self.probe is not None else cfg.training.log_every
+        self.buf = MetricBuffer(every, acc.device, self.world, acc.reduce)
         self.poller = SteeringPoller(
             StoreSource(self.run_dir.parent, self.run_dir.name) if self.report.active else None,
             rank=self.rank,
@@ -279,6 +292,9 @@ class Trainer:
         do_save = (step % t.save_every == 0) if t.save_every else do_eval
         for cmd in self.scheduled.get(step, []) + self.poller.poll(step, self.sigterm[0]):
             by = "schedule" if cmd.payload.get("source") == "schedule" else f"command {cmd.id}"
+            if cmd.kind in ("set_lr", "scale_lr") and self.probe is not None:
+                self.poller.reject(cmd, "a range test ramps the LR itself", step)
+                continue
             if cmd.kind in ("set_lr", "scale_lr"):
                 old = self.lrc.lr(step)
                 try:
@@ -319,6 +335,8 @@ class Trainer:
                 + (f" {cmd.value:g}" if cmd.value is not None else ""),
                 flush=True,
             )
+        if self.probe is not None:
+            return  # a range test is a probe: no eval, no checkpoint
         if do_eval:
             self.evaluate()
         if do_save and (self.outcome is None or self.outcome[0] in ("early_stopped", "stopped")):
@@ -358,6 +376,15 @@ class Trainer:
             )
         if self.doctor is not None:
             self.doctor.tick(last.step)
+        if self.probe is not None:
+            # Every rank sees the same reduced losses, so every rank stops at the same step.
+            for r in rows:
+                self.probe_points.append((r.lr, r.loss))
+                self.probe.add(r.lr, r.loss)
+                if self.probe.stop_reason and self.outcome is None:
+                    self.outcome = ("completed", f"range test ended: {self.probe.stop_reason}")
+                    break
+            return
         if bad is not None:
             self.outcome = (
                 "diverged",
@@ -450,6 +477,11 @@ class Trainer:
 
     def finish(self) -> tuple[str, str | None]:
         """Final eval and checkpoint, best-weight restore and export; returns (status, reason)."""
+        if self.probe is not None:  # a probe: no eval, no checkpoint, no export
+            self.flush()
+            sug = suggest(self.probe_points, pretrained=bool(self.cfg.model.name_or_path))
+            self.summary["lr_find"] = {k: v for k, v in sug.as_json().items() if k != "points"}
+            return self.outcome or ("completed", f"range test ran its {self.total} steps")
         status, reason = self.outcome or ("completed", None)
         if status != "diverged":
             self.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -110,11 +111,15 @@ class LRControl:
         )
         self.multiplier = 1.0
         self.plateau = 1.0
+        # An LR range test (run.kind lr_find) replaces the schedule: step -> LR of the next update.
+        self.ramp: Callable[[int], float] | None = None
         self.plateau_best = math.nan
         self.plateau_bad = 0
 
     def factor(self, step: int) -> float:
         """Multiplier on each group's base LR for the update after `step` completed steps."""
+        if self.ramp is not None:
+            return self.ramp(step) / self.base_lr
         return (
             lr_factor(step, self.sched, self.total, self.warmup, self.base_lr)
             * self.plateau
