@@ -135,3 +135,24 @@ def test_cli_doctor_table_and_json(store, tmp_path):
     assert "remedy:   clipping is doing the LR's job" in table.stdout
     missing = subprocess.run([*base, "nope"], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 4 and "no run" in missing.stderr
+
+
+def test_follower_lines_once_per_warning(store):
+    from tuitrain.doctor.follow import DoctorLines
+
+    fx = curves.make("loss_spike")
+    rid = replay.create(store, fx)
+    clock = Clock()
+    w = _watch(store, rid, clock)
+    lines = DoctorLines()
+    printed = []
+    for upto in (499, 502, 503, 520, 640):
+        store.log_metrics(rid, replay.rows_of(fx, upto))
+        clock.t += 10
+        w.tick(upto)
+    for ev in store.events(rid):
+        if ev.kind == "doctor" and (line := lines.line(ev)):
+            printed.append(line)
+    # open (warning) printed; recovered (info) and closed are not.
+    assert len(printed) == 1 and printed[0].startswith("doctor: WARNING loss_spike from step 500")
+    assert f"tuitrain doctor {rid}" in printed[0]

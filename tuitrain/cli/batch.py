@@ -97,6 +97,9 @@ class Follower:
         self.last_plain_step: int | None = None
         self.line_shown = False
         self.stop_sent = False
+        from tuitrain.doctor.follow import DoctorLines
+
+        self.doctor_lines = DoctorLines()
 
     def follow(self) -> int:
         """Follow to the end; the exit code says whether the run ended well."""
@@ -114,6 +117,10 @@ class Follower:
                     self.step = max(self.step, p.step)
                 for ev in self.store.events(self.run_id, after_id=self.last_event):
                     self.last_event = ev.id
+                    if ev.kind == "doctor":  # new warnings only, once (tuitrain.doctor.follow)
+                        if line := self.doctor_lines.line(ev):
+                            self._line(line)
+                        continue
                     self._line(
                         f"[{ev.kind}]"
                         + (f" step {ev.step}" if ev.step is not None else "")
