@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from tuitrain.store import Store
 from tuitrain.sweep import records
@@ -64,7 +65,13 @@ def build(runs_dir: Path) -> SweepRecord:
 async def settle(pilot) -> None:
     for _ in range(2):
         await pilot.pause(0.3)
-        await pilot.app.workers.wait_for_complete()
+        # Poll loops (the runs list's, the monitor's) live as long as their screen: wait for
+        # every other worker; one replaced by a newer exclusive worker counts as done.
+        for w in [w for w in pilot.app.workers if not w.group.endswith("-poll")]:
+            try:
+                await w.wait()
+            except WorkerCancelled:
+                pass
         await pilot.pause()
 
 
