@@ -77,6 +77,7 @@ class CompareLoaded(Message):
     series: dict[str, dict[str, list[tuple[int, float, float, float]]]] = field(
         default_factory=dict
     )
+    events: dict[str, list[Any]] = field(default_factory=dict)  # run id -> its lr/stop events
 
 
 @dataclass

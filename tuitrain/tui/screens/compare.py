@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -25,6 +27,49 @@ PREFERRED = (
     "tokens_per_s",
 )
 BUCKETS = 160
+INTERVENTION_KINDS = ("lr", "early_stop")
+_LR_CHANGE = re.compile(r"lr (\S+) -> (\S+)")
+
+
+def unique_names(runs: list) -> list[str]:
+    """Run names for the legend and columns, made unique: a repeated name gets its id's tail."""
+    names = [r.name or r.id for r in runs]
+    return [
+        f"{n}·{r.id[-4:]}" if names.count(n) > 1 else n for n, r in zip(names, runs, strict=True)
+    ]
+
+
+def _lr_before(lr_series: list | None, step: int) -> float | None:
+    """The LR logged at or before a step (the last bucket that ends there), from the lr series."""
+    before = [p for p in lr_series or [] if p[0] <= step]
+    return before[-1][3] if before else None
+
+
+def interventions(run, events: list, lr_series: list | None = None) -> list[tuple[int, str, str]]:
+    """What was done to a run while it trained, in step order: (step, kind, 'old -> new').
+
+    LR commands (their event says "lr A -> B"), plateau cuts (old LR from the lr series),
+    early stops, and a stop that ended the run."""
+    out: list[tuple[int, str, str]] = []
+    for e in events:
+        step = e.step if e.step is not None else -1
+        if e.kind == "lr":
+            m = _LR_CHANGE.search(e.message)
+            data = e.data if isinstance(e.data, dict) else {}
+            if m:
+                what = "plateau cut" if e.message.startswith("plateau") else "LR change"
+                out.append((step, what, f"{m.group(1)} -> {m.group(2)}"))
+            else:
+                old = _lr_before(lr_series, step)
+                new = data.get("lr")
+                what = "plateau cut" if e.message.startswith("plateau") else "LR change"
+                out.append((step, what, f"{fmt.lr(old)} -> {fmt.lr(new)}"))
+        elif e.kind == "early_stop":
+            out.append((step, "early stop", e.message))
+    if run.status in ("stopped", "early_stopped") and not any(k == "early stop" for _, k, _ in out):
+        out.append((run.last_step or -1, "stop", run.exit_reason or run.status))
+    out.sort(key=lambda x: x[0])
+    return out
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -126,6 +171,8 @@ class CompareScreen(Screen):
         self.metric = "loss"
         self.log_y = False
         self.smooth = False
+        self.names: list[str] = []  # unique display names, one per run
+        self.steered: dict[str, list[tuple[int, str, str]]] = {}  # run id -> interventions
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-legend")
@@ -134,8 +181,9 @@ class CompareScreen(Screen):
                 yield MetricChart("loss", id="compare-chart")
             with TabPane("Summary (2)", id="summary"):
                 yield DataTable(id="summary-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Config diff (3)", id="diff"):
+            with TabPane("Diff + steering (3)", id="diff"):
                 yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
+                yield DataTable(id="interventions-table", cursor_type="row", zebra_stripes=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -155,20 +203,29 @@ class CompareScreen(Screen):
         with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
             runs = [store.get_run(r) for r in self.run_ids]
             series: dict[str, dict[str, list]] = {}
+            events: dict[str, list] = {}
             for run in runs:
                 for name in store.metric_names(run.id):
                     if name in PREFERRED:
                         series.setdefault(name, {})[run.id] = store.series(run.id, name, BUCKETS)
-        self.post_message(CompareLoaded(runs, series))
+                events[run.id] = [e for e in store.events(run.id) if e.kind in INTERVENTION_KINDS]
+        self.post_message(CompareLoaded(runs, series, events))
 
     def on_compare_loaded(self, msg: CompareLoaded) -> None:
         self.runs, self.series = msg.runs, msg.series
+        self.names = unique_names(self.runs)
+        self.steered = {
+            r.id: interventions(r, msg.events.get(r.id, []), self.series.get("lr", {}).get(r.id))
+            for r in self.runs
+        }
         self.metrics = [m for m in PREFERRED if m in self.series]
         if self.metric not in self.metrics and self.metrics:
             self.metric = self.metrics[0]
         legend = "   ".join(
-            f"[{COLORS[i % len(COLORS)]}]━━ {r.name}[/]" for i, r in enumerate(self.runs)
+            f"[{COLORS[i % len(COLORS)]}]━━ {escape(n)}[/]" for i, n in enumerate(self.names)
         )
+        if any(self.steered.values()):
+            legend += "   [dim]│ = intervention (3: list)[/]"
         self.query_one("#compare-legend", Static).update(
             f"[b]Comparing {len(self.runs)} runs[/b]  {legend}"
         )
@@ -186,16 +243,22 @@ class CompareScreen(Screen):
             if self.smooth:
                 ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
             lines.append(
-                Line(run.name, tuple(p[0] for p in pts), tuple(ys), COLORS[i % len(COLORS)])
+                Line(self.names[i], tuple(p[0] for p in pts), tuple(ys), COLORS[i % len(COLORS)])
             )
         chart = self.query_one("#compare-chart", MetricChart)
+        chart.marks = [
+            (step, COLORS[i % len(COLORS)])
+            for i, run in enumerate(self.runs)
+            for step, _, _ in self.steered.get(run.id, [])
+            if step >= 0
+        ]
         others = ", ".join(m for m in self.metrics if m != self.metric)
         chart.title = f"{self.metric}   (m: next metric{': ' + others if others else ''})"
         chart.set_lines(lines, self.log_y)
 
     def fill_tables(self) -> None:
         """Summary columns and the config diff, one column per run."""
-        names = [Text(r.name, style=COLORS[i % len(COLORS)]) for i, r in enumerate(self.runs)]
+        names = [Text(n, style=COLORS[i % len(COLORS)]) for i, n in enumerate(self.names)]
         table = self.query_one("#summary-table", DataTable)
         table.clear(columns=True)
         table.add_columns("", *names)
@@ -209,6 +272,14 @@ class CompareScreen(Screen):
             diff.add_row(key, *["-" if v is None else str(v) for v in values])
         if not rows:
             diff.add_row("(identical configs)", *["" for _ in self.runs])
+        steps = self.query_one("#interventions-table", DataTable)
+        steps.clear(columns=True)
+        steps.add_columns("run", "step", "intervention", "old -> new / reason")
+        for i, run in enumerate(self.runs):
+            for step, kind, what in self.steered.get(run.id, []):
+                steps.add_row(names[i], "-" if step < 0 else str(step), kind, what)
+        if not any(self.steered.values()):
+            steps.add_row("(none)", "", "no LR change, stop or plateau cut in these runs", "")
 
     def action_metric(self, step: int) -> None:
         """Show the next (or previous) metric."""

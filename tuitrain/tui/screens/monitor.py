@@ -21,6 +21,7 @@ from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.messages import NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
+from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
 from tuitrain.tui.widgets.events import EventsPane, filter_label, full_text
 from tuitrain.tui.widgets.run_panes import CommandsPane, NotesLine, RunHeader
 
@@ -66,6 +67,7 @@ class MonitorScreen(Screen):
         Binding("N", "next_chart(-1)", "Prev chart", show=False),
         Binding("f", "filter_events", "Filter"),
         Binding("e", "edit_notes", "Notes"),
+        Binding("h", "doctor", "Doctor"),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
         Binding("escape,b", "back", "Back"),
@@ -102,6 +104,7 @@ class MonitorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunHeader("loading…", id="run-header")
+        yield DoctorLine(self.run_ref, id="doctor-line")
         yield NotesLine("", id="run-notes")
         with Horizontal(id="charts-top"):
             yield MetricChart("loss (train, val)", id="chart-loss")
@@ -138,6 +141,7 @@ class MonitorScreen(Screen):
         """Three charts, or one (zoomed, or when each of three would be too short to read)."""
         height = self.size.height or 24
         notes = 1 if self.query_one("#run-notes", NotesLine).display else 0
+        notes += 1 if self.query_one("#doctor-line", DoctorLine).display else 0
         rows = (height - 2 - notes - 1 - BOTTOM_ROWS) // 2
         single = rows < MIN_CHART_ROWS
         if single != self.single:
@@ -361,6 +365,9 @@ class MonitorScreen(Screen):
         lr = [x for x in (self.line("lr", "", "green"),) if x]
         self.query_one("#chart-lr", MetricChart).set_lines(lr, self.log_y)
         grad = [x for x in (self.line("grad_norm", "", "magenta", True),) if x]
+        spikes = self.query_one("#doctor-line", DoctorLine).diagnoses  # red dots at the spikes
+        loss += spike_lines(spikes, "loss") if loss else []
+        grad += spike_lines(spikes, "grad_norm") if grad else []
         self.query_one("#chart-grad", MetricChart).set_lines(grad, self.log_y)
 
     # -- steering -------------------------------------------------------------------------
@@ -428,6 +435,13 @@ class MonitorScreen(Screen):
         """Evaluate at the next step."""
         if self._steerable():
             self.send("eval")
+
+    def action_doctor(self) -> None:
+        """Open the doctor's findings; Enter on one applies its action (after a confirmation)."""
+        from tuitrain.tui.screens.doctor import DoctorScreen
+
+        diags = self.query_one("#doctor-line", DoctorLine).diagnoses
+        self.app.push_screen(DoctorScreen(self.run, diags, self.send))
 
     def action_edit_notes(self) -> None:
         """Edit the run's notes (what you were trying); saved in the run record."""

@@ -63,6 +63,7 @@ class MetricChart(PlotextPlot):
         self.lines: list[Line] = []
         self.log_y = False
         self.envelope = False  # draw each bucket's min/max too (the zoomed chart)
+        self.marks: list[tuple[float, str]] = []  # (step, colour): vertical lines (interventions)
         self.empty_text = "waiting for data"
         self.builds = 0  # how many times the plot text was built (benchmarks read it)
         self.repaints = 0  # how many builds changed the picture (and so were sent to the terminal)
@@ -70,7 +71,7 @@ class MetricChart(PlotextPlot):
         self._cache: tuple[tuple, RenderableType] | None = None
 
     def _key(self) -> tuple:
-        return (self.size, self.title, self.app.theme, self.envelope)
+        return (self.size, self.title, self.app.theme, self.envelope, tuple(self.marks))
 
     def set_lines(self, lines: list[Line], log_y: bool | None = None) -> None:
         """Replace the lines; rebuild now and repaint only if the picture differs.
@@ -144,6 +145,9 @@ class MetricChart(PlotextPlot):
                     yr += (min(y for _, y in b), max(y for _, y in b))
             drawn = True
         if drawn:
+            for x, color in self.marks:
+                if min(xr) <= x <= max(xr):
+                    plt.vline(x, color)
             self._ticks(plt, min(xr), max(xr), min(yr), max(yr))
         if not drawn:
             plt.xlabel(self.empty_text)

@@ -93,6 +93,9 @@ def to_text(spec: FieldSpec, value: Any) -> str:
     if value is None:
         return ""
     if spec.kind == "list" and isinstance(value, list):
+        if any(not isinstance(v, str | int | float) for v in value):
+            # Structured items (chat-message prompts): a JSON flow list reads back exactly.
+            return json.dumps(value, ensure_ascii=False)
         items = [str(v) for v in value]
         # Comma-separated when that reads back exactly; else a YAML flow list, e.g. ["def main(", "import "].
         if all(
@@ -132,7 +135,9 @@ def from_text(spec: FieldSpec, text: str) -> Any:
                 value = loads_yaml(t)
             except Exception:  # ruamel raises several types; the raw text shows the error
                 return text
-            return [str(v) for v in value] if isinstance(value, list) else text
+            if not isinstance(value, list):
+                return text
+            return [v if isinstance(v, list | dict) else str(v) for v in value]
         return [p.strip() for p in t.split(",") if p.strip()]
     return text
 

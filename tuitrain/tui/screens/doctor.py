@@ -1,0 +1,101 @@
+"""Provides DoctorScreen: a run's open diagnoses with evidence, remedy and action; Enter applies
+the selected action through the normal steering path after a confirmation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tuitrain.tui.dialogs.confirm import ConfirmDialog
+from tuitrain.tui.widgets.doctor import STYLE
+
+
+def option_text(d: Any, live: bool) -> str:
+    """One diagnosis as a list entry: headline, evidence, remedy, action."""
+    at = f" from step {d.step}" if d.step is not None else ""
+    style = STYLE.get(d.severity, "")
+    lines = [
+        f"[{style}]{d.severity.upper()}[/] [b]{d.id}[/b]{at}",
+        f"  evidence: {escape(d.evidence)}",
+        f"  remedy:   {escape(d.remedy)}",
+    ]
+    if d.action is not None:
+        how = "Enter: apply" if d.action.steerable and live else "advice"
+        lines.append(f"  action:   [b]{escape(d.action.label)}[/b] [dim]({how})[/]")
+    return "\n".join(lines)
+
+
+class DoctorScreen(Screen):
+    """The doctor's findings for one run; selecting one offers its action."""
+
+    BINDINGS = [Binding("escape,b,h", "back", "Back")]
+    DEFAULT_CSS = """
+    DoctorScreen #doctor-title { height: 1; padding: 0 1; background: $panel; }
+    DoctorScreen #doctor-list { height: 1fr; }
+    """
+
+    def __init__(
+        self, run: Any, diagnoses: list[Any], send: Callable[[str, dict], Any] | None = None
+    ) -> None:
+        super().__init__(id="doctor")
+        self.run, self.diagnoses, self.send = run, diagnoses, send
+
+    @property
+    def live(self) -> bool:
+        """The run can still be steered."""
+        return self.run is not None and not self.run.terminal and self.send is not None
+
+    def compose(self) -> ComposeResult:
+        name = escape(self.run.name if self.run is not None else "?")
+        n = len(self.diagnoses)
+        yield Static(
+            f"[b]doctor[/b]: run {name}: {n} open diagnos{'is' if n == 1 else 'es'}"
+            + ("" if self.live else " [dim](run ended: advice only)[/]"),
+            id="doctor-title",
+        )
+        opts = [Option(option_text(d, self.live), id=str(i)) for i, d in enumerate(self.diagnoses)]
+        if not opts:
+            opts = [
+                Option("nothing to report: no symptom of the doctor's table is open", disabled=True)
+            ]
+        yield OptionList(*opts, id="doctor-list")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#doctor-list", OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter: confirm, then send the diagnosis's action as a steering command."""
+        d = self.diagnoses[int(event.option.id or 0)]
+        a = d.action
+        if a is None:
+            self.notify(f"{d.id}: no action to apply; see the remedy", timeout=4)
+            return
+        if not a.steerable:
+            self.notify(f"{a.label}: change the config for the next run", timeout=5)
+            return
+        if not self.live:
+            self.notify(f"run is {self.run.status}: nothing to steer", severity="warning")
+            return
+        payload = {**a.payload, "diagnosis": d.id}
+        question = f"Apply {a.label} to run {self.run.name} (doctor: {d.id})?"
+        self.app.push_screen(
+            ConfirmDialog(question, yes="Apply"),
+            lambda ok: ok and self._apply(a.kind, payload),
+        )
+
+    def _apply(self, kind: str, payload: dict) -> None:
+        assert self.send is not None
+        self.send(kind, payload)
+        self.app.pop_screen()  # back to the monitor, where the command shows as pending
+
+    def action_back(self) -> None:
+        """Back to the monitor."""
+        self.app.pop_screen()

@@ -1,0 +1,148 @@
+"""Provides the doctor's monitor widgets: DoctorLine (the most severe open diagnosis, under the
+header), spike markers for the charts, and the runs list's marker for runs with open warnings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual import work
+from textual.widgets import Static
+
+from tuitrain.tui.widgets.chart import Line
+
+# A live run is re-diagnosed this often (each diagnosis reads downsampled series: a few ms).
+LIVE_S = 5.0
+ENDED_S = 30.0
+STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
+MARK = {"critical": "!!", "warning": "!"}
+ORDER = ("info", "warning", "critical")
+
+
+def line_text(diags: list[Any]) -> str:
+    """'doctor: CRITICAL exploding_gradients @804: grad norm ... (+1 more, h: details)'."""
+    if not diags:
+        return ""
+    d = diags[0]
+    more = f" (+{len(diags) - 1} more, h: details)" if len(diags) > 1 else " (h: details)"
+    at = f" @{d.step}" if d.step is not None else ""
+    style = STYLE.get(d.severity, "")
+    return f"[{style}]doctor: {d.severity.upper()} {d.id}{at}[/]: {escape(d.evidence)}{more}"
+
+
+class DoctorLine(Static):
+    """One line under the monitor header: the run's most severe open diagnosis (hidden when none)."""
+
+    DEFAULT_CSS = """
+    DoctorLine { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def __init__(self, run_ref: str, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.run_ref = run_ref
+        self.diagnoses: list[Any] = []
+        self.checks = 0  # diagnoses done (tests wait on it)
+        self._version: int | None = None
+        self._ended = False
+        self._since = 0.0
+
+    def on_mount(self) -> None:
+        self.display = False
+        self.check()
+        self.set_interval(LIVE_S, self.check)
+
+    def check(self) -> None:
+        """Diagnose again (in a thread) unless the run ended and nothing changed."""
+        self.diagnose()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="doctor-line")
+    def diagnose(self) -> None:
+        """Read the run and diagnose it with its own Store; the result comes back to show()."""
+        import time
+
+        from tuitrain.doctor import diagnose_run
+        from tuitrain.store import Store
+
+        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+            version = store.data_version()
+            stale = time.monotonic() - self._since > ENDED_S
+            if self._ended and version == self._version and not stale:
+                return
+            self._version, self._since = version, time.monotonic()
+            try:
+                run = store.get_run(self.run_ref)
+            except LookupError:
+                return  # the monitor's header says the run is missing
+            diags = diagnose_run(store, run, now=self.app.now())  # type: ignore[attr-defined]
+        self._ended = run.terminal
+        self.app.call_from_thread(self.show, diags)
+
+    def show(self, diags: list[Any]) -> None:
+        """Show the most severe diagnosis; relayout the screen when the line appears or goes."""
+        self.diagnoses = diags
+        self.checks += 1
+        self.update(line_text(diags))
+        shown = bool(diags)
+        if shown != self.display:
+            self.display = shown
+            relayout = getattr(self.screen, "apply_layout", None)
+            if relayout is not None:
+                relayout()
+
+
+def spike_lines(diags: list[Any], metric: str) -> list[Line]:
+    """Red dots at the steps where the doctor found a spike of `metric` (loss or grad_norm)."""
+    ids = {"loss": "loss_spike", "grad_norm": "exploding_gradients"}
+    out = []
+    for d in diags:
+        v = d.values or {}
+        step, value = v.get("peak_step"), v.get(metric)
+        if d.id == ids.get(metric) and isinstance(step, int) and isinstance(value, float):
+            out.append(Line("", (float(step),), (value,), "red"))
+    return out
+
+
+class DoctorIndex:
+    """The open doctor severity of each run from the `doctor` events its trainer wrote, read
+    incrementally for all runs at once (the runs list runs no diagnosis per row)."""
+
+    def __init__(self) -> None:
+        self.last = 0  # newest event id read
+        self.open: dict[str, dict[str, str]] = {}  # run id -> {diagnosis id: severity}
+
+    def update(self, store: Any, runs: Any) -> None:
+        """Read the doctor events added since the last call; set `run.doctor` on these runs."""
+        # One range read over the events' rowid (the primary key): only new rows are scanned.
+        rows = store.conn.execute(
+            "SELECT id, run_id, data FROM events WHERE id > ? AND kind = 'doctor' ORDER BY id",
+            (self.last,),
+        ).fetchall()
+        for eid, run_id, raw in rows:
+            self.last = eid
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError:
+                continue
+            state = self.open.setdefault(run_id, {})
+            if not isinstance(data, dict) or "id" not in data:
+                continue
+            if data.get("state") == "closed":
+                state.pop(data["id"], None)
+            elif data.get("state") in ("open", "update"):
+                state[data["id"]] = data.get("severity", "info")
+        for run in runs:
+            sev = self.open.get(run.id, {}).values()
+            run.doctor = max(sev, key=ORDER.index, default=None)  # RunInfo: a plain dataclass
+
+
+def with_doctor_mark(status: Text, run: Any) -> Text:
+    """The status cell with ' !' (warning) or ' !!' (critical) for a run with open diagnoses."""
+    sev = getattr(run, "doctor", None)
+    mark = MARK.get(sev or "")
+    if not mark:
+        return status
+    out = status.copy()
+    out.append(" " + mark, style=STYLE[sev])
+    return out
