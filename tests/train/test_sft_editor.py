@@ -32,3 +32,23 @@ async def test_editor_shows_data_format_template_and_truncation(tmp_path, monkey
         assert "data format      chat (set by data.format)" in text, text
         assert "chat template    chatml" in text
         assert "truncation       0% of examples truncated (0 of 2016)" in text
+
+
+def test_chat_message_prompts_round_trip_through_the_editor_field():
+    from tuitrain.config import parse
+    from tuitrain.tui.widgets.fields import FieldSpec, from_text, to_text
+
+    spec = FieldSpec("generation.prompts", "generation", "prompts", "list", False)
+    value = [
+        "What does os.sep mean?",
+        [{"role": "system", "content": "Be, brief."}, {"role": "user", "content": "json.dumps?"}],
+    ]
+    assert from_text(spec, to_text(spec, value)) == value
+    cfg = parse(
+        {
+            "model": {"tokenizer": "bytes"},
+            "data": {"source": "python-stdlib"},
+            "generation": {"prompts": value},
+        }
+    )
+    assert cfg.generation.prompts[1][0].role == "system"
