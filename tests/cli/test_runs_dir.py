@@ -98,3 +98,19 @@ def test_watch_stop_resume_take_runs_dir_after(tmp_path):
     watch = _cli("watch", "nosuch", "--runs-dir", str(runs), cwd=cwd)
     assert watch.returncode != 0 and "nosuch" in watch.stderr and str(runs) in watch.stderr
     assert not (cwd / "runs").exists()  # nothing fell back to ./runs
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    """`tuitrain schema | head -c 10` (50 KB of output): no BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuitrain", "schema"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away before the output is all written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141)
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -7,6 +7,7 @@ sweep_cmds). Handlers import heavy modules lazily: the CLI never imports torch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tuitrain.cli import (
@@ -21,7 +22,17 @@ from tuitrain.cli import (
 )
 
 EXIT_INVALID_CONFIG = 2
-MODULES = (tui_cmds, config_cmds, train_cmds, run_cmds, sweep_cmds, doctor_cmds, branch_cmds, lrfind_cmds)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
+MODULES = (
+    tui_cmds,
+    config_cmds,
+    train_cmds,
+    run_cmds,
+    sweep_cmds,
+    doctor_cmds,
+    branch_cmds,
+    lrfind_cmds,
+)
 
 
 RUNS_DIR_HELP = "runs directory holding tuitrain.db (default: ./runs)"
@@ -109,3 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tuitrain schema | head`: the reader left; end quietly, as Unix tools do (no traceback,
+        # and none from the interpreter flushing stdout at exit either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

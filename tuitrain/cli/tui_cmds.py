@@ -56,9 +56,7 @@ def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:
         with Store(args.runs_dir) as store:
             return [store.get_run(r).id for r in refs]
     except RunNotFound as exc:
-        raise SystemExit(
-            f"tuitrain: {exc} (list runs with `tuitrain ls --runs-dir {args.runs_dir}`)"
-        ) from None
+        raise SystemExit(f"tuitrain: {exc}") from None  # it names the runs dir and `tuitrain ls`
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
