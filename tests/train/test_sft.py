@@ -281,3 +281,30 @@ def test_sft_demo_config_loads_and_editor_sees_format_and_template():
     s = data_summary(r.config)
     assert (s.format, s.template) == ("chat", "chatml")
     assert s.truncated_share < 0.01 and r.derived.train_samples > 1000
+
+
+def test_packing_refused_on_a_model_that_cannot_keep_examples_apart(tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tuitrain.train.model import SetupError
+    from tuitrain.train.sft import check_packing
+
+    # BLOOM (ALiBi) takes no position ids, so packed examples would attend to each other.
+    bloom = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model("bloom", hidden_size=32, n_layer=1, n_head=2, vocab_size=259)
+    )
+    assert not packing_isolated(bloom)
+    f = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "completion": "a"}] * 6)
+    packed = sft_cfg(f, packing=True)
+    splits = build_splits(packed, ByteTokenizer(), cache_dir=tmp_path / "c")
+    with pytest.raises(SetupError, match="data.allow_cross_attention: true"):
+        check_packing(packed, bloom, splits)
+    allowed = sft_cfg(f, packing=True, allow_cross_attention=True)
+    assert "WITHOUT isolation" in check_packing(allowed, bloom, splits)
+    unpacked = sft_cfg(f)
+    assert (
+        check_packing(
+            unpacked, bloom, build_splits(unpacked, ByteTokenizer(), cache_dir=tmp_path / "c")
+        )
+        is None
+    )
