@@ -543,7 +543,17 @@ def resolve(
             path, _, msg = str(exc).partition("|")
             line = (lines or {}).get(path, (None, None))[1]
             raise ConfigError(
-                [ConfigIssue(path, msg, "point it at an existing jsonl/csv/txt file", source, line)]
+                [
+                    ConfigIssue(
+                        path,
+                        msg,
+                        "fix the records listed, or set data.format and the data.*_field names"
+                        if "malformed record" in msg
+                        else "point it at an existing jsonl/json/csv/parquet/txt file or a save_to_disk folder",
+                        source,
+                        line,
+                    )
+                ]
             ) from None
     d = compute(cfg, samples, estimated)
     issues = derived_issues(cfg, d)
