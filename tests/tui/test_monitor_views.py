@@ -130,6 +130,7 @@ async def test_events_are_one_line_each_enter_opens_one_and_generations_can_be_h
         # The three events that matter are still on screen, below the sample.
         assert lines[-2:] == [ln for ln in lines if "lr" in ln or "checkpoint" in ln][-2:]
         pane = app.screen.query_one("#events")
+        assert pane.virtual_size.height == pane.option_count  # rendered: one row per event
         assert pane.has_focus
         pane.highlighted = lines.index(gen[0])
         await pilot.press("enter")

@@ -225,7 +225,7 @@ class CompareScreen(Screen):
             f"[{COLORS[i % len(COLORS)]}]━━ {escape(n)}[/]" for i, n in enumerate(self.names)
         )
         if any(self.steered.values()):
-            legend += "   [dim]│ = intervention (3: list)[/]"
+            legend += "   [dim]│ steered (3)[/]"
         self.query_one("#compare-legend", Static).update(
             f"[b]Comparing {len(self.runs)} runs[/b]  {legend}"
         )
