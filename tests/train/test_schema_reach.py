@@ -144,6 +144,56 @@ def tui(cfg: TrainConfig) -> Any:
         return detail_text(s.get_run(run.id))
 
 
+def sft_data(cfg: TrainConfig) -> Any:
+    """Chat/instruction splits: every unit's tokens, labels and positions, and the data notes."""
+    import tempfile
+
+    import torch
+
+    from tuitrain.train.data import build_splits
+    from tuitrain.train.model import build_tokenizer
+
+    with tempfile.TemporaryDirectory() as cache:
+        s = build_splits(cfg, build_tokenizer(cfg), cache_dir=cache)
+    b = s.train.batch(torch.arange(len(s.train)))
+    notes = [m.split(" (/")[0] for _, m in s.notes]  # without the temporary cache path
+    return {k: v.tolist() for k, v in b.items()}, notes, s.format, s.template
+
+
+def sft_samples(cfg: TrainConfig) -> Any:
+    """The prompts a chat run samples at each evaluation (config prompts + held-out ones)."""
+    import tempfile
+
+    from tuitrain.train.data import build_splits
+    from tuitrain.train.model import build_tokenizer
+    from tuitrain.train.sft import sample_prompts
+
+    tok = build_tokenizer(cfg)
+    with tempfile.TemporaryDirectory() as cache:
+        return sample_prompts(cfg, tok, build_splits(cfg, tok, cache_dir=cache))
+
+
+def packing_check(cfg: TrainConfig) -> Any:
+    """What the trainer's packing check says for a model that cannot keep examples apart (BLOOM)."""
+    import tempfile
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tuitrain.train.data import build_splits
+    from tuitrain.train.model import build_tokenizer
+    from tuitrain.train.sft import check_packing
+
+    bloom = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model("bloom", hidden_size=32, n_layer=1, n_head=2, vocab_size=259)
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        splits = build_splits(cfg, build_tokenizer(cfg), cache_dir=cache)
+    try:
+        return check_packing(cfg, bloom, splits)
+    except Exception as exc:  # the refusal is the observable effect
+        return f"{type(exc).__name__}: {exc}"
+
+
 # ---- the table ---------------------------------------------------------------------------
 REVIEWS = str(REPO / "configs" / "data" / "reviews.jsonl")
 
@@ -163,6 +213,52 @@ def _write_files() -> tuple[str, str]:
 
 
 FILE_A, FILE_B = _write_files()
+
+
+def _write_sft_files() -> tuple[str, str]:
+    """Records carrying every SFT shape at once (plus renamed keys), as .jsonl and as .txt."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="reach-sft-"))
+    rows = []
+    for i in range(12):
+        q, a = f"question {i}?", "answer " * (1 + i % 3)
+        chat = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        rows.append(
+            {
+                "messages": chat,
+                "alt_messages": [
+                    *chat,
+                    {"role": "user", "content": "more?"},
+                    {"role": "assistant", "content": "no"},
+                ],
+                "prompt": q,
+                "completion": a,
+                "alt_prompt": q.upper(),
+                "alt_completion": a.upper(),
+                "instruction": q,
+                "input": f"context {i}",
+                "output": a,
+                "alt_instruction": "do " + q,
+                "alt_input": "other context",
+                "alt_output": a + "!",
+                "text": f"plain text {i}",
+            }
+        )
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (d / "sft.jsonl").write_text(text)
+    (d / "sft.txt").write_text(text)
+    return str(d / "sft.jsonl"), str(d / "sft.txt")
+
+
+SFT_FILE, SFT_TXT = _write_sft_files()
+SFT = {
+    **{"data.source": "file", "data.train_file": SFT_FILE, "data.chat_template": "chatml"},
+    **{"data.format": "chat", "data.packing": False, "data.max_seq_length": 128},
+    **{"model.arch.max_position_embeddings": 128, "data.validation_split": 0.25},
+}
+PC = {**SFT, "data.format": "prompt_completion"}
+ALPACA = {**SFT, "data.format": "alpaca"}
 FILE = {"data.source": "file", "data.train_file": FILE_A, "generation.enabled": False}
 SEQ_CLS = {"model.task": "seq-cls", "model.arch.type": "bert", **FILE}
 SGD = {"optimizer.name": "sgd"}
@@ -213,6 +309,20 @@ REACH: dict[str, Reach] = {
     "data.validation_split": Reach(0.2, data),
     "data.max_bytes": Reach(30000, data),
     "data.max_train_samples": Reach(20, data),
+    "data.format": Reach("alpaca", sft_data, base=SFT),
+    "data.file_format": Reach(
+        "jsonl", sft_data, base={**SFT, "data.train_file": SFT_TXT, "data.format": "auto"}
+    ),
+    "data.prompt_field": Reach("alt_prompt", sft_data, base=PC),
+    "data.completion_field": Reach("alt_completion", sft_data, base=PC),
+    "data.instruction_field": Reach("alt_instruction", sft_data, base=ALPACA),
+    "data.input_field": Reach("alt_input", sft_data, base=ALPACA),
+    "data.output_field": Reach("alt_output", sft_data, base=ALPACA),
+    "data.messages_field": Reach("alt_messages", sft_data, base=SFT),
+    "data.chat_template": Reach("plain", sft_data, base=SFT),
+    "data.train_on_prompt": Reach(True, sft_data, base=SFT),
+    "data.allow_cross_attention": Reach(True, packing_check, base={**SFT, "data.packing": True}),
+    "data.num_workers": Reach(2, sft_data, base=SFT),
     # peft
     "peft.method": Reach("lora", model),
     "peft.r": Reach(4, model, base=LORA),
@@ -282,6 +392,7 @@ REACH: dict[str, Reach] = {
     "generation.temperature": Reach(0.0, "loop"),
     "generation.top_k": Reach(2, "loop"),
     "generation.top_p": Reach(0.3, "loop"),
+    "generation.val_prompts": Reach(1, sft_samples, base=SFT),
     # steering
     "steering.schedule": Reach([{"step": 2, "scale_lr": 0.5}, {"step": 6, "stop": True}], "loop"),
     # launch
