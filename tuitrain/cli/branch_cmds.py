@@ -63,7 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _start(resolved, args, default_name: str, **kw) -> int:
-    from tuitrain.cli.batch import Follower
     from tuitrain.launch import LaunchError, launch
     from tuitrain.store import InvalidValue
 
@@ -75,18 +74,28 @@ def _start(resolved, args, default_name: str, **kw) -> int:
     except (LaunchError, InvalidValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return _follow(info, args)
+
+
+def _follow(info, args) -> int:
+    """--detach: print the id; else follow the run's output until it ends."""
+    from tuitrain.cli.batch import Follower
+
     if args.detach:
         print(info.id)
         return 0
     print(f"run {info.id} ({info.name}) started; log: {info.run_dir / 'train.log'}", flush=True)
-    return Follower(runs_dir, info.id, sys.stdout).follow()
+    return Follower(Path(args.runs_dir), info.id, sys.stdout).follow()
 
 
 def cmd_branch(args: argparse.Namespace) -> int:
-    """Validate the edits against the parent's checkpoint, then launch the child."""
-    from tuitrain.config import load_config, to_dict
-    from tuitrain.lineage import BRANCH_FILE, BranchError, BranchPlan, incompatible, pick_checkpoint
-    from tuitrain.store import RunNotFound, Store
+    """Validate the edits against the parent's checkpoint, then launch the child (the checks
+    and the launch are tuitrain.branching's, shared with the TUI editor's branch mode)."""
+    from tuitrain.branching import BranchRefused, parent_config, plan_branch, start_branch
+    from tuitrain.config import load_config
+    from tuitrain.launch import LaunchError
+    from tuitrain.lineage import BranchError
+    from tuitrain.store import InvalidValue, RunNotFound, Store
 
     try:
         with Store(args.runs_dir) as store:
@@ -94,48 +103,28 @@ def cmd_branch(args: argparse.Namespace) -> int:
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    pdir = Path(parent.run_dir)
-    if not (pdir / "config.yaml").is_file():
-        print(f"error: run {parent.id} has no tuitrain config to branch from", file=sys.stderr)
-        return 1
-    base = load_config(pdir / "config.yaml")
-    child = load_config(pdir / "config.yaml", env=args.env, sets=args.sets)
-    for w in child.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    refused = incompatible(to_dict(base.config), to_dict(child.config))
-    if refused and not args.weights_only:
-        for msg in refused:
-            print(f"error: {msg}", file=sys.stderr)
-        print(
-            "fix: undo that edit, or add --weights-only to start a fresh optimizer, schedule "
-            "and data order from the parent's weights",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
     try:
-        step, ckpt = pick_checkpoint(pdir, args.step)
-    except BranchError as exc:
-        print(f"error: run {parent.id}: {exc}", file=sys.stderr)
-        return 1
-    total = child.derived.total_steps
-    if not args.weights_only and total is not None and total <= step:
-        print(
-            f"error: training.max_steps ({total}) must be beyond the fork step {step} "
-            f"(e.g. --set training.max_steps={step * 2})",
-            file=sys.stderr,
-        )
+        child = load_config(parent_config(parent), env=args.env, sets=args.sets)
+        for w in child.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        branch = plan_branch(parent, child, args.step, args.weights_only)
+    except BranchRefused as exc:
+        for msg in exc.lines:
+            print(f"error: {msg}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
         return EXIT_REFUSED
-    plan = BranchPlan(parent.id, str(pdir.resolve()), str(ckpt.resolve()), step, args.weights_only)
-    if args.step is not None and step != args.step:
-        print(f"branching at step {step}: the newest complete checkpoint <= {args.step}")
-    return _start(
-        child,
-        args,
-        f"{parent.name}-b{step}",
-        parent=parent.id,
-        fork_step=step,
-        files={BRANCH_FILE: plan.to_json()},
-    )
+    except BranchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.step is not None and branch.step != args.step:
+        print(f"branching at step {branch.step}: the newest complete checkpoint <= {args.step}")
+    try:
+        info = start_branch(branch, args.runs_dir, args.name)
+    except (LaunchError, InvalidValue) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return _follow(info, args)
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:

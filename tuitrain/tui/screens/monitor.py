@@ -18,6 +18,7 @@ from textual.worker import get_current_worker
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
 from tuitrain.tui.dialogs.text import TextDialog
+from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
@@ -67,6 +68,7 @@ class MonitorScreen(Screen):
         Binding("N", "next_chart(-1)", "Prev chart", show=False),
         Binding("f", "filter_events", "Filter"),
         Binding("e", "edit_notes", "Notes"),
+        Binding("B", "branch", "Branch"),
         Binding("h", "doctor", "Doctor"),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
@@ -251,6 +253,7 @@ class MonitorScreen(Screen):
         if sig != self._sig or buckets != self._seen_buckets:
             names = set(last)
             series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
+            series.update(parent_series(store, run, CHART_METRICS, buckets))  # a branch's prefix
             latest = {n: last[n].value for n in HEADER_METRICS if n in last}
             self._sig, self._seen_buckets = sig, buckets
         out.append(RunSnapshot(run.id, run, latest, run.last_step, store.commands(run.id), series))
@@ -345,6 +348,7 @@ class MonitorScreen(Screen):
         loss = [
             x
             for x in (
+                prefix_line(self.series.get(PARENT_KEY + "loss"), "parent"),
                 self.line("loss", "train", "cyan", True),
                 self.line("val_loss", "val", "orange"),
             )
@@ -362,9 +366,9 @@ class MonitorScreen(Screen):
             hint = f"  [{i + 1}/{len(CHARTS)} n: next, z: {'all' if self.zoomed else 'zoom'}]"
             self.query_one(cid, MetricChart).title = title + (hint if one else "")
         self.query_one("#chart-loss", MetricChart).set_lines(loss, self.log_y)
-        lr = [x for x in (self.line("lr", "", "green"),) if x]
+        lr = [x for x in (prefix_line(self.series.get(PARENT_KEY + "lr")), self.line("lr", "", "green")) if x]  # fmt: skip
         self.query_one("#chart-lr", MetricChart).set_lines(lr, self.log_y)
-        grad = [x for x in (self.line("grad_norm", "", "magenta", True),) if x]
+        grad = [x for x in (prefix_line(self.series.get(PARENT_KEY + "grad_norm")), self.line("grad_norm", "", "magenta", True)) if x]  # fmt: skip
         spikes = self.query_one("#doctor-line", DoctorLine).diagnoses  # red dots at the spikes
         loss += spike_lines(spikes, "loss") if loss else []
         grad += spike_lines(spikes, "grad_norm") if grad else []
@@ -476,6 +480,12 @@ class MonitorScreen(Screen):
         self.smooth = not self.smooth
         self.notify(f"smoothing {'on' if self.smooth else 'off'}", timeout=1.5)
         self.redraw()
+
+    def action_branch(self) -> None:
+        """Branch this run: the editor on its config with a checkpoint picker."""
+        from tuitrain.tui.screens.branch import open_branch
+
+        open_branch(self.app, self.run)
 
     def action_back(self) -> None:
         """Back to the previous screen (the run keeps going)."""

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from tuitrain.tui import fmt
+from tuitrain.tui.lineage import lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
@@ -102,6 +103,8 @@ def detail_text(run) -> str:
     if run.terminal and run.exit_reason:
         style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
         parts.append(f"[{style}]{escape(one_line(run.exit_reason.strip()))}[/]")
+    if lineage_text(run):
+        parts.append("[dim]" + escape(lineage_text(run)) + "[/]")
     tags = tags_of(run)
     if tags:
         parts.append("[dim]tags:[/] " + escape(" ".join(tags)))
@@ -123,6 +126,7 @@ class RunsScreen(Screen):
         Binding("w", "sweeps", "Sweeps"),
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
+        Binding("B", "branch", "Branch"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "quit", "Quit"),
@@ -138,6 +142,7 @@ class RunsScreen(Screen):
         self._cells: dict[str, tuple] = {}  # run id -> the cells last written (skip no-op updates)
         self._target: list[str] | None = None  # the ids the table shows (or is adding)
         self._fill_gen = 0
+        self._depth: dict[str, int] = {}  # run id -> lineage depth in the shown list (children > 0)
         # The poll loop's state (its thread only).
         self._version: int | None = None
         self._fps: dict[str, tuple] = {}
@@ -271,7 +276,11 @@ class RunsScreen(Screen):
     def row_cells(self, run) -> list:
         """The table cells of one run."""
         now = self.app.now()  # type: ignore[attr-defined]
-        name = Text(run.name or run.id, overflow="ellipsis", no_wrap=True)
+        name = Text(
+            name_prefix(self._depth.get(run.id, 0)) + (run.name or run.id),
+            overflow="ellipsis",
+            no_wrap=True,
+        )
         tags = tags_of(run)
         if tags:
             name.append(" " + " ".join(tags), style="dim")
@@ -294,6 +303,9 @@ class RunsScreen(Screen):
         ids = [i for i in self.order if i in self.all_runs]
         if self.query_text:
             ids = [i for i in ids if matches(self.all_runs[i], self.query_text)]
+        tree = tree_order(ids, self.all_runs)  # lineage: each child right under its parent
+        ids = [i for i, _ in tree]
+        self._depth = {i: d for i, d in tree if d}
         self.runs = [self.all_runs[i] for i in ids]
         if ids == self._target:  # same rows (maybe still being added): update the present ones
             present = set(self._cells)
@@ -467,6 +479,12 @@ class RunsScreen(Screen):
             self.notify(f"{path} is missing", severity="error")
             return
         self.app.open_editor(str(path))  # type: ignore[attr-defined]
+
+    def action_branch(self) -> None:
+        """Branch the run under the cursor: the editor on its config with a checkpoint picker."""
+        from tuitrain.tui.screens.branch import open_branch
+
+        open_branch(self.app, self.current_run())
 
 
 def _cell_key(cell: Any) -> Any:

@@ -1,0 +1,331 @@
+"""TUI side of branching (issue 12): lineage in the runs list, B opens the branch editor with a
+checkpoint picker, refusals match the CLI's, launching opens the child's monitor, the child's
+charts start with the parent's prefix; snapshots at 80x24 and 120x40."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Select
+
+from tests.tui.conftest import make_app, settle
+from tests.tui.fixture_db import NOW, _curve, pin_times
+from tuitrain.config import load_config, save_yaml
+from tuitrain.launch import LAUNCH_FILE
+from tuitrain.store import Store
+from tuitrain.tui.lineage import PARENT_KEY, PREFIX_COLOR, name_prefix, tree_order
+from tuitrain.tui.screens.branch import BranchEditorScreen
+from tuitrain.tui.widgets.chart import MetricChart
+from tuitrain.tui.widgets.ckpt_picker import CheckpointPicker
+
+REPO = Path(__file__).resolve().parents[2]
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+DEADLINE_S = 60.0
+
+
+def _lineage(runs: dict[str, str]) -> dict[str, str]:
+    """Give 'baseline' a real config and checkpoints (100, 200, 300 complete; 350 half-written)
+    and add its child 'baseline-b200' (fork step 200, logged 201..300)."""
+    parent = runs["completed"]
+    rdir = Path("runs") / parent
+    rdir.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(REPO / "configs" / "demo.yaml", sets=["training.max_steps=400"])
+    save_yaml(cfg.config, rdir / "config.yaml", header=f"run {parent}")
+    for s in (100, 200, 300, 350):
+        d = rdir / "checkpoints" / f"step-{s}"
+        d.mkdir(parents=True)
+        if s != 350:
+            (d / "complete.json").write_text(json.dumps({"step": s}))
+    store = Store(Path("runs"))
+    base = store.get_run(parent)
+    child = store.create_run(
+        base.config, base.derived, name="baseline-b200", parent=parent, fork_step=200
+    )
+    rows = [
+        (s, k, v * 0.97, NOW - 3000 + s)
+        for s in range(201, 301)
+        for k, v in _curve(s, 400, 5e-4, 3.0).items()
+    ]
+    store.log_metrics(child.id, rows)
+    store.mark_started(child.id, 999_999_999, "fixture-host")
+    store.set_status(child.id, "completed", "finished")
+    pin_times(store, child.id, NOW - 2500, NOW - 2490, NOW - 2390)
+    store.close()
+    return {"parent": parent, "child": child.id}
+
+
+def _kill_runs(runs_dir: Path) -> None:
+    """No orphans: SIGKILL every process group a launch in this test started."""
+    for f in runs_dir.glob(f"*/{LAUNCH_FILE}"):
+        try:
+            os.killpg(json.loads(f.read_text())["pgid"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, KeyError, ValueError):
+            pass
+
+
+async def _until(pilot, cond, what: str, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def _row_names(screen) -> list[str]:
+    table = screen.query_one("#runs-table", DataTable)
+    return [table.get_row_at(i)[1].plain for i in range(table.row_count)]
+
+
+async def _cursor_to(pilot, name: str) -> None:
+    screen = pilot.app.screen
+    names = _row_names(screen)
+    idx = next(i for i, n in enumerate(names) if n.strip("└ ").split(" ")[0] == name)
+    screen.query_one("#runs-table", DataTable).move_cursor(row=idx)
+    await pilot.pause()
+
+
+def test_tree_order_children_follow_parent() -> None:
+    """Pure order: a child right after its parent, grandchildren deeper, orphans top-level."""
+
+    class R:
+        def __init__(self, parent=None):
+            self.parent = parent
+
+    runs = {"c": R("p"), "p": R(), "x": R(), "g": R("c"), "o": R("gone")}
+    assert tree_order(["c", "x", "g", "p", "o"], runs) == [
+        ("x", 0),
+        ("p", 0),
+        ("c", 1),
+        ("g", 2),
+        ("o", 0),
+    ]
+    assert name_prefix(0) == "" and name_prefix(1) == "└ " and name_prefix(2) == "  └ "
+
+
+def test_runs_list_shows_child_under_parent(runs) -> None:
+    """The child row comes right after its parent, with '└ ' before its name."""
+    import asyncio
+
+    _lineage(runs)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            names = _row_names(app.screen)
+            i = names.index("baseline")
+            assert names[i + 1] == "└ baseline-b200", names
+            await _cursor_to(pilot, "baseline-b200")
+            assert "branched at step 200" in str(app.screen.query_one("#runs-detail").render())
+
+    asyncio.run(go())
+
+
+def test_B_opens_branch_editor_with_checkpoints_nearest_first(runs) -> None:
+    """B on the runs list: the editor holds the parent's config; the picker lists the complete
+    checkpoints newest first (the half-written step-350 is not offered)."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await _cursor_to(pilot, "baseline")
+            await pilot.press("B")
+            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            screen = app.screen
+            assert screen.parent_run.id == ids["parent"]
+            picker = screen.query_one("#ckpt-picker", CheckpointPicker)
+            assert picker.steps == [300, 200, 100]
+            assert picker.step == 300
+            assert screen.doc.data["training"]["max_steps"] == 400
+            assert screen.doc.data["model"]["arch"]["hidden_size"] == 128
+
+    asyncio.run(go())
+
+
+def test_B_on_run_without_config_says_why(runs) -> None:
+    """A run with no config.yaml (fixture 'low-lr') cannot be branched: the CLI's message."""
+    import asyncio
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await _cursor_to(pilot, "low-lr")
+            await pilot.press("B")
+            await pilot.pause(0.2)
+            assert not isinstance(app.screen, BranchEditorScreen)
+            texts = [str(n.message) for n in app._notifications]
+            assert any(f"run {runs['early']} has no tuitrain config" in t for t in texts), texts
+
+    asyncio.run(go())
+
+
+def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
+    """batch.size edited: the editor shows exactly the lines `tuitrain branch --set` prints, and
+    no child run is created."""
+    import asyncio
+
+    ids = _lineage(runs)
+    cli = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "branch", ids["parent"], "--set", "batch.size=32"]
+        + ["--runs-dir", "runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert cli.returncode == 2, cli.stderr
+    cli_lines = [x for x in cli.stderr.splitlines() if x.startswith(("error:", "fix:"))]
+    assert any("batch.size" in x for x in cli_lines), cli.stderr
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await _cursor_to(pilot, "baseline")
+            await pilot.press("B")
+            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            screen = app.screen
+            await settle(pilot, rounds=1)
+            await screen.jump_to("batch.size")
+            await pilot.pause()
+            app.focused.value = "32"
+            await pilot.pause(0.5)
+            await pilot.press("ctrl+g")
+            await _until(pilot, lambda: bool(screen.last_error), "the refusal")
+            assert screen.last_error.splitlines() == cli_lines
+            assert screen.query_one("#branch-error").display
+            assert isinstance(app.screen, BranchEditorScreen)  # still open, edits kept
+        with Store(Path("runs")) as store:
+            assert [r.name for r in store.list_runs() if r.parent == ids["parent"]] == [
+                "baseline-b200"
+            ]
+
+    asyncio.run(go())
+
+
+@pytest.mark.timeout(180)
+def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> None:
+    """Pick step 100, launch: a real child run (parent, fork_step 100, branch.json naming the
+    step-100 checkpoint) is started through tuitrain.branching, and its monitor opens."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await _cursor_to(pilot, "baseline")
+            await pilot.press("B")
+            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            app.screen.query_one("#ckpt-select", Select).value = 100
+            await pilot.pause()
+            await pilot.press("ctrl+g")
+            await _until(
+                pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "child monitor"
+            )
+            ref = app.screen.run_ref
+        with Store(Path("runs")) as store:
+            child = store.get_run(ref)
+        assert child.parent == ids["parent"] and child.fork_step == 100
+        assert child.name == "baseline-b100"
+        plan = json.loads((Path("runs") / child.id / "branch.json").read_text())
+        assert plan["fork_step"] == 100 and plan["checkpoint"].endswith("step-100")
+
+    try:
+        asyncio.run(go())
+    finally:
+        _kill_runs(Path("runs"))
+
+
+def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
+    """The child's monitor reads the parent's series up to the fork step and draws it first, in
+    the prefix colour; the child's own line starts after it."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def go() -> None:
+        app = make_app(start="watch", run=ids["child"])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            await _until(pilot, lambda: PARENT_KEY + "loss" in screen.series, "parent series")
+            prefix = screen.series[PARENT_KEY + "loss"]
+            assert prefix[0][0] <= 5 and max(p[0] for p in prefix) <= 200
+            chart = screen.query_one("#chart-loss", MetricChart)
+            await _until(pilot, lambda: len(chart.lines) >= 2, "the loss chart's lines")
+            lines = chart.lines
+            assert lines[0].color == PREFIX_COLOR and lines[0].label == "parent"
+            assert min(lines[1].xs) > 200
+            # B on the monitor: the branch editor of this run (the child has no config.yaml).
+            await pilot.press("B")
+            await pilot.pause(0.2)
+            texts = [str(n.message) for n in app._notifications]
+            assert any("has no tuitrain config" in t for t in texts), texts
+
+    asyncio.run(go())
+
+
+def test_B_on_monitor_opens_branch_editor(runs) -> None:
+    """B on the parent's monitor opens the branch editor of that run."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def go() -> None:
+        app = make_app(start="watch", run=ids["parent"])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("B")
+            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            assert app.screen.parent_run.id == ids["parent"]
+
+    asyncio.run(go())
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+async def _settle_snap(pilot) -> None:
+    await settle(pilot)
+    for inp in pilot.app.screen.query(Input):
+        inp.cursor_blink = False
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_runs_list_with_lineage(snap_compare, runs, size):
+    """baseline-b200 indented under baseline."""
+    _lineage(runs)
+    app = make_app()
+    assert snap_compare(app, terminal_size=size, run_before=_settle_snap)
+    assert app.return_code == 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_branch_editor_with_picker(snap_compare, runs, size):
+    """The editor in branch mode: parent's config, checkpoint picker at step 300."""
+    _lineage(runs)
+    app = make_app()
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await _cursor_to(pilot, "baseline")
+        await pilot.press("B")
+        await _until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
+        await _settle_snap(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert app.return_code == 0
