@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler=cmd_lr_find)
+    register_race(sub)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -100,3 +101,163 @@ def format_suggestion(sug, current_lr: float | None = None) -> str:
     for w in sug.warnings:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)
+
+
+def register_race(sub: argparse._SubParsersAction) -> None:
+    """Add `lr-race`."""
+    p = sub.add_parser(
+        "lr-race",
+        help="race short branches that differ only in LR from a config's start or a run's latest checkpoint",
+    )
+    p.add_argument("source", metavar="RUN_OR_CONFIG", help="a config file, or a run id / name")
+    p.add_argument(
+        "--factors", default="0.3,1,3", help="LR factors, comma-separated (default 0.3,1,3)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=200, help="optimizer steps per branch (default 200)"
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="branches at once (one GPU each where GPUs exist)",
+    )
+    p.add_argument("--env", default=None, help="apply the named overlay from the config's envs:")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of every branch (repeatable)",
+    )
+    p.add_argument(
+        "--apply", action="store_true", help="racing a live run: send it set_lr with the winning LR"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler=cmd_lr_race)
+
+
+def parse_factors(text: str) -> list[float]:
+    """`0.3,1,3` -> [0.3, 1.0, 3.0]; an error names the flag and the fix."""
+    import math
+
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--factors {text!r}: comma-separated numbers, e.g. 0.3,1,3") from None
+    if len(out) < 2 or any(not (math.isfinite(f) and f > 0) for f in out):
+        raise ValueError(f"--factors {text!r}: at least two positive factors, e.g. 0.3,1,3")
+    if len(set(out)) != len(out):
+        raise ValueError(f"--factors {text!r}: each factor once")
+    return out
+
+
+def cmd_lr_race(args: argparse.Namespace) -> int:
+    """Launch the branches (N at a time), wait for them, judge, optionally apply the winner."""
+    import time
+
+    from tuitrain.lineage import BranchError
+    from tuitrain.lrfind.race import judge, lanes_of, launch_branch, new_race_id, start_from
+    from tuitrain.store import RunNotFound, Store
+    from tuitrain.sweep.slots import make_slots, visible_gpus
+
+    try:
+        factors = parse_factors(args.factors)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.steps < 1 or args.parallel < 1:
+        print("error: --steps and --parallel must be >= 1", file=sys.stderr)
+        return 2
+    runs_dir = Path(args.runs_dir)
+    try:
+        start = start_from(args.source, runs_dir, args.env, args.sets)
+    except (RunNotFound, BranchError) as exc:
+        print(f"error: {args.source}: {exc}", file=sys.stderr)
+        return 1
+    out = sys.stderr if args.format == "json" else sys.stdout
+    race_id = new_race_id()
+    where = (
+        f"run {start.parent.id} at step {start.fork_step}"
+        if start.parent
+        else "the config's initial weights"
+    )
+    print(
+        f"race {race_id}: {len(factors)} branches x {args.steps} steps from {where}, "
+        f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}",
+        file=out,
+        flush=True,
+    )
+    slots = make_slots(args.parallel, 1, visible_gpus())
+    queue, busy = list(factors), {}  # slot index -> run id
+    try:
+        with Store(runs_dir) as store:
+            while queue or busy:
+                for i, rid in list(busy.items()):
+                    if store.get_run(rid).terminal:
+                        del busy[i]
+                for slot in slots:
+                    if queue and slot.index not in busy:
+                        f = queue.pop(0)
+                        info = launch_branch(start, f, args.steps, race_id, runs_dir, slot.env)
+                        busy[slot.index] = info.id
+                        print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
+                time.sleep(0.5)
+            verdict = judge(lanes_of(store, race_id))
+    except KeyboardInterrupt:
+        with Store(runs_dir) as store:
+            for rid in busy.values():
+                store.send_command(rid, "stop")
+        print("interrupted: stop sent to the running branches", file=sys.stderr)
+        return 130
+    apply_lr = None if verdict.winner is None else start.current_lr * verdict.winner.factor
+    if args.format == "json":
+        print(json.dumps({**verdict.as_json(), "race_id": race_id, "apply_lr": apply_lr}))
+    else:
+        print(format_verdict(verdict, apply_lr))
+    if verdict.winner is None:
+        return 1
+    if args.apply:
+        return apply_winner(runs_dir, start, apply_lr, out)
+    return 0
+
+
+def format_verdict(verdict, apply_lr: float | None) -> str:
+    """The race table and its answer."""
+    lines = [f"{'branch':<28} {'factor':>6} {'val_loss':>9} {'trend':>10}  status"]
+    for lane in verdict.lanes:
+        mark = "*" if verdict.winner is not None and lane.run_id == verdict.winner.run_id else " "
+        lines.append(
+            f"{mark}{lane.name:<27} {lane.factor:>6g} {lane.val_loss:>9.4f} {lane.trend:>10.2e}  {lane.status}"
+        )
+    if verdict.winner is not None:
+        w = verdict.winner
+        m = "n/a" if verdict.margin is None else f"{verdict.margin:.3g}"
+        n = "n/a" if verdict.noise is None else f"{verdict.noise:.3g}"
+        lines.append(f"winner: x{w.factor:g} (lr {apply_lr:.3g}), margin {m} val loss, noise {n}")
+    for note in verdict.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def apply_winner(runs_dir: Path, start, lr: float | None, out) -> int:
+    """Send the raced run a set_lr with the winning LR and wait for its acknowledgement."""
+    from tuitrain.store import CommandRefused, Store
+
+    if start.parent is None or lr is None:
+        print("--apply needs a run to race from (not a config)", file=sys.stderr)
+        return 2
+    with Store(runs_dir) as store:
+        try:
+            cid = store.send_command(start.parent.id, "set_lr", {"lr": lr})
+        except CommandRefused as exc:
+            print(f"error: cannot apply to {start.parent.id}: {exc}", file=sys.stderr)
+            return 1
+        cmd = store.wait_command(cid, timeout=30.0)
+    print(
+        f"applied set_lr {lr:.3g} to {start.parent.id}: {cmd.status} at step {cmd.applied_step} {cmd.reason or ''}",
+        file=out,
+    )
+    return 0 if cmd.status == "applied" else 1

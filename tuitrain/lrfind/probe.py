@@ -109,3 +109,26 @@ def _dur(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def lr_to_write(
+    cfg: TrainConfig, effective_lr: float, train_samples: int | None = None
+) -> tuple[float, float]:
+    """(optimizer.lr value, lr_scaling factor) that make the run's effective LR `effective_lr`.
+
+    The range test ramps the effective LR (after batch.lr_scaling), so with scaling on, the
+    value written into optimizer.lr is the suggestion divided by the scaling factor.
+    """
+    from tuitrain.config.derived import compute
+
+    d = compute(cfg, train_samples)
+    scale = (d.scaled_lr / cfg.optimizer.lr) if d.scaled_lr else 1.0
+    return effective_lr / scale, scale
+
+
+def with_lr(cfg: TrainConfig, effective_lr: float) -> tuple[TrainConfig, float]:
+    """A copy of `cfg` whose effective LR is `effective_lr`, through the config model (validated); and the scale."""
+    value, scale = lr_to_write(cfg, effective_lr)
+    data = to_dict(cfg)
+    data["optimizer"]["lr"] = float(f"{value:.3g}")  # a value a person would type
+    return parse(data), scale

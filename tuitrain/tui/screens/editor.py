@@ -69,6 +69,7 @@ class EditorScreen(Screen):
         Binding("ctrl+o", "open", "Open"),
         Binding("ctrl+f", "find", "Find field"),
         Binding("ctrl+n", "pick_env", "Env"),  # ctrl+e is Input's end-of-line
+        Binding("ctrl+l", "lr_find", "LR find"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -365,6 +366,25 @@ class EditorScreen(Screen):
             self.notify(f"saved {path}")
 
         self.app.push_screen(PromptDialog("Save config as:", parse, str(default)), done)
+
+    def action_lr_find(self) -> None:
+        """Run an LR range test of the edited config; its screen can write the answer back here."""
+        from tuitrain.tui.screens.lrfind import LRFindScreen
+
+        cfg, issues = validate(self.doc.data)
+        if cfg is None:
+            self.notify(f"fix {len(issues)} problem(s) before a range test", severity="error")
+            return
+        self.app.push_screen(LRFindScreen(None, copy.deepcopy(cfg), self.doc.source, self.set_lr))
+
+    def set_lr(self, value: float) -> None:
+        """Write optimizer.lr (the range test's answer) into the form and revalidate."""
+        set_path(self.doc.data, "optimizer.lr", value)
+        for row in self.query(FieldRow):
+            if row.spec.path == "optimizer.lr":
+                row.set_value(value)
+        self.revalidate()
+        self.notify(f"optimizer.lr = {value:.3g} (ctrl+s saves)")
 
     def action_launch(self) -> None:
         """Validate, start the run as a detached Accelerate process and open its monitor."""

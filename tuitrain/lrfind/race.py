@@ -1,0 +1,221 @@
+"""Provides the LR race: short branches that differ only in LR from one start, and the verdict (winner, margin, noise)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuitrain.config import load_config
+from tuitrain.config.loader import Resolved
+
+RACE_TAG = "race:"
+FACTOR_TAG = "race-factor:"
+
+
+@dataclass
+class Start:
+    """Where the branches start: a config's initial weights, or a run's newest complete checkpoint."""
+
+    base: Resolved
+    base_lr: float  # optimizer.lr of the base config (factors multiply it)
+    current_lr: float  # the LR at the start (a run's last logged lr; the configured one otherwise)
+    parent: Any = None  # RunInfo of the run raced from, or None
+    fork_step: int = 0
+    checkpoint: Path | None = None
+    label: str = ""
+
+
+def start_from(source: str, runs_dir: str | Path, env: str | None = None, sets=()) -> Start:
+    """A config file, or a run (id / name) with a complete checkpoint."""
+    p = Path(source)
+    if p.is_file() or source.startswith("pkg:"):
+        r = load_config(source, env=env, sets=sets)
+        lr = r.derived.scaled_lr or r.config.optimizer.lr
+        return Start(r, r.config.optimizer.lr, lr, label=p.stem)
+    from tuitrain.lineage import pick_checkpoint
+    from tuitrain.store import Store
+
+    with Store(runs_dir) as store:
+        run = store.get_run(source)
+        last = store.last_values(run.id).get("lr")
+    pdir = Path(run.run_dir)
+    step, ckpt = pick_checkpoint(pdir)  # BranchError: no complete checkpoint yet
+    if not run.terminal:
+        # A live run rotates its checkpoints (save_total_limit): race from a copy of this one.
+        import shutil
+
+        copy = Path(runs_dir) / "races" / f"{run.id}-step-{step}-{time.time_ns()}"
+        shutil.copytree(ckpt, copy)
+        ckpt = copy
+    r = load_config(pdir / "config.yaml", env=env, sets=sets)
+    cur = last.value if last is not None and math.isfinite(last.value) else r.config.optimizer.lr
+    return Start(r, r.config.optimizer.lr, cur, run, step, ckpt, run.name)
+
+
+def branch_config(start: Start, factor: float, steps: int, race_id: str) -> Resolved:
+    """One branch's config: the base with optimizer.lr x factor, `steps` more steps, an eval at the end."""
+    from tuitrain.config import parse, resolve, to_dict
+
+    data = to_dict(start.base.config)
+    data["optimizer"]["lr"] = start.base_lr * factor
+    t = data["training"]
+    t["max_steps"] = start.fork_step + steps
+    t["eval_every"] = steps  # the verdict needs a val loss at the end (finish evaluates too)
+    t["save_every"] = None
+    es = data["early_stopping"]
+    es["enabled"] = False  # a branch stopped early would end its race at another step
+    tags = [x for x in data["run"].get("tags", []) if not x.startswith((RACE_TAG, FACTOR_TAG))]
+    data["run"]["tags"] = [*tags, f"{RACE_TAG}{race_id}", f"{FACTOR_TAG}{factor:g}"]
+    data["run"]["name"] = None
+    return resolve(parse(data), source=start.base.source)
+
+
+def launch_branch(start: Start, factor: float, steps: int, race_id: str, runs_dir, extra_env=None):
+    """Start one branch; a run start goes through the branching machinery (branch.json)."""
+    from tuitrain.launch import launch
+
+    resolved = branch_config(start, factor, steps, race_id)
+    name = f"{start.label}-race-x{factor:g}"
+    if start.parent is None:
+        return launch(resolved, runs_dir, name=name, extra_env=extra_env)
+    from tuitrain.lineage import BRANCH_FILE, BranchPlan
+
+    plan = BranchPlan(
+        start.parent.id,
+        str(Path(start.parent.run_dir).resolve()),
+        str(start.checkpoint.resolve()),
+        start.fork_step,
+    )
+    return launch(
+        resolved,
+        runs_dir,
+        name=name,
+        extra_env=extra_env,
+        parent=start.parent.id,
+        fork_step=start.fork_step,
+        files={BRANCH_FILE: plan.to_json()},
+    )
+
+
+def new_race_id() -> str:
+    """A race id that sorts by time."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
+
+
+@dataclass
+class Lane:
+    """One branch's result."""
+
+    run_id: str
+    name: str
+    factor: float
+    lr: float
+    status: str
+    val_loss: float
+    trend: float  # slope of the train loss over the last part (per step; negative: still falling)
+    noise: float  # standard error of the train loss level over the last part
+
+
+@dataclass
+class Verdict:
+    """The race's answer."""
+
+    lanes: list[Lane]
+    winner: Lane | None
+    margin: float | None
+    noise: float | None
+    too_close: bool
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        """The `--format json` object."""
+        return {
+            "winner": None if self.winner is None else vars(self.winner),
+            "winning_lr": None if self.winner is None else self.winner.lr,
+            "winning_factor": None if self.winner is None else self.winner.factor,
+            "margin": self.margin,
+            "noise": self.noise,
+            "too_close": self.too_close,
+            "notes": self.notes,
+            "lanes": [vars(lane) for lane in self.lanes],
+        }
+
+
+def lane_stats(losses: list[float]) -> tuple[float, float]:
+    """(trend, noise) of the last third of a train loss curve: least-squares slope, and the
+    standard error of its level (residual spread / sqrt(n))."""
+    tail = [v for v in losses[-max(3, len(losses) // 3) :] if math.isfinite(v)]
+    n = len(tail)
+    if n < 3:
+        return math.nan, math.nan
+    xs = range(n)
+    mx, my = (n - 1) / 2, sum(tail) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, tail, strict=True)) / sxx
+    resid = [y - (my + slope * (x - mx)) for x, y in zip(xs, tail, strict=True)]
+    return slope, statistics.pstdev(resid) / math.sqrt(n)
+
+
+def judge(lanes: list[Lane]) -> Verdict:
+    """Winner: lowest final val loss; within the noise, the steeper-falling train loss wins."""
+    ok = [lane for lane in lanes if math.isfinite(lane.val_loss)]
+    notes = [
+        f"{lane.name} (x{lane.factor:g}) has no val loss ({lane.status})"
+        for lane in lanes
+        if lane not in ok
+    ]
+    if not ok:
+        return Verdict(lanes, None, None, None, True, [*notes, "no branch produced a val loss"])
+    ranked = sorted(ok, key=lambda lane: lane.val_loss)
+    noises = [lane.noise for lane in ok if math.isfinite(lane.noise)]
+    noise = statistics.median(noises) if noises else None
+    if len(ranked) == 1:
+        return Verdict(lanes, ranked[0], None, noise, True, [*notes, "only one branch finished"])
+    margin = ranked[1].val_loss - ranked[0].val_loss
+    too_close = noise is not None and margin < 2 * noise
+    winner = ranked[0]
+    if too_close:
+        # Within the noise the val losses do not decide: the train loss still falling fastest does.
+        close = [lane for lane in ranked if lane.val_loss - ranked[0].val_loss < 2 * (noise or 0)]
+        trend = [lane for lane in close if math.isfinite(lane.trend)]
+        if trend:
+            winner = min(trend, key=lambda lane: lane.trend)
+        notes.append(
+            f"too close to call: margin {margin:.3g} < 2 x noise {noise:.3g}; "
+            "tie broken by the train-loss trend (race longer for a firmer answer)"
+        )
+    return Verdict(lanes, winner, margin, noise, too_close, notes)
+
+
+def lanes_of(store: Any, race_id: str) -> list[Lane]:
+    """The race's branches as they stand in the store."""
+    out = []
+    for run in store.list_runs():
+        tags = (run.config.get("run") or {}).get("tags") or []
+        if f"{RACE_TAG}{race_id}" not in tags:
+            continue
+        factor = next(
+            (float(t[len(FACTOR_TAG) :]) for t in tags if t.startswith(FACTOR_TAG)), math.nan
+        )
+        losses = [p.value for p in store.tail(run.id, names=["loss"])]
+        last_lr = store.last_values(run.id).get("lr")
+        val = run.summary.get("final_val_loss", math.nan)
+        trend, noise = lane_stats(losses)
+        lr = run.derived.get("scaled_lr") or run.config["optimizer"]["lr"]
+        out.append(
+            Lane(
+                run.id,
+                run.name,
+                factor,
+                float(last_lr.value if last_lr is not None else lr),
+                run.status,
+                float(val if val is not None else math.nan),
+                trend,
+                noise,
+            )
+        )
+    return sorted(out, key=lambda lane: lane.factor)
