@@ -144,7 +144,7 @@ def exploding_gradients(
             "now": now,
         }
     remedy = REMEDIES["exploding_gradients"]
-    if not max_grad_norm:
+    if max_grad_norm == 0:
         remedy = "gradients are not clipped (training.max_grad_norm 0): " + remedy
     return Diagnosis(
         "exploding_gradients", severity, steps[sp.first], evidence, remedy, scale_lr(0.5), values
@@ -216,12 +216,22 @@ def loss_elevated(
     if len(finite(loss)) < th.min_points:
         return None  # the first steps fall and bounce: no level to fall back from yet
     level = median(now)
-    if level < lowest * (1.0 + 2 * th.spike_rise):
+    limit = lowest * (1.0 + 2 * th.spike_rise)
+    if level < limit:
         return None
+    # It started where the loss first went that high after its lowest (if the rows reach back).
+    start = next(
+        (
+            s
+            for s, x in zip(steps, loss, strict=False)
+            if (lowest_step is None or s > lowest_step) and x is not None and not x < limit
+        ),
+        lowest_step,
+    )
     return Diagnosis(
         "loss_spike",
         "critical",
-        lowest_step,
+        start,
         f"loss {_g(level)} at step {steps[-1]} vs its lowest {_g(lowest)} at step {lowest_step}"
         f" ({level / lowest:.1f}x); not recovered",
         REMEDIES["loss_spike"],

@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
+from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
 COLUMNS = (
@@ -143,6 +144,7 @@ class RunsScreen(Screen):
         self._target: list[str] | None = None  # the ids the table shows (or is adding)
         self._fill_gen = 0
         self._depth: dict[str, int] = {}  # run id -> lineage depth in the shown list (children > 0)
+        self._doctor = DoctorIndex()  # open doctor warnings per run, from its events (poll thread)
         # The poll loop's state (its thread only).
         self._version: int | None = None
         self._fps: dict[str, tuple] = {}
@@ -252,6 +254,7 @@ class RunsScreen(Screen):
                 except LookupError:  # deleted between the two reads: the next poll drops it
                     pass
         self.row_reads += len(changed)
+        self._doctor.update(store, changed.values())  # sets run.doctor for the status marker
         self._fps = dict(fps)
         self._live = {i for i in self._live if i in self._fps}
         for i, r in changed.items():
@@ -287,7 +290,7 @@ class RunsScreen(Screen):
         return [
             Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
             name,
-            status_text(run),
+            with_doctor_mark(status_text(run), run),
             # Text, not str: a DataTable parses str cells as markup (2000 runs: ~1 s of it).
             Text(progress_text(run.last_step, total_steps(run))),
             Text(best_text(run)),
