@@ -156,12 +156,9 @@ def parse_factors(text: str) -> list[float]:
 
 def cmd_lr_race(args: argparse.Namespace) -> int:
     """Launch the branches (N at a time), wait for them, judge, optionally apply the winner."""
-    import time
-
     from tuitrain.lineage import BranchError
-    from tuitrain.lrfind.race import judge, lanes_of, launch_branch, new_race_id, start_from
-    from tuitrain.store import RunNotFound, Store
-    from tuitrain.sweep.slots import make_slots, visible_gpus
+    from tuitrain.lrfind.race import new_race_id, run_race, start_from
+    from tuitrain.store import RunNotFound
 
     try:
         factors = parse_factors(args.factors)
@@ -190,26 +187,24 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
         file=out,
         flush=True,
     )
-    slots = make_slots(args.parallel, 1, visible_gpus())
-    queue, busy = list(factors), {}  # slot index -> run id
+
+    def launched(f: float, info) -> None:
+        print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
+
     try:
-        with Store(runs_dir) as store:
-            while queue or busy:
-                for i, rid in list(busy.items()):
-                    if store.get_run(rid).terminal:
-                        del busy[i]
-                for slot in slots:
-                    if queue and slot.index not in busy:
-                        f = queue.pop(0)
-                        info = launch_branch(start, f, args.steps, race_id, runs_dir, slot.env)
-                        busy[slot.index] = info.id
-                        print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
-                time.sleep(0.5)
-            verdict = judge(lanes_of(store, race_id))
+        race_id, verdict = run_race(
+            start, factors, args.steps, runs_dir, args.parallel, launched, race_id
+        )
     except KeyboardInterrupt:
+        from tuitrain.lrfind.race import lanes_of
+        from tuitrain.store import CommandRefused, Store
+
         with Store(runs_dir) as store:
-            for rid in busy.values():
-                store.send_command(rid, "stop")
+            for lane in lanes_of(store, race_id):
+                try:
+                    store.send_command(lane.run_id, "stop")
+                except CommandRefused:
+                    pass  # that branch had already ended
         print("interrupted: stop sent to the running branches", file=sys.stderr)
         return 130
     apply_lr = None if verdict.winner is None else start.current_lr * verdict.winner.factor

@@ -219,3 +219,44 @@ def lanes_of(store: Any, race_id: str) -> list[Lane]:
             )
         )
     return sorted(out, key=lambda lane: lane.factor)
+
+
+def run_race(
+    start: Start,
+    factors: list[float],
+    steps: int,
+    runs_dir: str | Path,
+    parallel: int = 1,
+    on_launch: Any = None,
+    race_id: str | None = None,
+    should_stop: Any = None,
+) -> tuple[str, Verdict]:
+    """Run the branches (N at a time, one slot each: a GPU set, or a share of the CPU cores) and judge them.
+
+    `on_launch(factor, RunInfo)` is told of each start; `should_stop()` True sends every running
+    branch a stop and returns what finished so far.
+    """
+    from tuitrain.store import Store
+    from tuitrain.sweep.slots import make_slots, visible_gpus
+
+    race_id = race_id or new_race_id()
+    slots = make_slots(parallel, 1, visible_gpus())
+    queue, busy = list(factors), {}  # slot index -> run id
+    with Store(runs_dir) as store:
+        while queue or busy:
+            if should_stop is not None and should_stop():
+                for rid in busy.values():
+                    store.send_command(rid, "stop")
+                break
+            for i, rid in list(busy.items()):
+                if store.get_run(rid).terminal:
+                    del busy[i]
+            for slot in slots:
+                if queue and slot.index not in busy:
+                    f = queue.pop(0)
+                    info = launch_branch(start, f, steps, race_id, runs_dir, slot.env)
+                    busy[slot.index] = info.id
+                    if on_launch is not None:
+                        on_launch(f, info)
+            time.sleep(0.5)
+        return race_id, judge(lanes_of(store, race_id))

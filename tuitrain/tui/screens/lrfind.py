@@ -218,3 +218,59 @@ class LRFindScreen(Screen):
 
 def _g(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
+
+
+# ---- the monitor's LR race (R starts it from the latest checkpoint, W applies the winner) ----
+RACE_FACTORS = (0.3, 1.0, 3.0)
+RACE_STEPS = 200
+
+
+def start_race(screen: Any, run: Any) -> None:
+    """Race the run's latest checkpoint at RACE_FACTORS x its current LR, in a thread; the run continues."""
+    if run is None or run.terminal:
+        screen.notify("a race starts from a live run's latest checkpoint", severity="warning")
+        return
+    runs_dir = screen.app.runs_dir
+
+    def race() -> None:
+        from tuitrain.lineage import BranchError
+        from tuitrain.lrfind.race import run_race, start_from
+
+        try:
+            start = start_from(run.id, runs_dir)
+        except BranchError as exc:
+            screen.app.call_from_thread(screen.notify, f"LR race: {exc}", severity="error")
+            return
+        screen.app.call_from_thread(
+            screen.notify,
+            f"LR race from step {start.fork_step}: x{', x'.join(f'{f:g}' for f in RACE_FACTORS)}"
+            f" of lr {start.current_lr:.3g}, {RACE_STEPS} steps each",
+        )
+        _, verdict = run_race(start, list(RACE_FACTORS), RACE_STEPS, runs_dir)
+        if verdict.winner is None:
+            screen.app.call_from_thread(
+                screen.notify,
+                "LR race: no winner (" + "; ".join(verdict.notes) + ")",
+                severity="error",
+            )
+            return
+        lr = start.current_lr * verdict.winner.factor
+        screen.race_lr = lr
+        close = " (too close to call)" if verdict.too_close else ""
+        screen.app.call_from_thread(
+            screen.notify,
+            f"LR race: x{verdict.winner.factor:g} wins{close}, margin "
+            f"{verdict.margin if verdict.margin is not None else float('nan'):.3g}; W sets lr {lr:.3g}",
+            timeout=30,
+        )
+
+    screen.run_worker(race, thread=True, group="lr-race", exclusive=True, exit_on_error=False)
+
+
+def apply_race(screen: Any) -> None:
+    """Send the live run a set_lr with the last race's winning LR."""
+    lr = getattr(screen, "race_lr", None)
+    if lr is None:
+        screen.notify("no finished LR race yet (R starts one)", severity="warning")
+        return
+    screen.send("set_lr", {"lr": lr})

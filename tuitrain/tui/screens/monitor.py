@@ -69,6 +69,8 @@ class MonitorScreen(Screen):
         Binding("f", "filter_events", "Filter"),
         Binding("e", "edit_notes", "Notes"),
         Binding("B", "branch", "Branch"),
+        Binding("R", "lr_race", "LR race", show=False),  # tuitrain.tui.screens.lrfind
+        Binding("W", "apply_race", "Apply race LR", show=False),
         Binding("h", "doctor", "Doctor"),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
@@ -486,6 +488,19 @@ class MonitorScreen(Screen):
         from tuitrain.tui.screens.branch import open_branch
 
         open_branch(self.app, self.run)
+
+    def action_lr_race(self) -> None:
+        """Race LR factors from the latest checkpoint (the run continues); W applies the winner."""
+        from tuitrain.tui.screens.lrfind import start_race
+
+        start_race(self, self.run)
+
+    def action_apply_race(self) -> None:
+        """Set the LR to the last race's winner (a normal set_lr command)."""
+        from tuitrain.tui.screens.lrfind import apply_race
+
+        if self._steerable():
+            apply_race(self)
 
     def action_back(self) -> None:
         """Back to the previous screen (the run keeps going)."""
