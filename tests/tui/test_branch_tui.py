@@ -296,6 +296,31 @@ def test_B_on_monitor_opens_branch_editor(runs) -> None:
     asyncio.run(go())
 
 
+def test_compare_overlays_parent_and_child_on_one_axis(runs) -> None:
+    """Parent and child compared: both on the step axis, the child's line after the fork; the
+    child compared without its parent: the parent's prefix drawn dim before the child's line."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def lines_of(run_ids: list[str]) -> list:
+        app = make_app(start="compare", compare=run_ids)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            chart = app.screen.query_one("#compare-chart", MetricChart)
+            await _until(pilot, lambda: len(chart.lines) >= 2, "the compare chart's lines")
+            return list(chart.lines)
+
+    both = asyncio.run(lines_of([ids["parent"], ids["child"]]))
+    assert [ln.label for ln in both] == ["baseline", "baseline-b200"]
+    assert min(both[0].xs) <= 5 and max(both[0].xs) >= 399
+    assert min(both[1].xs) > 200 and max(both[1].xs) >= 299
+    alone = asyncio.run(lines_of([ids["child"], runs["early"]]))
+    assert alone[0].color == PREFIX_COLOR and max(alone[0].xs) <= 200
+    assert alone[1].label == "baseline-b200" and min(alone[1].xs) > 200
+    assert PREFIX_COLOR not in [ln.color for ln in alone[1:]]
+
+
 # -- snapshots ---------------------------------------------------------------------------------
 
 

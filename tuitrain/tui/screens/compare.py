@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from tuitrain.tui import fmt
+from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
 from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
 
@@ -209,6 +210,9 @@ class CompareScreen(Screen):
                     if name in PREFERRED:
                         series.setdefault(name, {})[run.id] = store.series(run.id, name, BUCKETS)
                 events[run.id] = [e for e in store.events(run.id) if e.kind in INTERVENTION_KINDS]
+                if run.parent not in {r.id for r in runs}:  # a branch without its parent here
+                    for key, pts in parent_series(store, run, PREFERRED, BUCKETS).items():
+                        series.setdefault(key, {})[run.id] = pts  # its prefix, drawn dim
         self.post_message(CompareLoaded(runs, series, events))
 
     def on_compare_loaded(self, msg: CompareLoaded) -> None:
@@ -236,6 +240,8 @@ class CompareScreen(Screen):
         """Overlay the current metric of every run."""
         lines = []
         for i, run in enumerate(self.runs):
+            prefix = prefix_line(self.series.get(PARENT_KEY + self.metric, {}).get(run.id))
+            lines += [prefix] if prefix else []
             pts = self.series.get(self.metric, {}).get(run.id)
             if not pts:
                 continue
