@@ -276,3 +276,41 @@ def test_dtype_auto_keeps_float32_master_weights_of_a_bf16_checkpoint(tmp_path):
         )
         model = build_model(cfg, ByteTokenizer())
         assert {p.dtype for p in model.parameters()} == {want}, dtype
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"step": 5}, "exactly one action"),
+        ({"step": 5, "scale_lr": 0.5, "stop": True}, "exactly one action"),
+        ({"step": 5, "set_lr": -1}, "greater than 0"),
+        ({"step": -1, "stop": True}, "greater than or equal to 0"),
+        ({"step": 5, "dance": True}, "dance"),
+    ],
+)
+def test_steering_schedule_is_validated_by_field(entry, message):
+    from tuitrain.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        load_config(DEMO, sets=[f"steering.schedule=[{json.dumps(entry)}]"])
+    assert "steering.schedule.0" in str(exc.value) and message in str(exc.value), str(exc.value)
+    ok = load_config(DEMO, sets=['steering.schedule=[{"step": 812, "scale_lr": 0.5}]']).config
+    assert ok.steering.schedule[0].action == ("scale_lr", 0.5)
+
+
+def test_branch_refuses_edits_the_checkpoint_cannot_take_by_field():
+    from tuitrain.lineage import incompatible
+
+    base = load_config(DEMO).config.model_dump()
+    for sets, field in (
+        (["model.arch.num_layers=4"], "model.arch.num_layers"),
+        (["peft.method=lora"], "peft.method"),
+        (["optimizer.name=sgd"], "optimizer.name"),
+        (["batch.size=4"], "batch.size"),
+    ):
+        edited = load_config(DEMO, sets=sets).config.model_dump()
+        (msg,) = incompatible(base, edited)
+        assert msg.startswith(f"{field}: ")
+    fine = ["optimizer.lr=1e-4", "training.max_steps=900", "batch.grad_accum=2",
+            "model.gradient_checkpointing=true", "scheduler.name=constant"]  # fmt: skip
+    assert incompatible(base, load_config(DEMO, sets=fine).config.model_dump()) == []
