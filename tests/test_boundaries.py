@@ -41,6 +41,7 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.formats",
         "tuitrain.templates",
         "tuitrain.tui.app",
+        "tuitrain.doctor",
     ],
 )
 def test_no_ml_stack_outside_training(module):
@@ -62,7 +63,14 @@ def test_cli_parser_and_app_screens_stay_light():
 
 
 @pytest.mark.parametrize(
-    "module", ["tuitrain.train.loop", "tuitrain.api", "tuitrain.integrations.hf", "tuitrain.store"]
+    "module",
+    [
+        "tuitrain.train.loop",
+        "tuitrain.api",
+        "tuitrain.integrations.hf",
+        "tuitrain.store",
+        "tuitrain.doctor.watch",
+    ],
 )
 def test_training_side_never_loads_textual(module):
     assert not loaded_after(f"import {module}") & set(TUI)
