@@ -11,6 +11,7 @@ from textual.widgets import Input
 
 from tests.tui.conftest import make_app, settle
 from tests.tui.fixture_db import add_set_lr
+from tuitrain.store import Store
 
 
 def snap(snap_compare, app, **kwargs) -> bool:
@@ -105,6 +106,111 @@ def test_compare_config_diff_tab(snap_compare, runs):
         snap_compare,
         make_app(start="compare", compare=ids),
         terminal_size=(80, 24),
+        press=["3"],
+        run_before=_settle_snap,
+    )
+
+
+def _steered_fixture(runs) -> None:
+    """Events of a steered run: a long generation sample, an LR change, a checkpoint, a note."""
+    sample = "def main(\n    args = parse()\n    return run(args)\n"
+    with Store("runs") as s:
+        rid = runs["running"]
+        s.add_event(rid, "generation", sample, 150, {"prompt": "def main(", "text": sample})
+        s.add_event(rid, "lr", "set_lr by tui: lr 0.000488 -> 0.0002 from step 156", 155)
+        s.add_event(rid, "checkpoint", "saved checkpoints/step-160", 160)
+        s.set_notes(rid, "warmup 10%: does the spike at 30 go away?")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_events_and_notes(snap_compare, runs, size):
+    """One line per event (the sample's newlines escaped), the notes line under the header."""
+    _steered_fixture(runs)
+    assert snap(
+        snap_compare,
+        make_app(start="watch", run=runs["running"]),
+        terminal_size=size,
+        run_before=_settle_snap,
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_events_filtered(snap_compare, runs, size):
+    """f: generations hidden, the pane's title says so."""
+    _steered_fixture(runs)
+
+    async def run_before(pilot: Pilot) -> None:
+        await _settle_snap(pilot)
+        await pilot.press("f")
+        await _settle_snap(pilot)
+
+    app = make_app(start="watch", run=runs["running"])
+    assert snap(snap_compare, app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_event_full_text(snap_compare, runs, size):
+    """Enter on the generation event: its whole text, newlines kept."""
+    _steered_fixture(runs)
+
+    async def run_before(pilot: Pilot) -> None:
+        await _settle_snap(pilot)
+        pane = pilot.app.screen.query_one("#events")
+        pane.highlighted = next(i for i, e in enumerate(pane.shown) if e.kind == "generation")
+        await pilot.press("enter")
+        await _settle_snap(pilot)
+
+    app = make_app(start="watch", run=runs["running"])
+    assert snap(snap_compare, app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_zoomed(snap_compare, runs, size):
+    """z: the loss chart alone at full height, more y ticks, each bucket's min/max dotted."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _settle_snap(pilot)
+        await pilot.press("z")
+        await _settle_snap(pilot)
+
+    app = make_app(start="watch", run=runs["running"])
+    assert snap(snap_compare, app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param((60, 20), id="60x20"), pytest.param((70, 22), id="70x22")]
+)
+def test_monitor_small_terminal(snap_compare, runs, size):
+    """Too short for three charts: one at a time (n: next), a compact header."""
+    assert snap(
+        snap_compare,
+        make_app(start="watch", run=runs["running"]),
+        terminal_size=size,
+        run_before=_settle_snap,
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_list_filtered(snap_compare, runs, size):
+    """/ low: only the matching runs, the filter in the status line."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _settle_snap(pilot)
+        await pilot.press("slash", *"lr", "enter")
+        await _settle_snap(pilot)
+
+    assert snap(snap_compare, make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_interventions(snap_compare, runs, size):
+    """Diff + steering tab: the config keys that differ and each run's LR changes and stops."""
+    _steered_fixture(runs)
+    ids = [runs["running"], runs["early"], runs["crashed"]]
+    assert snap(
+        snap_compare,
+        make_app(start="compare", compare=ids),
+        terminal_size=size,
         press=["3"],
         run_before=_settle_snap,
     )
