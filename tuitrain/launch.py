@@ -245,6 +245,12 @@ def stop(
     target = signal_target(run, after_end=after_end)
     if not target.pgids:
         return "not running"
+    if run.status == "queued":
+        # Stopped before its trainer marked it running: a launcher that exits on our SIGTERM must
+        # read as stopped, not as "died before training started". A trainer that has already
+        # installed its SIGTERM handler still marks itself running and then ends as stopped.
+        with Store(runs_dir or Path(run.run_dir).parent) as store:
+            store.set_status(run.id, "stopped", "stopped before training started")
     # SIGTERM to the launcher's group: a 1-process `accelerate launch` forwards nothing, so its
     # trainer must get it directly (same group); torchrun (N ranks, each in its own session)
     # forwards it to the ranks and waits for them. Without a live launcher: the ranks' groups.

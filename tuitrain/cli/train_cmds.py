@@ -79,8 +79,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
         why = "" if run.terminal else f"; nothing signalled: {signal_target(run).why}"
         print(f"{run.id} is not running (status {run.status}){why}")
         return 0
+    how = (
+        f"its processes did not exit within {args.grace:g} s of SIGTERM and were killed"
+        if what == "killed"
+        else what
+    )
     print(
-        f"{run.id}: {what}; status {run.status}"
+        f"{run.id}: {how}; status {run.status}"
         + (f" ({run.exit_reason})" if run.exit_reason else "")
     )
     return 0
