@@ -165,3 +165,17 @@ def test_cli_rejects_bad_sweeps_with_exit_2_before_any_run(tmp_path, capsys):
     assert main(["sweep", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "parallel" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "tuitrain.db").exists()
+
+
+def test_space_sampling_both_fields_of_an_exclusive_pair_is_refused():
+    with pytest.raises(ConfigError) as e:
+        parse_spec(
+            {
+                "base": DEMO,
+                "space": {"scheduler.warmup_steps": [0, 50], "scheduler.warmup_ratio": [0.1]},
+            },
+            "s.yaml",
+        )
+    msg = str(e.value)
+    assert "scheduler.warmup_ratio" in msg and "scheduler.warmup_steps" in msg
+    assert "exclude each other" in msg

@@ -220,6 +220,16 @@ class SweepSpec(_Strict):
             )
         if isinstance(self.parallel, int) and self.parallel < 1:
             raise ValueError("parallel must be at least 1 (or auto)")
+        from tuitrain.config.rules import partner
+
+        for path in self.space:
+            other = partner(path)
+            if other in self.space and path < other:
+                # Each trial sets both; the later --set would silently clear the earlier one.
+                raise ValueError(
+                    f"space: samples both {path} and {other}, which exclude each other (a trial "
+                    f"can set only one); search one of them"
+                )
         return self
 
     def prune_enabled(self) -> bool:
