@@ -156,3 +156,14 @@ def test_follower_lines_once_per_warning(store):
     # open (warning) printed; recovered (info) and closed are not.
     assert len(printed) == 1 and printed[0].startswith("doctor: WARNING loss_spike from step 500")
     assert f"tuitrain doctor {rid}" in printed[0]
+
+
+def test_cli_offers_rollback_through_branching(store, tmp_path):
+    fx = curves.make("exploding_gradients")
+    fx["config"]["optimizer"]["lr"] = 1e-3
+    rid = _upto(store, fx, 612)
+    out = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "doctor", rid, "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert f"rollback: tuitrain branch {rid} --step 603 --set optimizer.lr=0.0005" in out.stdout

@@ -49,6 +49,20 @@ def action_command(run_ref: str, action: Any) -> str | None:
     return None
 
 
+def rollback_command(run: Any, d: Any) -> str | None:
+    """For an unrecovered spike: the `tuitrain branch` line that goes back to the last checkpoint
+    before it and continues with the LR halved (issue 12's branching; not applied by one key)."""
+    if d.id not in ("exploding_gradients", "loss_spike") or d.severity == "info" or not d.step:
+        return None
+    lr = ((run.config or {}).get("optimizer") or {}).get("lr")
+    if not isinstance(lr, int | float):
+        return None
+    return (
+        f"tuitrain branch {shlex.quote(run.id)} --step {d.step - 1} --set optimizer.lr={lr * 0.5:g}"
+        "   (continue from the last checkpoint before the spike, LR halved)"
+    )
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the run's diagnoses (table or JSON)."""
     from tuitrain.doctor import diagnose_run
@@ -82,6 +96,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if d.action is not None:
             cmd = action_command(run.id, d.action) if not run.terminal else None
             print(f"  action:   {d.action.label}" + (f"   ({cmd})" if cmd else ""))
+        back = rollback_command(run, d)
+        if back:
+            print(f"  rollback: {back}")
     if not diags:
         print("nothing to report: no symptom of the doctor's table is open")
     return 0

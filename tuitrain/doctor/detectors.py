@@ -96,7 +96,7 @@ def find_spikes(
         if z >= z_min and ratio_ok:
             if first is None:
                 first, base = i, raw_med
-            if peak is None or z > zpk:
+            if peak is None or x > xs[peak]:  # the highest value is the one the user looks for
                 peak, zpk = i, z
             last = i
     if first is None:
