@@ -267,14 +267,15 @@ def stop(
     groups = set(target.pgids) | set(signal_target(run, after_end=True).pgids)
     if not any(group_alive(g) for g in groups):
         return "stopped"
-    for g in groups:
-        _killpg(g, signal.SIGKILL)
+    # The status first: once the processes are gone, any reader would take the run for crashed.
     with Store(runs_dir or Path(run.run_dir).parent) as store:
         if store.get_run(run.id).status in ("running", "queued"):
             store.set_status(run.id, "stopped", f"killed after a {grace_s:g} s grace period")
             store.add_event(
                 run.id, "error", f"did not stop within {grace_s:g} s of SIGTERM; killed"
             )
+    for g in groups:
+        _killpg(g, signal.SIGKILL)
     return "killed"
 
 
