@@ -74,13 +74,16 @@ def add_config_source(p: argparse.ArgumentParser, required: bool = True) -> None
     """CONFIG plus --env and --set, shared by validate, run, edit and sweep."""
     p.add_argument("config", nargs=None if required else "?", help="config file (YAML or JSON)")
     p.add_argument("--env", default=None, help="apply the named overlay from the config's envs:")
+    add_sets(p)
+
+
+def add_sets(
+    p: argparse.ArgumentParser,
+    help: str = "override a field, e.g. --set optimizer.lr=5e-5 (repeatable)",
+) -> None:
+    """--set KEY=VALUE (repeatable, into args.sets), shared by every command that edits a config."""
     p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field, e.g. --set optimizer.lr=5e-5 (repeatable)",
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=help
     )
 
 

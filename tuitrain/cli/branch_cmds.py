@@ -21,6 +21,8 @@ def _runs_dir_opt(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `branch` and `rerun`."""
+    from tuitrain.cli import add_sets
+
     p = sub.add_parser(
         "branch",
         help="start a child run from a parent's checkpoint at or before --step, with edited settings",
@@ -33,14 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="parent run id or name")
     p.add_argument("--step", type=int, default=None, metavar="N", help="branch at or before step N")
     p.add_argument("--env", default=None, help="apply the named overlay of the parent's config")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="edit a field, e.g. --set optimizer.lr=5e-5 (repeatable)",
-    )
+    add_sets(p, "edit a field, e.g. --set optimizer.lr=5e-5 (repeatable)")
     p.add_argument("--name", default=None, help="child run name (default: PARENT-bN)")
     p.add_argument("--detach", action="store_true", help="print the child's id and return")
     p.add_argument(

@@ -105,6 +105,8 @@ def format_suggestion(sug, current_lr: float | None = None) -> str:
 
 def register_race(sub: argparse._SubParsersAction) -> None:
     """Add `lr-race`."""
+    from tuitrain.cli import add_sets
+
     p = sub.add_parser(
         "lr-race",
         help="race short branches that differ only in LR from a config's start or a run's latest checkpoint",
@@ -124,14 +126,7 @@ def register_race(sub: argparse._SubParsersAction) -> None:
         help="branches at once (one GPU each where GPUs exist)",
     )
     p.add_argument("--env", default=None, help="apply the named overlay from the config's envs:")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field of every branch (repeatable)",
-    )
+    add_sets(p, "override a field of every branch (repeatable)")
     p.add_argument(
         "--apply", action="store_true", help="racing a live run: send it set_lr with the winning LR"
     )

@@ -17,6 +17,8 @@ EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add sweep and sweeps."""
+    from tuitrain.cli import add_sets
+
     p = sub.add_parser(
         "sweep", help="run a hyperparameter sweep (grid, random or Optuna TPE) from a sweep file"
     )
@@ -39,14 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="Optuna study name (with --storage: join an existing study)",
     )
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field in every trial (repeatable)",
-    )
+    add_sets(p, "override a config field in every trial (repeatable)")
     p.add_argument(
         "--detach",
         action="store_true",
