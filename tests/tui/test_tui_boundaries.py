@@ -17,9 +17,22 @@ PROBE = r"""
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.tui.fixture_db import build
+import time
+from textual.worker import WorkerState
+from tuitrain.store import Store
 from tuitrain.tui.app import TuitrainApp
+from tuitrain.tui.screens.branch import open_branch
+from tuitrain.tui.screens.doctor import DoctorScreen
+from tuitrain.tui.screens.lrfind import LRFindScreen
 
 ids = build({runs!r})
+# A branchable run: its config.yaml (the branch editor opens from it).
+from pathlib import Path
+from tuitrain.config import load_config, save_yaml
+cfg = load_config(Path({root!r}) / "configs" / "demo.yaml")
+rdir = Path({runs!r}) / ids["completed"]
+rdir.mkdir(parents=True, exist_ok=True)
+save_yaml(cfg.config, rdir / "config.yaml", header="probe")
 
 async def tour(pilot):
     app = pilot.app
@@ -30,7 +43,24 @@ async def tour(pilot):
     await pilot.pause(0.5)
     app.open_editor()
     await pilot.pause(0.5)
-    await app.workers.wait_for_complete()
+    app.push_screen(LRFindScreen(ids["completed"]))
+    await pilot.pause(0.5)
+    with Store({runs!r}) as store:
+        run = store.get_run(ids["completed"])
+    app.push_screen(DoctorScreen(run, []))
+    await pilot.pause(0.5)
+    open_branch(app, run)
+    await pilot.pause(0.5)
+    # The runs list / monitor poll loops live for their screen's life: never waited on.
+    loops = {{"monitor-poll", "runs-poll"}}
+    deadline = time.monotonic() + 60
+    while any(
+        w.group not in loops and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        for w in app.workers
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit("workers still running after 60 s")
+        await pilot.pause(0.05)
     app.exit([type(s).__name__ for s in app.screen_stack])
 
 screens = TuitrainApp(runs_dir={runs!r}).run(headless=True, size=(80, 24), auto_pilot=tour)
@@ -47,7 +77,15 @@ def test_mounting_every_screen_loads_no_ml_stack(tmp_path: Path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["screens"][-4:] == ["RunsScreen", "MonitorScreen", "CompareScreen", "EditorScreen"]
+    assert got["screens"][-7:] == [
+        "RunsScreen",
+        "MonitorScreen",
+        "CompareScreen",
+        "EditorScreen",
+        "LRFindScreen",
+        "DoctorScreen",
+        "BranchEditorScreen",
+    ]
     assert "textual" in got["modules"] and "plotext" in got["modules"]
     assert not ML & set(got["modules"])
 

@@ -48,8 +48,9 @@ def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:
     from tuitrain.store import DB_NAME, RunNotFound, Store
 
     if not (Path(args.runs_dir) / DB_NAME).is_file():  # never create a database by reading
+        names = ", ".join(repr(r) for r in refs)
         raise SystemExit(
-            f"tuitrain: no runs in {args.runs_dir} (no {DB_NAME} there); "
+            f"tuitrain: no run {names}: no runs in {args.runs_dir} (no {DB_NAME} there); "
             "pass --runs-dir DIR where runs were started"
         )
     try:

@@ -26,6 +26,8 @@ class BranchEditorScreen(EditorScreen):
     #branch-error { height: auto; max-height: 4; padding: 0 1; color: $error; }
     """
 
+    SCREEN_ID = "branch-editor"
+
     def __init__(self, parent_run: Any) -> None:
         from tuitrain.branching import checkpoint_steps
 

@@ -73,13 +73,15 @@ class EditorScreen(Screen):
         Binding("escape", "back", "Back"),
     ]
 
+    SCREEN_ID = "editor"  # subclasses (the branch editor) own one: both can be on the stack
+
     def __init__(
         self,
         path: str | Path | None = None,
         env: str | None = None,
         sets: tuple[str, ...] | list[str] = (),
     ) -> None:
-        super().__init__(id="editor")
+        super().__init__(id=self.SCREEN_ID)
         self.doc: Document = load_document(path, env, sets)
         self.sections = sections()
         self.specs = {s.path: s for specs in self.sections.values() for s in specs}

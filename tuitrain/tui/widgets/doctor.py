@@ -36,7 +36,7 @@ class DoctorLine(Static):
     """One line under the monitor header: the run's most severe open diagnosis (hidden when none)."""
 
     DEFAULT_CSS = """
-    DoctorLine { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    DoctorLine { display: none; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, run_ref: str, *, id: str | None = None) -> None:
