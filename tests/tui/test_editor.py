@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,17 @@ async def _set(pilot, path: str, value) -> None:
     await app.screen.jump_to(path)
     await pilot.pause()
     widget = app.screen.query_one("#f-" + path.replace(".", "--"))
+    before = app.screen.generation
     widget.value = value
-    await settle(pilot, rounds=1, wait=0.5)
+    # Wait on the condition, not a fixed time: the edit was validated (generation bumped) and
+    # the debounced derived-values worker has reported (the panel is no longer pending).
+    panel = app.screen.query_one("#derived")
+    deadline = time.monotonic() + 20.0
+    while app.screen.generation <= before or panel.has_class("-pending"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"derived values not updated within 20 s after {path}={value!r}")
+        await pilot.pause(0.02)
+    await settle(pilot, rounds=1, wait=0.0)
 
 
 @aio
