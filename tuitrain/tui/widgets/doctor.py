@@ -33,7 +33,8 @@ def line_text(diags: list[Any]) -> str:
 
 
 class DoctorLine(Static):
-    """One line under the monitor header: the run's most severe open diagnosis (hidden when none)."""
+    """One line under the monitor header: the run's most severe open diagnosis (hidden when
+    none is a warning or critical)."""
 
     DEFAULT_CSS = """
     DoctorLine { display: none; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -83,8 +84,10 @@ class DoctorLine(Static):
         """Show the most severe diagnosis; relayout the screen when the line appears or goes."""
         self.diagnoses = diags
         self.checks += 1
-        self.update(line_text(diags))
-        shown = bool(diags)
+        # Info findings (nothing to act on: the trainer's watch ignores them too, and the runs
+        # list marks none) take no row from the charts; they stay listed under h.
+        shown = any(d.severity != "info" for d in diags)
+        self.update(line_text(diags) if shown else "")
         if shown != self.display:
             self.display = shown
             relayout = getattr(self.screen, "apply_layout", None)
