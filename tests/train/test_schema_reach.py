@@ -194,6 +194,125 @@ def packing_check(cfg: TrainConfig) -> Any:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _doctor_helpers() -> tuple[Any, Any]:
+    """tests/doctor/curves.py and replay.py (the doctor tests' curve makers), loaded by path."""
+    import importlib.util
+
+    mods = []
+    for name in ("curves", "replay"):
+        path = Path(__file__).resolve().parent.parent / "doctor" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"_reach_doctor_{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mods.append(mod)
+    return mods[0], mods[1]
+
+
+def _doctor_store() -> tuple[Any, list[tuple[str, float]]]:
+    """A real Store holding every constructed doctor curve and labelled fixture, each also cut
+    at 40% / 65% of its steps (open symptoms before a recovery); made once, read by every probe."""
+    import tempfile
+
+    from tuitrain.store import Store
+
+    curves, replay = _doctor_helpers()
+
+    cases = [(k, curves.make(k)) for k in sorted(curves.SHAPES)]
+    cases += [(n, replay.load(n)) for n in replay.fixture_names()]
+    store = Store(Path(tempfile.mkdtemp(prefix="reach-doctor-")) / "runs")
+    runs = []
+    for _, fx in cases:
+        rows = replay.rows_of(fx)
+        steps = sorted({r[0] for r in rows})
+        for share in (0.4, 0.65, 1.0):
+            cut = steps[min(len(steps) - 1, int(share * len(steps)))]
+            part = [r for r in rows if r[0] <= cut]
+            rid = replay.create(store, fx, status="running" if share < 1 else fx["status"])
+            store.log_metrics(rid, part)
+            runs.append((rid, max(r[3] for r in part)))
+    return store, runs
+
+
+_DOCTOR: list = []
+
+
+def doctor(cfg: TrainConfig) -> Any:
+    """The real detectors (Thresholds from cfg.doctor, read_run with its window, diagnose) over
+    the constructed curves and fixtures: every diagnosis as (run, id, severity, step)."""
+    import dataclasses
+
+    from tuitrain.doctor import diagnose, read_run
+    from tuitrain.doctor.detectors import Thresholds
+
+    if not _DOCTOR:
+        _DOCTOR.append(_doctor_store())
+    store, runs = _DOCTOR[0]
+    th = Thresholds.from_group(cfg.doctor)
+    out = []
+    for rid, now in runs:
+        run = dataclasses.replace(store.get_run(rid), started=now - 3600, heartbeat=now)
+        for d in diagnose(read_run(store, run, th.window, now=now), th):
+            out.append((rid, d.id, d.severity, d.step))
+    return out
+
+
+def doctor_watch(cfg: TrainConfig) -> Any:
+    """The trainer-side watch (trainer_watch with cfg, over a real Store) on a constructed
+    spiking run fed in chunks, ticked at simulated times 0..9 s: the events and commands it writes."""
+    import tempfile
+    import types
+
+    from tuitrain.doctor import watch as w
+    from tuitrain.store import Store
+
+    curves, replay = _doctor_helpers()
+
+    fx = curves.make("exploding_gradients")
+    with tempfile.TemporaryDirectory() as d, Store(Path(d) / "runs") as store:
+        rid = replay.create(store, fx)
+        emit = lambda kind, msg, step, data: store.add_event(rid, kind, msg, step, data)  # noqa: E731
+        report = types.SimpleNamespace(active=True, event=emit, writer=None)
+        watch = w.trainer_watch(Path(d) / "runs" / rid, cfg, report)
+        if watch is None:
+            return "no watch"
+        now = [0.0]
+        watch.clock = lambda: now[0]
+        rows = replay.rows_of(fx)
+        ticks = []
+        for i, upto in enumerate(range(500, 1001, 50)):
+            now[0] = float(i)
+            store.log_metrics(rid, [r for r in rows if upto - 50 < r[0] <= upto])
+            ticks.append(len(watch.tick(upto)))
+        events = [(e.kind, e.message, e.step) for e in store.events(rid)]
+        cmds = [(c.kind, json.dumps(c.payload, sort_keys=True)) for c in store.commands(rid)]
+        watch.store.close()
+        return ticks, events, cmds
+
+
+def lr_find(cfg: TrainConfig) -> Any:
+    """What the trainer's LR control gives (loop.py: run.kind lr_find sets LRControl.ramp to
+    ramp_lr over lr_find.*, and total steps to lr_find.steps), and where its stop rule (Smoother
+    with lr_find.stop_factor) ends a fixed loss curve that falls then blows up."""
+    from tuitrain.lrfind.curve import Smoother, ramp_lr
+    from tuitrain.train.optim import LRControl
+
+    d = compute(cfg, 1000)
+    total, lf = d.total_steps, cfg.lr_find
+    lrc = LRControl(cfg, d.scaled_lr, total, d.warmup_steps or 0)
+    stop = None
+    if cfg.run.kind == "lr_find":  # as Trainer.__init__ does
+        total = lf.steps
+        lrc.ramp = lambda step: ramp_lr(step, lf.min_lr, lf.max_lr, lf.steps)
+        probe = Smoother(stop_factor=lf.stop_factor)
+        losses = [5.0 - 0.04 * i for i in range(60)] + [2.6 * 1.15**i for i in range(60)]
+        for i, loss in enumerate(losses):
+            probe.add(lrc.lr(i), loss)
+            if probe.stop_reason:
+                stop = (i, probe.stop_reason)
+                break
+    return [round(lrc.lr(s), 15) for s in range(total)], stop
+
+
 # ---- the table ---------------------------------------------------------------------------
 REVIEWS = str(REPO / "configs" / "data" / "reviews.jsonl")
 
@@ -268,6 +387,7 @@ MULTI = {"launch.num_processes": 2}
 NODES = {"launch.num_processes": 4, "launch.num_machines": 2, "launch.main_process_ip": "10.0.0.1"}
 PLATEAU = {"scheduler.name": "plateau", **LONG}
 LORA = {"peft.method": "lora"}
+LRF = {"run.kind": "lr_find"}
 
 REACH: dict[str, Reach] = {
     # run
@@ -395,6 +515,36 @@ REACH: dict[str, Reach] = {
     "generation.val_prompts": Reach(1, sft_samples, base=SFT),
     # steering
     "steering.schedule": Reach([{"step": 2, "scale_lr": 0.5}, {"step": 6, "stop": True}], "loop"),
+    # run.kind / lr_find: the LR per step the trainer's LRControl gives, and the stop rule
+    "run.kind": Reach("lr_find", lr_find),
+    "lr_find.min_lr": Reach(1e-5, lr_find, base=LRF),
+    "lr_find.max_lr": Reach(10.0, lr_find, base=LRF),
+    "lr_find.steps": Reach(50, lr_find, base=LRF),
+    "lr_find.stop_factor": Reach(2.0, lr_find, base=LRF),
+    # doctor: the trainer-side watch, and the real detectors over the fixed curves
+    "doctor.enabled": Reach(False, doctor_watch),
+    "doctor.interval_s": Reach(1.0, doctor_watch),
+    "doctor.auto": Reach(["scale_lr_on_spike"], doctor_watch),
+    "doctor.auto_max": Reach(0, doctor_watch, base={"doctor.auto": ["scale_lr_on_spike"]}),
+    "doctor.window": Reach(30, doctor),
+    "doctor.min_points": Reach(200, doctor),
+    "doctor.grad_z": Reach(100.0, doctor),
+    "doctor.grad_ratio": Reach(50.0, doctor),
+    "doctor.spike_z": Reach(20.0, doctor),
+    "doctor.spike_rise": Reach(0.02, doctor),
+    "doctor.oscillation_noise": Reach(0.02, doctor),
+    "doctor.slow_after": Reach(0.9, doctor),
+    "doctor.slow_min_drop": Reach(0.5, doctor),
+    "doctor.stall_after": Reach(0.9, doctor),
+    "doctor.stall_span": Reach(0.5, doctor),
+    "doctor.stall_min_drop": Reach(0.2, doctor),
+    "doctor.stall_lr_ratio": Reach(0.05, doctor),
+    "doctor.overfit_evals": Reach(1, doctor),
+    "doctor.overfit_min_rise": Reach(0.5, doctor),
+    "doctor.underfit_level": Reach(0.3, doctor),
+    "doctor.clip_fraction": Reach(0.2, doctor),
+    "doctor.clip_ratio": Reach(1.0, doctor),
+    "doctor.throughput_ratio": Reach(0.95, doctor),
     # launch
     "launch.num_processes": Reach(2, launcher),
     "launch.num_machines": Reach(
