@@ -51,6 +51,8 @@ def make_probe(runs_dir: Path, sets: tuple[str, ...] = (), steps: int = 100) -> 
 def test_lrfind_screen(snap_compare, tmp_path, monkeypatch, size):
     """A finished range test: raw and smoothed loss over log10(lr), the suggestion marked and spelled out."""
     monkeypatch.chdir(tmp_path)
+    # The header shows the run id (creation time + random suffix): pinned, so the picture is stable.
+    monkeypatch.setattr("tuitrain.store.store.new_run_id", lambda now=None: "20260101-120000-lr01")
     rid = make_probe(Path("runs"))
     app = make_app()
 
