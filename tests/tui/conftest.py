@@ -58,7 +58,19 @@ async def settle(pilot: Pilot, rounds: int = 2, wait: float = 0.6) -> None:
         await pilot.pause(wait)
         await polled(pilot)
         await idle_workers(pilot)
+        await drawn(pilot)
         await pilot.pause()
+
+
+async def drawn(pilot: Pilot, timeout: float = 20.0) -> None:
+    """Wait until the current screen has no redraw deferred by its pacing (a loaded machine
+    makes chart builds slow, and the monitor then postpones the next draw)."""
+    screen = pilot.app.screen
+    deadline = time.monotonic() + timeout
+    while getattr(screen, "_draw_timer", None) is not None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{screen!r} did not redraw within {timeout} s")
+        await pilot.pause(0.02)
 
 
 async def idle_workers(pilot: Pilot, timeout: float = 30.0) -> None:
