@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -46,15 +47,26 @@ def seen_step(lx: Launcher, run) -> int:
         return max((p for p, _ in losses(s, run.id)), default=0)
 
 
-def wait_for(cond, timeout: float, what: str, lx: Launcher):
+def freeze_when(cond, lx: Launcher, run, timeout: float = 250.0) -> None:
+    """Run the training group in short slices (SIGCONT, 20 ms, SIGSTOP) until `cond()` holds
+    while it is stopped; it is left stopped. Watching a free-running trainer races it: under
+    load the watcher can be descheduled long enough for a 60-step run to finish."""
+    pgid = pgid_of(run)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = cond()
-        if out:
-            return out
-        time.sleep(0.05)
-    lx.kill_all()
-    pytest.fail(f"{what} not within {timeout} s")
+    os.killpg(pgid, signal.SIGSTOP)
+    while not cond():
+        if time.monotonic() > deadline:
+            lx.kill_all()
+            pytest.fail(f"condition not met within {timeout} s:\n{lx.log(run)[-3000:]}")
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.02)
+        os.killpg(pgid, signal.SIGSTOP)
+
+
+def logged_step(lx: Launcher, run) -> int:
+    """The last `step N/M` line of train.log (written unbuffered, so never behind the trainer)."""
+    found = re.findall(r"^step (\d+)/", lx.log(run), flags=re.M)
+    return int(found[-1]) if found else 0
 
 
 def assert_same_losses(ref: dict[int, float], got: dict[int, float], after: int) -> None:
@@ -81,8 +93,7 @@ def test_sigterm_then_resume_matches_the_uninterrupted_run(launcher, reference):
     ref, ref_summary = reference
     run = launcher.start(EXACT, name="cut")
     pgid = pgid_of(run)
-    launcher.wait_step(run, 22, timeout=200)
-    os.killpg(pgid, signal.SIGSTOP)  # freeze it where it is, so the SIGTERM lands well before 60
+    freeze_when(lambda: logged_step(launcher, run) >= 22, launcher, run)  # well before 60
     os.killpg(pgid, signal.SIGTERM)
     os.killpg(pgid, signal.SIGCONT)
     info = launcher.wait(run, timeout=120)
@@ -110,7 +121,12 @@ def test_kill_9_after_a_checkpoint_then_resume_matches(launcher, reference):
     ref, _ = reference
     run = launcher.start(EXACT, name="killed")
     rd = Path(run.run_dir)
-    wait_for(lambda: periodic(rd) and seen_step(launcher, run) >= 25, 250, "step 25", launcher)
+
+    def steps_past_a_checkpoint():  # in the store, so the resume must overwrite them
+        ck = periodic(rd)
+        return ck and logged_step(launcher, run) >= 25 and seen_step(launcher, run) > ck[-1][0]
+
+    freeze_when(steps_past_a_checkpoint, launcher, run)
     os.killpg(pgid_of(run), signal.SIGKILL)
     launcher.wait_exit(run)
     with launcher.store() as s:
@@ -135,7 +151,7 @@ def test_restore_best_never_loads_weights_of_an_abandoned_timeline(launcher):
         ck = [s for s, _ in periodic(rd)]
         return ck and any(b > ck[-1] for b in best_steps(rd))
 
-    wait_for(best_after_checkpoint, 250, "a best eval after a checkpoint", launcher)
+    freeze_when(best_after_checkpoint, launcher, run)
     os.killpg(pgid_of(run), signal.SIGKILL)
     launcher.wait_exit(run)
     cut, cut_dir = periodic(rd)[-1]

@@ -167,7 +167,8 @@ def test_config_diff_keeps_only_differing_keys():
 async def test_palette_lists_the_screens_key_actions(runs):
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+        await settle(pilot)  # the run record is read by the first poll; keys act on it
+        assert app.screen.run is not None
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
         assert {
             "LR up",

@@ -396,6 +396,9 @@ class MonitorScreen(Screen):
 
     def _steerable(self) -> bool:
         if self.run is None:
+            self.notify(
+                "the run is still loading; press the key again in a moment", severity="warning"
+            )
             return False
         if self.run.terminal:
             self.notify(f"run is {self.run.status}: nothing to steer", severity="warning")
