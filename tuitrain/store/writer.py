@@ -112,7 +112,10 @@ class RunWriter:
         run_id: str,
         flush_interval: float = 0.5,
         busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+        system_interval: float | None = None,
     ) -> None:
+        """system_interval: seconds between `sys/` samples (tuitrain.sysinfo) taken by the flush
+        thread and stored at the newest logged step; None or 0: off. Rank 0 of a node turns it on."""
         if not 0 < flush_interval <= MAX_FLUSH_INTERVAL_S:
             raise InvalidValue(
                 f"flush_interval must be in (0, {MAX_FLUSH_INTERVAL_S}] seconds, got {flush_interval}"
@@ -124,6 +127,18 @@ class RunWriter:
             raise RunNotFound(
                 f"no tuitrain database at {self.path}; create the run with Store first"
             )
+        if system_interval is not None and not (
+            system_interval == 0 or 0 < system_interval < float("inf")
+        ):
+            raise InvalidValue(
+                f"system_interval must be a positive number of seconds (0 or None: off), got {system_interval}"
+            )
+        self.system_interval = float(system_interval or 0.0)
+        self._runs_dir = Path(runs_dir)
+        self._sampler: Any = None  # tuitrain.sysinfo.SystemSampler, created by the flush thread
+        self._next_sample = 0.0  # monotonic time of the next sample: the first comes at once
+        self.system_samples = 0  # samples stored (tests and the overhead bench read it)
+        self.system_sample_s = 0.0  # seconds the flush thread spent sampling in total
         self._conn = connect(self.path, int(busy_timeout * 1000))
         rows = self._conn.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchall()
         if not rows:
@@ -191,6 +206,12 @@ class RunWriter:
             return  # a forked copy (e.g. a data-loader worker): the parent owns the connection
         self._stop.set()
         self._thread.join(timeout=timeout)
+        if self.system_interval and not self.system_samples and not self._thread.is_alive():
+            # A run shorter than one flush interval still gets one sample (at its end, off the steps).
+            try:
+                self._sample_system()
+            except Exception:
+                log.exception("tuitrain system sampler failed for run %s", self.run_id)
         deadline = _mono() + timeout
         with self._db_lock:
             while not self._flush_once(force_beat=True) and _mono() < deadline:
@@ -203,6 +224,8 @@ class RunWriter:
                     file=sys.stderr,
                 )
             self._conn.close()
+        if self._sampler is not None:
+            self._sampler.close()
         atexit.unregister(self.close)
 
     def _after_close(self, what: str) -> None:
@@ -222,11 +245,54 @@ class RunWriter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
+            if self.system_interval:
+                try:
+                    self._sample_system()
+                except Exception:  # a sampler bug must cost the sys/ metrics, never the run's rows
+                    log.exception(
+                        "tuitrain system sampler failed for run %s; sampling off", self.run_id
+                    )
+                    self.system_interval = 0.0
             try:
                 with self._db_lock:
                     self._flush_once(force_beat=False)
             except Exception:  # never let the flush thread die: the rows stay queued
                 log.exception("tuitrain writer flush failed for run %s", self.run_id)
+
+    def _sample_system(self) -> None:
+        """On the flush thread: every system_interval, queue one `sys/` sample at the newest step."""
+        now = _mono()
+        if now < self._next_sample:
+            return
+        with self._buf_lock:
+            step = self._newest_step()
+        if step is None:
+            return  # nothing logged yet: the first sample waits for a step to attach to
+        if self._sampler is None:
+            from tuitrain.sysinfo import SystemSampler  # NVML is opened here, off the step path
+
+            self._sampler = SystemSampler(self._runs_dir)
+        values = self._sampler.sample()
+        done = _mono()
+        self.system_sample_s += done - now
+        self._next_sample = now + self.system_interval
+        with self._buf_lock:
+            # Re-read: the trainer may have logged a newer step while we sampled. The same step
+            # as its train metrics, so the sample never counts as step progress.
+            step = self._newest_step()
+            self._metrics.append((step, values, _now()))
+        self.system_samples += 1
+
+    def _newest_step(self) -> int | None:
+        """The newest step queued or written by this writer (call with _buf_lock held)."""
+        best = self._prev[0] if self._prev is not None else None
+        for raw, _, _ in self._metrics:
+            try:
+                step = int(raw)
+            except (TypeError, ValueError):
+                continue
+            best = step if best is None or step > best else best
+        return best
 
     def _series(
         self, batch: list[tuple[int, Mapping[str, Any], float]], events: list

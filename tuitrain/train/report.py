@@ -20,7 +20,10 @@ class Reporter:
             from tuitrain.store import RunWriter, Store
 
             self.store = Store(run_dir.parent)
-            self.writer = RunWriter(run_dir.parent, self.run_id)
+            # sys/ metrics (GPU, CPU, RAM, disk) sampled by the writer's thread, never the step path.
+            from tuitrain.sysinfo import DEFAULT_INTERVAL_S
+
+            self.writer = RunWriter(run_dir.parent, self.run_id, system_interval=DEFAULT_INTERVAL_S)
 
     def started(self) -> None:
         """Status running with this process's pid and host."""
