@@ -42,6 +42,7 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.templates",
         "tuitrain.tui.app",
         "tuitrain.doctor",
+        "tuitrain.sysinfo",
     ],
 )
 def test_no_ml_stack_outside_training(module):
@@ -70,6 +71,7 @@ def test_cli_parser_and_app_screens_stay_light():
         "tuitrain.integrations.hf",
         "tuitrain.store",
         "tuitrain.doctor.watch",
+        "tuitrain.sysinfo",
     ],
 )
 def test_training_side_never_loads_textual(module):
