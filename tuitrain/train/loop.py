@@ -3,6 +3,8 @@
 Reads runs/<id>/config.yaml, trains with gradient accumulation counted per optimizer step, logs
 metrics in batches (one host sync per `training.log_every` steps), evaluates, checkpoints, obeys
 steering commands at the same step on every rank, and ends with a terminal status in the store.
+Each log window also stores where the step time went (data wait, compute, tuitrain's overhead),
+tokens/s and MFU (tuitrain.perf), measured without a sync of their own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from tuitrain import perf
 from tuitrain.config import load_config
 from tuitrain.config.derived import compute
 from tuitrain.config.errors import ConfigError
@@ -31,7 +34,7 @@ from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
 from tuitrain.train.data import BatchPlan, EpochLoader, build_splits
 from tuitrain.train.evaluate import evaluate, generate
-from tuitrain.train.metrics import MetricBuffer, first_nonfinite
+from tuitrain.train.metrics import MetricBuffer, StepTimer, first_nonfinite
 from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
 from tuitrain.train.optim import LRControl, build_optimizer
 from tuitrain.train.report import Reporter
@@ -40,6 +43,85 @@ DIVERGED_REMEDY = (
     "clip gradients (training.max_grad_norm 0.5-1.0) and lower the LR (optimizer.lr, e.g. halve it)"
 )
 OOM_ADVICE = "out of memory: lower batch.size and raise batch.grad_accum to keep the effective batch (or enable model.gradient_checkpointing)"
+
+
+def matmul_params(model) -> tuple[int, int]:
+    """(all, trainable) weights that multiply activations: every parameter but the embedding
+    lookups (an input embedding tied to the output head counts once, as the head); 4-bit
+    weights count their unpacked size."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_w = getattr(head, "weight", None)
+    lookups = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding) and m.weight is not head_w
+    }
+    n = trainable = 0
+    for prm in model.parameters():
+        if id(prm) in lookups:
+            continue
+        # bitsandbytes packs two 4-bit weights per uint8 element.
+        k = prm.numel() * (2 if prm.dtype == torch.uint8 and hasattr(prm, "quant_state") else 1)
+        n += k
+        trainable += k if prm.requires_grad else 0
+    return n, trainable
+
+
+def mfu_precision(mixed: str, model) -> str:
+    """The matmul precision the peak is read at: the autocast dtype, else the weights' dtype
+    (fp32 runs on TF32 tensor cores only where PyTorch was told to allow it)."""
+    if mixed in ("bf16", "fp16"):
+        return mixed
+    dtypes = [prm.dtype for prm in model.parameters() if prm.is_floating_point()]
+    main = max(set(dtypes), key=dtypes.count) if dtypes else torch.float32
+    if main in (torch.bfloat16, torch.float16):
+        return "bf16" if main == torch.bfloat16 else "fp16"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+
+
+class FlopsModel:
+    """What MFU needs about this run: FLOPs per token at a sequence length and the peak."""
+
+    def __init__(self, model, mixed: str, device, world: int):
+        inner = getattr(model, "module", model)  # DDP wraps the model
+        n, trainable = matmul_params(inner)
+        c = getattr(inner, "config", None)
+        self.layers = int(getattr(c, "num_hidden_layers", 0) or 0)
+        self.heads = int(getattr(c, "num_attention_heads", 0) or 0)
+        hidden = int(getattr(c, "hidden_size", 0) or 0)
+        self.head_dim = int(
+            getattr(c, "head_dim", 0) or (hidden // self.heads if self.heads else 0)
+        )
+        self.n, self.trainable, self.world = n, trainable, world
+        self.precision = mfu_precision(mixed, inner)
+        self.device = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        self.peak = perf.peak_flops(self.device, self.precision) if device.type == "cuda" else None
+        self.note = (
+            None if self.peak is not None else perf.unknown_peak_note(self.device, self.precision)
+        )
+
+    def per_token(self, seq_len: float) -> float:
+        """Training FLOPs per token at this (token-weighted mean) sequence length."""
+        return perf.flops_per_token(
+            self.n, self.layers, self.heads, self.head_dim, seq_len, self.trainable
+        )
+
+    def mfu(self, tokens_per_s: float, seq_len: float) -> float | None:
+        """MFU of all ranks together, None where the peak is unknown."""
+        if self.peak is None:
+            return None
+        return perf.mfu(tokens_per_s, self.per_token(seq_len), self.peak, self.world)
+
+    def as_dict(self, seq_len: int) -> dict:
+        """The run summary's `perf` entry."""
+        return {
+            "device": self.device,
+            "precision": self.precision,
+            "matmul_params": self.n,
+            "flops_per_token": self.per_token(seq_len),
+            "seq_len": seq_len,
+            "peak_flops": self.peak,
+        }
 
 
 def loss_terms(batch: dict, causal: bool) -> int:
@@ -120,6 +202,8 @@ class Trainer:
         opt = build_optimizer(cfg, model, self.base_lr)
         self.model, self.opt = acc.prepare(model, opt)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.flops = FlopsModel(self.model, cfg.training.mixed_precision, acc.device, self.world)
+        self.timer = StepTimer(acc.device)
         self.lrc = LRControl(cfg, self.base_lr, self.total, self.warmup)
         if self.probe is not None:
             self.lrc.ramp = lambda step: ramp_lr(step, lf.min_lr, lf.max_lr, lf.steps)
@@ -153,6 +237,10 @@ class Trainer:
             )
         trainable, total = count_params(self.model)
         self.report.started()
+        info: dict = {"perf": self.flops.as_dict(cfg.data.max_seq_length)}
+        if self.flops.note:
+            info["mfu_note"] = self.flops.note  # said once, where `show` and the summary look
+        self.report.update(summary=info)
         for kind, msg in self.splits.notes + ([("data", packing_note)] if packing_note else []):
             self.report.event(kind, msg, 0)
         if resume:
@@ -237,7 +325,7 @@ class Trainer:
         cfg, acc, st = self.cfg, self.acc, self.state
         ga, nb = cfg.batch.grad_accum, self.plan.num_batches
         max_norm = cfg.training.max_grad_norm or math.inf  # inf: measure the norm, never clip
-        device = acc.device
+        device, timer = acc.device, self.timer
         # A KV cache is useless while training and costs a concat per layer per forward.
         causal = cfg.model.task == "causal-lm"
         fwd = {"use_cache": False} if causal else {}
@@ -245,25 +333,34 @@ class Trainer:
         while st.step < self.total and self.outcome is None:
             if st.batch >= nb:
                 st.epoch, st.batch = st.epoch + 1, 0
+            t0 = time.perf_counter()
             batches = self.loader.epoch(st.epoch, skip=st.batch)
+            timer.data += time.perf_counter() - t0  # starting an epoch's loader is data time
             while st.batch < nb and st.step < self.total and self.outcome is None:
                 k = min(ga, nb - st.batch)  # a last partial cycle of the epoch still steps
-                lr = self.lrc.apply(self.opt, st.step)
-                loss_sum = torch.zeros((), device=device)
-                samples = tokens = 0
+                t0 = time.perf_counter()
                 cycle = [next(batches) for _ in range(k)]
                 # Each micro batch's mean loss is weighted by its share of the cycle's loss terms
                 # (target tokens / examples), so k micro batches of n equal one batch of k*n
                 # even when padding makes their token counts differ. CPU tensors: no device sync.
                 counts = [loss_terms(c, causal) for c in cycle]
                 total_terms = max(1, sum(counts))
-                for i, cpu in enumerate(cycle):
+                samples = tokens = span = 0
+                for cpu in cycle:
                     samples += len(cpu["input_ids"])
-                    tokens += (
+                    n_tok = (
                         int(cpu["attention_mask"].sum())
                         if "attention_mask" in cpu
                         else cpu["input_ids"].numel()
                     )
+                    tokens += n_tok
+                    span += n_tok * cpu["input_ids"].shape[-1]  # MFU's attention term
+                t1 = time.perf_counter()
+                timer.data += t1 - t0  # host time blocked on (and counting) the next batches
+                timer.begin()
+                lr = self.lrc.apply(self.opt, st.step)
+                loss_sum = torch.zeros((), device=device)
+                for i, cpu in enumerate(cycle):
                     b = {key: v.to(device, non_blocking=True) for key, v in cpu.items()}
                     # Only the last micro batch of a cycle all-reduces gradients across ranks.
                     sync = (
@@ -277,8 +374,13 @@ class Trainer:
                 norm = acc.clip_grad_norm_(self.params, max_norm)
                 self.opt.step()
                 self.opt.zero_grad(set_to_none=True)
+                timer.end()
+                t2 = time.perf_counter()
+                timer.compute += t2 - t1  # on CUDA the events' device time replaces it
                 st.step += 1
-                self.buf.add(st.step, loss_sum, norm, lr, st.epoch + st.batch / nb, samples, tokens)
+                ep = st.epoch + st.batch / nb
+                self.buf.add(st.step, loss_sum, norm, lr, ep, samples, tokens, span)
+                timer.overhead += time.perf_counter() - t2  # flush and steering time themselves
                 if self.buf.full():
                     self.flush()
                 if self.outcome is None:
@@ -287,6 +389,7 @@ class Trainer:
 
     def after_step(self, epoch_end: bool) -> None:
         """Steering commands, then the eval / checkpoint cadence."""
+        t0 = time.perf_counter()
         t, step = self.cfg.training, self.state.step
         do_eval = (step % t.eval_every == 0) if t.eval_every else epoch_end
         do_save = (step % t.save_every == 0) if t.save_every else do_eval
@@ -335,6 +438,7 @@ class Trainer:
                 + (f" {cmd.value:g}" if cmd.value is not None else ""),
                 flush=True,
             )
+        self.timer.overhead += time.perf_counter() - t0  # steering; evals and saves are not steps
         if self.probe is not None:
             return  # a range test is a probe: no eval, no checkpoint
         if do_eval:
@@ -345,9 +449,22 @@ class Trainer:
     # ---- reporting, eval, checkpoints --------------------------------------------------
     def flush(self) -> None:
         """Move buffered step metrics to the host (one sync), log them, stop on a non-finite loss."""
+        t0 = time.perf_counter()
+        try:
+            self._flush()
+        finally:
+            # Overhead is tuitrain's own time: not the wait for the device inside the drain.
+            self.timer.overhead += max(0.0, time.perf_counter() - t0 - self.buf.sync_s)
+
+    def _flush(self) -> None:
         rows, rates = self.buf.drain()
         if not rows:
             return
+        # Read after the drain's sync: the CUDA events are done, so timing costs no sync.
+        window = self.timer.window(len(rows), self.buf.sync_s)
+        mfu = self.flops.mfu(rates["tokens_per_s"], self.buf.window_span)
+        if mfu is not None:
+            window["mfu"] = mfu
         bad = first_nonfinite(rows)
         mem = None
         if self.acc.device.type == "cuda":  # allocator counters: host-side, no sync
@@ -367,6 +484,8 @@ class Trainer:
             }
             if mem is not None:
                 values.update(mem)
+            if r is rows[-1]:
+                values.update(window)  # the window's means, at its log step
             self.report.log(r.step, values)
         last = rows[-1]
         if self.report.active:
@@ -528,6 +647,15 @@ def _summary(tr: Trainer | None, t0: float) -> dict:
             best_value=st.best_value,
             best_step=st.best_step,
         )
+    buf, timer = getattr(tr, "buf", None), getattr(tr, "timer", None)
+    if buf is not None and timer is not None and buf.total_tokens:
+        # Training time only (evals and checkpoints excluded), over this process's steps.
+        rate = buf.total_tokens / max(buf.total_s, 1e-9)
+        out["tokens_per_s"] = rate
+        mfu = tr.flops.mfu(rate, buf.total_span / buf.total_tokens)
+        if mfu is not None:
+            out["mfu"] = mfu
+        out["time"] = timer.run_means()
     return out
 
 
