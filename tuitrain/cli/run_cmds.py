@@ -272,6 +272,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run.last_step_age_s is not None:
         flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
+    for line in _perf_lines(run.summary, last):
+        print(line)
     print(f"dir: {run.run_dir}")
     if getattr(run, "parent", None):
         print(f"branched from run {run.parent} at step {run.fork_step}")
@@ -304,6 +306,37 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  #{c.id} {c.kind} {json.dumps(c.payload)} {c.status} {_safe(detail or '')}".rstrip()
         )
     return 0
+
+
+def _perf_lines(summary: dict[str, Any], last: dict[str, Any]) -> list[str]:
+    """Tokens/s, MFU and the step-time split: the run's means once it ended (summary), else the
+    latest log window (metrics `tokens_per_s`, `mfu`, `time/*`)."""
+
+    def metric(name: str) -> Any:
+        return last[name].value if name in last else None
+
+    ended = "tokens_per_s" in summary  # the trainer writes the means at its end
+    tps = summary["tokens_per_s"] if ended else metric("tokens_per_s")
+    mfu = summary.get("mfu") if ended else metric("mfu")
+    perf = summary.get("perf") or {}
+    out = []
+    if tps is not None:
+        where = ", ".join(str(perf[k]) for k in ("device", "precision") if perf.get(k))
+        if mfu is not None:
+            m = f"MFU {100 * mfu:.1f}%" + (f" ({_safe(where)})" if where else "")
+        else:
+            m = _safe(summary.get("mfu_note") or "MFU: -")
+        out.append(f"throughput: {tps:,.0f} tokens/s  {m}")
+    times = summary.get("time") or {}
+    names = ("data", "compute", "overhead")
+    parts = {k: times.get(f"{k}_s") if ended else metric(f"time/{k}_s") for k in names}
+    if all(v is not None for v in parts.values()):
+        step = sum(parts.values())
+        share = f" ({100 * parts['overhead'] / step:.2f}% overhead)" if step > 0 else ""
+        out.append(
+            "step time: " + "  ".join(f"{k} {1000 * v:.3g} ms" for k, v in parts.items()) + share
+        )
+    return out
 
 
 def _is_sweep(runs_dir: Path, ref: str) -> bool:
