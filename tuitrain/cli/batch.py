@@ -1,5 +1,7 @@
 """Provides `tuitrain run CONFIG`: launch a run and follow it in the foreground (progress line on
-a terminal, plain lines otherwise); Ctrl-C stops it gracefully, a second Ctrl-C kills it."""
+a terminal, plain lines otherwise); Ctrl-C stops it gracefully, a second Ctrl-C kills it. For a
+multi-node run: `--machine-rank K` starts one node (a worker node waits for its ranks and exits
+with their code), `--print-launch` / `--print-sbatch` print the per-node commands / a Slurm script."""
 
 from __future__ import annotations
 
@@ -44,18 +46,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--detach", action="store_true", help="print the run id and return; training keeps running"
     )
-    p.set_defaults(handler=cmd_run)
+    p.add_argument(
+        "--machine-rank",
+        type=int,
+        default=None,
+        metavar="K",
+        help="multi-node: start machine K's ranks (0 = main node, records the run; same as"
+        " --set launch.machine_rank=K)",
+    )
+    printing = p.add_mutually_exclusive_group()
+    printing.add_argument(
+        "--print-launch",
+        action="store_true",
+        help="multi-node: print the command to run on each node, then exit",
+    )
+    printing.add_argument(
+        "--print-sbatch",
+        action="store_true",
+        help="multi-node: print a Slurm batch script that runs every node, then exit",
+    )
+    p.set_defaults(handler=cmd_run, parser=p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, launch, and (unless --detach) follow the run to its end."""
     from tuitrain.config import load_config
-    from tuitrain.launch import launch
+    from tuitrain.launch import is_worker, launch
 
-    resolved = load_config(args.config, env=args.env, sets=args.sets)
+    sets = list(args.sets)
+    if args.machine_rank is not None:
+        if args.machine_rank < 0:
+            args.parser.error(f"--machine-rank must be 0 or more, got {args.machine_rank}")
+        sets.append(f"launch.machine_rank={args.machine_rank}")  # validated like any --set
+    resolved = load_config(args.config, env=args.env, sets=sets)
     for w in resolved.warnings:
         print(f"warning: {w}", file=sys.stderr)
     runs_dir = Path(args.runs_dir)
+    if args.print_launch or args.print_sbatch:
+        return print_nodes(args, resolved.config)
+    if is_worker(resolved.config):
+        return run_worker(resolved, runs_dir, args.name, args.detach)
     # An explicit --name must be free (an error names the run holding it); run.name is made unique.
     info = launch(resolved, runs_dir, name=args.name, exact_name=args.name is not None)
     if args.detach:
@@ -63,6 +93,125 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print(f"run {info.id} ({info.name}) started; log: {info.run_dir / 'train.log'}", flush=True)
     return Follower(runs_dir, info.id, sys.stdout).follow()
+
+
+def _node_argv(args: argparse.Namespace) -> list[str]:
+    """The `tuitrain run` command line the user gave, without any machine rank (added per node)."""
+    argv = ["tuitrain"]
+    if "runs_dir" in vars(args) and args.runs_dir != "runs":
+        argv += ["--runs-dir", str(args.runs_dir)]
+    argv += ["run", args.config]
+    if args.env:
+        argv += ["--env", args.env]
+    for kv in args.sets:
+        if kv.split("=", 1)[0].strip() != "launch.machine_rank":
+            argv += ["--set", kv]
+    if args.name:
+        argv += ["--name", args.name]
+    return argv
+
+
+def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
+    """--print-launch: one command per node; --print-sbatch: a Slurm batch script."""
+    from tuitrain.launch import per_node_lines, sbatch_script
+
+    if cfg.launch.num_machines < 2:
+        print(
+            "error: launch.num_machines: --print-launch and --print-sbatch are for multi-node runs;"
+            " set launch.num_machines (2 or more) and launch.main_process_ip",
+            file=sys.stderr,
+        )
+        return 2
+    argv = _node_argv(args)
+    if args.print_sbatch:
+        name = args.name or cfg.run.name or Path(args.config).stem
+        print(sbatch_script(cfg, argv, job_name=name), end="")
+    else:
+        print("\n".join(per_node_lines(cfg, argv)))
+    return 0
+
+
+def run_worker(resolved: Any, runs_dir: Path, name: str | None, detach: bool) -> int:
+    """A worker node (machine_rank > 0): start its ranks, wait for them, exit with their code.
+    No run record is made here: the main node's rank 0 records the run."""
+    from tuitrain.launch import start_worker
+
+    lc = resolved.config.launch
+    proc, node_dir = start_worker(resolved, runs_dir, name=name)
+    log = node_dir / "train.log"
+    print(
+        f"node {lc.machine_rank} of {lc.num_machines}: ranks started (launcher pid {proc.pid});"
+        f" the run is recorded by the main node ({lc.main_process_ip}:{lc.main_process_port});"
+        f" log: {log}",
+        flush=True,
+    )
+    if detach:
+        print(node_dir)
+        return 0
+    return WorkerWait(proc, log, sys.stdout).wait()
+
+
+class WorkerWait:
+    """Waits for a worker node's launcher; Ctrl-C says where to stop the run, a second kills."""
+
+    def __init__(self, proc: Any, log: Path, out: TextIO) -> None:
+        self.proc, self.log, self.out = proc, log, out
+        self.interrupts = 0
+
+    def wait(self) -> int:
+        """The ranks' exit code (0 when they all succeeded; 128+N after signal N)."""
+        restore = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGINT, self._on_sigint)
+            restore = lambda: signal.signal(signal.SIGINT, old)  # noqa: E731
+        warned = killed = False
+        try:
+            while self.proc.poll() is None:
+                if self.interrupts == 1 and not warned:
+                    warned = True
+                    print(
+                        "this node's ranks follow the main node: stop the run there"
+                        " (tuitrain ctl RUN stop); Ctrl-C again kills this node's ranks"
+                        " (the run then fails)",
+                        file=self.out,
+                        flush=True,
+                    )
+                elif self.interrupts >= 2 and not killed:
+                    killed = True
+                    print("killing this node's ranks", file=self.out, flush=True)
+                    self._kill()
+                time.sleep(0.2)
+        finally:
+            if restore:
+                restore()
+        code = self.proc.returncode
+        code = 128 - code if code < 0 else code
+        if code:
+            print(f"node ranks exited with code {code}; last lines of {self.log}:", file=self.out)
+            for line in _tail(self.log, 6):
+                print(f"  {line}", file=self.out)
+        else:
+            print("node ranks exited with code 0", file=self.out, flush=True)
+        return code
+
+    def _on_sigint(self, _signum: int, _frame: object) -> None:
+        self.interrupts += 1
+
+    def _kill(self) -> None:
+        import os
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the launcher and its ranks
+        except ProcessLookupError:
+            pass
+
+
+def _tail(path: Path, n: int) -> list[str]:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [ln for ln in lines if ln.strip()][-n:]
 
 
 def fmt_duration(seconds: float) -> str:
