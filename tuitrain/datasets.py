@@ -46,6 +46,23 @@ def detect_format(path: str, fmt: str = "auto") -> str:
     return "txt"
 
 
+def _jsonl_rows(p: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line of a JSON-lines file."""
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{p}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                ) from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{p}:{lineno}: not a JSON object (each line must be one object)")
+            yield lineno, row
+
+
 def read_records(
     path: str, fmt: str = "auto", text_field: str = "text", label_field: str | None = None
 ) -> Iterator[Record]:
@@ -65,21 +82,12 @@ def read_records(
             yield Record(str(row[text_field]), row.get(label_field) if label_field else None)
         return
     if kind == "jsonl":
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object"
-                    ) from exc
-                if not isinstance(obj, dict) or text_field not in obj:
-                    raise DataError(
-                        f"{path}:{lineno}: no field {text_field!r} (set data.text_field to the key holding the text)"
-                    )
-                yield Record(str(obj[text_field]), obj.get(label_field) if label_field else None)
+        for lineno, obj in _jsonl_rows(p):
+            if text_field not in obj:
+                raise DataError(
+                    f"{path}:{lineno}: no field {text_field!r} (set data.text_field to the key holding the text)"
+                )
+            yield Record(str(obj[text_field]), obj.get(label_field) if label_field else None)
     elif kind == "csv":
         with p.open(encoding="utf-8", newline="") as fh:
             dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"
@@ -173,19 +181,7 @@ def read_rows(path: str, fmt: str = "auto") -> Iterator[dict]:
                 yield row
             return
     if kind == "jsonl":
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object"
-                    ) from exc
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{lineno}: not a JSON object")
-                yield row
+        yield from (row for _, row in _jsonl_rows(p))
     elif kind == "csv":
         with p.open(encoding="utf-8", newline="") as fh:
             dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"

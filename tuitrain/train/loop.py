@@ -580,6 +580,7 @@ class Trainer:
         st = self.state
         if (self.outcome and self.outcome[0] == "diverged") or self.last_save == st.step:
             return
+        self.report.sync()  # the store holds every step up to the checkpoint before it exists
         d = ckpt.save(
             self.acc,
             self.model,

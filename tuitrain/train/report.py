@@ -46,6 +46,12 @@ class Reporter:
                 flush=True,
             )
 
+    def sync(self) -> None:
+        """Write every queued metric and event now (before a checkpoint: a kill -9 right after
+        it must not lose steps the resume will not redo)."""
+        if self.active:
+            self.writer.flush()
+
     def update(self, derived: dict | None = None, summary: dict | None = None) -> None:
         """Record the actual derived values / merge into the summary."""
         if self.active:
