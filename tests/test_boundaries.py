@@ -69,6 +69,7 @@ def test_cli_parser_and_app_screens_stay_light():
         "tuitrain.train.loop",
         "tuitrain.api",
         "tuitrain.integrations.hf",
+        "tuitrain.integrations.accelerate",
         "tuitrain.store",
         "tuitrain.doctor.watch",
         "tuitrain.sysinfo",

@@ -43,6 +43,7 @@ class Run:
         flush_interval: float = 0.5,
         rank: int | None = None,
         world: int | None = None,
+        announce: bool = True,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(
@@ -66,11 +67,15 @@ class Run:
             self._writer = RunWriter(self.runs_dir, info.id, flush_interval=flush_interval)
             # Commands and acks: own connection, on the loop's thread (claims are rare and short).
             self._source = StoreSource(self.runs_dir, info.id)
-        if broadcast is not None:
+        if broadcast is not None and announce:
             broadcast(ident)  # every rank calls init(): the first collective
-        self.id: str = ident[0][0]
-        self.name: str = ident[0][1]
-        self.dir: Path = Path(ident[0][2])
+        # announce=False: each rank makes its Run when it likes, with no collective (e.g. an
+        # Accelerate tracker registered on the main process only); ranks > 0 then poll and apply
+        # commands without knowing the run's id, name or dir (None there).
+        known = ident[0] is not None
+        self.id: str = ident[0][0] if known else None  # type: ignore[assignment]
+        self.name: str = ident[0][1] if known else None  # type: ignore[assignment]
+        self.dir: Path = Path(ident[0][2]) if known else None  # type: ignore[assignment]
         self._poller = SteeringPoller(
             self._source,
             rank=self.rank,

@@ -28,7 +28,9 @@ def examples() -> dict[str, str]:
 
 
 def test_the_doc_has_both_examples():
-    assert set(examples()) == {"custom_loop.py", "accelerate_loop.py", "hf_trainer.py"}
+    assert set(examples()) == {
+        *("custom_loop.py", "accelerate_loop.py", "accelerate_tracker.py", "hf_trainer.py")
+    }  # accelerate_tracker.py is run by tests/integrations/test_accelerate_tracker.py
 
 
 @pytest.mark.parametrize(
