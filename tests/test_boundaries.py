@@ -43,6 +43,7 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.tui.app",
         "tuitrain.doctor",
         "tuitrain.sysinfo",
+        "tuitrain.perf",
     ],
 )
 def test_no_ml_stack_outside_training(module):

@@ -41,14 +41,21 @@ def observe(runs_dir: Path, label: str, config: dict) -> dict:
     metrics: dict[str, dict[int, float]] = {}
     for p in points:
         metrics.setdefault(p.name, {})[p.step] = round(p.value, 7)
-    skip = {"samples_per_s", "tokens_per_s"}  # wall-clock rates differ run to run
+    skip = {"samples_per_s", "tokens_per_s", "mfu"}  # wall-clock rates differ run to run
+    clocked = ("time/", "sys/")  # step-time split and system samples: wall clock too
     return {
         "status": info.status,
         "reason": info.exit_reason,
-        "summary": {k: v for k, v in info.summary.items() if k != "wall_time_s"},
+        "summary": {
+            k: v
+            for k, v in info.summary.items()
+            if k not in ("wall_time_s", "tokens_per_s", "mfu", "time")
+        },
         "events": [(e.kind, e.step, e.message) for e in events if e.kind not in ("checkpoint",)],
         "checkpoint_events": [e.step for e in events if e.kind == "checkpoint"],
-        "metrics": {k: v for k, v in metrics.items() if k not in skip},
+        "metrics": {
+            k: v for k, v in metrics.items() if k not in skip and not k.startswith(clocked)
+        },
         "periodic": [step for step, _ in periodic(run_dir)],
         "best": best_steps(run_dir),
         "progress_lines": sum(ln.startswith("step ") for ln in out.getvalue().splitlines()),
