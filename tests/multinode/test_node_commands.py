@@ -145,3 +145,27 @@ def test_sbatch_script_runs_both_nodes_with_the_same_accelerate_command(tmp_path
         # What `tuitrain run --machine-rank K` runs (the interpreter: the `tuitrain` script's own).
         assert ran[1:] == build_command(cfg, d)[1:]
         assert ran[ran.index("--machine_rank") + 1] == str(k)
+
+
+def test_readme_multi_node_commands_run_as_written(tmp_path):
+    import re
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Several machines", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    lines = [ln for ln in block.splitlines() if ln.startswith("tuitrain run ")]
+    assert any("--print-launch" in ln for ln in lines)
+    assert any("--print-sbatch" in ln for ln in lines)
+    (tmp_path / "configs").symlink_to(REPO / "configs")  # the README runs from the repo root
+    env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    for line in lines:
+        out = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, (line, out.stderr)
+        if "--print-launch" in line:
+            assert out.stdout.count("--machine-rank") == 2
+    script = tmp_path / "demo.sbatch"
+    assert "#SBATCH --nodes=2" in script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

@@ -78,6 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.machine_rank < 0:
             args.parser.error(f"--machine-rank must be 0 or more, got {args.machine_rank}")
         sets.append(f"launch.machine_rank={args.machine_rank}")  # validated like any --set
+    if args.print_sbatch:
+        # Under Slurm the main node is the allocation's first: the script sets the address.
+        sets.append("launch.main_process_ip=$MAIN_IP")
     resolved = load_config(args.config, env=args.env, sets=sets)
     for w in resolved.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -95,8 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Follower(runs_dir, info.id, sys.stdout).follow()
 
 
-def _node_argv(args: argparse.Namespace) -> list[str]:
-    """The `tuitrain run` command line the user gave, without any machine rank (added per node)."""
+def _node_argv(args: argparse.Namespace, drop: tuple[str, ...] = ()) -> list[str]:
+    """The `tuitrain run` command line the user gave, without any machine rank (added per node)
+    nor the fields in `drop` (set per node by the Slurm script)."""
     argv = ["tuitrain"]
     if "runs_dir" in vars(args) and args.runs_dir != "runs":
         argv += ["--runs-dir", str(args.runs_dir)]
@@ -104,7 +108,7 @@ def _node_argv(args: argparse.Namespace) -> list[str]:
     if args.env:
         argv += ["--env", args.env]
     for kv in args.sets:
-        if kv.split("=", 1)[0].strip() != "launch.machine_rank":
+        if kv.split("=", 1)[0].strip() not in ("launch.machine_rank", *drop):
             argv += ["--set", kv]
     if args.name:
         argv += ["--name", args.name]
@@ -122,12 +126,12 @@ def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
             file=sys.stderr,
         )
         return 2
-    argv = _node_argv(args)
     if args.print_sbatch:
         name = args.name or cfg.run.name or Path(args.config).stem
+        argv = _node_argv(args, drop=("launch.main_process_ip",))
         print(sbatch_script(cfg, argv, job_name=name), end="")
     else:
-        print("\n".join(per_node_lines(cfg, argv)))
+        print("\n".join(per_node_lines(cfg, _node_argv(args))))
     return 0
 
 
