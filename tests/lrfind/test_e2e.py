@@ -1,4 +1,5 @@
-"""Real-process tests: a range test on the tiny demo, and a 2-branch race applied to a live run."""
+"""Real-process tests: a range test on the tiny demo, a 2-branch race applied to a live run, and a
+race that pauses the run, applies the winner after its resume and branches a full run from it."""
 
 from __future__ import annotations
 
@@ -13,62 +14,58 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.helpers import DEMO, ENV, REPO, TINY, Launcher
 from tuitrain.config import load_config, save_yaml
-from tuitrain.launch import LAUNCH_FILE, launch
+from tuitrain.launch import LAUNCH_FILE
 from tuitrain.lrfind.probe import with_lr
 from tuitrain.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "configs" / "demo.yaml"
-ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "TRANSFORMERS_VERBOSITY": "error",
-}
-# A tiny from-scratch byte LM on a slice of the stdlib corpus (as tests/train/helpers.py).
-TINY = [
-    "model.arch.hidden_size=32",
-    "model.arch.num_layers=1",
-    "model.arch.num_heads=2",
-    "model.arch.max_position_embeddings=64",
-    "data.max_seq_length=32",
-    "data.max_bytes=60000",
-    "batch.size=8",
-    "training.eval_max_batches=2",
-    "generation.max_new_tokens=4",
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CLI_TIMEOUT_S = 420
+CLI_ENV = {**os.environ, **ENV}
+# A live parent: runs until the test ends, a checkpoint every 20 steps, a loss every step.
+LIVE = [*TINY, "training.max_steps=100000", "training.save_every=20", "training.log_every=1"]
 
 
 @pytest.fixture
-def runs_dir(tmp_path):
-    """A runs directory whose every process group is killed at teardown, pass or fail."""
-    d = tmp_path / "runs"
-    yield d
-    for f in d.glob(f"*/{LAUNCH_FILE}"):
+def launcher(tmp_path):
+    """Launcher whose teardown also kills what the CLI started (range test, branches, a resumed
+    parent): every process group named by a launch file under the runs directory."""
+    lx = Launcher(tmp_path)
+    yield lx
+    lx.kill_all()
+    for f in lx.runs_dir.glob(f"*/{LAUNCH_FILE}"):
         try:
             os.killpg(json.loads(f.read_text())["pgid"], signal.SIGKILL)
         except (ProcessLookupError, KeyError, ValueError):
             pass
 
 
-def cli(*args: str, runs_dir: Path) -> subprocess.CompletedProcess:
-    sets = [x for s in TINY for x in ("--set", s)]
+def cli(*args: str, runs_dir: Path, tiny: bool = True) -> subprocess.CompletedProcess:
+    sets = [x for s in TINY for x in ("--set", s)] if tiny else []
     return subprocess.run(
         [sys.executable, "-m", "tuitrain", *args, *sets, "--runs-dir", str(runs_dir)],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=CLI_ENV,
         timeout=CLI_TIMEOUT_S,
         cwd=REPO,
     )
 
 
-def test_range_test_on_demo_suggests_and_writes_config(runs_dir, tmp_path):
+def live_parent(launcher: Launcher):
+    """A running tiny demo with at least one complete checkpoint."""
+    parent = launcher.start(LIVE, name="live")
+    ckpts = Path(parent.run_dir) / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(ckpts.glob("step-*/complete.json")):
+        assert time.monotonic() < deadline, "no checkpoint within 240 s:\n" + launcher.log(parent)
+        time.sleep(0.5)
+    return parent
+
+
+def test_range_test_on_demo_suggests_and_writes_config(launcher, tmp_path):
+    runs_dir = launcher.runs_dir
     r = cli(
         "lr-find",
         str(DEMO),
@@ -105,14 +102,9 @@ def test_range_test_on_demo_suggests_and_writes_config(runs_dir, tmp_path):
     assert again.derived.scaled_lr == pytest.approx(out["suggested_lr"], rel=0.01)
 
 
-def test_two_branch_race_applies_winner_to_live_run(runs_dir):
-    sets = [*TINY, "training.max_steps=100000", "training.save_every=20", "training.log_every=1"]
-    parent = launch(load_config(DEMO, sets=sets), runs_dir, name="live", extra_env=ENV)
-    ckpts = Path(parent.run_dir) / "checkpoints"
-    deadline = time.monotonic() + 240
-    while not list(ckpts.glob("step-*/complete.json")):
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
-        time.sleep(0.5)
+def test_two_branch_race_applies_winner_to_live_run(launcher):
+    runs_dir = launcher.runs_dir
+    parent = live_parent(launcher)
     r = cli(
         "lr-race",
         parent.id,
@@ -120,6 +112,8 @@ def test_two_branch_race_applies_winner_to_live_run(runs_dir):
         "0.3,3",
         "--steps",
         "6",
+        "--extend",
+        "0",
         "--apply",
         "--format",
         "json",
@@ -140,3 +134,64 @@ def test_two_branch_race_applies_winner_to_live_run(runs_dir):
         assert len(cmds) == 1 and cmds[0].status == "applied"
         assert cmds[0].payload["lr"] == pytest.approx(out["apply_lr"])
         assert not s.get_run(parent.id).terminal  # the live run goes on with the new LR
+    # The race's own record: branches, LRs, scores and winner, as `lr-race show` reads it.
+    shown = cli(
+        "lr-race", "show", out["race_id"], "--format", "json", runs_dir=runs_dir, tiny=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    rec = json.loads(shown.stdout)
+    assert rec["status"] == "done" and rec["parent"] == parent.id and not rec["paused"]
+    assert sorted(b["run_id"] for b in rec["branches"]) == sorted(x["run_id"] for x in out["lanes"])
+    assert rec["verdict"]["winner"]["run_id"] == out["winner"]["run_id"]
+    assert rec["winning_lr"] == pytest.approx(out["apply_lr"])
+    assert rec["applied"] == {"run": parent.id, "lr": rec["winning_lr"], "status": "applied"}
+    text = cli("lr-race", "show", out["race_id"][:15], runs_dir=runs_dir, tiny=False)
+    assert text.returncode == 0 and f"winner: x{out['winning_factor']:g}" in text.stdout
+    listing = cli("lr-race", "show", runs_dir=runs_dir, tiny=False)
+    assert out["race_id"] in listing.stdout and "done" in listing.stdout
+    missing = cli("lr-race", "show", "nope", runs_dir=runs_dir, tiny=False)
+    assert missing.returncode == 1 and "'nope' is no race" in missing.stderr
+
+
+def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):
+    runs_dir = launcher.runs_dir
+    parent = live_parent(launcher)
+    r = cli(
+        "lr-race",
+        parent.id,
+        "--factors",
+        "0.3,3",
+        "--steps",
+        "6",
+        "--extend",
+        "0",
+        "--pause",
+        "--apply",
+        "--branch",
+        "--format",
+        "json",
+        runs_dir=runs_dir,
+        tiny=False,  # the parent's config is tiny already (and its max_steps must stand)
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["paused"] and out["resumed"] and out["branched"]
+    with Store(runs_dir) as s:
+        # The branches start where the run paused (SIGTERM: it saved a checkpoint and stopped).
+        pause_step = out["fork_step"]
+        assert (Path(parent.run_dir) / "checkpoints" / f"step-{pause_step}").is_dir()
+        assert pause_step >= 20
+        for lane in out["lanes"]:
+            assert s.get_run(lane["run_id"]).fork_step == pause_step
+        # Resumed in the same run, then the winner's LR applied to it.
+        cmds = [c for c in s.commands(parent.id) if c.kind == "set_lr"]
+        assert len(cmds) == 1 and cmds[0].status == "applied"
+        assert cmds[0].applied_step >= pause_step
+        assert not s.get_run(parent.id).terminal
+        # The winner continued as a full-length run: a branch of the winning branch, at its LR.
+        child = s.get_run(out["branched"])
+        win = s.get_run(out["winner"]["run_id"])
+        assert child.parent == win.id and child.fork_step == pause_step + 6
+        assert child.config["optimizer"]["lr"] == pytest.approx(win.config["optimizer"]["lr"])
+        assert child.config["training"]["max_steps"] == 100000
+        assert not any(t.startswith("race") for t in child.config["run"].get("tags", []))

@@ -111,7 +111,12 @@ def register_race(sub: argparse._SubParsersAction) -> None:
         "lr-race",
         help="race short branches that differ only in LR from a config's start or a run's latest checkpoint",
     )
-    p.add_argument("source", metavar="RUN_OR_CONFIG", help="a config file, or a run id / name")
+    p.add_argument(
+        "source",
+        metavar="RUN_OR_CONFIG",
+        help="a config file, or a run id / name; `show [RACE]` reads race records instead",
+    )
+    p.add_argument("race", nargs="?", default=None, help=argparse.SUPPRESS)  # show RACE
     p.add_argument(
         "--factors", default="0.3,1,3", help="LR factors, comma-separated (default 0.3,1,3)"
     )
@@ -125,10 +130,28 @@ def register_race(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="branches at once (one GPU each where GPUs exist)",
     )
+    p.add_argument(
+        "--extend",
+        type=int,
+        default=2,
+        metavar="N",
+        help="up to N more branches past an edge factor that wins (default 2; 0: race the factors only)",
+    )
     p.add_argument("--env", default=None, help="apply the named overlay from the config's envs:")
     add_sets(p, "override a field of every branch (repeatable)")
     p.add_argument(
         "--apply", action="store_true", help="racing a live run: send it set_lr with the winning LR"
+    )
+    p.add_argument(
+        "--pause",
+        action="store_true",
+        help="racing a live run: pause it meanwhile (it stops at a checkpoint, the race starts "
+        "there, and it resumes after)",
+    )
+    p.add_argument(
+        "--branch",
+        action="store_true",
+        help="continue the winner as a full-length run (a branch from its final checkpoint)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler=cmd_lr_race)
@@ -150,27 +173,41 @@ def parse_factors(text: str) -> list[float]:
 
 
 def cmd_lr_race(args: argparse.Namespace) -> int:
-    """Launch the branches (N at a time), wait for them, judge, optionally apply the winner."""
+    """Launch the branches (N at a time), wait for them, judge, optionally apply or branch the winner."""
     from tuitrain.lineage import BranchError
-    from tuitrain.lrfind.race import new_race_id, run_race, start_from
-    from tuitrain.store import RunNotFound
+    from tuitrain.lrfind import race
+    from tuitrain.store import CommandRefused, RunNotFound
 
+    if args.source == "show" and not Path("show").is_file():
+        return cmd_race_show(args)
+    if args.race is not None:
+        print(
+            f"error: unexpected argument {args.race!r} (lr-race takes one RUN_OR_CONFIG)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         factors = parse_factors(args.factors)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.steps < 1 or args.parallel < 1:
-        print("error: --steps and --parallel must be >= 1", file=sys.stderr)
+    if args.steps < 1 or args.parallel < 1 or args.extend < 0:
+        print("error: --steps and --parallel must be >= 1, --extend >= 0", file=sys.stderr)
         return 2
     runs_dir = Path(args.runs_dir)
+    out = sys.stderr if args.format == "json" else sys.stdout
+    paused = None
     try:
-        start = start_from(args.source, runs_dir, args.env, args.sets)
-    except (RunNotFound, BranchError) as exc:
+        if args.pause:
+            paused = pause_source(args.source, runs_dir, out)
+            if paused is None:
+                return 2
+        start = race.start_from(args.source, runs_dir, args.env, args.sets)
+    except (RunNotFound, BranchError, CommandRefused, RuntimeError) as exc:
         print(f"error: {args.source}: {exc}", file=sys.stderr)
         return 1
-    out = sys.stderr if args.format == "json" else sys.stdout
-    race_id = new_race_id()
+    race_id = race.new_race_id()
+    rec = race.new_record(start, race_id, factors, args.steps, paused=paused is not None)
     where = (
         f"run {start.parent.id} at step {start.fork_step}"
         if start.parent
@@ -178,7 +215,8 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
     )
     print(
         f"race {race_id}: {len(factors)} branches x {args.steps} steps from {where}, "
-        f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}",
+        f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
+        + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
         file=out,
         flush=True,
     )
@@ -187,30 +225,128 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
         print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
 
     try:
-        race_id, verdict = run_race(
-            start, factors, args.steps, runs_dir, args.parallel, launched, race_id
+        race_id, verdict = race.run_race(
+            start,
+            factors,
+            args.steps,
+            runs_dir,
+            args.parallel,
+            launched,
+            race_id,
+            extend=args.extend,
+            record=rec,
         )
     except KeyboardInterrupt:
-        from tuitrain.lrfind.race import lanes_of
-        from tuitrain.store import CommandRefused, Store
+        from tuitrain.store import Store
 
         with Store(runs_dir) as store:
-            for lane in lanes_of(store, race_id):
+            for lane in race.lanes_of(store, race_id):
                 try:
                     store.send_command(lane.run_id, "stop")
                 except CommandRefused:
                     pass  # that branch had already ended
         print("interrupted: stop sent to the running branches", file=sys.stderr)
+        if paused is not None:
+            print(f"run {paused.id} stays paused: tuitrain resume {paused.id}", file=sys.stderr)
         return 130
-    apply_lr = None if verdict.winner is None else start.current_lr * verdict.winner.factor
+    apply_lr = rec["winning_lr"]
+    code = 0 if verdict.winner is not None else 1
+    if paused is not None:
+        info = race.resume_run(paused.id, runs_dir)
+        rec["resumed"] = True
+        print(f"resumed {info.id} from its pause at step {start.fork_step}", file=out, flush=True)
+    if verdict.winner is not None and args.apply:
+        code = apply_winner(runs_dir, start, apply_lr, out, rec)
+    if verdict.winner is not None and args.branch:
+        try:
+            child = race.branch_winner(runs_dir, start, verdict)
+        except BranchError as exc:
+            print(f"error: cannot branch from the winner: {exc}", file=sys.stderr)
+            code = code or 1
+        else:
+            rec["branched"] = child.id
+            print(
+                f"branched {child.id} ({child.name}) from the winner {verdict.winner.run_id}: "
+                f"lr {apply_lr:.3g}, to step {child.derived.get('total_steps')}",
+                file=out,
+                flush=True,
+            )
+    race.write_record(runs_dir, rec)
     if args.format == "json":
-        print(json.dumps({**verdict.as_json(), "race_id": race_id, "apply_lr": apply_lr}))
+        print(json.dumps({**verdict.as_json(), **extras(rec), "apply_lr": apply_lr}))
     else:
         print(format_verdict(verdict, apply_lr))
-    if verdict.winner is None:
+        print(f"record: tuitrain lr-race show {race_id}")
+    return code
+
+
+def extras(rec: dict) -> dict:
+    """What a race's JSON adds to its verdict: ids and what was done with the winner."""
+    keys = ("race_id", "parent", "fork_step", "paused", "resumed", "applied", "branched")
+    return {k: rec.get(k) for k in keys}
+
+
+def pause_source(source: str, runs_dir: Path, out):
+    """--pause: stop the live run at a checkpoint (RunInfo); None (after saying why) for a config."""
+    from tuitrain.lrfind.race import pause_run
+    from tuitrain.store import Store
+
+    if Path(source).is_file() or source.startswith("pkg:"):
+        print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
+        return None
+    with Store(runs_dir) as store:
+        run = store.get_run(source)
+    print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
+    return pause_run(run.id, runs_dir)
+
+
+def cmd_race_show(args: argparse.Namespace) -> int:
+    """`lr-race show`: the races (one line each); `lr-race show RACE`: one race's record."""
+    from tuitrain.lrfind.race import list_records, read_record, verdict_of_record
+
+    runs_dir = Path(args.runs_dir)
+    if args.race is None:
+        recs = list_records(runs_dir)
+        if args.format == "json":
+            print(json.dumps(recs))
+            return 0
+        if not recs:
+            print(f"no races in {runs_dir} (tuitrain lr-race RUN_OR_CONFIG starts one)")
+            return 0
+        print(f"{'race':<22} {'status':<11} {'from':<24} {'factors':<18} winner")
+        for r in recs:
+            fs = ",".join(f"{f:g}" for f in r["factors"])
+            src = r["parent"] and f"{r['parent']}@{r['fork_step']}" or (r.get("source") or "")
+            win = "-" if r.get("winning_lr") is None else f"lr {r['winning_lr']:.3g}"
+            print(f"{r['race_id']:<22} {r['status']:<11} {src[:24]:<24} {fs[:18]:<18} {win}")
+        return 0
+    try:
+        rec = read_record(runs_dir, args.race)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
-    if args.apply:
-        return apply_winner(runs_dir, start, apply_lr, out)
+    if args.format == "json":
+        print(json.dumps(rec))
+        return 0
+    where = f"run {rec['parent']} at step {rec['fork_step']}" if rec["parent"] else rec["config"]
+    print(f"race {rec['race_id']} ({rec['status']}) from {where}")
+    print(
+        f"  {len(rec['branches'])} branches x {rec['steps']} steps, LR {rec['current_lr']:.3g} x "
+        + ", ".join(f"{f:g}" for f in rec["factors"])
+        + ("; the run was paused meanwhile" if rec.get("paused") else "")
+    )
+    verdict = verdict_of_record(rec)
+    if verdict is None:
+        for b in rec["branches"]:
+            print(f"  x{b['factor']:g}: run {b['run_id']} ({b['name']}) lr {b['lr']:.3g}")
+        print("  no verdict yet")
+        return 0
+    print(format_verdict(verdict, rec.get("winning_lr")))
+    if rec.get("applied"):
+        a = rec["applied"]
+        print(f"applied: set_lr {a['lr']:.3g} to {a['run']} ({a['status']})")
+    if rec.get("branched"):
+        print(f"branched: run {rec['branched']} continues the winner")
     return 0
 
 
@@ -232,7 +368,7 @@ def format_verdict(verdict, apply_lr: float | None) -> str:
     return "\n".join(lines)
 
 
-def apply_winner(runs_dir: Path, start, lr: float | None, out) -> int:
+def apply_winner(runs_dir: Path, start, lr: float | None, out, rec: dict | None = None) -> int:
     """Send the raced run a set_lr with the winning LR and wait for its acknowledgement."""
     from tuitrain.store import CommandRefused, Store
 
@@ -245,7 +381,10 @@ def apply_winner(runs_dir: Path, start, lr: float | None, out) -> int:
         except CommandRefused as exc:
             print(f"error: cannot apply to {start.parent.id}: {exc}", file=sys.stderr)
             return 1
-        cmd = store.wait_command(cid, timeout=30.0)
+        # A resumed (paused) run loads its model before it claims commands: wait longer.
+        cmd = store.wait_command(cid, timeout=300.0 if rec and rec.get("paused") else 30.0)
+    if rec is not None:
+        rec["applied"] = {"run": start.parent.id, "lr": lr, "status": cmd.status}
     print(
         f"applied set_lr {lr:.3g} to {start.parent.id}: {cmd.status} at step {cmd.applied_step} {cmd.reason or ''}",
         file=out,

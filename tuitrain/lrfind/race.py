@@ -221,6 +221,100 @@ def lanes_of(store: Any, race_id: str) -> list[Lane]:
     return sorted(out, key=lambda lane: lane.factor)
 
 
+RECORD_DIR = "races"  # under the runs directory; also holds the checkpoint copies of live runs
+
+
+def record_path(runs_dir: str | Path, race_id: str) -> Path:
+    """RUNS_DIR/races/<race_id>.json: the race's own record (branches, LRs, scores, winner)."""
+    return Path(runs_dir) / RECORD_DIR / f"{race_id}.json"
+
+
+def write_record(runs_dir: str | Path, record: dict) -> None:
+    """Replace the race record atomically (a reader never sees half a file)."""
+    import json
+    import os
+
+    path = record_path(runs_dir, record["race_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(v: Any) -> Any:
+    return str(v) if isinstance(v, Path) else None
+
+
+def read_record(runs_dir: str | Path, race_id: str) -> dict:
+    """One race record; a unique prefix of the id is enough. KeyError names the fix."""
+    import json
+
+    d = Path(runs_dir) / RECORD_DIR
+    exact = record_path(runs_dir, race_id)
+    if exact.is_file():
+        return json.loads(exact.read_text())
+    hits = sorted(d.glob(f"{race_id}*.json")) if d.is_dir() else []
+    if len(hits) == 1:
+        return json.loads(hits[0].read_text())
+    known = ", ".join(r["race_id"] for r in list_records(runs_dir)[-5:]) or "none yet"
+    why = "matches several races" if hits else "is no race"
+    raise KeyError(
+        f"{race_id!r} {why} in {d} (recent: {known}; `tuitrain lr-race show` lists them)"
+    )
+
+
+def list_records(runs_dir: str | Path) -> list[dict]:
+    """Every race record under the runs directory, oldest first."""
+    import json
+
+    d = Path(runs_dir) / RECORD_DIR
+    out = []
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            out.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue  # being replaced right now, or not ours
+    return out
+
+
+def new_record(start: Start, race_id: str, factors: list[float], steps: int, **extra: Any) -> dict:
+    """The record as a race starts (status running, no verdict yet)."""
+    return {
+        "race_id": race_id,
+        "status": "running",
+        "created": time.time(),
+        "ended": None,
+        "source": start.label,
+        "config": str(start.base.source) if start.base.source else None,
+        "parent": None if start.parent is None else start.parent.id,
+        "fork_step": start.fork_step,
+        "checkpoint": None if start.checkpoint is None else str(start.checkpoint),
+        "base_lr": start.base_lr,
+        "current_lr": start.current_lr,
+        "factors": list(factors),
+        "steps": steps,
+        "branches": [],
+        "verdict": None,
+        "winning_lr": None,
+        **extra,
+    }
+
+
+def next_factor(factors: list[float], verdict: Verdict) -> float | None:
+    """Where to extend the race: past the lowest or highest factor when that edge has the lowest
+    val loss (the best LR may lie beyond what was raced), one more step of the same ratio."""
+    ok = [lane for lane in verdict.lanes if math.isfinite(lane.val_loss)]
+    if len(ok) < 2:
+        return None
+    best = min(ok, key=lambda lane: lane.val_loss)
+    fs = sorted(factors)
+    if best.factor == fs[-1]:
+        return fs[-1] * (fs[-1] / fs[-2])
+    if best.factor == fs[0]:
+        return fs[0] / (fs[1] / fs[0])
+    return None
+
+
 def run_race(
     start: Start,
     factors: list[float],
@@ -230,24 +324,86 @@ def run_race(
     on_launch: Any = None,
     race_id: str | None = None,
     should_stop: Any = None,
+    extend: int = 0,
+    on_round: Any = None,
+    record: dict | None = None,
 ) -> tuple[str, Verdict]:
     """Run the branches (N at a time, one slot each: a GPU set, or a share of the CPU cores) and judge them.
 
-    `on_launch(factor, RunInfo)` is told of each start; `should_stop()` True sends every running
-    branch a stop and returns what finished so far.
+    `extend` more branches may follow, one at a time, while the best val loss sits at an edge of
+    the factors raced (`next_factor`). `on_launch(factor, RunInfo)` is told of each start,
+    `on_round(verdict, factors)` of each judgement; `should_stop()` True sends every running
+    branch a stop and returns what finished so far. The race record (`record`, or a new one)
+    is kept in RUNS_DIR/races/<race_id>.json throughout.
     """
+    race_id = race_id or (record or {}).get("race_id") or new_race_id()
+    rec = record if record is not None else new_record(start, race_id, factors, steps)
+    rec["race_id"] = race_id
+    write_record(runs_dir, rec)
+    raced = list(factors)
+    stopped = False
+    try:
+        stopped = _run_lanes(
+            start, raced, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+        )
+        verdict = _judge_race(runs_dir, race_id)
+        if on_round is not None:
+            on_round(verdict, list(raced))
+        while not stopped and extend > 0:
+            f = next_factor(raced, verdict)
+            if f is None:
+                break
+            extend -= 1
+            raced.append(f)
+            rec["factors"] = sorted(raced)
+            stopped = _run_lanes(
+                start, [f], steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+            )
+            verdict = _judge_race(runs_dir, race_id)
+            if on_round is not None:
+                on_round(verdict, list(raced))
+    except BaseException:
+        rec.update(status="interrupted", ended=time.time())
+        write_record(runs_dir, rec)
+        raise
+    finish_record(runs_dir, rec, verdict, start, "stopped" if stopped else "done")
+    return race_id, verdict
+
+
+def _judge_race(runs_dir: str | Path, race_id: str) -> Verdict:
     from tuitrain.store import Store
+
+    with Store(runs_dir) as store:
+        return judge(lanes_of(store, race_id))
+
+
+def finish_record(runs_dir, rec: dict, verdict: Verdict, start: Start, status: str) -> None:
+    """The verdict into the record: lanes with their LRs and scores, winner, margin, noise."""
+    rec["status"] = status
+    rec["ended"] = time.time()
+    rec["verdict"] = verdict.as_json()
+    rec["winning_lr"] = None if verdict.winner is None else start.current_lr * verdict.winner.factor
+    write_record(runs_dir, rec)
+
+
+def _run_lanes(
+    start, factors, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+) -> bool:
+    """Run `factors` as branches, `parallel` at a time; True when should_stop() ended them early."""
+    from tuitrain.store import CommandRefused, Store
     from tuitrain.sweep.slots import make_slots, visible_gpus
 
-    race_id = race_id or new_race_id()
     slots = make_slots(parallel, 1, visible_gpus())
     queue, busy = list(factors), {}  # slot index -> run id
     with Store(runs_dir) as store:
         while queue or busy:
             if should_stop is not None and should_stop():
                 for rid in busy.values():
-                    store.send_command(rid, "stop")
-                break
+                    try:
+                        store.send_command(rid, "stop")
+                    except CommandRefused:
+                        pass  # that branch ended meanwhile
+                return True
             for i, rid in list(busy.items()):
                 if store.get_run(rid).terminal:
                     del busy[i]
@@ -256,7 +412,105 @@ def run_race(
                     f = queue.pop(0)
                     info = launch_branch(start, f, steps, race_id, runs_dir, slot.env)
                     busy[slot.index] = info.id
+                    rec["branches"].append(
+                        {
+                            "factor": f,
+                            "lr": start.current_lr * f,
+                            "run_id": info.id,
+                            "name": info.name,
+                        }
+                    )
+                    write_record(runs_dir, rec)
                     if on_launch is not None:
                         on_launch(f, info)
             time.sleep(0.5)
-        return race_id, judge(lanes_of(store, race_id))
+    return False
+
+
+def pause_run(run_id: str, runs_dir: str | Path, grace_s: float = 300.0) -> Any:
+    """Pause a live run for a race: SIGTERM (tuitrain.launch.stop: it saves a checkpoint and ends
+    as stopped, freeing its device); `resume_run` continues it in the same run afterwards.
+    Returns the stopped RunInfo; RuntimeError when it was not running or had to be killed."""
+    from tuitrain.launch import stop
+    from tuitrain.store import Store
+
+    with Store(runs_dir) as store:
+        run = store.get_run(run_id)
+    if run.terminal:
+        raise RuntimeError(f"run {run.id} is {run.status}: nothing to pause")
+    how = stop(run, grace_s=grace_s, runs_dir=runs_dir)
+    if how != "stopped":
+        raise RuntimeError(f"run {run.id} could not be paused ({how})")
+    with Store(runs_dir) as store:
+        return store.get_run(run_id)
+
+
+def resume_run(run_id: str, runs_dir: str | Path) -> Any:
+    """Continue a paused run from its pause checkpoint (tuitrain.launch.resume)."""
+    from tuitrain.launch import resume
+
+    return resume(run_id, runs_dir)
+
+
+def winner_config(start: Start, winner_run: Any) -> Resolved:
+    """The winner continued as a full run: its config (so its LR) with the base's length,
+    eval/save cadence, early stopping and name back, and without the race tags."""
+    from tuitrain.config import parse, resolve, to_dict
+
+    base = to_dict(start.base.config)
+    data = dict(winner_run.config)
+    for group in ("training", "early_stopping"):
+        data[group] = base[group]
+    data["run"] = {
+        **base["run"],
+        "tags": [
+            t for t in base["run"].get("tags", []) if not t.startswith((RACE_TAG, FACTOR_TAG))
+        ],
+        "name": None,
+    }
+    return resolve(parse(data), source=start.base.source)
+
+
+def branch_winner(
+    runs_dir: str | Path, start: Start, verdict: Verdict, name: str | None = None
+) -> Any:
+    """Branch from the winning branch's final checkpoint into a full-length run at its LR, through
+    tuitrain.branching (the same checks as `tuitrain branch`); returns the new RunInfo."""
+    from tuitrain.branching import plan_branch, start_branch
+    from tuitrain.lineage import BranchError
+    from tuitrain.store import Store
+
+    if verdict.winner is None:
+        raise BranchError("the race has no winner to branch from")
+    with Store(runs_dir) as store:
+        winner = store.get_run(verdict.winner.run_id)
+    branch = plan_branch(winner, winner_config(start, winner))
+    return start_branch(branch, runs_dir, name or f"{start.label}-lr-x{verdict.winner.factor:g}")
+
+
+def start_of_record(rec: dict, runs_dir: str | Path) -> Start:
+    """Rebuild a finished race's Start from its record (for branching from its winner later)."""
+    from tuitrain.store import Store
+
+    if rec.get("parent"):
+        with Store(runs_dir) as store:
+            parent = store.get_run(rec["parent"])
+        base = load_config(Path(parent.run_dir) / "config.yaml")
+        label = parent.name
+    else:
+        base = load_config(rec["config"])
+        parent, label = None, rec.get("source") or "race"
+    return Start(
+        base, rec["base_lr"], rec["current_lr"], parent, rec.get("fork_step", 0), None, label
+    )
+
+
+def verdict_of_record(rec: dict) -> Verdict | None:
+    """The record's verdict as a Verdict (None while the race runs)."""
+    v = rec.get("verdict")
+    if not v:
+        return None
+    lanes = [Lane(**lane) for lane in v["lanes"]]
+    win = v.get("winner")
+    winner = next((lane for lane in lanes if win and lane.run_id == win["run_id"]), None)
+    return Verdict(lanes, winner, v["margin"], v["noise"], v["too_close"], v.get("notes", []))

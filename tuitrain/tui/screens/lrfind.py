@@ -11,9 +11,10 @@ from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
 from tuitrain.tui.widgets.chart import Line, MetricChart
@@ -220,47 +221,109 @@ def _g(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
-# ---- the monitor's LR race (R starts it from the latest checkpoint, W applies the winner) ----
+# ---- the monitor's LR race: R starts it (keep running / pause), W applies the winner, G branches ----
 RACE_FACTORS = (0.3, 1.0, 3.0)
 RACE_STEPS = 200
+RACE_EXTEND = 2  # as `tuitrain lr-race --extend`
+
+
+class RaceDialog(ModalScreen[str | None]):
+    """R's question: race while the run keeps going, or pause it meanwhile; None cancels."""
+
+    BINDINGS = [
+        Binding("k", "answer('keep')", "Keep running"),
+        Binding("p", "answer('pause')", "Pause"),
+        Binding("escape,c", "answer(None)", "Cancel"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="dialog-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Keep running (k)", variant="primary", id="keep", compact=True)
+                yield Button("Pause (p)", id="pause", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#keep", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
+
+    def action_answer(self, choice: str | None) -> None:
+        self.dismiss(choice)
 
 
 def start_race(screen: Any, run: Any) -> None:
-    """Race the run's latest checkpoint at RACE_FACTORS x its current LR, in a thread; the run continues."""
+    """Ask keep running / pause, then race the run's latest checkpoint at RACE_FACTORS x its LR."""
     if run is None or run.terminal:
         screen.notify("a race starts from a live run's latest checkpoint", severity="warning")
         return
+    question = (
+        f"LR race from the latest checkpoint of {run.name}: x"
+        + ", x".join(f"{f:g}" for f in RACE_FACTORS)
+        + f" of its LR, {RACE_STEPS} steps each (more past a winning edge). "
+        "Keep the run going meanwhile, or pause it (it stops at a checkpoint, the race starts "
+        "there, and it resumes after)?"
+    )
+    screen.app.push_screen(
+        RaceDialog(question), lambda choice: choice and _race(screen, run, choice == "pause")
+    )
+
+
+def _race(screen: Any, run: Any, pause: bool) -> None:
     runs_dir = screen.app.runs_dir
+    say = screen.app.call_from_thread
 
     def race() -> None:
         from tuitrain.lineage import BranchError
-        from tuitrain.lrfind.race import run_race, start_from
+        from tuitrain.lrfind import race as lr_race
+        from tuitrain.store import CommandRefused
 
         try:
-            start = start_from(run.id, runs_dir)
-        except BranchError as exc:
-            screen.app.call_from_thread(screen.notify, f"LR race: {exc}", severity="error")
+            if pause:
+                say(screen.notify, f"LR race: pausing {run.name} at a checkpoint…")
+                lr_race.pause_run(run.id, runs_dir)
+            start = lr_race.start_from(run.id, runs_dir)
+        except (BranchError, CommandRefused, RuntimeError) as exc:
+            say(screen.notify, f"LR race: {exc}", severity="error")
             return
-        screen.app.call_from_thread(
+        say(
             screen.notify,
             f"LR race from step {start.fork_step}: x{', x'.join(f'{f:g}' for f in RACE_FACTORS)}"
             f" of lr {start.current_lr:.3g}, {RACE_STEPS} steps each",
         )
-        _, verdict = run_race(start, list(RACE_FACTORS), RACE_STEPS, runs_dir)
+        rid = lr_race.new_race_id()
+        rec = lr_race.new_record(start, rid, list(RACE_FACTORS), RACE_STEPS, paused=pause)
+        try:
+            _, verdict = lr_race.run_race(
+                start, list(RACE_FACTORS), RACE_STEPS, runs_dir, extend=RACE_EXTEND, record=rec
+            )
+        finally:
+            if pause:  # the run goes on whatever the race's outcome
+                lr_race.resume_run(run.id, runs_dir)
+                rec["resumed"] = True
+                lr_race.write_record(runs_dir, rec)
         if verdict.winner is None:
-            screen.app.call_from_thread(
+            say(
                 screen.notify,
                 "LR race: no winner (" + "; ".join(verdict.notes) + ")",
                 severity="error",
             )
             return
-        lr = start.current_lr * verdict.winner.factor
+        lr = rec["winning_lr"]
+        screen.race = (start, verdict, rec)
         screen.race_lr = lr
         close = " (too close to call)" if verdict.too_close else ""
-        screen.app.call_from_thread(
+        margin = verdict.margin if verdict.margin is not None else float("nan")
+        say(
             screen.notify,
-            f"LR race: x{verdict.winner.factor:g} wins{close}, margin "
-            f"{verdict.margin if verdict.margin is not None else float('nan'):.3g}; W sets lr {lr:.3g}",
+            f"LR race {rid}: x{verdict.winner.factor:g} wins{close}, margin {margin:.3g}; "
+            f"W sets lr {lr:.3g}, G branches a full run from the winner",
             timeout=30,
         )
 
@@ -273,4 +336,36 @@ def apply_race(screen: Any) -> None:
     if lr is None:
         screen.notify("no finished LR race yet (R starts one)", severity="warning")
         return
+    start, _, rec = screen.race
+    rec["applied"] = {"run": start.parent.id, "lr": lr, "status": "sent"}
     screen.send("set_lr", {"lr": lr})
+
+
+def branch_race(screen: Any) -> None:
+    """Continue the last race's winner as a full-length run (tuitrain.branching)."""
+    race = getattr(screen, "race", None)
+    if race is None:
+        screen.notify("no finished LR race yet (R starts one)", severity="warning")
+        return
+    start, verdict, rec = race
+    runs_dir = screen.app.runs_dir
+    say = screen.app.call_from_thread
+
+    def branch() -> None:
+        from tuitrain.lineage import BranchError
+        from tuitrain.lrfind import race as lr_race
+
+        try:
+            child = lr_race.branch_winner(runs_dir, start, verdict)
+        except BranchError as exc:
+            say(screen.notify, f"cannot branch from the winner: {exc}", severity="error")
+            return
+        rec["branched"] = child.id
+        lr_race.write_record(runs_dir, rec)
+        say(
+            screen.notify,
+            f"branched {child.name} ({child.id}) from the winner at lr {rec['winning_lr']:.3g}",
+            timeout=15,
+        )
+
+    screen.run_worker(branch, thread=True, group="lr-race-branch", exit_on_error=False)
