@@ -71,6 +71,7 @@ class MonitorScreen(Screen):
         Binding("B", "branch", "Branch"),
         Binding("R", "lr_race", "LR race", show=False),  # tuitrain.tui.screens.lrfind
         Binding("W", "apply_race", "Apply race LR", show=False),
+        Binding("G", "branch_race", "Branch race winner", show=False),
         Binding("h", "doctor", "Doctor"),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
@@ -493,7 +494,7 @@ class MonitorScreen(Screen):
         open_branch(self.app, self.run)
 
     def action_lr_race(self) -> None:
-        """Race LR factors from the latest checkpoint (the run continues); W applies the winner."""
+        """Race LR factors from the latest checkpoint (a dialog asks: keep running or pause); W applies the winner, G branches from it."""
         from tuitrain.tui.screens.lrfind import start_race
 
         start_race(self, self.run)
@@ -504,6 +505,12 @@ class MonitorScreen(Screen):
 
         if self._steerable():
             apply_race(self)
+
+    def action_branch_race(self) -> None:
+        """Continue the last race's winner as a full-length run (a branch of the winning branch)."""
+        from tuitrain.tui.screens.lrfind import branch_race
+
+        branch_race(self)
 
     def action_back(self) -> None:
         """Back to the previous screen (the run keeps going)."""
