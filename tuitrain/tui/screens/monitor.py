@@ -25,6 +25,7 @@ from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
 from tuitrain.tui.widgets.events import EventsPane, filter_label, full_text
 from tuitrain.tui.widgets.run_panes import CommandsPane, NotesLine, RunHeader
+from tuitrain.tui.widgets.system import SystemStrip, chart_names, system_chart, wanted
 
 CHART_METRICS = ("loss", "val_loss", "lr", "grad_norm", "val_accuracy")  # accuracy: header only
 HEADER_METRICS = (
@@ -44,6 +45,8 @@ CHARTS = ("#chart-loss", "#chart-lr", "#chart-grad")
 # show one chart at a time instead (n switches).
 MIN_CHART_ROWS = 7
 BOTTOM_ROWS = 7  # events + commands
+# From this height the system strip takes two lines (hardware, then step times) when it has both.
+STRIP_TWO_ROWS_FROM = 32
 # An unchanged database is re-read anyway this often, so a run whose process died
 # (which commits nothing) is still found crashed by the store's liveness check.
 LIVENESS_S = 2.0
@@ -73,6 +76,8 @@ class MonitorScreen(Screen):
         Binding("W", "apply_race", "Apply race LR", show=False),
         Binding("G", "branch_race", "Branch race winner", show=False),
         Binding("h", "doctor", "Doctor"),
+        # The grad-norm chart <-> GPU util/mem (CPU/RAM); hinted in the system strip (the footer is full).
+        Binding("g", "system_chart", "System", show=False),
         Binding("y", "log_y", "Log y"),
         Binding("m", "smooth", "Smooth"),
         Binding("escape,b", "back", "Back"),
@@ -89,6 +94,8 @@ class MonitorScreen(Screen):
         self.zoomed = False  # one chart at full height (z)
         self.single = False  # the terminal is too short for three charts: one at a time
         self.current = 0  # index in CHARTS of the chart shown when zoomed or single
+        self.sys_chart = False  # g: the grad-norm chart shows the system (GPU or CPU/RAM) instead
+        self._strip_rows = 0  # rows the system strip takes (0: the run has no sys/ or time/ values)
         # The poll loop's state: only its thread touches these.
         self._after_event = 0
         self._sig: tuple | None = None
@@ -96,6 +103,7 @@ class MonitorScreen(Screen):
         self._version: int | None = None
         self._full_read = 0.0
         self._run_terminal = False
+        self._seen_sys = False  # the loop read the system chart's series at its last read
         # Set by the main thread, read by the loop (plain values: no lock needed).
         self._wake = threading.Event()
         self._active = True
@@ -109,6 +117,7 @@ class MonitorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunHeader("loading…", id="run-header")
+        yield SystemStrip("", id="sys-strip")
         yield DoctorLine(self.run_ref, id="doctor-line")
         yield NotesLine("", id="run-notes")
         with Horizontal(id="charts-top"):
@@ -123,6 +132,7 @@ class MonitorScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#run-notes", NotesLine).display = False
+        self.query_one("#sys-strip", SystemStrip).display = False
         self.query_one("#events", EventsPane).focus()
         # First read after layout, so the series are fetched at the charts' real width.
         self.call_after_refresh(self._start)
@@ -138,6 +148,7 @@ class MonitorScreen(Screen):
     # -- layout ---------------------------------------------------------------------------
 
     def on_resize(self) -> None:
+        self.show_strip()  # its detail depends on the width, its rows on the height
         self.apply_layout()
         if self.buckets() != self._buckets:
             self.poll()  # re-read the series at the new width
@@ -147,7 +158,13 @@ class MonitorScreen(Screen):
         height = self.size.height or 24
         notes = 1 if self.query_one("#run-notes", NotesLine).display else 0
         notes += 1 if self.query_one("#doctor-line", DoctorLine).display else 0
-        rows = (height - 2 - notes - 1 - BOTTOM_ROWS) // 2
+        bottom = BOTTOM_ROWS
+        top = 2 + notes + self._strip_rows
+        rows = (height - top - 1 - bottom) // 2
+        if self._strip_rows and rows < MIN_CHART_ROWS <= (height - top - bottom) // 2:
+            bottom -= 1  # the strip's row comes from the events pane, so three charts still fit
+            rows = MIN_CHART_ROWS
+        self.query_one("#monitor-bottom").styles.height = bottom
         single = rows < MIN_CHART_ROWS
         if single != self.single:
             self.single = single
@@ -233,6 +250,7 @@ class MonitorScreen(Screen):
         if (
             self._version == version
             and buckets == self._seen_buckets
+            and self.sys_chart == self._seen_sys
             and now - self._full_read < LIVENESS_S
         ):
             return []  # no other connection committed anything: nothing to show
@@ -253,12 +271,15 @@ class MonitorScreen(Screen):
         last = store.last_values(run.id)
         sig = tuple(sorted((n, p.step, _sig_value(p.value)) for n, p in last.items()))
         series = latest = None
-        if sig != self._sig or buckets != self._seen_buckets:
+        want_sys = self.sys_chart
+        if sig != self._sig or buckets != self._seen_buckets or want_sys != self._seen_sys:
             names = set(last)
             series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
             series.update(parent_series(store, run, CHART_METRICS, buckets))  # a branch's prefix
-            latest = {n: last[n].value for n in HEADER_METRICS if n in last}
-            self._sig, self._seen_buckets = sig, buckets
+            if want_sys:  # g: the system chart's series (GPU util/mem, or CPU/RAM)
+                series.update({n: store.series(run.id, n, buckets) for n in chart_names(names)})
+            latest = {n: p.value for n, p in last.items() if n in HEADER_METRICS or wanted(n)}
+            self._sig, self._seen_buckets, self._seen_sys = sig, buckets, want_sys
         out.append(RunSnapshot(run.id, run, latest, run.last_step, store.commands(run.id), series))
         return out
 
@@ -280,6 +301,7 @@ class MonitorScreen(Screen):
         self.query_one("#run-header", RunHeader).show(
             msg.run, self.latest, total_steps(msg.run), self.app.now()
         )  # type: ignore[attr-defined]
+        self.show_strip()
         notes_line = self.query_one("#run-notes", NotesLine)
         shown = notes_line.display
         notes_line.show(self.notes())
@@ -288,6 +310,15 @@ class MonitorScreen(Screen):
         self.query_one("#commands", CommandsPane).show(msg.commands)
         if msg.series is not None:
             self.request_redraw()
+
+    def show_strip(self) -> None:
+        """The system strip for the latest values; a change of its height re-lays the charts."""
+        height, width = self.size.height or 24, self.size.width or 80
+        rows = 2 if height >= STRIP_TWO_ROWS_FROM else 1
+        shown = self.query_one("#sys-strip", SystemStrip).show(self.latest, width, rows)
+        if shown != self._strip_rows:
+            self._strip_rows = shown
+            self.apply_layout()
 
     def notes(self) -> str:
         """The run's notes (config run.notes; '' for runs without a tuitrain config)."""
@@ -360,10 +391,15 @@ class MonitorScreen(Screen):
         logy = ", log y" if self.log_y else ""
         smooth = ", smoothed" if self.smooth else ""  # the LR curve is never smoothed
         one = self.zoomed or self.single
+        sys_title, sys_lines = (
+            system_chart(self.series, self.latest) if self.sys_chart else ("", [])
+        )
         titles = {
             "#chart-loss": f"loss (train, val){logy}{smooth}",
             "#chart-lr": f"learning rate{logy}",
-            "#chart-grad": f"grad norm (pre-clip){logy}{smooth}",
+            "#chart-grad": f"{sys_title}  g: grad"
+            if self.sys_chart
+            else f"grad norm (pre-clip){logy}{smooth}",
         }
         for i, (cid, title) in enumerate(titles.items()):
             hint = f"  [{i + 1}/{len(CHARTS)} n: next, z: {'all' if self.zoomed else 'zoom'}]"
@@ -375,7 +411,10 @@ class MonitorScreen(Screen):
         spikes = self.query_one("#doctor-line", DoctorLine).diagnoses  # red dots at the spikes
         loss += spike_lines(spikes, "loss") if loss else []
         grad += spike_lines(spikes, "grad_norm") if grad else []
-        self.query_one("#chart-grad", MetricChart).set_lines(grad, self.log_y)
+        if self.sys_chart:  # percentages: a log axis would only hide an idle GPU's zeros
+            self.query_one("#chart-grad", MetricChart).set_lines(sys_lines, False)
+        else:
+            self.query_one("#chart-grad", MetricChart).set_lines(grad, self.log_y)
 
     # -- steering -------------------------------------------------------------------------
 
@@ -474,6 +513,14 @@ class MonitorScreen(Screen):
                 self.app.call_from_thread(self.notify, str(exc), severity="error")
                 return
         self.app.call_from_thread(self.poll)
+
+    def action_system_chart(self) -> None:
+        """Swap the grad-norm chart for the system chart (GPU util/mem %, or CPU/RAM % of the host)."""
+        self.sys_chart = not self.sys_chart
+        if self.sys_chart and not any(wanted(n) and n.startswith("sys/") for n in self.latest):
+            self.notify("no system metrics in this run yet (sampled every 5 s)", timeout=3)
+        self.redraw()
+        self.poll()  # read the system series (or stop reading them)
 
     def action_log_y(self) -> None:
         """Toggle a logarithmic y axis."""
