@@ -166,6 +166,7 @@ def test_trainer_steered_from_store_then_resumed(tmp_path):
     assert lrs[s3] == pytest.approx(BASE_LR * linear(s3 - 1) * mult * 0.5, rel=1e-9)
     assert cb.lr_multiplier == pytest.approx(mult * 0.5, rel=1e-12)
     assert {"loss", "lr", "grad_norm", "epoch"} <= set(store.metric_names(run.id))
+    assert "sys/cpu_percent" in store.metric_names(run.id)  # the writer thread sampled the host
 
     assert (out / f"checkpoint-{ckpt_cmd.applied_step}").is_dir()
     assert [p.step for p in store.tail(run.id, names=["val_loss"])] == [eval_cmd.applied_step]

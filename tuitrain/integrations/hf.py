@@ -196,7 +196,10 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             )
         finally:
             store.close()
-        self._writer = RunWriter(self.runs_dir, self.run_id)
+        from tuitrain.sysinfo import DEFAULT_INTERVAL_S
+
+        # World process zero: sys/ metrics (GPU, CPU, RAM, disk) from the writer's flush thread.
+        self._writer = RunWriter(self.runs_dir, self.run_id, system_interval=DEFAULT_INTERVAL_S)
         self._source = StoreSource(self.runs_dir, self.run_id)
         self.finished = False
         lifecycle.track(self)
