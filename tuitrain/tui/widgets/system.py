@@ -177,11 +177,11 @@ class SystemStrip(Static):
         lines = strip_lines(latest, room, rows)
         if lines and len(lines[-1]) + len(HINT) <= room:
             lines[-1] += HINT  # the key's only hint: the footer has no room left for it
-        self.display = bool(lines)
-        self.styles.height = max(1, len(lines))
         text = "\n".join(escape(x) for x in lines)
-        if text != getattr(self, "_shown", None):
+        if text != getattr(self, "_shown", None):  # polled twice a second: skip no-op relayouts
             self._shown = text
+            self.display = bool(lines)
+            self.styles.height = max(1, len(lines))
             self.update(text)
         return len(lines)
 
