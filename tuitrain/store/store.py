@@ -262,12 +262,15 @@ class Store(MetricsMixin, CommandsMixin):
             )
         return self._check_alive(self._row_to_run(rows[0]))
 
-    def list_runs(self, sweep_id: str | None = None) -> list[RunInfo]:
-        """All runs (or one sweep's), newest first; dead or silent 'running' runs come back crashed."""
+    def list_runs(self, sweep_id: str | None = None, limit: int | None = None) -> list[RunInfo]:
+        """All runs (or one sweep's), newest first; dead or silent 'running' runs come back crashed.
+        limit: only the newest `limit` (the runs list's first screenful, before the rest)."""
         where, params = ("WHERE sweep_id = ?", (sweep_id,)) if sweep_id is not None else ("", ())
-        rows = self._q(
-            f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created DESC, id DESC", params
-        )
+        if limit is not None:
+            where, params = f"{where} ORDER BY created DESC, id DESC LIMIT ?", (*params, limit)
+        else:
+            where += " ORDER BY created DESC, id DESC"
+        rows = self._q(f"SELECT {_RUN_COLS} FROM runs {where}", params)
         return [self._check_alive(self._row_to_run(r)) for r in rows]
 
     def run_fingerprints(self) -> list[tuple[str, tuple]]:

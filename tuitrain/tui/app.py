@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,7 +17,13 @@ from textual.screen import Screen
 class Settings:
     """Knobs of the TUI (all have defaults that suit SSH sessions)."""
 
-    max_redraw_hz: float = 2.0  # charts redraw at most this often
+    # Charts redraw at most this often; None: local_redraw_hz, or remote_redraw_hz when the
+    # terminal is at the far end of an SSH link (SSH_CONNECTION set), where every repaint
+    # costs bytes on the link. The environment variable TUITRAIN_MAX_REDRAW_HZ overrides both.
+    # The run header stays live either way (it is not a chart redraw).
+    max_redraw_hz: float | None = None
+    local_redraw_hz: float = 2.0
+    remote_redraw_hz: float = 1.0
     # Charts may use at most this share of one core: plotext needs ~20-60 ms per chart, so
     # on a slow or busy machine redraws space out instead of eating the CPU (SSH boxes train).
     chart_cpu_budget: float = 0.02
@@ -24,6 +31,29 @@ class Settings:
     list_poll_s: float = 2.0  # DB poll interval of the runs list
     lr_factor: float = 2.0  # LR up / down multiplies / divides by this
     smoothing: float = 0.2  # EMA weight of the newest point when smoothing is on
+
+    def __post_init__(self) -> None:
+        if self.max_redraw_hz is None:
+            self.max_redraw_hz = redraw_hz(self, os.environ)
+
+
+def redraw_hz(settings: Settings, env: dict | os._Environ) -> float:
+    """The chart redraw cap for this environment (see Settings.max_redraw_hz)."""
+    raw = env.get("TUITRAIN_MAX_REDRAW_HZ")
+    if raw:
+        try:
+            hz = float(raw)
+        except ValueError:
+            hz = 0.0
+        if hz > 0:
+            return hz
+        from tuitrain.store.models import InvalidValue  # the CLI prints it, exit 2
+
+        raise InvalidValue(
+            f"TUITRAIN_MAX_REDRAW_HZ={raw!r} is not a positive number of redraws per second; "
+            "set e.g. TUITRAIN_MAX_REDRAW_HZ=1 or unset it"
+        )
+    return settings.remote_redraw_hz if env.get("SSH_CONNECTION") else settings.local_redraw_hz
 
 
 class TuitrainApp(App):

@@ -78,3 +78,20 @@ def prefix_line(pts: list | None, label: str = "") -> Line | None:
     if not pts:
         return None
     return Line(label, tuple(p[0] for p in pts), tuple(p[3] for p in pts), PREFIX_COLOR)
+
+
+# The parent's metric shown beside a branch in the runs list's tree view: where the child began.
+FORK_METRIC = "val_loss"
+
+
+def fork_value(store, run, metric: str = FORK_METRIC) -> float | None:
+    """The parent's last `metric` at or before the fork step (None: no parent, no such point, or
+    the parent was deleted)."""
+    parent, fork = getattr(run, "parent", None), getattr(run, "fork_step", None)
+    if not parent or fork is None:
+        return None
+    try:
+        pts = store.series(parent, metric, 1, end=fork)
+    except LookupError:
+        return None
+    return pts[-1][3] if pts else None

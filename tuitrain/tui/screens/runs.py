@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from tuitrain.tui import fmt
-from tuitrain.tui.lineage import lineage_text, name_prefix, tree_order
+from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
 
@@ -33,11 +33,15 @@ COLUMNS = (
     ("elapsed", "elapsed", 7),
     ("started", "started", 11),
 )
+# The tree view (t): where each branch began instead of when it started.
+TREE_COLUMNS = (*COLUMNS[:-1], ("fork", "from", 11))
 MAX_COMPARE = 4
 # A full re-list is cheaper than this many single-row reads.
 MAX_ROW_READS = 200
 # Rows added at once when the table is rebuilt (more than any screen shows), then per frame.
 FIRST_ROWS = 80
+# Runs read by the very first query (a screenful at 120x40 and more), before the full list.
+FIRST_PAGE = 60
 ROWS_PER_FRAME = 250
 
 
@@ -85,6 +89,16 @@ def matches(run, query: str) -> bool:
     return all(any(word in h for h in hay) for word in query.lower().split())
 
 
+def fork_text(run) -> str:
+    """The tree view's 'from' cell of a branch: the parent's val_loss at the fork and the fork
+    step, e.g. '2.412 @200' ('@200' when the parent has no val_loss by then; '' for a root)."""
+    if not getattr(run, "parent", None) or getattr(run, "fork_step", None) is None:
+        return ""
+    val = getattr(run, "fork_value", None)
+    step = f"@{_count(run.fork_step)}"
+    return f"{fmt.number(val, 4)} {step}" if val is not None else step
+
+
 def status_text(run) -> Text:
     """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
     if run.status == "running" and getattr(run, "stalled", False):
@@ -128,6 +142,7 @@ class RunsScreen(Screen):
         Binding("n", "new", "New run"),
         Binding("e", "edit", "Edit config"),
         Binding("B", "branch", "Branch"),
+        Binding("t", "tree", "Tree view"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "quit", "Quit"),
@@ -140,6 +155,8 @@ class RunsScreen(Screen):
         self.order: list[str] = []  # every run id, newest first
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
         self.query_text = ""
+        self.tree_view = False  # t: the tree view (branches with their fork step and parent value)
+        self._fork_values: dict[tuple, float | None] = {}  # (parent, step) -> value (poll thread)
         self._cells: dict[str, tuple] = {}  # run id -> the cells last written (skip no-op updates)
         self._target: list[str] | None = None  # the ids the table shows (or is adding)
         self._fill_gen = 0
@@ -154,6 +171,9 @@ class RunsScreen(Screen):
         self._active = True
         self._closed = False
         self._full = False  # next read re-lists everything (r: refresh)
+        self._paged = False  # the first screenful was read (poll thread)
+        self._page_shown = False  # ...and shown (main thread): time for the full listing
+        self._keep: str | None = None  # the run the cursor goes back to after a column change
         self.polls = 0  # reads done by the loop (tests wait on it)
         self.row_reads = 0  # run records read by the loop (the bench and tests read it)
         self.last_changed: set[str] = set()  # ids in the last RunsChanged (tests read it)
@@ -169,15 +189,38 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        fixed = sum(w for _, _, w in COLUMNS) + 2 * len(COLUMNS)  # cell padding: 1 each side
-        for key, label, width in COLUMNS:
-            table.add_column(
-                label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
-            )
+        self._add_columns(table)
         self.query_one("#runs-filter", Input).display = False
         table.focus()
         self.update_status()
         self.poll_loop()
+
+    @property
+    def columns(self) -> tuple:
+        """The columns of the current view."""
+        return TREE_COLUMNS if self.tree_view else COLUMNS
+
+    def _add_columns(self, table: DataTable) -> None:
+        cols = self.columns
+        fixed = sum(w for _, _, w in cols) + 2 * len(cols)  # cell padding: 1 each side
+        for key, label, width in cols:
+            table.add_column(
+                label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
+            )
+
+    def action_tree(self) -> None:
+        """Toggle the tree view: each branch under its parent with the fork step and the
+        parent's val_loss there (the 'from' column, in place of 'started')."""
+        self.tree_view = not self.tree_view
+        table = self.query_one("#runs-table", DataTable)
+        run = self.current_run()
+        self._keep = run.id if run is not None else None  # the cursor stays on its run
+        table.clear(columns=True)
+        self._add_columns(table)
+        self._target = None  # rebuild every row with the new cells
+        self._cells = {}
+        self.fill_table()
+        self.update_status()
 
     def on_screen_resume(self) -> None:
         self._active = True
@@ -234,6 +277,17 @@ class RunsScreen(Screen):
             store.close()
 
     def _read(self, store: Any) -> RunsChanged | None:
+        if self._version is None and not self._paged:
+            # The first read lists only a screenful (one small query, a few JSON parses), so
+            # the list opens at once; the full listing follows once that page is on screen
+            # (on_runs_changed wakes the loop after the refresh: parsing thousands of records
+            # in this thread would otherwise hold the GIL while the first frame is drawn).
+            self._paged = True
+            page = store.list_runs(limit=FIRST_PAGE)
+            self.row_reads += len(page)
+            return RunsChanged([r.id for r in page], {r.id: r for r in page})
+        if not self._page_shown:
+            return None  # the page is not drawn yet: on_runs_changed wakes the loop when it is
         version = store.data_version()
         full, self._full = self._full or self._version is None, False
         if version == self._version and not self._live and not full:
@@ -254,6 +308,13 @@ class RunsScreen(Screen):
                 except LookupError:  # deleted between the two reads: the next poll drops it
                     pass
         self.row_reads += len(changed)
+        for r in changed.values():
+            if r.parent and r.fork_step is not None:
+                # The parent's points up to the fork never change once the child exists.
+                key = (r.parent, r.fork_step)
+                if self._fork_values.get(key) is None:
+                    self._fork_values[key] = fork_value(store, r)
+                r.fork_value = self._fork_values[key]
         self._doctor.update(store, changed.values())  # sets run.doctor for the status marker
         self._fps = dict(fps)
         self._live = {i for i in self._live if i in self._fps}
@@ -275,6 +336,9 @@ class RunsScreen(Screen):
             self.marked = [m for m in self.marked if m in keep]
         self.fill_table(set(msg.changed))
         self.update_status()
+        if not self._page_shown:
+            self._page_shown = True
+            self.call_after_refresh(self.poll)
 
     def row_cells(self, run) -> list:
         """The table cells of one run."""
@@ -287,6 +351,11 @@ class RunsScreen(Screen):
         tags = tags_of(run)
         if tags:
             name.append(" " + " ".join(tags), style="dim")
+        last = (
+            Text(fork_text(run), style="dim")
+            if self.tree_view
+            else Text(fmt.clock(run.started or run.created))
+        )
         return [
             Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
             name,
@@ -295,7 +364,7 @@ class RunsScreen(Screen):
             Text(progress_text(run.last_step, total_steps(run))),
             Text(best_text(run)),
             Text(fmt.duration(fmt.elapsed(run, now))),
-            Text(fmt.clock(run.started or run.created)),
+            last,
         ]
 
     def fill_table(self, changed: set[str] | None = None) -> None:
@@ -317,8 +386,19 @@ class RunsScreen(Screen):
                     self._update_row(table, self.all_runs[i])
             self.show_detail()
             return
+        old = self._target or []
+        if old and ids[: len(old)] == old and len(self._cells) == len(old):
+            # More runs below the shown ones (the full listing after the first page): append.
+            for i in old if changed is None else [i for i in old if i in changed]:
+                self._update_row(table, self.all_runs[i])
+            self._target = ids
+            self._fill_gen += 1
+            self._add_rows(self._fill_gen, len(old), None)
+            self.show_detail()
+            return
         keys = [str(k.value) for k in table.rows]
         current = keys[table.cursor_row] if keys and 0 <= table.cursor_row < len(keys) else None
+        current, self._keep = current or self._keep, None
         table.clear()
         self._cells = {}
         self._target = ids
@@ -348,7 +428,7 @@ class RunsScreen(Screen):
         cells = self.row_cells(run)
         keys = tuple(_cell_key(c) for c in cells)
         old = self._cells.get(run.id)
-        for n, ((col, _, _), cell) in enumerate(zip(COLUMNS, cells, strict=True)):
+        for n, ((col, _, _), cell) in enumerate(zip(self.columns, cells, strict=True)):
             if old is None or old[n] != keys[n]:
                 table.update_cell(run.id, col, cell)
         self._cells[run.id] = keys
@@ -358,6 +438,7 @@ class RunsScreen(Screen):
         n = len(self.all_runs)
         running = sum(r.status == "running" for r in self.all_runs.values())
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
+        marked += " · tree view (t: off)" if self.tree_view else ""
         empty = " · no runs yet: n starts one" if not n else ""
         shown = (
             f" · filter {escape(self.query_text)!s}: {len(self.runs)} shown (esc: clear)"
