@@ -4,6 +4,7 @@ series, commands and config from the store, at a cost that does not grow with ru
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from tuitrain.doctor.liveness import stall_of
 RECENT = ("loss", "grad_norm", "lr", "tokens_per_s", "samples_per_s")
 OVERVIEW = ("loss", "lr", "grad_norm", "val_loss", "tokens_per_s", "samples_per_s")
 OVERVIEW_BUCKETS = 200
+GPU_UTIL = re.compile(r"^sys/gpu\d+_util$")
 BYTE_VOCAB = 259  # the byte tokenizer: 256 bytes + pad, bos, eos (docs/contracts.md)
 
 
@@ -109,7 +111,8 @@ def read_run(store: Any, run_ref: Any, window: int = 100, now: float | None = No
             break
         stride *= 8
         lo = data.last_step - want * stride
-    rows = store.tail(run.id, [n for n in RECENT if n in names], after_step=lo)
+    gpu_util = sorted(n for n in names if GPU_UTIL.match(n))  # the trainer's system samples
+    rows = store.tail(run.id, [n for n in RECENT if n in names] + gpu_util, after_step=lo)
     for p in rows:
         c = data.recent.setdefault(p.name, Curve())
         c.steps.append(p.step)

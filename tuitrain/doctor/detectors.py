@@ -508,6 +508,39 @@ def throughput_drop(
     )
 
 
+# A GPU busy less than this share of the time (NVML utilisation, median over the recent samples of
+# the mean over GPUs) is idle most of each step; at least this many samples (5 s apart) are judged.
+LOW_GPU_UTIL = 50.0
+LOW_GPU_MIN_SAMPLES = 6
+
+
+def low_gpu_util(utils: dict[str, tuple[Sequence[int], Sequence[float]]]) -> Diagnosis | None:
+    """GPU utilisation (the trainer's sys/gpu{i}_util samples, {name: (steps, values)}) low over
+    the recent window: the run is bound by data loading, the host or a small batch."""
+    by_step: dict[int, list[float]] = {}
+    for steps, values in utils.values():
+        for s, v in zip(steps, values, strict=False):
+            if math.isfinite(v):
+                by_step.setdefault(s, []).append(v)
+    if len(by_step) < LOW_GPU_MIN_SAMPLES:
+        return None
+    steps = sorted(by_step)
+    means = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+    cur = median(means)
+    if cur >= LOW_GPU_UTIL:
+        return None
+    return Diagnosis(
+        "low_gpu_util",
+        "warning",
+        steps[0],
+        f"GPU utilisation {cur:.0f}% (median of {len(means)} samples since step {steps[0]},"
+        f" mean over {len(utils)} GPU{'s' if len(utils) > 1 else ''}; limit {LOW_GPU_UTIL:.0f}%)",
+        REMEDIES["low_gpu_util"],
+        None,
+        {"util": cur, "samples": len(means), "gpus": len(utils)},
+    )
+
+
 def stalled(
     last_step: int | None, stalled_now: bool, age_s: float | None, limit_s: float | None
 ) -> Diagnosis | None:

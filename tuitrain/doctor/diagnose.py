@@ -102,4 +102,7 @@ def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]
                 det.throughput_drop([p[3] for p in over[skip:]], rate.steps, rate.values, name, th)
             )
             break  # one rate is enough: both fall together
+    utils = {n: data.recent[n] for n in data.recent if n.startswith("sys/gpu")}
+    if utils and not data.ended:  # a finished run's last samples (final eval, saving) are no signal
+        out.append(det.low_gpu_util({k: (c.steps, c.values) for k, c in utils.items()}))
     return sort([d for d in out if d is not None])

@@ -19,6 +19,7 @@ SYMPTOMS = (
     "clipping_saturated",
     "stalled",
     "throughput_drop",
+    "low_gpu_util",
 )
 
 # The remedy column of DOMAIN.md's symptom table, in words the user reads next to the evidence.
@@ -33,6 +34,7 @@ REMEDIES = {
     "clipping_saturated": "clipping is doing the LR's job: raise training.max_grad_norm or lower the LR (next run)",
     "stalled": "the process is alive but makes no steps: check train.log (data loading, a hung collective); stop it if it does not move",
     "throughput_drop": "check for other jobs on the machine, data loading (data.num_workers), thermal throttling or too frequent checkpoints",
+    "low_gpu_util": "the GPUs wait for work: more data.num_workers if the step time is data wait, a larger batch.size, bf16 mixed precision; check for other jobs on the machine",
 }
 
 
