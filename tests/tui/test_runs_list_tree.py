@@ -142,3 +142,19 @@ def test_snapshot_runs_list_tree_view(snap_compare, runs, size):
     app = make_app()
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
+
+
+def test_no_color_status_keeps_bold_and_drops_the_colour(monkeypatch):
+    """NO_COLOR: Textual greys colours by luminance ('bold red' came out grey on grey), so the
+    status cell carries only bold/italic/underline/reverse."""
+    from rich.style import Style
+
+    from tuitrain.tui.screens.runs import status_text
+
+    class R:
+        status, stalled = "crashed", False
+
+    assert Style.parse(str(status_text(R()).style)).color is not None
+    monkeypatch.setenv("NO_COLOR", "1")
+    style = Style.parse(str(status_text(R()).style))
+    assert style.color is None and style.bold

@@ -6,6 +6,7 @@ To add a screen reachable from here (e.g. sweeps), add a Binding to BINDINGS and
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -99,12 +100,21 @@ def fork_text(run) -> str:
     return f"{fmt.number(val, 4)} {step}" if val is not None else step
 
 
+def _no_color(style: str) -> str:
+    """The style without its colours when NO_COLOR is set: Textual greys colours by luminance,
+    and 'bold red' on the zebra rows came out grey 237 on 235, so 'crashed' could not be read."""
+    if not os.environ.get("NO_COLOR"):
+        return style
+    return " ".join(w for w in style.split() if w in ("bold", "italic", "underline", "reverse"))
+
+
 def status_text(run) -> Text:
     """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
     if run.status == "running" and getattr(run, "stalled", False):
         age = getattr(run, "last_step_age_s", None)
-        return Text(f"stalled {fmt.duration(age)}" if age is not None else "stalled", "bold yellow")
-    return Text(run.status, fmt.STATUS_STYLE.get(run.status, ""))
+        text = f"stalled {fmt.duration(age)}" if age is not None else "stalled"
+        return Text(text, _no_color("bold yellow"))
+    return Text(run.status, _no_color(fmt.STATUS_STYLE.get(run.status, "")))
 
 
 def detail_text(run) -> str:
