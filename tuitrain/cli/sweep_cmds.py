@@ -23,8 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep", help="run a hyperparameter sweep (grid, random or Optuna TPE) from a sweep file"
     )
     p.add_argument(
-        "spec", metavar="SWEEP.yaml", help="sweep file: base config, space, method, objective"
+        "spec",
+        metavar="SWEEP.yaml",
+        help="sweep file: base config, space, method, objective; or `promote SWEEP`: continue "
+        "the best trial (or --trial N) as a full-length run from its last checkpoint",
     )
+    p.add_argument("promote_ref", nargs="?", metavar="SWEEP", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--trial", type=int, default=None, metavar="N", help="promote: the trial (default: best)"
+    )
+    p.add_argument("--name", default=None, help="promote: the new run's name (default: TRIAL-full)")
     p.add_argument(
         "--runs-dir",
         default=argparse.SUPPRESS,
@@ -77,6 +85,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tuitrain.sweep.spec import parse_spec
     from tuitrain.sweep.study import OptunaMissing
 
+    if args.spec == "promote" or args.promote_ref is not None:
+        return cmd_promote(args)
     data, _ = read_file(args.spec)
     over = {"n_trials": args.n_trials, "storage": args.storage, "study_name": args.study_name}
     data.update({k: v for k, v in over.items() if v is not None})
@@ -99,6 +109,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if rec.status == "stopped":
         return EXIT_INTERRUPTED
     return 0 if rec.status == "completed" and rec.best() is not None else EXIT_SWEEP_NOT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """`tuitrain sweep promote SWEEP [--trial N]`: print the promoted run's id (stdout)."""
+    from tuitrain.branching import BranchRefused
+    from tuitrain.config import ConfigError
+    from tuitrain.launch import LaunchError
+    from tuitrain.lineage import BranchError
+    from tuitrain.store import InvalidValue, RunNotFound
+    from tuitrain.sweep.promote import promote
+    from tuitrain.sweep.records import SweepNotFound
+
+    if args.spec != "promote" or not args.promote_ref:
+        print("error: usage: tuitrain sweep promote SWEEP [--trial N]", file=sys.stderr)
+        return 2
+    try:
+        trial, info = promote(
+            Path(args.runs_dir), args.promote_ref, args.trial, args.sets, args.name
+        )
+    except SweepNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except BranchRefused as exc:
+        for msg in exc.lines:
+            print(f"error: {msg}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except ConfigError:
+        raise  # the CLI prints every issue with its field and fix
+    except (BranchError, RunNotFound, LaunchError, InvalidValue) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(info.id, flush=True)
+    total = (info.derived or {}).get("total_steps")
+    print(
+        f"promoted trial {trial.number} (run {trial.run_id}) as run {info.name}: from step "
+        f"{info.fork_step} to {total}; follow it with `tuitrain watch {info.id}`",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _detach(spec: Any, args: argparse.Namespace) -> int:

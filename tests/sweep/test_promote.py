@@ -1,0 +1,71 @@
+"""`tuitrain sweep promote`: a real 6-step trial with checkpoints is continued as a 12-step run
+branched from its last checkpoint (parent = the trial, fork_step = that step, the trial's params,
+the base config's length); clear errors for a missing sweep or trial, and a trial without a
+checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuitrain.store import Store
+from tuitrain.sweep.records import list_sweeps
+
+from .helpers import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+SWEEP = """\
+name: promo
+base: base.yaml
+method: grid
+space:
+  optimizer.lr: [0.002]
+set: [training.max_steps=6, {save}]
+"""
+
+
+def _sweep(cli, save: str) -> object:
+    # The base is 12 steps long; the sweep shortens each trial to 6.
+    cli.write("base.yaml", "extends: tiny.yaml\ntraining: {max_steps: 12}\n")
+    cli.write("s.yaml", SWEEP.format(save=save))
+    rc, out = cli.run("sweep", "s.yaml", "--runs-dir", "runs")
+    assert rc == 0, out
+    (rec,) = list_sweeps(cli.runs_dir)
+    return rec
+
+
+def test_promote_best_trial_branches_full_length_run(cli):
+    rec = _sweep(cli, "training.save_every=3")
+    best = rec.best()
+    rc, out = cli.run("sweep", "promote", rec.name, "--runs-dir", "runs", timeout=120)
+    assert rc == 0, out
+    child_id = out.splitlines()[0].strip()
+    with Store(cli.runs_dir) as s:
+        child = s.get_run(child_id)
+        assert child.parent == best.run_id and child.fork_step == 6
+        assert child.config["optimizer"]["lr"] == best.params["optimizer.lr"]
+        assert child.config["training"]["max_steps"] == 12 and child.sweep_id is None
+        end = wait_for(
+            lambda: (r := s.get_run(child_id)).terminal and r, 300, "the promoted run to end"
+        )
+        assert end.status == "completed", cli.log(end)
+        steps = [p.step for p in s.tail(child_id, names=["loss"])]
+        assert steps and min(steps) == 7 and max(steps) == 12  # logs from fork_step + 1
+    # errors: an unknown trial, an unknown sweep
+    rc, out = cli.run(
+        "sweep", "promote", rec.name, "--trial", "9", "--runs-dir", "runs", timeout=60
+    )
+    assert rc == 1 and "has no trial 9 (trials: 0)" in out
+    rc, out = cli.run("sweep", "promote", "nope", "--runs-dir", "runs", timeout=60)
+    assert rc == 4 and "no sweep 'nope'" in out
+
+
+def test_promote_trial_without_checkpoint_says_how_to_fix(cli):
+    import shutil
+
+    rec = _sweep(cli, "training.save_every=3")
+    # A trial that ended before its first save (killed, crashed) has no checkpoints folder.
+    shutil.rmtree(cli.runs_dir / rec.trials[0].run_id / "checkpoints")
+    rc, out = cli.run("sweep", "promote", rec.id, "--trial", "0", "--runs-dir", "runs", timeout=60)
+    assert rc == 1, out
+    assert "has no complete checkpoint" in out and "training.save_every" in out
