@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 STATUS_STYLE = {
@@ -55,9 +56,26 @@ def clock(ts: float | None) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(ts))
 
 
+def no_color(style: str) -> str:
+    """The style without its colours when NO_COLOR is set, keeping bold/italic/underline/reverse.
+
+    Textual greys colours by luminance under NO_COLOR, and 'bold red' on the zebra rows came
+    out grey 237 on 235, so 'crashed' could not be read; every status/state colour goes
+    through here."""
+    if not os.environ.get("NO_COLOR"):
+        return style
+    return " ".join(w for w in style.split() if w in ("bold", "italic", "underline", "reverse"))
+
+
+def status_style(text: str) -> str:
+    """The style of a run status (colourless under NO_COLOR)."""
+    return no_color(STATUS_STYLE.get(text, ""))
+
+
 def status(text: str) -> str:
     """Rich markup for a run status."""
-    return f"[{STATUS_STYLE.get(text, '')}]{text}[/]"
+    style = status_style(text)
+    return f"[{style}]{text}[/]" if style else text
 
 
 def progress(step: int | None, total: int | None) -> str:
