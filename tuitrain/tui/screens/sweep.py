@@ -223,7 +223,7 @@ class SweepScreen(Screen):
             table.add_row(
                 Text("*", style="bold yellow") if t.run_id in self.marked else Text(" "),
                 str(t.number),
-                Text(state, style=STATE_STYLE.get(t.state, "")),
+                Text(state, style=fmt.no_color(STATE_STYLE.get(t.state, ""))),
                 fmt.number(t.value, 4) if t.value is not None else "-",
                 str(run.last_step) if run is not None and run.last_step is not None else "-",
                 *(_value(t.params.get(n, "-")) for n in names),
