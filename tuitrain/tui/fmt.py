@@ -72,10 +72,16 @@ def status_style(text: str) -> str:
     return no_color(STATUS_STYLE.get(text, ""))
 
 
+def styled(style: str, text: str) -> str:
+    """Rich markup of (already escaped) text in a status/state style, colourless under NO_COLOR;
+    plain text when no style is left ('[]x[/]' is a markup error)."""
+    style = no_color(style)
+    return f"[{style}]{text}[/]" if style else text
+
+
 def status(text: str) -> str:
     """Rich markup for a run status."""
-    style = status_style(text)
-    return f"[{style}]{text}[/]" if style else text
+    return styled(STATUS_STYLE.get(text, ""), text)
 
 
 def progress(step: int | None, total: int | None) -> str:

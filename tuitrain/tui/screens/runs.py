@@ -6,7 +6,6 @@ To add a screen reachable from here (e.g. sweeps), add a Binding to BINDINGS and
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -100,21 +99,13 @@ def fork_text(run) -> str:
     return f"{fmt.number(val, 4)} {step}" if val is not None else step
 
 
-def _no_color(style: str) -> str:
-    """The style without its colours when NO_COLOR is set: Textual greys colours by luminance,
-    and 'bold red' on the zebra rows came out grey 237 on 235, so 'crashed' could not be read."""
-    if not os.environ.get("NO_COLOR"):
-        return style
-    return " ".join(w for w in style.split() if w in ("bold", "italic", "underline", "reverse"))
-
-
 def status_text(run) -> Text:
     """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
     if run.status == "running" and getattr(run, "stalled", False):
         age = getattr(run, "last_step_age_s", None)
         text = f"stalled {fmt.duration(age)}" if age is not None else "stalled"
-        return Text(text, _no_color("bold yellow"))
-    return Text(run.status, _no_color(fmt.STATUS_STYLE.get(run.status, "")))
+        return Text(text, fmt.no_color("bold yellow"))
+    return Text(run.status, fmt.status_style(run.status))
 
 
 def detail_text(run) -> str:
@@ -124,10 +115,10 @@ def detail_text(run) -> str:
     parts = [f"[b]{escape(run.name or run.id)}[/b] {fmt.status(run.status)}"]
     if getattr(run, "stalled", False):
         age = getattr(run, "last_step_age_s", None)
-        parts.append(f"[bold yellow]no new step for {fmt.duration(age)}[/]")
+        parts.append(fmt.styled("bold yellow", f"no new step for {fmt.duration(age)}"))
     if run.terminal and run.exit_reason:
         style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
-        parts.append(f"[{style}]{escape(one_line(run.exit_reason.strip()))}[/]")
+        parts.append(fmt.styled(style, escape(one_line(run.exit_reason.strip()))))
     if lineage_text(run):
         parts.append("[dim]" + escape(lineage_text(run)) + "[/]")
     tags = tags_of(run)

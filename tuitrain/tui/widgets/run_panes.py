@@ -59,7 +59,9 @@ class RunHeader(Static):
         eta = eta_seconds(run, step, total, now)
         epoch = latest.get("epoch")
         stalled = stalled_text(run)
-        status = fmt.status(run.status) + (f" [bold yellow]{stalled}[/]" if stalled else "")
+        status = fmt.status(run.status) + (
+            " " + fmt.styled("bold yellow", stalled) if stalled else ""
+        )
         # Below 80 columns (60x20 over a phone) keep what matters: drop epoch and elapsed,
         # tok/s, single spaces, so step, ETA, loss, LR and memory stay on screen.
         narrow = 0 < self.content_size.width < 76

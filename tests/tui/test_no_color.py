@@ -1,0 +1,68 @@
+"""Tests that the TUI stays readable without colour (NO_COLOR=1): status and state styles keep
+bold but drop their colours, and boolean fields show their state as text."""
+
+from __future__ import annotations
+
+import pytest
+from rich.style import Style
+from rich.text import Text
+
+from tests.tui.conftest import aio, make_app, settle
+from tuitrain.tui import fmt
+from tuitrain.tui.app import Settings
+from tuitrain.tui.widgets.run_panes import RunHeader
+
+FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)
+
+
+def _sweep_state_styles() -> list[str]:
+    from tuitrain.tui.screens.sweep import STATE_STYLE
+
+    return list(STATE_STYLE.values())
+
+
+@pytest.mark.parametrize("source", ["status", "sweep-state"])
+def test_no_color_styles_drop_the_colour_and_keep_bold(monkeypatch, source):
+    styles = list(fmt.STATUS_STYLE.values()) if source == "status" else _sweep_state_styles()
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert any(Style.parse(fmt.no_color(s)).color is not None for s in styles)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for s in styles:
+        kept = Style.parse(fmt.no_color(s) or "none")
+        assert kept.color is None and kept.bgcolor is None, (s, kept)
+        assert bool(kept.bold) == ("bold" in s.split()), (s, kept)
+
+
+def test_no_color_status_markup_keeps_bold_and_parses_when_nothing_is_left(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    crashed = Text.from_markup(fmt.status("crashed"))
+    assert crashed.plain == "crashed"
+    assert [Style.parse(str(s.style)) for s in crashed.spans] == [Style(bold=True)]
+    # 'completed' is cyan only: no style is left, and the markup must still parse
+    assert Text.from_markup(fmt.status("completed")).plain == "completed"
+    assert Text.from_markup(fmt.status("no-such-status")).plain == "no-such-status"
+    assert fmt.styled("red", "x") == "x"
+
+
+def _styles_of(header: RunHeader, word: str) -> list[str]:
+    """The styles on the spans of the header's content that cover `word`."""
+    content = header.render()
+    plain = content.plain
+    at = plain.index(word)
+    return [
+        str(span.style) for span in content.spans if span.start <= at and span.end >= at + len(word)
+    ]
+
+
+@aio
+async def test_monitor_header_status_is_bold_without_colour_under_no_color(runs, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(start="watch", run=runs["crashed"], settings=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, wait=0.3)
+        header = app.screen.query_one("#run-header", RunHeader)
+        styles = _styles_of(header, "crashed")
+        assert styles, header.render().plain
+        parsed = [Style.parse(s) for s in styles]
+        assert any(p.bold for p in parsed), styles
+        assert all(p.color is None and p.bgcolor is None for p in parsed), styles
