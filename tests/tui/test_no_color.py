@@ -3,11 +3,17 @@ bold but drop their colours, and boolean fields show their state as text."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import time
+
 import pytest
+from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
 from tests.tui.conftest import aio, make_app, settle
+from tests.tui.test_editor import EDITOR_YAML
 from tuitrain.tui import fmt
 from tuitrain.tui.app import Settings
 from tuitrain.tui.widgets.run_panes import RunHeader
@@ -66,3 +72,46 @@ async def test_monitor_header_status_is_bold_without_colour_under_no_color(runs,
         parsed = [Style.parse(s) for s in styles]
         assert any(p.bold for p in parsed), styles
         assert all(p.color is None and p.bgcolor is None for p in parsed), styles
+
+
+def _row_text(row) -> str:
+    """The characters a field row shows on screen: the screen composed as export_screenshot
+    does it, as plain text, cut to the row's region."""
+    app = row.app
+    console = Console(width=app.size.width, file=io.StringIO(), record=True, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True))
+    lines = console.export_text().splitlines()
+    r = row.region
+    return lines[r.y][r.x : r.x + r.width]
+
+
+@aio
+async def test_boolean_field_shows_its_state_as_text_under_no_color(tmp_path, monkeypatch):
+    """A Switch shows on/off only by colour; under NO_COLOR the row must say which it is."""
+    from textual.widgets import Switch
+
+    from tuitrain.tui.widgets.fields import get_path
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EDITOR_YAML, "demo.yaml")
+    app = make_app(start="edit", config="demo.yaml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, rounds=1)
+        await app.screen.jump_to("run.deterministic")
+        await pilot.pause()
+        switch = app.focused
+        assert isinstance(switch, Switch)
+        row = app.screen.query_one("#row-f-run--deterministic")
+        before = switch.value
+        shown = _row_text(row)
+        assert ("on" if before else "off") in shown.split(), shown
+        await pilot.press("space")
+        deadline = time.monotonic() + 20.0
+        while _row_text(row) == shown:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"row text did not change after the toggle: {shown!r}")
+            await pilot.pause(0.02)
+        assert switch.value is (not before)
+        assert ("off" if before else "on") in _row_text(row).split(), _row_text(row)
+        assert get_path(app.screen.doc.data, "run.deterministic") is (not before)

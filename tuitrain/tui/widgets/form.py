@@ -19,6 +19,11 @@ def section_id(section: str) -> str:
     return "sec-" + section.replace(".", "--")
 
 
+def _on_off(value: Any) -> str:
+    """The text beside a boolean field's switch."""
+    return "on" if value else "off"
+
+
 class FieldRow(Horizontal):
     """Label + editing widget for one field; an error line appears under it when invalid."""
 
@@ -46,6 +51,10 @@ class FieldRow(Horizontal):
         spec = self.spec
         yield Label(spec.name, classes="field-label")
         yield self._make_widget(self.initial)
+        if spec.kind == "bool":
+            # A Switch shows on/off only by colour: under NO_COLOR or 16 colours the two looked
+            # alike, so the state is also written beside it.
+            yield Label(_on_off(self.initial), id="state-" + spec.widget_id, classes="switch-state")
 
     def _make_widget(self, value: Any) -> Widget:
         spec = self.spec
@@ -100,6 +109,7 @@ class FieldRow(Horizontal):
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         event.stop()
+        self.query_one("#state-" + self.spec.widget_id, Label).update(_on_off(event.value))
         self._emit(event.value)
 
     def on_select_changed(self, event: Select.Changed) -> None:
