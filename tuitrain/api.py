@@ -22,6 +22,7 @@ from tuitrain.integrations import lifecycle
 from tuitrain.integrations.lr import LambdaLRSteer
 from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 from tuitrain.store import RunWriter, Store
+from tuitrain.sysinfo import DEFAULT_INTERVAL_S
 
 __all__ = ["Run", "SteerCommand", "init"]
 
@@ -44,6 +45,7 @@ class Run:
         rank: int | None = None,
         world: int | None = None,
         announce: bool = True,
+        system_interval: float | None = DEFAULT_INTERVAL_S,
     ) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(
@@ -64,7 +66,13 @@ class Run:
             derived = {"source": "api", "num_processes": self.world, **dict(derived or {})}
             info = _register(self.runs_dir, dict(config or {}), derived, name)
             ident = [(info.id, info.name, str(info.run_dir))]
-            self._writer = RunWriter(self.runs_dir, info.id, flush_interval=flush_interval)
+            # sys/ metrics (GPU, CPU, RAM, disk) sampled by the writer's thread, as in the trainer.
+            self._writer = RunWriter(
+                self.runs_dir,
+                info.id,
+                flush_interval=flush_interval,
+                system_interval=system_interval,
+            )
             # Commands and acks: own connection, on the loop's thread (claims are rare and short).
             self._source = StoreSource(self.runs_dir, info.id)
         if broadcast is not None and announce:
@@ -266,12 +274,15 @@ def init(
     poll_interval: float = POLL_INTERVAL_S,
     rank: int | None = None,
     world: int | None = None,
+    system_interval: float | None = DEFAULT_INTERVAL_S,
 ) -> Run:
     """Register a running run in `<runs_dir>/tuitrain.db` and return it for logging and steering.
 
     With several processes (torchrun, accelerate launch), call it on every rank after the
     process group exists: rank 0 registers and writes, and poll() gives every rank the same
-    commands at the same step. rank / world default to torch.distributed's, else RANK / WORLD_SIZE."""
+    commands at the same step. rank / world default to torch.distributed's, else RANK / WORLD_SIZE.
+    system_interval: seconds between `sys/` samples (GPU util/memory/power with nvidia-ml-py,
+    process CPU%, host RAM, free disk), taken by the writer's thread, never in log(); 0 or None: off."""
     return Run(
         runs_dir=runs_dir,
         name=name,
@@ -280,6 +291,7 @@ def init(
         poll_interval=poll_interval,
         rank=rank,
         world=world,
+        system_interval=system_interval,
     )
 
 

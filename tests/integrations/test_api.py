@@ -94,7 +94,7 @@ def test_bad_input_names_the_field(tmp_path):
         run.log({"loss": 0.5})
     with Store(tmp_path) as store:
         info = store.get_run("bad")
-        assert info.status == "completed" and [p.step for p in store.tail(info.id)] == [1, 2]
+        assert info.status == "completed" and [p.step for p in store.tail(info.id, ["loss"])] == [1, 2]
     with pytest.raises(TypeError, match="config must be a dict"):
         tuitrain.init(config=["lr", 1], runs_dir=tmp_path)
 
@@ -161,3 +161,26 @@ def test_steer_lr_applies_lr_commands_inside_poll(tmp_path):
     assert run.lr_multiplier == pytest.approx(3e-3 / (1e-2 * (1 - s1 / total)))
     assert [e.kind for e in store.events(run.id) if e.kind == "lr"] == ["lr"]
     store.close()
+
+
+@pytest.mark.timeout(60)
+def test_init_samples_system_metrics_off_the_log_path(tmp_path):
+    """tuitrain.init's writer thread samples sys/ (CPU, RAM, disk here; GPUs with NVML);
+    system_interval=0 turns it off."""
+    runs = tmp_path / "runs"
+    on = tuitrain.init(name="sys-on", runs_dir=runs, system_interval=0.05)
+    off = tuitrain.init(name="sys-off", runs_dir=runs, system_interval=0)
+    deadline = time.monotonic() + 30
+    step = 0
+    with Store(runs) as store:
+        while not any(n.startswith("sys/") for n in store.metric_names(on.id)):
+            assert time.monotonic() < deadline, "no sys/ sample within 30 s"
+            step += 1
+            on.log({"loss": 1.0 / step}, step=step)
+            off.log({"loss": 1.0 / step}, step=step)
+            time.sleep(0.02)  # a training step's worth of time; the wait is the loop's condition
+        on.finish()
+        off.finish()
+        names = set(store.metric_names(on.id))
+        assert {"sys/cpu_count", "sys/ram_total_gb", "sys/disk_free_gb"} <= names, names
+        assert not [n for n in store.metric_names(off.id) if n.startswith("sys/")]

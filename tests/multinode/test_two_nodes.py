@@ -1,7 +1,7 @@
 """Tests a real two-node run on one machine: two `tuitrain run --machine-rank 0|1` processes of one
 CPU rank each, rendezvous over localhost (gloo). The main node records the run and rank 0 alone
 writes the store; a set_lr reaches both ranks at the same step; the worker node exits with its
-ranks' code and leaves no run record behind."""
+ranks' code and leaves no run record behind; the worker machine's sys/ metrics reach the store."""
 
 from __future__ import annotations
 
@@ -149,6 +149,8 @@ def test_two_nodes_on_localhost_steer_together_and_both_exit_zero(nodes, tmp_pat
         assert info.status == "early_stopped" and info.exit_reason == "user", nodes.report()
         assert s.get_command(stop_cmd).status == "applied"
         lrs = {p.step: p.value for p in s.tail(run.id, ["lr"])}
+        names = set(s.metric_names(run.id))
+        node1 = {k: v.value for k, v in s.last_values(run.id).items() if k.startswith("sys/node1_")}
     assert info.derived.get("num_processes") == 2, info.derived
     # The worker node: no run record anywhere (nothing stays queued), its ranks' log in nodes/.
     assert not (worker_dir / DB_NAME).exists()
@@ -166,3 +168,9 @@ def test_two_nodes_on_localhost_steer_together_and_both_exit_zero(nodes, tmp_pat
     assert stops[0]["0"] == stops[1]["1"], stops
     assert lrs[s_lr + 1] == pytest.approx(2.5e-4) and lrs[s_lr] == pytest.approx(1e-3)
     assert "Traceback" not in main_log + worker_log
+
+    # The worker node's machine reached the main node's store through the per-window all-gather.
+    assert "sys/cpu_percent" in names, sorted(names)  # the main node's own sampler
+    assert node1.get("sys/node1_cpu_count", 0) >= 1, (sorted(names), nodes.report())
+    assert node1.get("sys/node1_ram_total_gb", 0) > 0, node1
+    assert not any(n.startswith("sys/node0_") for n in names), sorted(names)

@@ -78,6 +78,29 @@ def test_eight_busy_gpus_fit_one_line_at_120_and_a_summary_at_80():
     assert strip_lines({}, 118) == []
 
 
+def test_other_nodes_follow_as_one_summary_each():
+    """A multi-node run's worker machines (`sys/node{K}_...`, tuitrain.train.nodes) follow the
+    main node's text; at 78 columns they shrink to a range of their GPUs' utilisation."""
+    latest = _latest(8) | {
+        k.replace("sys/", f"sys/node{n}_"): v - 10 * n
+        for n in (1, 2)
+        for k, v in _latest(8).items()
+    }
+    (wide,) = strip_lines(latest, 200)
+    assert wide.startswith("GPU %/G/W 100/139/700 ") and wide.endswith(
+        " │ node1 8 GPUs 90% 1032/1038G 5.5kW  node2 8 GPUs 80% 952/958G 5.4kW"
+    )
+    assert strip_lines(latest, 78) == ["8 GPUs 100% 1112/1118G 5.6kW │ +2 nodes gpu 80-90%"]
+    cpu_only = {
+        "sys/cpu_percent": 50.0,
+        "sys/node1_cpu_percent": 40.0,
+        "sys/node1_ram_used_gb": 2.0,
+    }
+    assert strip_lines(cpu_only, 118) == [
+        "CPU 50%  RAM -/-G  disk -G free │ node1 cpu 40% ram 2.0/-G disk -G"
+    ]
+
+
 @aio
 async def test_no_sys_metrics_no_strip(runs):
     """Runs from before the sampler (the fixture) keep the old header and layout."""
@@ -154,36 +177,22 @@ async def test_system_key_is_in_the_palette_listing(runs):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_monitor_gpu_strip(snap_compare, runs, size):
-    """Two GPUs in the strip with the step-time breakdown and MFU."""
-    add_system(Path("runs"), runs["running"], gpus=2)
-    app = make_app(start="watch", run=runs["running"])
-    assert snap(snap_compare, app, terminal_size=size, run_before=_settle_snap)
-
-
-@pytest.mark.parametrize("size", SIZES)
-def test_monitor_gpu_system_chart(snap_compare, runs, size):
-    """Eight GPUs; g swapped the grad-norm chart for GPU util / memory."""
-    add_system(Path("runs"), runs["running"], gpus=8)
-    app = make_app(start="watch", run=runs["running"])
-
-    async def run_before(pilot) -> None:
-        await _settle_snap(pilot)
-        await pilot.press("g")
-        await _settle_snap(pilot)
-
-    assert snap(snap_compare, app, terminal_size=size, run_before=run_before)
-
-
-@pytest.mark.parametrize("size", SIZES)
-def test_monitor_cpu_system_chart(snap_compare, runs, size):
-    """A CPU-only run: CPU / RAM / disk in the strip, CPU and RAM % in the system chart."""
-    add_system(Path("runs"), runs["running"], gpus=0)
+@pytest.mark.parametrize(
+    ("gpus", "chart"),
+    [(2, False), (8, True), (0, True)],
+    ids=["gpu-strip", "gpu-system-chart", "cpu-system-chart"],
+)
+def test_monitor_system(snap_compare, runs, size, gpus, chart):
+    """Two GPUs in the strip with the step-time breakdown and MFU; eight GPUs with `g` swapping
+    the grad-norm chart for GPU util / memory; a CPU-only run (CPU / RAM / disk in the strip,
+    CPU and RAM % in the system chart)."""
+    add_system(Path("runs"), runs["running"], gpus=gpus)
     app = make_app(start="watch", run=runs["running"])
 
     async def run_before(pilot) -> None:
         await _settle_snap(pilot)
-        await pilot.press("g")
-        await _settle_snap(pilot)
+        if chart:
+            await pilot.press("g")
+            await _settle_snap(pilot)
 
     assert snap(snap_compare, app, terminal_size=size, run_before=run_before)

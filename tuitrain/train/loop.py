@@ -36,6 +36,7 @@ from tuitrain.train.data import BatchPlan, EpochLoader, build_splits
 from tuitrain.train.evaluate import evaluate, generate
 from tuitrain.train.metrics import MetricBuffer, StepTimer, first_nonfinite
 from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
+from tuitrain.train.nodes import NodeSystem, node_index
 from tuitrain.train.optim import LRControl, build_optimizer
 from tuitrain.train.report import Reporter
 
@@ -222,6 +223,15 @@ class Trainer:
         # A range test checks its stop rule on every step's loss: one host sync per step there.
         every = 1 if self.probe is not None else cfg.training.log_every
         self.buf = MetricBuffer(every, acc.device, self.world, acc.reduce)
+        # Multi-node: local rank 0 of each other node samples its machine (sys/node{K}_...); one
+        # all-gather per log window brings the samples to rank 0, the only writer.
+        self.nodes: NodeSystem | None = None
+        if cfg.launch.num_machines > 1 and self.world > 1 and self.probe is None:
+            from accelerate.utils import gather_object
+
+            node = node_index(self.rank)
+            sampling = node > 0 and acc.is_local_main_process
+            self.nodes = NodeSystem(node, sampling, gather_object, self.run_dir.parent)
         self.poller = SteeringPoller(
             StoreSource(self.run_dir.parent, self.run_dir.name) if self.report.active else None,
             rank=self.rank,
@@ -488,6 +498,10 @@ class Trainer:
                 values.update(window)  # the window's means, at its log step
             self.report.log(r.step, values)
         last = rows[-1]
+        if self.nodes is not None:  # every rank, at the same step: the all-gather
+            others = self.nodes.exchange()
+            if others:
+                self.report.log(last.step, others)
         if self.report.active:
             print(
                 f"step {last.step}/{self.total} loss {last.loss:.4f} lr {last.lr:.3g} grad_norm {last.grad_norm:.3g} {rates['samples_per_s']:.1f} samples/s",
@@ -698,6 +712,8 @@ def train(run_dir: str | Path, resume: bool = False) -> int:
             reason or "failed",
             tr.state.step if tr is not None and hasattr(tr, "state") else None,
         )
+    if tr is not None and getattr(tr, "nodes", None) is not None:
+        tr.nodes.close()
     try:
         report.finish(status, reason, _summary(tr, t0))
     finally:

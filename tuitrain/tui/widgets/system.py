@@ -13,6 +13,7 @@ SYS = "sys/"
 TIMES = ("time/data_s", "time/compute_s", "time/overhead_s")
 PERF_KEYS = (*TIMES, "mfu")
 _GPU = re.compile(r"^sys/gpu(\d+)_util$")
+_NODE = re.compile(r"^sys/node(\d+)_")  # a multi-node run's other machines (tuitrain.train.nodes)
 SEP = " │ "
 HINT = "  g: chart"
 
@@ -76,7 +77,39 @@ def _secs(v: float) -> str:
 
 
 def system_texts(latest: dict[str, float]) -> list[str]:
-    """GPU (or, without GPUs, CPU/RAM/disk) text, richest first; [] without any sys/ value."""
+    """GPU (or, without GPUs, CPU/RAM/disk) text, richest first; [] without any sys/ value.
+    A multi-node run's other nodes (`sys/node{K}_...`) follow as one summary each."""
+    own, nodes = _machine_texts(latest), _node_texts(latest)
+    if not nodes:
+        return own
+    if not own:
+        return nodes
+    return [o + SEP + nodes[0] for o in own[:-1]] + [own[-1] + SEP + n for n in nodes]
+
+
+def _node_texts(latest: dict[str, float]) -> list[str]:
+    """The other nodes: `node1 8 GPUs 87% 61/640G ...` each, richest first; [] on one node."""
+    per: dict[int, dict[str, float]] = {}
+    for name, v in latest.items():
+        if m := _NODE.match(name):
+            per.setdefault(int(m.group(1)), {})[SYS + name[m.end() :]] = v
+    if not per:
+        return []
+    cells = {k: _machine_texts(per[k]) for k in sorted(per)}
+    full = "  ".join(f"node{k} {t[-1]}" for k, t in cells.items() if t)
+    utils = [
+        u
+        for vals in per.values()
+        for i in gpu_indices(vals)
+        if (u := vals.get(f"sys/gpu{i}_util")) is not None
+    ]
+    n = len(per)
+    tail = f" gpu {min(utils):.0f}-{max(utils):.0f}%" if utils else ""
+    return [full, f"+{n} node{'s' if n > 1 else ''}{tail}"]
+
+
+def _machine_texts(latest: dict[str, float]) -> list[str]:
+    """One machine's GPU (or CPU/RAM/disk) text, richest first."""
     gpus = gpu_indices(latest)
     if gpus:
         return _gpu_texts(latest, gpus)
