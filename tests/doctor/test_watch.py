@@ -158,12 +158,25 @@ def test_follower_lines_once_per_warning(store):
     assert f"tuitrain doctor {rid}" in printed[0]
 
 
-def test_cli_offers_rollback_through_branching(store, tmp_path):
+def test_cli_offers_rollback_to_the_checkpoint_before_the_spike(store, tmp_path):
+    """No checkpoint before the spike: the rollback line says so; with one (step-600 complete,
+    step-602 half-written), the `tuitrain doctor RUN --rollback` command and what it does."""
     fx = curves.make("exploding_gradients")
     fx["config"]["optimizer"]["lr"] = 1e-3
     rid = _upto(store, fx, 612)
-    out = subprocess.run(
-        [sys.executable, "-m", "tuitrain", "doctor", rid, "--runs-dir", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert f"rollback: tuitrain branch {rid} --step 603 --set optimizer.lr=0.0005" in out.stdout
+    cmd = [sys.executable, "-m", "tuitrain", "doctor", rid, "--runs-dir", str(tmp_path / "runs")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert (
+        "rollback: none: exploding_gradients from step 604: no checkpoint before step 604"
+        in out.stdout
+    )
+    ckpts = store.get_run(rid).run_dir / "checkpoints"
+    for s in (600, 602):
+        (ckpts / f"step-{s}").mkdir(parents=True)
+    (ckpts / "step-600" / "complete.json").write_text("{}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert "action:   rollback to step 600, LR x0.5" in out.stdout
+    assert (
+        f"rollback: tuitrain doctor {rid} --rollback   (branch from step 600 with lr 0.001 -> 0.0005"
+        in out.stdout
+    )

@@ -1,5 +1,5 @@
-"""Provides `tuitrain doctor RUN [--format json]`: the run's open diagnoses with evidence, remedy
-and the command that applies the action."""
+"""Provides `tuitrain doctor RUN [--format json] [--rollback]`: the run's open diagnoses with
+evidence, remedy and the command that applies the action; --rollback applies the first rollback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 EXIT_NOT_FOUND = 4
 EXIT_ERROR = 1
+EXIT_NO_ROLLBACK = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "doctor",
         help="diagnose a run: exploding gradients, spikes, oscillation, stalls, overfitting...",
         description="Diagnose a live or finished run from its metrics, events and config. "
-        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 other store errors.",
+        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 other store errors; "
+        "with --rollback: 0 child started, 2 no rollback to apply (says why) or branch refused.",
     )
     p.add_argument(
         "--runs-dir",
@@ -33,6 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("table", "json"),
         default="table",
         help="table (default) or json: a list of {id, severity, step, evidence, remedy, action, values}",
+    )
+    p.add_argument(
+        "--rollback",
+        action="store_true",
+        help="apply the first rollback action: branch RUN from the newest complete checkpoint "
+        "before the spike with optimizer.lr scaled by --factor, and stop RUN if it is live",
+    )
+    p.add_argument(
+        "--factor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with --rollback: the LR factor (default: the action's, 0.5)",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --rollback: print the child's id and return instead of following it",
     )
     p.set_defaults(handler=cmd_doctor)
 
@@ -49,18 +69,53 @@ def action_command(run_ref: str, action: Any) -> str | None:
     return None
 
 
-def rollback_command(run: Any, d: Any) -> str | None:
-    """For an unrecovered spike: the `tuitrain branch` line that goes back to the last checkpoint
-    before it and continues with the LR halved (issue 12's branching; not applied by one key)."""
-    if d.id not in ("exploding_gradients", "loss_spike") or d.severity == "info" or not d.step:
-        return None
-    lr = ((run.config or {}).get("optimizer") or {}).get("lr")
-    if not isinstance(lr, int | float):
-        return None
-    return (
-        f"tuitrain branch {shlex.quote(run.id)} --step {d.step - 1} --set optimizer.lr={lr * 0.5:g}"
-        "   (continue from the last checkpoint before the spike, LR halved)"
+def rollback_command(run: Any, d: Any, first: bool) -> str | None:
+    """The `rollback:` line of a spike: the command that applies it (for the first one, which is
+    what --rollback applies), or why there is none (no checkpoint before the spike)."""
+    from tuitrain.doctor.rollback import KIND, preview, wants_rollback, why_none
+
+    if d.action is not None and d.action.kind == KIND:
+        if not first:
+            return None
+        return f"tuitrain doctor {shlex.quote(run.id)} --rollback   ({preview(run, d.action)})"
+    if wants_rollback(d):
+        return "none: " + why_none(run, [d])
+    return None
+
+
+def cmd_rollback(args: argparse.Namespace, run: Any, diags: list) -> int:
+    """Apply the first rollback action (tuitrain.doctor.rollback), then follow or print the child."""
+    from tuitrain.branching import BranchRefused
+    from tuitrain.cli.branch_cmds import _follow
+    from tuitrain.config import ConfigError
+    from tuitrain.doctor.rollback import NoRollback, apply_rollback, plan_rollback
+    from tuitrain.launch import LaunchError
+    from tuitrain.lineage import BranchError
+    from tuitrain.store import InvalidValue
+
+    try:
+        rb = plan_rollback(run, diags, args.factor)
+    except NoRollback as exc:
+        print(f"error: no rollback to apply: {exc}", file=sys.stderr)
+        return EXIT_NO_ROLLBACK
+    except (BranchError, ConfigError) as exc:  # no config.yaml, or one that no longer loads
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        done = apply_rollback(rb, args.runs_dir, who="user")
+    except BranchRefused as exc:
+        for msg in exc.lines:
+            print(f"error: {msg}", file=sys.stderr)
+        return EXIT_NO_ROLLBACK
+    except (BranchError, ConfigError, LaunchError, InvalidValue) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    stop = (
+        f"; stop sent to run {run.id} (command #{done.stop_command})" if done.stop_command else ""
     )
+    msg = f"rollback for {rb.diagnosis.id}: {rb.describe()}: child run {done.child.id} ({done.child.name}){stop}"
+    print(msg, file=sys.stderr if args.detach else sys.stdout, flush=True)
+    return _follow(done.child, args)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -79,6 +134,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if args.rollback:
+        return cmd_rollback(args, run, diags)
     if args.format == "json":
         print(json.dumps([d.to_dict() for d in diags], indent=2, default=str))
         return 0
@@ -88,6 +145,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(
         f"run {run.id} ({run.name}) {run.status}, {where}: {n} open diagnos{'is' if n == 1 else 'es'}"
     )
+    first = True
     for d in diags:
         start = f" from step {d.step}" if d.step is not None else ""
         print(f"\n{d.severity.upper():8} {d.id}{start}")
@@ -96,9 +154,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if d.action is not None:
             cmd = action_command(run.id, d.action) if not run.terminal else None
             print(f"  action:   {d.action.label}" + (f"   ({cmd})" if cmd else ""))
-        back = rollback_command(run, d)
+        back = rollback_command(run, d, first)
         if back:
             print(f"  rollback: {back}")
+        if d.action is not None and d.action.kind == "rollback":
+            first = False
     if not diags:
         print("nothing to report: no symptom of the doctor's table is open")
     return 0

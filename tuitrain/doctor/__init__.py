@@ -25,7 +25,10 @@ __all__ = [
 
 
 def diagnose_run(store, run_ref, now: float | None = None) -> list[Diagnosis]:
-    """Read a run from the store and diagnose it (thresholds from its `doctor:` config group)."""
+    """Read a run from the store and diagnose it (thresholds from its `doctor:` config group);
+    an unrecovered spike with a checkpoint before it gets the rollback action."""
+    from tuitrain.doctor.rollback import with_rollback
+
     run = store.get_run(run_ref) if isinstance(run_ref, str) else run_ref
     th = thresholds_for(run.config or {})
-    return diagnose(read_run(store, run, th.window, now), th)
+    return with_rollback(diagnose(read_run(store, run, th.window, now), th), run.run_dir)

@@ -42,7 +42,7 @@ REMEDIES = {
 class Action:
     """What the doctor offers to do: a steering command (`steerable`) or advice for the next run."""
 
-    kind: str  # scale_lr | stop | checkpoint | config
+    kind: str  # scale_lr | stop | checkpoint | config | rollback (tuitrain.doctor.rollback)
     payload: dict[str, Any] = field(default_factory=dict)
     label: str = ""  # how it reads: "scale_lr 0.5"
     steerable: bool = True  # False: not a live command (e.g. max_grad_norm is fixed for a run)

@@ -1,20 +1,36 @@
 """Provides DoctorScreen: a run's open diagnoses with evidence, remedy and action; Enter applies
-the selected action through the normal steering path after a confirmation."""
+the selected action through the normal steering path after a confirmation, or for a rollback
+branches the run from the checkpoint before the spike (tuitrain.doctor.rollback) and opens the
+child's monitor."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.markup import escape
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.widgets.doctor import STYLE
+
+ROLLBACK = "rollback"
+
+
+@dataclass
+class RolledBack(Message):
+    """A rollback finished: the child run's id, or why it did not start."""
+
+    child_id: str | None
+    error: str | None = None
+    stopped: bool = False  # the parent got a stop command
 
 
 def option_text(d: Any, live: bool) -> str:
@@ -28,8 +44,21 @@ def option_text(d: Any, live: bool) -> str:
     ]
     if d.action is not None:
         how = "Enter: apply" if d.action.steerable and live else "advice"
+        if d.action.kind == ROLLBACK:
+            how = "Enter: branch from there"
         lines.append(f"  action:   [b]{escape(d.action.label)}[/b] [dim]({how})[/]")
     return "\n".join(lines)
+
+
+async def open_child(app: Any, child_id: str) -> None:
+    """The child's monitor in place of the doctor screen and the parent's monitor (that run
+    stops). Awaited pops: a screen id is reused, so the old monitor must be gone first."""
+    from tuitrain.tui.screens.monitor import MonitorScreen
+
+    await app.pop_screen()  # the doctor screen
+    if isinstance(app.screen, MonitorScreen) and len(app.screen_stack) > 2:
+        await app.pop_screen()
+    app.open_monitor(child_id)
 
 
 class DoctorScreen(Screen):
@@ -78,6 +107,9 @@ class DoctorScreen(Screen):
         if a is None:
             self.notify(f"{d.id}: no action to apply; see the remedy", timeout=4)
             return
+        if a.kind == ROLLBACK:
+            self.confirm_rollback(d)
+            return
         if not a.steerable:
             self.notify(f"{a.label}: change the config for the next run", timeout=5)
             return
@@ -90,6 +122,40 @@ class DoctorScreen(Screen):
             ConfirmDialog(question, yes="Apply"),
             lambda ok: ok and self._apply(a.kind, payload),
         )
+
+    def confirm_rollback(self, d: Any) -> None:
+        """Ask first: what the branch starts from, the LR change, and that the run stops."""
+        from tuitrain.doctor.rollback import preview
+
+        what = preview(self.run, d.action)
+        question = f"Roll back run {self.run.name} (doctor: {d.id}): {what}?"
+        self.app.push_screen(
+            ConfirmDialog(question, yes="Roll back"),
+            lambda ok: ok and self.rollback(d),
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="doctor-rollback")
+    def rollback(self, d: Any) -> None:
+        """The CLI's rollback (plan, branch, stop the parent), off the main thread."""
+        from tuitrain.doctor.rollback import apply_rollback, plan_rollback
+
+        try:
+            rb = plan_rollback(self.run, [d])
+            done = apply_rollback(rb, self.app.runs_dir, who="user")  # type: ignore[attr-defined]
+        except Exception as exc:  # refused, no config, launcher failed: say why, stay here
+            lines = getattr(exc, "lines", None)
+            self.post_message(RolledBack(None, "; ".join(lines) if lines else str(exc)))
+            return
+        self.post_message(RolledBack(done.child.id, stopped=done.stop_command is not None))
+
+    def on_rolled_back(self, msg: RolledBack) -> None:
+        """Open the child's monitor (in place of this screen), or show why it did not start."""
+        if msg.error or msg.child_id is None:
+            self.notify(f"rollback refused: {msg.error}", severity="error", timeout=8)
+            return
+        stop = f"; run {self.run.name} stops at its next step" if msg.stopped else ""
+        self.app.notify(f"rollback: child run {msg.child_id} started{stop}", timeout=6)
+        self.app.call_next(open_child, self.app, msg.child_id)
 
     def _apply(self, kind: str, payload: dict) -> None:
         assert self.send is not None
