@@ -78,3 +78,45 @@ def test_cli_parser_and_app_screens_stay_light():
 )
 def test_training_side_never_loads_textual(module):
     assert not loaded_after(f"import {module}") & set(TUI)
+
+
+# What bare `tuitrain` must not load before the runs list shows its rows (cold start, issue
+# 16): the config schema (pydantic), YAML, the charts (plotext) and sqlite-utils come on first
+# use of the screens and commands that need them.
+RUNS_LIST_LATER = (
+    "pydantic",
+    "pydantic_core",
+    "ruamel",
+    "plotext",
+    "textual_plotext",
+    "sqlite_utils",
+)
+
+OPEN_RUNS_LIST = r"""
+import sys
+import textual.app
+import tuitrain.cli
+
+def opened(pilot):
+    async def wait():
+        while not (t := pilot.app.screen.query("#runs-table")) or t.first().row_count < 1:
+            await pilot.pause(0.01)
+        pilot.app.exit()
+    return wait()
+
+real = textual.app.App.run
+textual.app.App.run = lambda self, **kw: real(self, headless=True, size=(80, 24), auto_pilot=opened)
+assert tuitrain.cli.main(["--runs-dir", sys.argv[1]]) == 0
+"""
+
+
+def test_runs_list_opens_without_the_config_schema_or_charts(tmp_path):
+    """Bare `tuitrain` (tuitrain.cli.main, no subcommand) up to the runs list's first rows."""
+    from tuitrain.store import Store
+
+    with Store(tmp_path) as s:
+        s.create_run({"run": {"name": "demo"}}, {"total_steps": 10}, name="demo")
+    code = OPEN_RUNS_LIST.replace("sys.argv[1]", repr(str(tmp_path)))
+    loaded = loaded_after(code)
+    assert "textual" in loaded and "tuitrain" in loaded  # the probe did open the app
+    assert not loaded & set(RUNS_LIST_LATER), sorted(loaded & set(RUNS_LIST_LATER))

@@ -102,9 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tuitrain` console script."""
-    from tuitrain.config.errors import ConfigError
-    from tuitrain.store.models import InvalidValue, StoreError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -112,15 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         handler = tui_cmds.cmd_home
     try:
         return int(handler(args) or 0)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    except InvalidValue as exc:  # a bad argument the store refused (e.g. a taken --name)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -128,3 +116,29 @@ def main(argv: list[str] | None = None) -> int:
         # and none from the interpreter flushing stdout at exit either).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        code = _user_error(exc)
+        if code is None:
+            raise
+        return code
+
+
+def _user_error(exc: Exception) -> int | None:
+    """Print a user mistake the way every command does and give its exit code; None for a bug.
+
+    The exception types are imported here, once raised: importing tuitrain.config.errors loads
+    the config package (pydantic schema, ~0.3 s), which bare `tuitrain` must not pay before the
+    runs list opens."""
+    from tuitrain.config.errors import ConfigError
+    from tuitrain.store.models import InvalidValue, StoreError
+
+    if isinstance(exc, ConfigError):
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    if isinstance(exc, InvalidValue):  # a bad argument the store refused (e.g. a taken --name)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    if isinstance(exc, StoreError):
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return None

@@ -3,9 +3,10 @@ prefix of a child row, and the parent's curve up to the fork step (drawn dimmer)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuitrain.tui.widgets.chart import Line
+if TYPE_CHECKING:  # chart.py loads plotext, which the runs list does not need
+    from tuitrain.tui.widgets.chart import Line
 
 # The parent's prefix of a child's curve: dimmer than any run colour.
 PREFIX_COLOR = "gray"
@@ -75,6 +76,8 @@ def parent_series(store, run, names, buckets: int) -> dict[str, list]:
 
 def prefix_line(pts: list | None, label: str = "") -> Line | None:
     """The parent's prefix as a dim chart line (last value per bucket)."""
+    from tuitrain.tui.widgets.chart import Line
+
     if not pts:
         return None
     return Line(label, tuple(p[0] for p in pts), tuple(p[3] for p in pts), PREFIX_COLOR)

@@ -4,14 +4,15 @@ header), spike markers for the charts, and the runs list's marker for runs with 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
-from tuitrain.tui.widgets.chart import Line
+if TYPE_CHECKING:  # chart.py loads plotext, which the runs list does not need
+    from tuitrain.tui.widgets.chart import Line
 
 # A live run is re-diagnosed this often (each diagnosis reads downsampled series: a few ms).
 LIVE_S = 5.0
@@ -97,6 +98,8 @@ class DoctorLine(Static):
 
 def spike_lines(diags: list[Any], metric: str) -> list[Line]:
     """Red dots at the steps where the doctor found a spike of `metric` (loss or grad_norm)."""
+    from tuitrain.tui.widgets.chart import Line
+
     ids = {"loss": "loss_spike", "grad_norm": "exploding_gradients"}
     out = []
     for d in diags:
