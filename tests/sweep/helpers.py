@@ -1,5 +1,7 @@
-"""Provides sweep test helpers: a tiny base config and a harness that starts the real
-`tuitrain` CLI with a time bound and kills every process group it (or its trials) started."""
+"""Provides sweep test helpers: a tiny base config, a harness that starts the real `tuitrain`
+CLI with a time bound and kills every process group it (or its trials) started, a real 1-trial
+sweep with checkpoints (promo_sweep), and a deterministic 4-trial sweep built without training
+(build_sweep) for the screens' pilot and snapshot tests."""
 
 from __future__ import annotations
 
@@ -123,6 +125,109 @@ class Cli:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+PROMO_SWEEP = """\
+name: promo
+base: base.yaml
+method: grid
+space:
+  optimizer.lr: [0.002]
+set: [training.max_steps=6, {save}]
+"""
+
+
+def promo_sweep(cli: Cli, save: str = "training.save_every=3"):
+    """Run a real 1-trial grid sweep (the `cli` fixture's tiny.yaml at 12 steps, each trial cut
+    to 6 by the sweep's set:, `save` added); its SweepRecord."""
+    from tuitrain.sweep.records import list_sweeps
+
+    cli.write("base.yaml", "extends: tiny.yaml\ntraining: {max_steps: 12}\n")
+    cli.write("s.yaml", PROMO_SWEEP.format(save=save))
+    rc, out = cli.run("sweep", "s.yaml", "--runs-dir", "runs")
+    assert rc == 0, out
+    (rec,) = list_sweeps(cli.runs_dir)
+    return rec
+
+
+# build_sweep's trials: (lr, num_layers, state, val_loss, run status, complete checkpoints).
+FIXTURE_TRIALS = [
+    (1e-3, 1, "complete", 3.5, "completed", (3, 6)),
+    (1e-2, 2, "complete", 2.25, "completed", (3, 6)),
+    (1e-6, 1, "pruned", 5.4, "pruned", ()),  # pruned at step 2, before its first save
+]
+FIXTURE_SETS = ["training.max_steps=6", "training.save_every=3"]
+PRUNE_REASON = "pruned by sweep demo at step 2: val_loss worse than the median of earlier trials"
+
+
+def build_sweep(runs_dir: Path, folder: Path | None = None):
+    """A finished 4-trial sweep: 2 complete, 1 pruned (with its run's status reason), 1 invalid
+    (never ran); no process is started. With `folder`, also what promote reads: the sweep file's
+    base (tiny.yaml at 12 steps) in folder, and each trial run's config.yaml and complete
+    checkpoint markers (steps 3 and 6 for the complete trials, none for the pruned one)."""
+    import os
+
+    from tuitrain.config import load_config, save_yaml, to_dict
+    from tuitrain.lineage import CKPT_DIR, DONE_MARK
+    from tuitrain.store import Store
+    from tuitrain.sweep import records
+    from tuitrain.sweep.records import SweepRecord, TrialRecord
+
+    spec = {
+        "name": "demo", "base": "base.yaml", "method": "tpe", "set": FIXTURE_SETS,
+        "space": {"optimizer.lr": {"type": "loguniform", "low": 1e-6, "high": 1e-1},
+                  "model.arch.num_layers": {"type": "int", "low": 1, "high": 3}},
+        "objective": {"metric": "val_loss", "mode": "min"}, "n_trials": 4,
+    }  # fmt: skip
+    rec = SweepRecord(
+        id=records.new_sweep_id("demo"), name="demo", method="tpe", metric="val_loss", direction="minimize",
+        n_trials=4, parallel=1, study_name="s", storage="sqlite://", pid=os.getpid(), status="completed",
+        spec=spec, spec_file=str(folder / "demo.yaml") if folder else None,
+        importance={"optimizer.lr": 0.9, "model.arch.num_layers": 0.1},
+    )  # fmt: skip
+    if folder is not None:
+        (folder / "tiny.yaml").write_text(TINY)
+        (folder / "base.yaml").write_text("extends: tiny.yaml\ntraining: {max_steps: 12}\n")
+    with Store(runs_dir) as s:
+        for n, (lr, layers, state, value, status, ckpts) in enumerate(FIXTURE_TRIALS):
+            params = {"optimizer.lr": lr, "model.arch.num_layers": layers}
+            if folder is None:
+                config, derived = {"optimizer": {"lr": lr}}, {"total_steps": 10}
+            else:
+                sets = [*FIXTURE_SETS, *(f"{k}={v}" for k, v in params.items())]
+                cfg = load_config(folder / "base.yaml", sets=sets)
+                config, derived = to_dict(cfg.config), cfg.derived.as_dict()
+            run = s.create_run(config, derived, name=f"demo-t{n:03d}", sweep_id=rec.id)
+            s.log_metrics(run.id, [(2, "val_loss", value, 0.0)])
+            s.set_status(run.id, status, PRUNE_REASON if status == "pruned" else None)
+            if folder is not None:
+                save_yaml(cfg.config, s.run_dir(run.id) / "config.yaml")
+                for step in ckpts:
+                    d = s.run_dir(run.id) / CKPT_DIR / f"step-{step}"
+                    d.mkdir(parents=True)
+                    (d / DONE_MARK).write_text(f'{{"step": {step}}}')
+            rec.trials.append(
+                TrialRecord(
+                    n,
+                    params,
+                    run_id=run.id,
+                    run_name=run.name,
+                    state=state,
+                    value=value,
+                    run_status=status,
+                    pruned_step=2 if state == "pruned" else None,
+                )
+            )
+    rec.trials.append(
+        TrialRecord(
+            3,
+            {"optimizer.lr": 1e-4, "model.arch.num_layers": 3},
+            state="failed",
+            error="model.arch.num_heads must divide hidden_size",
+        )
+    )
+    records.save(rec, runs_dir)
+    return rec
 
 
 def wait_for(pred, timeout: float, what: str, poll: float = 0.3):

@@ -8,34 +8,14 @@ from __future__ import annotations
 import pytest
 
 from tuitrain.store import Store
-from tuitrain.sweep.records import list_sweeps
 
-from .helpers import wait_for
+from .helpers import promo_sweep, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SWEEP = """\
-name: promo
-base: base.yaml
-method: grid
-space:
-  optimizer.lr: [0.002]
-set: [training.max_steps=6, {save}]
-"""
-
-
-def _sweep(cli, save: str) -> object:
-    # The base is 12 steps long; the sweep shortens each trial to 6.
-    cli.write("base.yaml", "extends: tiny.yaml\ntraining: {max_steps: 12}\n")
-    cli.write("s.yaml", SWEEP.format(save=save))
-    rc, out = cli.run("sweep", "s.yaml", "--runs-dir", "runs")
-    assert rc == 0, out
-    (rec,) = list_sweeps(cli.runs_dir)
-    return rec
-
 
 def test_promote_best_trial_branches_full_length_run(cli):
-    rec = _sweep(cli, "training.save_every=3")
+    rec = promo_sweep(cli)
     best = rec.best()
     rc, out = cli.run("sweep", "promote", rec.name, "--runs-dir", "runs", timeout=120)
     assert rc == 0, out
@@ -63,7 +43,7 @@ def test_promote_best_trial_branches_full_length_run(cli):
 def test_promote_trial_without_checkpoint_says_how_to_fix(cli):
     import shutil
 
-    rec = _sweep(cli, "training.save_every=3")
+    rec = promo_sweep(cli)
     # A trial that ended before its first save (killed, crashed) has no checkpoints folder.
     shutil.rmtree(cli.runs_dir / rec.trials[0].run_id / "checkpoints")
     rc, out = cli.run("sweep", "promote", rec.id, "--trial", "0", "--runs-dir", "runs", timeout=60)

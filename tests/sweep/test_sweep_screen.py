@@ -3,63 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pytest
 from textual.worker import WorkerCancelled
 
-from tuitrain.store import Store
-from tuitrain.sweep import records
-from tuitrain.sweep.records import SweepRecord, TrialRecord
 from tuitrain.tui.app import TuitrainApp
 
-
-def build(runs_dir: Path) -> SweepRecord:
-    """A finished 4-trial sweep: 2 complete, 1 pruned, 1 invalid (never ran)."""
-    rec = SweepRecord(
-        id=records.new_sweep_id("demo"), name="demo", method="tpe", metric="val_loss", direction="minimize",
-        n_trials=4, parallel=1, study_name="s", storage="sqlite://", pid=os.getpid(), status="completed",
-        spec={"space": {"optimizer.lr": {}, "model.arch.num_layers": {}}}, importance={"optimizer.lr": 0.9, "model.arch.num_layers": 0.1},
-    )  # fmt: skip
-    with Store(runs_dir) as s:
-        for n, (lr, layers, state, value, status) in enumerate(
-            [
-                (1e-3, 1, "complete", 3.5, "completed"),
-                (1e-2, 2, "complete", 2.25, "completed"),
-                (1e-6, 1, "pruned", 5.4, "pruned"),
-            ]
-        ):
-            run = s.create_run(
-                {"optimizer": {"lr": lr}},
-                {"total_steps": 10},
-                name=f"demo-t{n:03d}",
-                sweep_id=rec.id,
-            )
-            s.log_metrics(run.id, [(2, "val_loss", value, 0.0)])
-            s.set_status(run.id, status)
-            rec.trials.append(
-                TrialRecord(
-                    n,
-                    {"optimizer.lr": lr, "model.arch.num_layers": layers},
-                    run_id=run.id,
-                    run_name=run.name,
-                    state=state,
-                    value=value,
-                    run_status=status,
-                    pruned_step=2 if state == "pruned" else None,
-                )
-            )
-    rec.trials.append(
-        TrialRecord(
-            3,
-            {"optimizer.lr": 1e-4, "model.arch.num_layers": 3},
-            state="failed",
-            error="model.arch.num_heads must divide hidden_size",
-        )
-    )
-    records.save(rec, runs_dir)
-    return rec
+from .helpers import build_sweep as build
 
 
 async def settle(pilot) -> None:

@@ -1,11 +1,13 @@
 """Provides SweepsScreen (every sweep of the runs directory) and SweepScreen (one sweep: trials
-sorted by objective, best parameters, parameter importance; open a trial or compare the best)."""
+sorted by objective, best parameters, parameter importance; open a trial, compare the best, or
+promote one to a full-length run)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,9 +17,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tuitrain.tui import fmt
+from tuitrain.tui.messages import Launched
 
 POLL_S = 2.0
 COMPARE_BEST = 3
+# Run statuses whose reason the detail line shows (why the trial ended before its budget).
+ENDED_EARLY = ("pruned", "failed", "diverged", "crashed", "stopped", "early_stopped")
 STATE_STYLE = {
     "complete": "green",
     "pruned": "yellow",
@@ -49,6 +54,14 @@ class SweepLoaded(Message):
     def can_replace(self, message: Message) -> bool:
         """A newer poll supersedes an older one still queued."""
         return isinstance(message, SweepLoaded)
+
+
+@dataclass
+class PromotePlanned(Message):
+    """P's check finished: the Promotion to confirm, or why the trial cannot be promoted."""
+
+    promotion: Any  # tuitrain.sweep.promote.Promotion, or None
+    error: str | None = None
 
 
 def _value(v: Any) -> str:
@@ -127,13 +140,20 @@ class SweepsScreen(Screen):
 
 
 class SweepScreen(Screen):
-    """One sweep, live: trials ranked by objective; open a trial's monitor or compare the best."""
+    """One sweep, live: trials ranked by objective; open a trial's monitor, compare the best, or
+    promote a trial (P) to a full-length run branched from its last checkpoint."""
+
+    # A screen of its own rules (as the branch editor's): the detail line under the table.
+    DEFAULT_CSS = """
+    #sweep-detail { height: auto; max-height: 2; padding: 0 1; background: $boost; }
+    """
 
     BINDINGS = [
         Binding("enter", "open", "Open trial", show=True),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare marked"),
         Binding("b", "compare_best", f"Compare best {COMPARE_BEST}"),
+        Binding("P", "promote", "Promote"),
         Binding("escape", "app.back", "Back"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
@@ -144,10 +164,12 @@ class SweepScreen(Screen):
         self.sweep: Any = None
         self.rows: list[Any] = []  # TrialRecords in table order
         self.marked: list[str] = []  # run ids
+        self.runs: dict[str, Any] = {}  # run id -> RunInfo of the last poll
 
     def compose(self) -> ComposeResult:
         yield Static("loading sweep…", id="sweep-head")
         yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="sweep-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -232,6 +254,33 @@ class SweepScreen(Screen):
             )
         if self.rows:
             table.move_cursor(row=min(max(row, 0), len(self.rows) - 1))
+        self.runs = runs
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#sweep-table")
+    def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """The line under the table: the selected trial's run and, when it was pruned or failed,
+        the run's status reason from the store (the sweep's pruner, the doctor, the crash)."""
+        t = self.current()
+        box = self.query_one("#sweep-detail", Static)
+        if t is None:
+            box.update("")
+            return
+        run = self.runs.get(t.run_id) if t.run_id else None
+        if run is None:
+            why = t.error or ("no run yet" if t.run_id is None else "run not in the store")
+            box.update(f"trial {t.number}: [b]{escape(t.state)}[/b] · {escape(why)}")
+            return
+        text = f"trial {t.number} · run {escape(run.name)} · {fmt.status(run.status)}"
+        if t.state in ("pruned", "failed") or run.status in ENDED_EARLY:
+            reason = " ".join((run.exit_reason or t.error or "no reason recorded").split())
+            text += f": {escape(reason)}"
+        else:
+            text += " · enter opens its monitor, P promotes it to a full-length run"
+        box.update(text)
 
     def current(self) -> Any:
         """The trial under the cursor, or None."""
@@ -283,3 +332,68 @@ class SweepScreen(Screen):
             self.notify("fewer than 2 trials have a value yet", severity="warning")
             return
         self.app.open_compare(best)  # type: ignore[attr-defined]
+
+    def action_promote(self) -> None:
+        """Check the trial under the cursor for promotion (in a worker), then ask to confirm."""
+        t = self.current()
+        if t is None or self.sweep is None:
+            return
+        self.plan_promotion(self.sweep.id, t.number)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="promote")
+    def plan_promotion(self, sweep_id: str, number: int) -> None:
+        """tuitrain.sweep.promote's checks (record, run, checkpoint, full config), off the main thread."""
+        from tuitrain.sweep.promote import plan_promote
+
+        try:
+            p = plan_promote(self.app.runs_dir, sweep_id, number)  # type: ignore[attr-defined]
+        except Exception as exc:  # every refusal, as text: the screen stays usable
+            self.post_message(PromotePlanned(None, _refusal(exc)))
+            return
+        self.post_message(PromotePlanned(p))
+
+    def on_promote_planned(self, msg: PromotePlanned) -> None:
+        from tuitrain.tui.dialogs.promote import PromoteDialog
+
+        if msg.error:
+            self.notify(msg.error, title="cannot promote", severity="error", timeout=12)
+            return
+        p = msg.promotion
+        self.app.push_screen(PromoteDialog(p), lambda ok: ok and self._launch(p))
+
+    def _launch(self, p: Any) -> None:
+        self.notify(f"promoting trial {p.trial.number} as {p.name}…", timeout=3)
+        self.launch_promotion(p)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="promote")
+    def launch_promotion(self, p: Any) -> None:
+        """Start the promoted run (tuitrain.sweep.promote, as the CLI), off the main thread."""
+        from tuitrain.sweep.promote import launch_promotion
+
+        try:
+            info = launch_promotion(p, self.app.runs_dir)  # type: ignore[attr-defined]
+        except Exception as exc:  # a taken name, a launcher that failed: say so, keep the view
+            self.post_message(Launched(None, _refusal(exc)))
+            return
+        self.post_message(Launched(info.id))
+
+    def on_launched(self, msg: Launched) -> None:
+        if msg.error:
+            self.notify(msg.error, title="promote failed", severity="error", timeout=12)
+            return
+        self.app.open_monitor(msg.run_id)  # type: ignore[attr-defined]
+
+
+def _refusal(exc: Exception) -> str:
+    """An exception from planning or launching a promotion as the CLI words it."""
+    from tuitrain.branching import BranchRefused
+    from tuitrain.config import ConfigError
+    from tuitrain.lineage import BranchError
+    from tuitrain.store import InvalidValue, RunNotFound
+    from tuitrain.sweep.records import SweepNotFound
+
+    if isinstance(exc, BranchRefused):
+        return "\n".join([*exc.lines, *([f"fix: {exc.fix}"] if exc.fix else [])])
+    if isinstance(exc, BranchError | ConfigError | SweepNotFound | RunNotFound | InvalidValue):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

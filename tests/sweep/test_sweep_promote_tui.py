@@ -1,0 +1,173 @@
+"""P in the sweep view (issue 12, "From sweeps"): a real trial with checkpoints is promoted from
+the TUI (confirm dialog, a child run with parent = the trial's run and fork_step = its last
+checkpoint, the child's monitor opens); refusals (no checkpoint, never ran, still running) are
+notices and start nothing; the detail line shows a pruned trial's reason; dialog snapshots at
+80x24 and 120x40 from a fixture sweep built without training."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import settle
+from tuitrain.store import Store
+from tuitrain.tui.app import TuitrainApp
+from tuitrain.tui.dialogs.promote import PromoteDialog
+from tuitrain.tui.screens.sweep import SweepScreen
+
+from .helpers import PRUNE_REASON, build_sweep, promo_sweep
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+DEADLINE_S = 60.0
+
+
+async def _until(pilot, cond, what: str, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def _open_sweep(pilot, sweep_id: str) -> SweepScreen:
+    """Push the sweep view and wait for its first load (trials in the table)."""
+    screen = SweepScreen(sweep_id)
+    pilot.app.push_screen(screen)
+    await _until(pilot, lambda: pilot.app.screen is screen and bool(screen.rows), "the trials")
+    await settle(pilot, rounds=1, wait=0.1)
+    return screen
+
+
+async def _cursor_to_trial(pilot, screen: SweepScreen, number: int) -> None:
+    row = [t.number for t in screen.rows].index(number)
+    screen.query_one("#sweep-table").move_cursor(row=row)
+    await pilot.pause()
+
+
+def _messages(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def _dialog(pilot) -> PromoteDialog:
+    """Wait for P's confirm dialog; a refusal notice instead fails with its text."""
+    app = pilot.app
+    await _until(
+        pilot,
+        lambda: (
+            isinstance(app.screen, PromoteDialog)
+            or any(n.title == "cannot promote" for n in app._notifications)
+        ),
+        "the promote dialog",
+    )
+    assert isinstance(app.screen, PromoteDialog), _messages(app)
+    return app.screen
+
+
+def _run_count(runs_dir: Path) -> int:
+    with Store(runs_dir) as s:
+        return len(s.list_runs())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_P_promotes_trial_and_opens_the_new_runs_monitor(cli):
+    """A real 6-step trial (checkpoints at 3 and 6, base length 12): P, the dialog says step 6
+    and 12 steps, enter launches; the child's parent is the trial's run, fork_step 6, and the
+    child's monitor is the current screen."""
+    rec = promo_sweep(cli)
+    (trial,) = rec.trials
+
+    async def go() -> str:
+        app = TuitrainApp(runs_dir=cli.runs_dir)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, rounds=1)
+            screen = await _open_sweep(pilot, rec.id)
+            await pilot.press("P")
+            text = str((await _dialog(pilot)).query_one("#promote-text").render())
+            assert "from step  6 (its last complete checkpoint)" in text, text
+            assert "max_steps  12 steps (the trial ran 6)" in text, text
+            assert f"new run    {trial.run_name}-full" in text, text
+            await pilot.press("enter")
+            await _until(
+                pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "the child's monitor"
+            )
+            assert app.screen_stack[-2] is screen  # escape goes back to the sweep view
+            return app.screen.run_ref
+
+    ref = asyncio.run(go())
+    with Store(cli.runs_dir) as s:
+        child = s.get_run(ref)
+    assert child.parent == trial.run_id and child.fork_step == 6
+    assert child.name == f"{trial.run_name}-full" and child.sweep_id is None
+    assert child.config["training"]["max_steps"] == 12
+    assert child.config["optimizer"]["lr"] == trial.params["optimizer.lr"]
+
+
+@pytest.mark.timeout(120)
+def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
+    """Fixture sweep (no training): the pruned trial has no checkpoint, the invalid one never
+    ran, a running one is still running: each is a notice naming why, no dialog, no run; the
+    best trial's dialog cancelled with escape starts nothing either."""
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs")
+    rec = build_sweep(runs, tmp_path)
+    by_number = {t.number: t for t in rec.trials}
+
+    async def go() -> None:
+        app = TuitrainApp(runs_dir=runs)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot, rounds=1)
+            screen = await _open_sweep(pilot, rec.id)
+            detail = screen.query_one("#sweep-detail")
+            for number, says in (
+                (2, "has no complete checkpoint to continue from"),
+                (3, "trial 3 never ran (model.arch.num_heads must divide hidden_size)"),
+            ):
+                await _cursor_to_trial(pilot, screen, number)
+                await pilot.press("P")
+                await _until(pilot, lambda s=says: any(s in m for m in _messages(app)), says)
+                assert app.screen is screen
+            await _cursor_to_trial(pilot, screen, 2)
+            assert PRUNE_REASON in str(detail.render())  # the run's status reason
+            await _cursor_to_trial(pilot, screen, 1)
+            assert "P promotes it" in str(detail.render())
+            await pilot.press("P")
+            await _dialog(pilot)
+            await pilot.press("escape")
+            await _until(pilot, lambda: app.screen is screen, "the sweep view again")
+            # trial 0's run is running again (a live process: this one)
+            with Store(runs) as s:
+                s.mark_started(by_number[0].run_id, os.getpid())
+            await settle(pilot, rounds=1, wait=0.1)
+            await _cursor_to_trial(pilot, screen, 0)
+            await pilot.press("P")
+            says = "trial 0 (run demo-t000) is still running"
+            await _until(pilot, lambda: any(says in m for m in _messages(app)), says)
+            assert app.screen is screen
+
+    asyncio.run(go())
+    assert _run_count(runs) == 3  # the three trial runs, nothing started
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_promote_dialog(snap_compare, tmp_path, monkeypatch, size):
+    """The confirm dialog over the sweep view for the best trial (1): its run, step 6, 12 steps
+    (the trial ran 6), its params, the new run's name."""
+    monkeypatch.chdir(tmp_path)
+    rec = build_sweep(Path("runs"), tmp_path)
+    app = TuitrainApp(runs_dir=Path("runs"))
+
+    async def run_before(pilot) -> None:
+        await settle(pilot, rounds=1)
+        screen = await _open_sweep(pilot, rec.id)
+        await _cursor_to_trial(pilot, screen, 1)
+        await pilot.press("P")
+        await _dialog(pilot)
+        await settle(pilot, rounds=1)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert app.return_code == 0
