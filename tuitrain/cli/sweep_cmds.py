@@ -323,8 +323,12 @@ def show_sweep(runs_dir: Path, ref: str, fmt: str = "table") -> int:
         print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in r.importance.items()))
     names = list(r.spec.get("space", {}))
     rows = [("#", "STATE", r.metric.upper(), "RUN", *(n.rsplit(".", 1)[-1] for n in names), "NOTE")]
+    reasons = []
     for t in r.ranked():
         note = t.error or (f"pruned at step {t.pruned_step}" if t.state == "pruned" else "")
+        if t.state == "pruned" and t.prune_reason:
+            note = t.prune_reason.split(":", 1)[0]  # 'pruned by doctor at step 25'
+            reasons.append(f"trial {t.number}: {t.prune_reason}")
         rows.append(
             (
                 t.number,
@@ -337,4 +341,7 @@ def show_sweep(runs_dir: Path, ref: str, fmt: str = "table") -> int:
         )
     print()
     _table(rows)
+    if reasons:
+        print()
+        print("\n".join(reasons))
     return 0

@@ -42,6 +42,7 @@ class TrialRecord:
     run_status: str | None = None
     error: str | None = None
     pruned_step: int | None = None
+    prune_reason: str | None = None  # why it was pruned (median, or the doctor's evidence)
     started: float = field(default_factory=time.time)
     ended: float | None = None
 

@@ -1,5 +1,6 @@
 """Provides SweepRunner: asks Optuna for trials, launches each as an ordinary run (one per slot),
-reports its live objective metric for median pruning, and survives failed trials and Ctrl-C."""
+reports its live objective metric for median pruning, optionally prunes trials the doctor finds
+diverging (pruning.doctor), and survives failed trials and Ctrl-C."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class Active:
     stop_sent: float | None = None  # when we asked it to stop (pruned, or sweep interrupted)
     killed: bool = False
     stop_cmd: int | None = None  # id of our stop command, to tell "stopped by us" from "finished"
+    doctor_step: int | None = None  # the run's step at the doctor's last look (pruning.doctor)
+    doctor_failed: bool = False  # a diagnosis raised: no more doctor checks for this trial
+    prune_reason: str | None = None
 
 
 class SweepRunner:
@@ -220,6 +224,10 @@ class SweepRunner:
                 a.trial.report(p.value, p.step)
                 if a.trial.should_prune():
                     a.rec.pruned_step = p.step
+                    a.prune_reason = (
+                        f"pruned by sweep {self.rec.id} at step {p.step}: {self.rec.metric} "
+                        "worse than the median of earlier trials"
+                    )
                     self.say(
                         f"trial {a.rec.number}: pruning at step {p.step} ({self.rec.metric}={p.value:.4g} is worse than the median)"
                     )
@@ -230,6 +238,8 @@ class SweepRunner:
         if run.status not in ("queued", "running"):
             self._finish(a, run)
             return
+        if self.spec.pruning.doctor and a.stop_sent is None and not self.stopping:
+            self._doctor(a, run)
         if self.stopping and a.stop_sent is None:
             self._stop_run(a, hard=self.hard)
         elif a.stop_sent is not None and not a.killed:
@@ -238,6 +248,29 @@ class SweepRunner:
             )
             if self.hard or time.time() - a.stop_sent > grace:
                 self._stop_run(a, hard=True)
+
+    def _doctor(self, a: Active, run: Any) -> None:
+        """pruning.doctor: diagnose the running trial once per new step; stop it (as pruned) on
+        a critical divergence. The doctor must never end the sweep: an error turns it off for
+        this trial, once said."""
+        from tuitrain.doctor.prune import check_run, prune_reason
+
+        step = run.last_step
+        if step is None or step == a.doctor_step or a.doctor_failed:
+            return
+        a.doctor_step = step
+        try:
+            d = check_run(self.store, run)
+        except Exception as exc:  # noqa: BLE001
+            a.doctor_failed = True
+            self.say(f"trial {a.rec.number}: doctor check failed ({type(exc).__name__}: {exc})")
+            return
+        if d is None:
+            return
+        a.rec.pruned_step = step
+        a.prune_reason = prune_reason(d, step)
+        self.say(f"trial {a.rec.number}: {a.prune_reason}")
+        self._stop_run(a)
 
     def _stop_run(self, a: Active, hard: bool = False) -> None:
         from tuitrain.launch import stop
@@ -261,9 +294,9 @@ class SweepRunner:
         rec.run_status, rec.ended = run.status, time.time()
         ours = self._stopped_by_us(a, run)
         if ours and rec.pruned_step is not None:
-            reason = f"pruned by sweep {self.rec.id} at step {rec.pruned_step}: {self.rec.metric} worse than the median of earlier trials"
+            reason = a.prune_reason or f"pruned by sweep {self.rec.id} at step {rec.pruned_step}"
             self.store.set_status(run.id, "pruned", reason=reason)
-            rec.run_status, rec.state = "pruned", "pruned"
+            rec.run_status, rec.state, rec.prune_reason = "pruned", "pruned", reason
             rec.value = a.values[-1][1] if a.values else None
             self.study.tell(a.trial, state=TS.PRUNED)
             self.say(f"trial {rec.number}: pruned (run {run.id})")

@@ -117,7 +117,8 @@ class Objective(_Strict):
 
 
 class Pruning(_Strict):
-    """Median pruning from a trial's live objective metric (Optuna's MedianPruner)."""
+    """Median pruning from a trial's live objective metric (Optuna's MedianPruner), and the
+    opt-in doctor pruning of diverging trials."""
 
     enabled: bool | None = Field(
         None,
@@ -132,6 +133,13 @@ class Pruning(_Strict):
         60.0,
         gt=0,
         description="Seconds a pruned trial gets to stop gracefully before it is killed.",
+    )
+    doctor: bool = Field(
+        False,
+        description="Also stop a trial the doctor finds critically diverging (critical "
+        "exploding_gradients, an unrecovered loss_spike, a NaN/inf loss), checked on each poll of "
+        "a running trial; independent of `enabled` (median pruning). Its run ends `pruned`, with "
+        "the evidence as the reason.",
     )
 
 
