@@ -111,7 +111,8 @@ def test_P_promotes_trial_and_opens_the_new_runs_monitor(cli):
 def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
     """Fixture sweep (no training): the pruned trial has no checkpoint, the invalid one never
     ran, a running one is still running: each is a notice naming why, no dialog, no run; the
-    best trial's dialog cancelled with escape starts nothing either."""
+    best trial's dialog cancelled with escape starts nothing, nor does one confirmed when the new
+    run's name is taken (the launch's error is the notice)."""
     monkeypatch.chdir(tmp_path)
     runs = Path("runs")
     rec = build_sweep(runs, tmp_path)
@@ -139,6 +140,23 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             await _dialog(pilot)
             await pilot.press("escape")
             await _until(pilot, lambda: app.screen is screen, "the sweep view again")
+            assert _run_count(runs) == 3
+            # confirmed, but the new run's name is taken: the launch's refusal, nothing started
+            with Store(runs) as s:
+                s.create_run({}, {}, name="demo-t001-full")
+            await pilot.press("P")
+            await _dialog(pilot)
+            await pilot.press("y")
+            says = "demo-t001-full"
+            await _until(
+                pilot,
+                lambda: any(
+                    n.title == "promote failed" and says in str(n.message)
+                    for n in app._notifications
+                ),
+                "the launch's refusal",
+            )
+            assert app.screen is screen
             # trial 0's run is running again (a live process: this one)
             with Store(runs) as s:
                 s.mark_started(by_number[0].run_id, os.getpid())
@@ -150,7 +168,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             assert app.screen is screen
 
     asyncio.run(go())
-    assert _run_count(runs) == 3  # the three trial runs, nothing started
+    assert _run_count(runs) == 4  # the three trial runs and the name holder, nothing started
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -171,3 +189,54 @@ def test_snapshot_promote_dialog(snap_compare, tmp_path, monkeypatch, size):
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
+
+
+PROBE = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from tests.sweep.helpers import build_sweep
+from tuitrain.tui.app import TuitrainApp
+from tuitrain.tui.dialogs.promote import PromoteDialog
+from tuitrain.tui.screens.sweep import SweepScreen
+
+rec = build_sweep(Path("runs"), Path.cwd())
+
+async def tour(pilot):
+    app = pilot.app
+    await pilot.pause(0.3)
+    screen = SweepScreen(rec.id)
+    app.push_screen(screen)
+    while not screen.rows:
+        await pilot.pause(0.05)
+    await pilot.press("P")
+    while not isinstance(app.screen, PromoteDialog):
+        await pilot.pause(0.05)
+    app.exit(type(app.screen).__name__)
+
+shown = TuitrainApp(runs_dir="runs").run(headless=True, size=(80, 24), auto_pilot=tour)
+print(json.dumps({{"shown": shown, "modules": sorted({{m.split(".")[0] for m in sys.modules}})}}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_promote_check_in_the_tui_loads_no_ml_stack(tmp_path):
+    """P's check (sweep record, trial run, checkpoint, full config) and the dialog run in the TUI
+    process without importing torch / transformers / accelerate / peft."""
+    import json
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["shown"] == "PromoteDialog"
+    assert "textual" in got["modules"]
+    assert not {"torch", "transformers", "accelerate", "peft"} & set(got["modules"])

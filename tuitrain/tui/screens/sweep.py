@@ -356,13 +356,16 @@ class SweepScreen(Screen):
         from tuitrain.tui.dialogs.promote import PromoteDialog
 
         if msg.error:
-            self.notify(msg.error, title="cannot promote", severity="error", timeout=12)
+            # Plain text: messages quote config values and commands (brackets are not markup).
+            self.notify(
+                msg.error, title="cannot promote", severity="error", timeout=12, markup=False
+            )
             return
         p = msg.promotion
         self.app.push_screen(PromoteDialog(p), lambda ok: ok and self._launch(p))
 
     def _launch(self, p: Any) -> None:
-        self.notify(f"promoting trial {p.trial.number} as {p.name}…", timeout=3)
+        self.notify(f"promoting trial {p.trial.number} as {p.name}…", timeout=3, markup=False)
         self.launch_promotion(p)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="promote")
@@ -379,7 +382,9 @@ class SweepScreen(Screen):
 
     def on_launched(self, msg: Launched) -> None:
         if msg.error:
-            self.notify(msg.error, title="promote failed", severity="error", timeout=12)
+            self.notify(
+                msg.error, title="promote failed", severity="error", timeout=12, markup=False
+            )
             return
         self.app.open_monitor(msg.run_id)  # type: ignore[attr-defined]
 
