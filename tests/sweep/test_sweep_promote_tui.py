@@ -171,6 +171,23 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
     assert _run_count(runs) == 4  # the three trial runs and the name holder, nothing started
 
 
+def test_plan_promote_refuses_a_diverged_trial_with_its_reason(tmp_path):
+    """A trial whose run diverged is not continued at full length: PromoteError with the run's
+    status reason (last line); the best trial's plan forks at its newest checkpoint."""
+    from tuitrain.sweep.promote import PromoteError, plan_promote
+
+    runs = tmp_path / "runs"
+    rec = build_sweep(runs, tmp_path)
+    t0 = rec.trials[0]
+    with Store(runs) as s:
+        s.set_status(t0.run_id, "diverged", "step 4: loss nan\nloss is nan at step 4; lower the LR")
+    with pytest.raises(PromoteError) as err:
+        plan_promote(runs, rec.id, 0)
+    assert str(err.value).startswith("trial 0 (run demo-t000) diverged: loss is nan at step 4;")
+    p = plan_promote(runs, rec.name)  # no --trial: the best (trial 1)
+    assert (p.trial.number, p.fork_step, p.max_steps, p.name) == (1, 6, 12, "demo-t001-full")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_snapshot_promote_dialog(snap_compare, tmp_path, monkeypatch, size):
     """The confirm dialog over the sweep view for the best trial (1): its run, step 6, 12 steps
