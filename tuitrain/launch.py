@@ -39,11 +39,13 @@ __all__ = [
     "build_env",
     "group_alive",
     "launch",
+    "launch_lane",
     "node_command",
     "process_group",
     "resume",
     "sbatch_script",
     "spawn",
+    "spawn_command",
     "start_worker",
     "stop",
 ]
@@ -63,8 +65,11 @@ def gpus_visible() -> bool:
     return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
 
 
-def build_command(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> list[str]:
-    """The `accelerate launch ... -m tuitrain.train RUN_DIR` argv for this config."""
+def build_command(
+    cfg: TrainConfig, run_dir: str | Path, resume: bool = False, module: str = "tuitrain.train"
+) -> list[str]:
+    """The `accelerate launch ... -m tuitrain.train RUN_DIR` argv for this config (`module`
+    tuitrain.train.lanes with a lane queue file for RUN_DIR: several runs in one process)."""
     lc = cfg.launch
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if lc.accelerate_config:
@@ -89,7 +94,7 @@ def build_command(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -
         cmd += ["--gpu_ids", lc.gpu_ids]
     if _on_cpu(cfg) and not multi:
         cmd.append("--cpu")
-    cmd += ["-m", "tuitrain.train", str(Path(run_dir).resolve())]
+    cmd += ["-m", module, str(Path(run_dir).resolve())]
     if resume:
         cmd.append("--resume")
     return cmd
@@ -143,8 +148,24 @@ def spawn(
 ) -> subprocess.Popen:
     """Start training detached in its own session (SIGHUP-proof), appending to RUN_DIR/train.log."""
     cmd = build_command(cfg, run_dir, resume)
+    return spawn_command(
+        cmd, cfg, run_dir / LOG_FILE, run_dir / LAUNCH_FILE, resume, extra_env, cwd
+    )
+
+
+def spawn_command(
+    cmd: list[str],
+    cfg: TrainConfig,
+    log_path: Path,
+    info_path: Path,
+    resume: bool = False,
+    extra_env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> subprocess.Popen:
+    """Start `cmd` detached in its own session, output appended to `log_path`, its launch record
+    (pid, pgid, start time, host, command) written to `info_path`."""
     cwd = cwd or os.getcwd()
-    with open(run_dir / LOG_FILE, "ab") as log:
+    with open(log_path, "ab") as log:
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
@@ -168,8 +189,8 @@ def spawn(
         "resume": resume,
         "time": time.time(),
     }
-    (run_dir / LAUNCH_FILE).write_text(json.dumps(info, indent=1))
-    _reap(proc, run_dir / LOG_FILE)
+    info_path.write_text(json.dumps(info, indent=1))
+    _reap(proc, log_path)
     return proc
 
 
@@ -191,23 +212,9 @@ def launch(
 
     cfg = resolved.config
     with Store(runs_dir) as store:
-        run = store.create_run(
-            to_dict(cfg),
-            resolved.derived.as_dict(),
-            name=name or cfg.run.name or (Path(resolved.source).stem if resolved.source else None),
-            sweep_id=sweep_id,
-            status="queued",
-            exact_name=exact_name,
-            parent=parent,
-            fork_step=fork_step,
+        run, run_dir = _register(
+            store, resolved, name, sweep_id, exact_name, parent, fork_step, files
         )
-        run_dir = store.run_dir(run.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(
-            cfg, run_dir / "config.yaml", header=f"run {run.id}: the config this run trains with"
-        )
-        for fname, text in (files or {}).items():  # e.g. branch.json, read by the trainer at start
-            (run_dir / fname).write_text(text)
         try:
             proc = spawn(cfg, run_dir, extra_env=extra_env)
         except OSError as exc:
@@ -215,6 +222,49 @@ def launch(
             raise LaunchError(f"could not start training for run {run.id}: {exc}") from exc
         store.mark_launched(run.id, proc.pid, _launch_start(run_dir, proc.pid))
         return store.get_run(run.id)
+
+
+def launch_lane(
+    resolved: Resolved,
+    runs_dir: str | Path,
+    driver: dict,
+    name: str | None = None,
+    parent: str | None = None,
+    fork_step: int | None = None,
+    files: dict[str, str] | None = None,
+):
+    """Create a run that an already started lane driver (tuitrain.train.lanes, `driver`: its
+    launch record) will train in its own process after the runs queued before it; the run is
+    queued with the driver's pid until then. Returns (RunInfo, run_dir); the caller appends
+    run_dir to the driver's queue."""
+    from tuitrain.store import Store
+
+    with Store(runs_dir) as store:
+        run, run_dir = _register(store, resolved, name, None, False, parent, fork_step, files)
+        (run_dir / LAUNCH_FILE).write_text(json.dumps(driver, indent=1))
+        store.mark_launched(run.id, driver["pid"], driver.get("start"))
+        return store.get_run(run.id), run_dir
+
+
+def _register(store, resolved, name, sweep_id, exact_name, parent, fork_step, files):
+    """The queued run record and its directory: config.yaml and any extra files."""
+    cfg = resolved.config
+    run = store.create_run(
+        to_dict(cfg),
+        resolved.derived.as_dict(),
+        name=name or cfg.run.name or (Path(resolved.source).stem if resolved.source else None),
+        sweep_id=sweep_id,
+        status="queued",
+        exact_name=exact_name,
+        parent=parent,
+        fork_step=fork_step,
+    )
+    run_dir = store.run_dir(run.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml", header=f"run {run.id}: the config this run trains with")
+    for fname, text in (files or {}).items():  # e.g. branch.json, read by the trainer at start
+        (run_dir / fname).write_text(text)
+    return run, run_dir
 
 
 def _launch_start(run_dir: Path, pid: int) -> int | None:
@@ -258,6 +308,12 @@ def stop(
     target = signal_target(run, after_end=after_end)
     if not target.pgids:
         return "not running"
+    if run.status == "queued" and launch_info(run.run_dir).get("lanes"):
+        # Waiting in a lane driver that trains another run now: the driver skips a run that is
+        # no longer queued, and a signal would stop the run it is training instead.
+        with Store(runs_dir or Path(run.run_dir).parent) as store:
+            store.set_status(run.id, "stopped", "stopped before training started")
+        return "stopped"
     if run.status == "queued":
         # Stopped before its trainer marked it running: a launcher that exits on our SIGTERM must
         # read as stopped, not as "died before training started". A trainer that has already

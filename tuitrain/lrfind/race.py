@@ -11,6 +11,7 @@ from typing import Any
 
 from tuitrain.config import load_config
 from tuitrain.config.loader import Resolved
+from tuitrain.lrfind import lanes
 
 RACE_TAG = "race:"
 FACTOR_TAG = "race-factor:"
@@ -74,31 +75,35 @@ def branch_config(start: Start, factor: float, steps: int, race_id: str) -> Reso
     return resolve(parse(data), source=start.base.source)
 
 
-def launch_branch(start: Start, factor: float, steps: int, race_id: str, runs_dir, extra_env=None):
-    """Start one branch; a run start goes through the branching machinery (branch.json)."""
-    from tuitrain.launch import launch
+def launch_branch(
+    start: Start, factor: float, steps: int, race_id: str, runs_dir, extra_env=None, driver=None
+):
+    """Start one branch; a run start goes through the branching machinery (branch.json). With a
+    `driver` (tuitrain.lrfind.lanes.LaneDriver) the branch is queued in that slot's one training
+    process instead of getting a process of its own."""
+    from tuitrain.launch import launch, launch_lane
 
     resolved = branch_config(start, factor, steps, race_id)
-    name = f"{start.label}-race-x{factor:g}"
-    if start.parent is None:
-        return launch(resolved, runs_dir, name=name, extra_env=extra_env)
-    from tuitrain.lineage import BRANCH_FILE, BranchPlan
+    kw: dict[str, Any] = {"name": f"{start.label}-race-x{factor:g}"}
+    if start.parent is not None:
+        from tuitrain.lineage import BRANCH_FILE, BranchPlan
 
-    plan = BranchPlan(
-        start.parent.id,
-        str(Path(start.parent.run_dir).resolve()),
-        str(start.checkpoint.resolve()),
-        start.fork_step,
-    )
-    return launch(
-        resolved,
-        runs_dir,
-        name=name,
-        extra_env=extra_env,
-        parent=start.parent.id,
-        fork_step=start.fork_step,
-        files={BRANCH_FILE: plan.to_json()},
-    )
+        plan = BranchPlan(
+            start.parent.id,
+            str(Path(start.parent.run_dir).resolve()),
+            str(start.checkpoint.resolve()),
+            start.fork_step,
+        )
+        kw.update(
+            parent=start.parent.id,
+            fork_step=start.fork_step,
+            files={BRANCH_FILE: plan.to_json()},
+        )
+    if driver is not None:
+        return driver.add(
+            resolved, runs_dir, lambda info: launch_lane(resolved, runs_dir, info, **kw)
+        )
+    return launch(resolved, runs_dir, extra_env=extra_env, **kw)
 
 
 def new_race_id() -> str:
@@ -342,9 +347,10 @@ def run_race(
     write_record(runs_dir, rec)
     raced = list(factors)
     stopped = False
+    drivers: dict[int, Any] | None = {} if lanes.one_process(start.base.config) else None
     try:
         stopped = _run_lanes(
-            start, raced, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+            start, raced, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers
         )
         verdict = _judge_race(runs_dir, race_id)
         if on_round is not None:
@@ -357,7 +363,7 @@ def run_race(
             raced.append(f)
             rec["factors"] = sorted(raced)
             stopped = _run_lanes(
-                start, [f], steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+                start, [f], steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers
             )
             verdict = _judge_race(runs_dir, race_id)
             if on_round is not None:
@@ -366,6 +372,11 @@ def run_race(
         rec.update(status="interrupted", ended=time.time())
         write_record(runs_dir, rec)
         raise
+    finally:
+        for d in (drivers or {}).values():
+            d.close()  # each slot's process exits after its queued branches
+    if drivers:
+        rec["processes"] = sum(d.started for d in drivers.values())
     finish_record(runs_dir, rec, verdict, start, "stopped" if stopped else "done")
     return race_id, verdict
 
@@ -387,9 +398,11 @@ def finish_record(runs_dir, rec: dict, verdict: Verdict, start: Start, status: s
 
 
 def _run_lanes(
-    start, factors, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch
+    start, factors, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers=None
 ) -> bool:
-    """Run `factors` as branches, `parallel` at a time; True when should_stop() ended them early."""
+    """Run `factors` as branches, `parallel` at a time; True when should_stop() ended them early.
+    `drivers` (slot index -> LaneDriver, kept across rounds): each slot trains its branches in
+    one process (None: a process per branch)."""
     from tuitrain.store import CommandRefused, Store
     from tuitrain.sweep.slots import make_slots, visible_gpus
 
@@ -399,6 +412,10 @@ def _run_lanes(
         while queue or busy:
             if should_stop is not None and should_stop():
                 for rid in busy.values():
+                    if store.get_run(rid).status == "queued" and drivers is not None:
+                        # Waiting for its slot's process: it must not start (the driver skips it).
+                        store.set_status(rid, "stopped", "the race was stopped before it started")
+                        continue
                     try:
                         store.send_command(rid, "stop")
                     except CommandRefused:
@@ -410,7 +427,17 @@ def _run_lanes(
             for slot in slots:
                 if queue and slot.index not in busy:
                     f = queue.pop(0)
-                    info = launch_branch(start, f, steps, race_id, runs_dir, slot.env)
+                    driver = None
+                    if drivers is not None:
+                        driver = drivers.setdefault(
+                            slot.index,
+                            lanes.LaneDriver(
+                                Path(runs_dir) / "races" / lanes.LANES_DIR,
+                                f"{race_id}-slot{slot.index}",
+                                slot.env,
+                            ),
+                        )
+                    info = launch_branch(start, f, steps, race_id, runs_dir, slot.env, driver)
                     busy[slot.index] = info.id
                     rec["branches"].append(
                         {

@@ -674,11 +674,12 @@ def _summary(tr: Trainer | None, t0: float) -> dict:
     return out
 
 
-def train(run_dir: str | Path, resume: bool = False) -> int:
-    """Train the run in RUN_DIR; the exit code is 0 unless the run failed."""
+def train(run_dir: str | Path, resume: bool = False, sigterm: list[bool] | None = None) -> int:
+    """Train the run in RUN_DIR; the exit code is 0 unless the run failed. `sigterm`: the flag
+    SIGTERM sets (a lane driver passes its own, to see that it was asked to stop)."""
     run_dir = Path(run_dir).resolve()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end training
-    sigterm = [False]
+    sigterm = [False] if sigterm is None else sigterm
 
     def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
         sigterm[0] = True  # acted on after the current step, so the checkpoint is consistent
