@@ -279,8 +279,10 @@ def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
     asyncio.run(go())
 
 
-def test_B_on_monitor_opens_branch_editor(runs) -> None:
-    """B on the parent's monitor opens the branch editor of that run."""
+@pytest.mark.timeout(180)
+def test_B_on_monitor_opens_branch_editor_and_the_child_monitor_over_the_parents(runs) -> None:
+    """B on the parent's monitor opens the branch editor of that run; launching opens the
+    child's monitor on top of the parent's (two monitors on the stack at once)."""
     import asyncio
 
     ids = _lineage(runs)
@@ -292,8 +294,26 @@ def test_B_on_monitor_opens_branch_editor(runs) -> None:
             await pilot.press("B")
             await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
             assert app.screen.parent_run.id == ids["parent"]
+            app.screen.query_one("#ckpt-select", Select).value = 100
+            await pilot.pause()
+            await pilot.press("ctrl+g")
+            await _until(
+                pilot,
+                lambda: (
+                    type(app.screen).__name__ == "MonitorScreen"
+                    and app.screen.run_ref != ids["parent"]
+                ),
+                "child monitor",
+            )
+            monitors = [s for s in app.screen_stack if type(s).__name__ == "MonitorScreen"]
+            assert [m.run_ref for m in monitors][0] == ids["parent"] and len(monitors) == 2
+            await pilot.press("escape")
+            await _until(pilot, lambda: app.screen is monitors[0], "back to the parent's monitor")
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        _kill_runs(Path("runs"))
 
 
 def test_compare_overlays_parent_and_child_on_one_axis(runs) -> None:

@@ -95,7 +95,7 @@ async def test_doctor_action_goes_through_steering(runs):
         (cmd,) = store.commands(rid)
         assert cmd.kind == "scale_lr" and cmd.payload["factor"] == 0.5
         assert cmd.payload["diagnosis"] in ("exploding_gradients", "loss_spike")
-        assert app.screen.id == "monitor"
+        assert app.screen.name == "monitor"
         store.claim_commands(rid)
         store.ack_command(cmd.id, 161, "lr scaled")  # what the trainer does
         store.close()

@@ -84,7 +84,8 @@ class MonitorScreen(Screen):
     ]
 
     def __init__(self, run_ref: str) -> None:
-        super().__init__(id="monitor")
+        # A name, not an id: a branch opens the child's monitor over its parent's (ids must be unique).
+        super().__init__(name="monitor")
         self.run_ref = run_ref
         self.run: Any = None
         self.latest: dict[str, float] = {}
