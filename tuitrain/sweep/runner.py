@@ -105,7 +105,8 @@ class SweepRunner:
             id=sid, name=name, method=spec.method, metric=spec.objective.metric,
             direction=spec.objective.direction(), n_trials=self.n_trials, parallel=len(self.slots),
             study_name=spec.study_name or sid, storage=redact(storage), spec=spec.model_dump(mode="json"),
-            spec_file=self.spec_file, pid=os.getpid(),
+            spec_file=str(Path(self.spec_file).resolve()) if self.spec_file else None,  # promote may run elsewhere
+            pid=os.getpid(),
         )  # fmt: skip
         self.study = create_study(spec, storage, self.rec.study_name)
         self.dists = distributions(spec)
