@@ -9,7 +9,7 @@ import pytest
 
 from tuitrain.store import Store
 
-from .helpers import promo_sweep, wait_for
+from .helpers import build_sweep, promo_sweep, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -41,11 +41,8 @@ def test_promote_best_trial_branches_full_length_run(cli):
 
 
 def test_promote_trial_without_checkpoint_says_how_to_fix(cli):
-    import shutil
-
-    rec = promo_sweep(cli)
-    # A trial that ended before its first save (killed, crashed) has no checkpoints folder.
-    shutil.rmtree(cli.runs_dir / rec.trials[0].run_id / "checkpoints")
-    rc, out = cli.run("sweep", "promote", rec.id, "--trial", "0", "--runs-dir", "runs", timeout=60)
+    # build_sweep's trial 2 was pruned before its first save: no complete checkpoint.
+    rec = build_sweep(cli.runs_dir, cli.dir)
+    rc, out = cli.run("sweep", "promote", rec.id, "--trial", "2", "--runs-dir", "runs", timeout=60)
     assert rc == 1, out
     assert "has no complete checkpoint" in out and "training.save_every" in out
