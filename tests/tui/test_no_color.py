@@ -21,15 +21,21 @@ from tuitrain.tui.widgets.run_panes import RunHeader
 FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)
 
 
-def _sweep_state_styles() -> list[str]:
-    from tuitrain.tui.screens.sweep import STATE_STYLE
+def _styles(source: str) -> list[str]:
+    if source == "status":
+        return list(fmt.STATUS_STYLE.values())
+    if source == "sweep-state":
+        from tuitrain.tui.screens.sweep import STATE_STYLE
 
-    return list(STATE_STYLE.values())
+        return list(STATE_STYLE.values())
+    from tuitrain.tui.widgets.events import EVENT_STYLE
+
+    return list(EVENT_STYLE.values())
 
 
-@pytest.mark.parametrize("source", ["status", "sweep-state"])
+@pytest.mark.parametrize("source", ["status", "sweep-state", "event-kind"])
 def test_no_color_styles_drop_the_colour_and_keep_bold(monkeypatch, source):
-    styles = list(fmt.STATUS_STYLE.values()) if source == "status" else _sweep_state_styles()
+    styles = _styles(source)
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert any(Style.parse(fmt.no_color(s)).color is not None for s in styles)
     monkeypatch.setenv("NO_COLOR", "1")
@@ -48,6 +54,17 @@ def test_no_color_status_markup_keeps_bold_and_parses_when_nothing_is_left(monke
     assert Text.from_markup(fmt.status("completed")).plain == "completed"
     assert Text.from_markup(fmt.status("no-such-status")).plain == "no-such-status"
     assert fmt.styled("red", "x") == "x"
+
+
+def test_no_color_event_line_keeps_bold_kind(monkeypatch):
+    from tuitrain.store.models import Event
+    from tuitrain.tui.widgets.events import EventsPane
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    line = EventsPane().line(Event(1, "r", 0.0, 7, "diverged", "nan"))
+    (kind,) = [s for s in line.spans if line.plain[s.start : s.end] == "diverged"]
+    style = Style.parse(str(kind.style))
+    assert style.color is None and style.bold
 
 
 def _styles_of(header: RunHeader, word: str) -> list[str]:

@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from tuitrain.tui import fmt
+
 EVENT_STYLE = {
     "error": "red",
     "diverged": "bold red",
@@ -85,7 +87,7 @@ class EventsPane(OptionList):
 
     def line(self, e) -> Text:
         """One event as a single styled line; the ellipsis marks what the width cut."""
-        style = EVENT_STYLE.get(e.kind, "")
+        style = fmt.no_color(EVENT_STYLE.get(e.kind, ""))
         step = f"{e.step:>5}" if e.step is not None else "    -"
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(step, style="dim")
