@@ -23,14 +23,15 @@ ORDER = ("info", "warning", "critical")
 
 
 def line_text(diags: list[Any]) -> str:
-    """'doctor: CRITICAL exploding_gradients @804: grad norm ... (+1 more, h: details)'."""
+    """'doctor (h): CRITICAL exploding_gradients @804 +1: grad norm ...' (the key first: the
+    evidence is cut at the screen's width)."""
     if not diags:
         return ""
     d = diags[0]
-    more = f" (+{len(diags) - 1} more, h: details)" if len(diags) > 1 else " (h: details)"
+    more = f" +{len(diags) - 1}" if len(diags) > 1 else ""
     at = f" @{d.step}" if d.step is not None else ""
     style = STYLE.get(d.severity, "")
-    return f"[{style}]doctor: {d.severity.upper()} {d.id}{at}[/]: {escape(d.evidence)}{more}"
+    return f"[{style}]doctor (h): {d.severity.upper()} {d.id}{at}{more}[/]: {escape(d.evidence)}"
 
 
 class DoctorLine(Static):
