@@ -48,6 +48,32 @@ def complete_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+PIN_MARK = "pinned.json"  # in a step-N folder: kept past training.save_total_limit (why inside)
+
+
+def pin_before(run_dir: str | Path, step: int, reason: str) -> int | None:
+    """Keep the newest complete checkpoint strictly before `step` out of the rotation (the doctor
+    does it when a spike opens, so a rollback still finds it after later saves). Its step when
+    newly pinned; None when there is none or it was pinned already."""
+    import json
+    import time
+
+    before = [c for c in complete_checkpoints(run_dir) if c[0] < step]
+    if not before:
+        return None
+    at, folder = before[-1]
+    mark = folder / PIN_MARK
+    if mark.exists():
+        return None
+    mark.write_text(json.dumps({"reason": reason, "time": time.time()}))
+    return at
+
+
+def rotated(run_dir: str | Path, limit: int) -> list[Path]:
+    """The periodic checkpoints to delete to keep the newest `limit`; pinned ones never."""
+    return [d for _, d in complete_checkpoints(run_dir)[:-limit] if not (d / PIN_MARK).exists()]
+
+
 def pick_checkpoint(run_dir: str | Path, step: int | None = None) -> tuple[int, Path]:
     """The newest complete checkpoint at or before `step` (default: the newest)."""
     ckpts = complete_checkpoints(run_dir)

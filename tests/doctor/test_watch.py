@@ -180,3 +180,34 @@ def test_cli_offers_rollback_to_the_checkpoint_before_the_spike(store, tmp_path)
         f"rollback: tuitrain doctor {rid} --rollback   (branch from step 600 with lr 0.001 -> 0.0005"
         in out.stdout
     )
+
+
+def test_watch_pins_the_checkpoint_before_a_spike_out_of_the_rotation(store):
+    """A spike opens: the newest complete checkpoint before it gets a pin (and an event), so
+    save_total_limit's rotation keeps it for a rollback; once only."""
+    from tuitrain.lineage import PIN_MARK, complete_checkpoints, rotated
+
+    fx = curves.make("exploding_gradients")
+    rid = replay.create(store, fx)
+    ckpts = store.get_run(rid).run_dir / "checkpoints"
+    for s in (500, 600, 610):  # 610 is after the spike (604)
+        (ckpts / f"step-{s}").mkdir(parents=True)
+        (ckpts / f"step-{s}" / "complete.json").write_text("{}")
+    clock = Clock()
+    w = _watch(store, rid, clock, interval_s=1.0)
+    store.log_metrics(rid, replay.rows_of(fx, 612))
+    clock.t = 10.0
+    opened = {t.diagnosis.id: t.diagnosis.step for t in w.tick(612)}
+    assert opened["exploding_gradients"] == 604
+    pinned = [s for s, d in complete_checkpoints(ckpts.parent) if (d / PIN_MARK).exists()]
+    # Each spike diagnosis pins the newest checkpoint before its own start (one per checkpoint).
+    want = {max(c for c in (500, 600, 610) if c < at) for at in opened.values() if at}
+    assert 600 in pinned and set(pinned) == want, (opened, pinned)
+    pins = [e for e in store.events(rid) if e.kind == "checkpoint"]
+    assert len(pins) == len(pinned)
+    assert any(e.message.startswith("kept step-600 past save_total_limit") for e in pins)
+    # Rotation to the newest 1 never deletes a pinned checkpoint (nor the newest).
+    assert rotated(ckpts.parent, 1) == [ckpts / "step-500"]
+    clock.t = 20.0
+    w.check(612)  # still open: nothing pinned twice
+    assert len([e for e in store.events(rid) if e.kind == "checkpoint"]) == len(pinned)

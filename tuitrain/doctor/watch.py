@@ -15,6 +15,7 @@ from tuitrain.doctor.diagnose import diagnose
 from tuitrain.doctor.model import Diagnosis
 
 EVENT_KIND = "doctor"
+PIN_ON = ("loss_spike", "exploding_gradients")  # diagnoses whose remedy may be a rollback
 STATES = ("open", "update", "closed")  # of a diagnosis; "auto" events record actions taken
 WHO = "doctor"
 # doctor.auto entry -> the diagnoses it answers. Spikes count only while not recovered.
@@ -156,8 +157,30 @@ class DoctorWatch:
                 self.open[t.diagnosis.id] = t.diagnosis
         for t in changes:
             if t.state != "closed":
+                self._pin(t.diagnosis, step)
                 self._auto(t.diagnosis, step)
         return changes
+
+    def _pin(self, d: Diagnosis, step: int | None) -> None:
+        """A spike opened: keep the last checkpoint before it past save_total_limit, so the
+        rollback (branch from there, LR scaled) is still possible after later saves rotate."""
+        if d.id not in PIN_ON or d.severity == "info" or not d.step:
+            return
+        from tuitrain.lineage import pin_before
+
+        why = f"the last checkpoint before {d.id} at step {d.step} (for a rollback)"
+        try:
+            at = pin_before(self.store.run_dir(self.run_id), d.step, why)
+        except OSError as exc:  # a full disk must cost the pin, never the run
+            self.emit("warning", f"doctor: could not pin a checkpoint: {exc}", step, None)
+            return
+        if at is not None:
+            self.emit(
+                "checkpoint",
+                f"kept step-{at} past save_total_limit: {why}",
+                step,
+                {"pinned": at, "diagnosis": d.id},
+            )
 
     def _auto(self, d: Diagnosis, step: int | None) -> None:
         """Send the diagnosis's action as a command when doctor.auto allows it (capped per run)."""

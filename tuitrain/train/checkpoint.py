@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tuitrain.lineage import complete_checkpoints
+from tuitrain.lineage import complete_checkpoints, rotated
 
 CKPT_DIR = "checkpoints"
 BEST = "best"
@@ -48,7 +48,7 @@ def save(accelerator, model, run_dir: Path, step: int, limit: int, info: dict) -
         if _is_peft(unwrapped):
             unwrapped.save_pretrained(str(d / "adapter"))
         (d / DONE_MARK).write_text(json.dumps({"step": step, **info}))
-        for _, old in periodic(run_dir)[:-limit]:
+        for old in rotated(run_dir, limit):  # a checkpoint the doctor pinned stays
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return d
