@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tuitrain.cli import main
-from tuitrain.store import InvalidValue, RunInfo, RunWriter, Store, liveness
+from tuitrain.store import InvalidValue, RunInfo, RunNotFound, RunWriter, Store, liveness
 from tuitrain.store.liveness import proc_start, signal_target, stall_state
 
 
@@ -222,6 +222,35 @@ def test_stall_state_thresholds():
     # Only running runs stall.
     for status in ("queued", "completed", "crashed"):
         assert stall_state(_running(status=status), 1.0e9, 120, 900) == (False, None, None)
+
+
+def test_a_long_eval_or_save_is_not_a_stall(tmp_path):
+    """The trainer announces its phase between steps (store column phase): an eval that has run
+    for 10 min after a 0.5 s step is not stalled; it is once the phase outlasts the first-step
+    grace; a phase from before a restart counts for nothing."""
+    r = _running(step_advanced=2000.0, step_time_s=0.5, last_step=10)
+    assert stall_state(r, 2600.0, 120, 900)[0] is True  # no phase: 600 s > 120 s
+    ev = _running(
+        step_advanced=2000.0, step_time_s=0.5, last_step=10, phase="eval", phase_since=2001.0
+    )
+    assert stall_state(ev, 2600.0, 120, 900) == (False, 600.0, 900.0)
+    assert stall_state(ev, 2902.0, 120, 900)[0] is True  # the eval itself hangs: 901 s
+    old = _running(started=5000.0, step_advanced=5100.0, step_time_s=0.5, last_step=30,
+                   phase="save", phase_since=4000.0)  # fmt: skip
+    assert stall_state(old, 5300.0, 120, 900)[0] is True
+    with Store(tmp_path) as s:  # the column: set, read back, cleared by a (re)start
+        run = s.create_run({}, {}, name="p")
+        s.mark_started(run.id, os.getpid())
+        s.set_phase(run.id, "eval")
+        got = s.get_run(run.id)
+        assert got.phase == "eval" and got.phase_since is not None
+        s.set_phase(run.id, None)
+        assert (s.get_run(run.id).phase, s.get_run(run.id).phase_since) == (None, None)
+        s.set_phase(run.id, "save")
+        s.mark_started(run.id, os.getpid())
+        assert s.get_run(run.id).phase is None
+        with pytest.raises(RunNotFound):
+            s.set_phase("nope", "eval")
 
 
 def test_stall_thresholds_from_the_environment(monkeypatch):

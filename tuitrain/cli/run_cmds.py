@@ -172,6 +172,8 @@ def _run_json(r: Any) -> dict[str, Any]:
         "exit_reason": r.exit_reason,
         "stalled": r.stalled,  # liveness: heartbeat fresh, step not advancing past the threshold
         "last_step_age_s": r.last_step_age_s,
+        "phase": r.phase if r.status == "running" else None,  # eval | save between steps
+        "phase_since": r.phase_since if r.status == "running" else None,
         "summary": r.summary,
         "run_dir": str(r.run_dir),
     }
@@ -271,6 +273,8 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"step {run.last_step if run.last_step is not None else '-'}  sweep {run.sweep_id or '-'}")  # fmt: skip
     if run.last_step_age_s is not None:
         flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
+        if run.status == "running" and run.phase and run.phase_since and not run.stalled:
+            flag = f"  ({run.phase} for {time.time() - run.phase_since:.0f} s)"
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
     for line in _perf_lines(run.summary, last):
         print(line)

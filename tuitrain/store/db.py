@@ -250,9 +250,16 @@ def _v3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX idx_runs_parent ON runs (parent)")
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """The trainer's phase between steps (`eval`, `save`) and since when: a long eval or save is
+    not a stall."""
+    conn.execute("ALTER TABLE runs ADD COLUMN phase TEXT")
+    conn.execute("ALTER TABLE runs ADD COLUMN phase_since REAL")
+
+
 # Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
 # may return a callable to run after the commit (file moves must not happen before it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -307,8 +307,10 @@ def stall_state(
 
     Only a `running` run can be stalled. last_step_age_s is the time since its step last advanced
     (since its (re)start while it has made no step yet); the threshold is max(min_s,
-    factor x median step time), or first_step_s before the first step of a (re)start. min_s and
-    first_step_s default to stall_thresholds() (environment, else 120 s / 900 s).
+    factor x median step time), or first_step_s before the first step of a (re)start. While the
+    trainer announces a phase (run.phase: eval, save), the phase's own age is compared with at
+    least first_step_s instead. min_s and first_step_s default to stall_thresholds()
+    (environment, else 120 s / 900 s).
     """
     if run.status != "running":
         return False, None, None
@@ -326,6 +328,12 @@ def stall_state(
     else:
         per_step = getattr(run, "step_time_s", None)
         threshold = max(float(min_s), factor * per_step if per_step else 0.0)
+    since = getattr(run, "phase_since", None)
+    if getattr(run, "phase", None) and since is not None and since >= started:
+        # An eval or a save announced by the trainer: stalled only when the phase itself has
+        # lasted longer than the first-step grace (a long eval is not a hung rank).
+        threshold = max(threshold, float(first_step_s))
+        return now - since > threshold, age, threshold
     return age > threshold, age, threshold
 
 

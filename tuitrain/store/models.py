@@ -109,6 +109,8 @@ class RunInfo:
     step_time_s: float | None = None  # median seconds per optimizer step so far (RunWriter)
     parent: str | None = None  # lineage: the run this one was branched from (tuitrain branch)
     fork_step: int | None = None  # ...and the parent's step it continues from
+    phase: str | None = None  # the trainer's phase between steps: eval | save (None: stepping)
+    phase_since: float | None = None  # wall time the phase began
     # Computed when read (tuitrain.store.liveness.stall_state), never stored: a running run whose
     # heartbeat is fresh but whose step has not advanced for longer than the stall threshold.
     stalled: bool = False

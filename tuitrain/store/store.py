@@ -38,7 +38,7 @@ RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 _RUN_COLS = (
     "id, name, status, config, derived, created, started, ended, pid, host, heartbeat,"
     " exit_reason, summary, sweep_id, last_step, pid_start, step_advanced, step_time_s,"
-    " parent, fork_step"
+    " parent, fork_step, phase, phase_since"
 )
 
 
@@ -212,7 +212,7 @@ class Store(MetricsMixin, CommandsMixin):
             created=r[5], started=r[6], ended=r[7], pid=r[8], host=r[9], heartbeat=r[10],
             exit_reason=r[11], summary=_loads(r[12], {}), sweep_id=r[13], last_step=r[14],
             run_dir=self.runs_dir / r[0], pid_start=r[15], step_advanced=r[16], step_time_s=r[17],
-            parent=r[18], fork_step=r[19],
+            parent=r[18], fork_step=r[19], phase=r[20], phase_since=r[21],
         )  # fmt: skip
 
     def _check_alive(self, run: RunInfo) -> RunInfo:
@@ -278,7 +278,7 @@ class Store(MetricsMixin, CommandsMixin):
         a list of thousands of runs can tell which rows changed without parsing any JSON."""
         rows = self._q(
             "SELECT id, name, status, started, ended, heartbeat, exit_reason, last_step, sweep_id,"
-            " length(config), length(derived), length(summary) FROM runs"
+            " length(config), length(derived), length(summary), phase, phase_since FROM runs"
             " ORDER BY created DESC, id DESC"
         )
         return [(r[0], tuple(r[1:])) for r in rows]
@@ -295,7 +295,8 @@ class Store(MetricsMixin, CommandsMixin):
         with immediate(self.conn):
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, started = ?,"
-                " heartbeat = ?, ended = NULL, exit_reason = NULL WHERE id = ?",
+                " heartbeat = ?, ended = NULL, exit_reason = NULL, phase = NULL, phase_since = NULL"
+                " WHERE id = ?",
                 (int(pid), pid_start, host, now, now, run_id),
             )
         if not cur.rowcount:
@@ -371,6 +372,17 @@ class Store(MetricsMixin, CommandsMixin):
                 )
             if pid is not None:
                 self.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(pid), run_id))
+
+    def set_phase(self, run_id: str, phase: str | None) -> None:
+        """The trainer's phase between steps (`eval`, `save`; None: stepping), stamped now. The
+        stall check gives a phase the first-step grace instead of the step-time threshold."""
+        since = time.time() if phase else None
+        with immediate(self.conn):
+            cur = self.conn.execute(
+                "UPDATE runs SET phase = ?, phase_since = ? WHERE id = ?", (phase, since, run_id)
+            )
+        if not cur.rowcount:
+            raise RunNotFound(f"no run with id {run_id!r} in {self.runs_dir}")
 
     def set_notes(self, run_id: str, notes: str) -> None:
         """Replace the run's notes (config run.notes, as shown by the TUI and `show`)."""

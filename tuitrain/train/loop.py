@@ -532,6 +532,10 @@ class Trainer:
 
     def evaluate(self) -> None:
         """Validation metrics, best tracking, early stopping, plateau cuts and sample generations."""
+        with self.report.phase("eval"):
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         self.flush()
         st, es = self.state, self.cfg.early_stopping
         if (self.outcome and self.outcome[0] == "diverged") or self.last_eval == st.step:
@@ -595,14 +599,15 @@ class Trainer:
         if (self.outcome and self.outcome[0] == "diverged") or self.last_save == st.step:
             return
         self.report.sync()  # the store holds every step up to the checkpoint before it exists
-        d = ckpt.save(
-            self.acc,
-            self.model,
-            self.run_dir,
-            st.step,
-            self.cfg.training.save_total_limit,
-            {"epoch": st.epoch, "best_step": st.best_step},
-        )
+        with self.report.phase("save"):
+            d = ckpt.save(
+                self.acc,
+                self.model,
+                self.run_dir,
+                st.step,
+                self.cfg.training.save_total_limit,
+                {"epoch": st.epoch, "best_step": st.best_step},
+            )
         if self.keep_best:
             ckpt.prune_best(self.acc, self.run_dir, st.best_step)
         self.last_save = st.step

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -45,6 +46,24 @@ class Reporter:
                 f"[{kind}] {'step ' + str(step) + ': ' if step is not None else ''}{message}",
                 flush=True,
             )
+
+    @contextmanager
+    def phase(self, name: str):
+        """The run's phase between steps (eval, save) in the store while the block runs: readers
+        then take a long eval for what it is, not for a stall."""
+        self._set_phase(name)
+        try:
+            yield
+        finally:
+            self._set_phase(None)
+
+    def _set_phase(self, name: str | None) -> None:
+        if not self.active:
+            return
+        try:
+            self.store.set_phase(self.run_id, name)
+        except Exception as exc:  # a busy database must cost the phase, never the run
+            print(f"warning: could not record phase {name}: {exc}", file=sys.stderr, flush=True)
 
     def sync(self) -> None:
         """Write every queued metric and event now (before a checkpoint: a kill -9 right after

@@ -7,6 +7,7 @@ To add a screen reachable from here (e.g. sweeps), add a Binding to BINDINGS and
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rich.markup import escape
@@ -22,6 +23,7 @@ from tuitrain.tui import fmt
 from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
+from tuitrain.tui.widgets.run_panes import phase_text
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
 COLUMNS = (
@@ -105,6 +107,9 @@ def status_text(run) -> Text:
         age = getattr(run, "last_step_age_s", None)
         text = f"stalled {fmt.duration(age)}" if age is not None else "stalled"
         return Text(text, fmt.no_color("bold yellow"))
+    phase = phase_text(run, time.time(), short=True)
+    if phase:  # a long eval or save: running, just not stepping
+        return Text(phase, fmt.no_color("cyan"))
     return Text(run.status, fmt.status_style(run.status))
 
 

@@ -39,6 +39,20 @@ def stalled_text(run) -> str:
     return f"stalled {fmt.duration(age)}" if age is not None else "stalled"
 
 
+PHASE_SHOW_S = 5.0  # a phase shows once it has lasted this long (short evals would flicker)
+PHASE_WORDS = {"eval": "evaluating", "save": "saving"}
+
+
+def phase_text(run, now: float, short: bool = False) -> str:
+    """'evaluating 2m' ('eval 2m' short) while a running run's trainer announces a phase
+    between steps (store column phase) that has lasted PHASE_SHOW_S, else ''."""
+    phase, since = getattr(run, "phase", None), getattr(run, "phase_since", None)
+    if run.status != "running" or not phase or since is None or now - since < PHASE_SHOW_S:
+        return ""
+    word = phase if short else PHASE_WORDS.get(phase, phase)
+    return f"{word} {fmt.duration(now - since)}"
+
+
 def memory_text(latest: dict[str, float]) -> str:
     """'1.2/3.4G' (allocated / peak); older runs logged only gpu_mem_gb (the peak)."""
     alloc, peak = latest.get("gpu_mem_alloc_gb"), latest.get("gpu_mem_peak_gb")
@@ -59,9 +73,12 @@ class RunHeader(Static):
         eta = eta_seconds(run, step, total, now)
         epoch = latest.get("epoch")
         stalled = stalled_text(run)
+        phase = "" if stalled else phase_text(run, now)
         status = fmt.status(run.status) + (
             " " + fmt.styled("bold yellow", stalled) if stalled else ""
         )
+        if phase:
+            status += " " + fmt.styled("cyan", escape(phase))
         # Below 80 columns (60x20 over a phone) keep what matters: drop epoch and elapsed,
         # tok/s, single spaces, so step, ETA, loss, LR and memory stay on screen.
         narrow = 0 < self.content_size.width < 76
