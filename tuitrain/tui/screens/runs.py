@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
@@ -259,11 +260,13 @@ class RunsScreen(Screen):
 
         An idle list costs one PRAGMA per poll: nothing is read when no other connection
         committed (data_version) and no run is live; otherwise only the changed rows are."""
-        from tuitrain.store import Store
-
         worker = get_current_worker()
         settings = self.app.settings  # type: ignore[attr-defined]
-        store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        try:
+            store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        except Exception as exc:  # the worker would end quietly and the list stay empty
+            self.app.call_from_thread(self.notify, f"cannot open runs: {exc}", severity="error")
+            raise
         try:
             while not (worker.is_cancelled or self._closed):
                 if self._active:
