@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.tui.conftest import settle
+from tests.tui.conftest import settle, until
 from tuitrain.store import Store
 from tuitrain.tui.app import TuitrainApp
 from tuitrain.tui.dialogs.promote import PromoteDialog
@@ -22,22 +21,13 @@ from tuitrain.tui.screens.sweep import SweepScreen
 from .helpers import PRUNE_REASON, build_sweep, promo_sweep
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
-DEADLINE_S = 60.0
-
-
-async def _until(pilot, cond, what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def _open_sweep(pilot, sweep_id: str) -> SweepScreen:
     """Push the sweep view and wait for its first load (trials in the table)."""
     screen = SweepScreen(sweep_id)
     pilot.app.push_screen(screen)
-    await _until(pilot, lambda: pilot.app.screen is screen and bool(screen.rows), "the trials")
+    await until(pilot, lambda: pilot.app.screen is screen and bool(screen.rows), "the trials")
     await settle(pilot, rounds=1, wait=0.1)
     return screen
 
@@ -55,7 +45,7 @@ def _messages(app) -> list[str]:
 async def _dialog(pilot) -> PromoteDialog:
     """Wait for P's confirm dialog; a refusal notice instead fails with its text."""
     app = pilot.app
-    await _until(
+    await until(
         pilot,
         lambda: (
             isinstance(app.screen, PromoteDialog)
@@ -92,7 +82,7 @@ def test_P_promotes_trial_and_opens_the_new_runs_monitor(cli):
             assert "max_steps  12 steps (the trial ran 6)" in text, text
             assert f"new run    {trial.run_name}-full" in text, text
             await pilot.press("enter")
-            await _until(
+            await until(
                 pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "the child's monitor"
             )
             assert app.screen_stack[-2] is screen  # escape goes back to the sweep view
@@ -130,7 +120,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             ):
                 await _cursor_to_trial(pilot, screen, number)
                 await pilot.press("P")
-                await _until(pilot, lambda s=says: any(s in m for m in _messages(app)), says)
+                await until(pilot, lambda s=says: any(s in m for m in _messages(app)), says)
                 assert app.screen is screen
             await _cursor_to_trial(pilot, screen, 2)
             assert PRUNE_REASON in str(detail.render())  # the run's status reason
@@ -139,7 +129,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             await pilot.press("P")
             await _dialog(pilot)
             await pilot.press("escape")
-            await _until(pilot, lambda: app.screen is screen, "the sweep view again")
+            await until(pilot, lambda: app.screen is screen, "the sweep view again")
             assert _run_count(runs) == 3
             # confirmed, but the new run's name is taken: the launch's refusal, nothing started
             with Store(runs) as s:
@@ -148,7 +138,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             await _dialog(pilot)
             await pilot.press("y")
             says = "demo-t001-full"
-            await _until(
+            await until(
                 pilot,
                 lambda: any(
                     n.title == "promote failed" and says in str(n.message)
@@ -164,7 +154,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             await _cursor_to_trial(pilot, screen, 0)
             await pilot.press("P")
             says = "trial 0 (run demo-t000) is still running"
-            await _until(pilot, lambda: any(says in m for m in _messages(app)), says)
+            await until(pilot, lambda: any(says in m for m in _messages(app)), says)
             assert app.screen is screen
 
     asyncio.run(go())

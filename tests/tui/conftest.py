@@ -93,3 +93,25 @@ def aio(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+async def until(pilot: Pilot, cond, what: str, timeout: float = 60.0) -> None:
+    """Pause the pilot until cond() holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def kill_runs(runs_dir: Path) -> None:
+    """No orphans: SIGKILL every process group a launch under runs_dir started."""
+    import json
+    import os
+    import signal
+
+    for f in Path(runs_dir).glob("*/launch.json"):
+        try:
+            os.killpg(json.loads(f.read_text())["pgid"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, KeyError, ValueError):
+            pass

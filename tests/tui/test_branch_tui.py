@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Select
 
-from tests.tui.conftest import make_app, settle
+from tests.tui.conftest import kill_runs, make_app, settle, until
 from tests.tui.fixture_db import NOW, _curve, pin_times
 from tuitrain.config import load_config, save_yaml
-from tuitrain.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.lineage import PARENT_KEY, PREFIX_COLOR, name_prefix, tree_order
 from tuitrain.tui.screens.branch import BranchEditorScreen
@@ -27,7 +24,6 @@ from tuitrain.tui.widgets.ckpt_picker import CheckpointPicker
 
 REPO = Path(__file__).resolve().parents[2]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
-DEADLINE_S = 60.0
 
 
 def _lineage(runs: dict[str, str]) -> dict[str, str]:
@@ -59,23 +55,6 @@ def _lineage(runs: dict[str, str]) -> dict[str, str]:
     pin_times(store, child.id, NOW - 2500, NOW - 2490, NOW - 2390)
     store.close()
     return {"parent": parent, "child": child.id}
-
-
-def _kill_runs(runs_dir: Path) -> None:
-    """No orphans: SIGKILL every process group a launch in this test started."""
-    for f in runs_dir.glob(f"*/{LAUNCH_FILE}"):
-        try:
-            os.killpg(json.loads(f.read_text())["pgid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, KeyError, ValueError):
-            pass
-
-
-async def _until(pilot, cond, what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def _row_names(screen) -> list[str]:
@@ -141,7 +120,7 @@ def test_B_opens_branch_editor_with_checkpoints_nearest_first(runs) -> None:
             await settle(pilot)
             await _cursor_to(pilot, "baseline")
             await pilot.press("B")
-            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            await until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
             screen = app.screen
             assert screen.parent_run.id == ids["parent"]
             picker = screen.query_one("#ckpt-picker", CheckpointPicker)
@@ -195,7 +174,7 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
             await settle(pilot)
             await _cursor_to(pilot, "baseline")
             await pilot.press("B")
-            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            await until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
             screen = app.screen
             await settle(pilot, rounds=1)
             await screen.jump_to("batch.size")
@@ -203,7 +182,7 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
             app.focused.value = "32"
             await pilot.pause(0.5)
             await pilot.press("ctrl+g")
-            await _until(pilot, lambda: bool(screen.last_error), "the refusal")
+            await until(pilot, lambda: bool(screen.last_error), "the refusal")
             assert screen.last_error.splitlines() == cli_lines
             assert screen.query_one("#branch-error").display
             assert isinstance(app.screen, BranchEditorScreen)  # still open, edits kept
@@ -229,11 +208,11 @@ def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> N
             await settle(pilot)
             await _cursor_to(pilot, "baseline")
             await pilot.press("B")
-            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            await until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
             app.screen.query_one("#ckpt-select", Select).value = 100
             await pilot.pause()
             await pilot.press("ctrl+g")
-            await _until(
+            await until(
                 pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "child monitor"
             )
             ref = app.screen.run_ref
@@ -247,7 +226,7 @@ def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> N
     try:
         asyncio.run(go())
     finally:
-        _kill_runs(Path("runs"))
+        kill_runs(Path("runs"))
 
 
 def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
@@ -262,11 +241,11 @@ def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
             screen = app.screen
-            await _until(pilot, lambda: PARENT_KEY + "loss" in screen.series, "parent series")
+            await until(pilot, lambda: PARENT_KEY + "loss" in screen.series, "parent series")
             prefix = screen.series[PARENT_KEY + "loss"]
             assert prefix[0][0] <= 5 and max(p[0] for p in prefix) <= 200
             chart = screen.query_one("#chart-loss", MetricChart)
-            await _until(pilot, lambda: len(chart.lines) >= 2, "the loss chart's lines")
+            await until(pilot, lambda: len(chart.lines) >= 2, "the loss chart's lines")
             lines = chart.lines
             assert lines[0].color == PREFIX_COLOR and lines[0].label == "parent"
             assert min(lines[1].xs) > 200
@@ -292,12 +271,12 @@ def test_B_on_monitor_opens_branch_editor_and_the_child_monitor_over_the_parents
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
             await pilot.press("B")
-            await _until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            await until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
             assert app.screen.parent_run.id == ids["parent"]
             app.screen.query_one("#ckpt-select", Select).value = 100
             await pilot.pause()
             await pilot.press("ctrl+g")
-            await _until(
+            await until(
                 pilot,
                 lambda: (
                     type(app.screen).__name__ == "MonitorScreen"
@@ -308,12 +287,12 @@ def test_B_on_monitor_opens_branch_editor_and_the_child_monitor_over_the_parents
             monitors = [s for s in app.screen_stack if type(s).__name__ == "MonitorScreen"]
             assert [m.run_ref for m in monitors][0] == ids["parent"] and len(monitors) == 2
             await pilot.press("escape")
-            await _until(pilot, lambda: app.screen is monitors[0], "back to the parent's monitor")
+            await until(pilot, lambda: app.screen is monitors[0], "back to the parent's monitor")
 
     try:
         asyncio.run(go())
     finally:
-        _kill_runs(Path("runs"))
+        kill_runs(Path("runs"))
 
 
 def test_compare_overlays_parent_and_child_on_one_axis(runs) -> None:
@@ -328,7 +307,7 @@ def test_compare_overlays_parent_and_child_on_one_axis(runs) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
             chart = app.screen.query_one("#compare-chart", MetricChart)
-            await _until(pilot, lambda: len(chart.lines) >= 2, "the compare chart's lines")
+            await until(pilot, lambda: len(chart.lines) >= 2, "the compare chart's lines")
             return list(chart.lines)
 
     both = asyncio.run(lines_of([ids["parent"], ids["child"]]))
@@ -369,7 +348,7 @@ def test_snapshot_branch_editor_with_picker(snap_compare, runs, size):
         await settle(pilot)
         await _cursor_to(pilot, "baseline")
         await pilot.press("B")
-        await _until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
+        await until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
         await _settle_snap(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

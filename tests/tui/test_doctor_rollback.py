@@ -6,18 +6,14 @@ parent a stop (who: user) and opens the child's monitor. Snapshots of the dialog
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
 from textual.widgets import OptionList
 
-from tests.tui.conftest import aio, make_app
+from tests.tui.conftest import aio, kill_runs, make_app, until
 from tests.tui.test_doctor_snapshots import add_spiky, doctor_ready
 from tuitrain.config import load_config, save_yaml
-from tuitrain.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 
@@ -41,34 +37,18 @@ def add_spiky_with_checkpoints() -> str:
     return rid
 
 
-def _kill_runs(runs_dir: Path) -> None:
-    """No orphans: SIGKILL every process group a launch in this test started."""
-    for f in runs_dir.glob(f"*/{LAUNCH_FILE}"):
-        try:
-            os.killpg(json.loads(f.read_text())["pgid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, KeyError, ValueError):
-            pass
-
-
-async def _until(pilot, cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 async def open_rollback_dialog(pilot) -> None:
     """h, the cursor on the first rollback diagnosis, Enter: the confirm dialog."""
     await doctor_ready(pilot)
     await pilot.press("h")
-    await _until(pilot, lambda: pilot.app.screen.id == "doctor", "the doctor screen")
+    await until(pilot, lambda: pilot.app.screen.id == "doctor", "the doctor screen")
     screen = pilot.app.screen
     kinds = [d.action.kind if d.action else None for d in screen.diagnoses]
     assert "rollback" in kinds, kinds
     screen.query_one("#doctor-list", OptionList).highlighted = kinds.index("rollback")
     await pilot.pause()
     await pilot.press("enter")
-    await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog")
     await pilot.pause(0.2)
 
 
@@ -96,9 +76,9 @@ async def test_rollback_from_doctor_screen_branches_and_stops_the_parent(runs):
             with Store("runs") as store:
                 assert [r.id for r in store.list_runs() if r.parent == rid] == []
             await pilot.press("enter")
-            await _until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
             await pilot.press("y")
-            await _until(
+            await until(
                 pilot,
                 lambda: type(app.screen).__name__ == "MonitorScreen" and app.screen.run_ref != rid,
                 "the child's monitor",
@@ -115,4 +95,4 @@ async def test_rollback_from_doctor_screen_branches_and_stops_the_parent(runs):
         plan = json.loads((Path("runs") / child_id / "branch.json").read_text())
         assert plan["checkpoint"].endswith("step-100")
     finally:
-        _kill_runs(Path("runs"))
+        kill_runs(Path("runs"))
