@@ -24,6 +24,10 @@ FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)
 def _styles(source: str) -> list[str]:
     if source == "status":
         return list(fmt.STATUS_STYLE.values())
+    if source == "doctor-severity":
+        from tuitrain.tui.widgets.doctor import STYLE
+
+        return [v for k, v in STYLE.items() if k != "info"]
     if source == "sweep-state":
         from tuitrain.tui.screens.sweep import STATE_STYLE
 
@@ -33,7 +37,7 @@ def _styles(source: str) -> list[str]:
     return list(EVENT_STYLE.values())
 
 
-@pytest.mark.parametrize("source", ["status", "sweep-state", "event-kind"])
+@pytest.mark.parametrize("source", ["status", "sweep-state", "event-kind", "doctor-severity"])
 def test_no_color_styles_drop_the_colour_and_keep_bold(monkeypatch, source):
     styles = _styles(source)
     monkeypatch.delenv("NO_COLOR", raising=False)
@@ -132,3 +136,14 @@ async def test_boolean_field_shows_its_state_as_text_under_no_color(tmp_path, mo
         assert switch.value is (not before)
         assert ("off" if before else "on") in _row_text(row).split(), _row_text(row)
         assert get_path(app.screen.doc.data, "run.deterministic") is (not before)
+
+
+def test_no_color_doctor_line_keeps_the_critical_bold(monkeypatch):
+    from tuitrain.doctor.model import Diagnosis
+    from tuitrain.tui.widgets.doctor import line_text
+
+    d = Diagnosis("loss_spike", "critical", 12, "loss 9 at step 12", "lower the LR", None)
+    monkeypatch.setenv("NO_COLOR", "1")
+    text = Text.from_markup(line_text([d]))
+    assert text.plain.startswith("doctor (h): CRITICAL loss_spike @12: loss 9")
+    assert [Style.parse(str(s.style)) for s in text.spans] == [Style(bold=True)]

@@ -11,6 +11,8 @@ from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
+from tuitrain.tui import fmt
+
 if TYPE_CHECKING:  # chart.py loads plotext, which the runs list does not need
     from tuitrain.tui.widgets.chart import Line
 
@@ -30,8 +32,10 @@ def line_text(diags: list[Any]) -> str:
     d = diags[0]
     more = f" +{len(diags) - 1}" if len(diags) > 1 else ""
     at = f" @{d.step}" if d.step is not None else ""
-    style = STYLE.get(d.severity, "")
-    return f"[{style}]doctor (h): {d.severity.upper()} {d.id}{at}{more}[/]: {escape(d.evidence)}"
+    head = fmt.styled(
+        STYLE.get(d.severity, ""), f"doctor (h): {d.severity.upper()} {d.id}{at}{more}"
+    )
+    return f"{head}: {escape(d.evidence)}"
 
 
 class DoctorLine(Static):
@@ -151,5 +155,5 @@ def with_doctor_mark(status: Text, run: Any) -> Text:
     if not mark:
         return status
     out = status.copy()
-    out.append(" " + mark, style=STYLE[sev])
+    out.append(" " + mark, style=fmt.no_color(STYLE[sev]))
     return out
