@@ -13,7 +13,7 @@ from pathlib import Path
 log = logging.getLogger("tuitrain.store")
 
 DB_NAME = "tuitrain.db"
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_MS = 30_000  # a loaded 2-core box can hold a write for >10 s
 # Rollup levels as bit shifts: buckets of 8, 64, 512, 4096 and 32768 steps. A ratio of 8
 # between levels bounds the rows a series() read touches to ~64 per requested bucket.
 ROLLUP_SHIFTS = (3, 6, 9, 12, 15)
