@@ -151,6 +151,13 @@ class SteeringPoller:
         self._next_sync = step + self.sync_every
         return [SteerCommand(i, k, v, p) for i, k, v, p in msg["cmds"]]
 
+    def wake(self) -> None:
+        """Claim at the next poll instead of waiting out the interval (the trainer's own doctor
+        just sent a command: it applies after the next step). With N ranks the claim schedule
+        is shared by all of them, so it stays as it is (the next sync is at most `interval` away)."""
+        if self.world == 1:
+            self._last_claim = -float("inf")
+
     def _bcast(self, box: list) -> None:
         if self._broadcast is None:
             from accelerate.utils import broadcast_object_list

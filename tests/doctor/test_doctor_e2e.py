@@ -19,11 +19,14 @@ from tuitrain.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
+# Long enough after the spike that a fast machine's doctor (a check every 0.5 s, at 50+
+# steps/s) sees it while the run is live: the final check sends no command.
+STEPS = 400
 # SGD has no Adam normalisation: ramping to LR 10 over 60 steps blows the loss up at about
 # step 20-30; clipping at 1.0 keeps it finite, so the run can be rescued and go on.
 SPIKY = [
     *TINY,
-    "training.max_steps=160",
+    f"training.max_steps={STEPS}",
     "training.eval_every=80",
     "training.log_every=1",
     "generation.enabled=false",
@@ -88,8 +91,17 @@ def test_spiking_run_gets_critical_diagnosis_and_scale_lr_is_applied(tmp_path):
             proc,
         )
         applied = store.wait_command(auto[0].id, timeout=60)
-        assert applied.status == "applied" and applied.kind == "scale_lr"
+        assert applied.status == "applied" and applied.kind == "scale_lr", (
+            applied,
+            store.get_run(run.id),
+            out_path.read_text()[-3000:],
+        )
         assert applied.payload["factor"] == 0.5
+        # The trainer's own doctor wakes its poller: the remedy applies at the very step it was
+        # sent at (one process), not a claim interval later.
+        sent = [e for e in store.events(run.id) if (e.data or {}).get("command_id") == applied.id]
+        sent = [e for e in sent if e.kind == "doctor"]
+        assert sent and applied.applied_step <= sent[0].step + 1, (sent, applied)
         # By hand: the action `tuitrain doctor --format json` offers, sent like any command.
         js = subprocess.run(
             [sys.executable, "-m", "tuitrain", "doctor", run.id, "--runs-dir", str(runs), "--format", "json"],
@@ -105,7 +117,7 @@ def test_spiking_run_gets_critical_diagnosis_and_scale_lr_is_applied(tmp_path):
         # The run goes on after the remedy and ends normally.
         assert proc.wait(timeout=300) == 0, out_path.read_text()[-3000:]
         end = store.get_run(run.id)
-        assert end.status == "completed" and end.last_step == 160
+        assert end.status == "completed" and end.last_step == STEPS
         assert end.last_step > applied.applied_step
         lr_events = [e for e in store.events(run.id) if e.kind == "lr" and "scale_lr" in e.message]
         assert lr_events and "multiplier 0.5" in lr_events[0].message

@@ -211,3 +211,36 @@ def test_watch_pins_the_checkpoint_before_a_spike_out_of_the_rotation(store):
     clock.t = 20.0
     w.check(612)  # still open: nothing pinned twice
     assert len([e for e in store.events(rid) if e.kind == "checkpoint"]) == len(pinned)
+
+
+def test_final_check_records_but_sends_no_command_and_a_sent_one_wakes_the_poller(store):
+    """The last diagnosis (the run is over) sends nothing: no command could apply. A live one
+    calls on_command, which the trainer sets to its poller's wake (claim at the next step)."""
+    fx = curves.make("exploding_gradients")
+    rid = _upto(store, fx, 606)
+    w = _watch(store, rid, Clock(), auto=["scale_lr_on_spike"], auto_max=2)
+    woken = []
+    w.on_command = lambda: woken.append(1)
+    w.store = Store(store.runs_dir)  # final() closes its store
+    assert [t.diagnosis.id for t in w.final(606)] == ["exploding_gradients"]
+    assert store.commands(rid) == [] and woken == []
+    w2 = _watch(store, rid, Clock(), auto=["scale_lr_on_spike"], auto_max=2)
+    w2.open = {}  # as if the first watch had not run
+    w2.on_command = lambda: woken.append(1)
+    w2.check(606)
+    assert len(store.commands(rid)) == 1 and woken == [1]
+
+
+def test_poller_wake_claims_at_the_next_poll(store):
+    from tuitrain.steering import SteeringPoller, StoreSource
+
+    rid = replay.create(store, curves.make("healthy"))
+    t = [0.0]
+    p = SteeringPoller(StoreSource(store.runs_dir, rid), interval=5.0, clock=lambda: t[0])
+    assert p.poll(1) == []  # the first claim at t=0 is 5 s old only at t=5
+    cid = store.send_command(rid, "scale_lr", {"factor": 0.5})
+    t[0] = 1.0
+    assert p.poll(2) == []  # within the interval: not claimed yet
+    p.wake()
+    (cmd,) = p.poll(3)
+    assert (cmd.id, cmd.kind, cmd.value) == (cid, "scale_lr", 0.5)

@@ -119,13 +119,14 @@ class DoctorWatch:
         self.last = -float("inf")
         self.failed = False
         self.sync = sync  # makes buffered metrics visible before the final diagnosis
+        self.on_command: Callable[[], Any] | None = None  # the poller's wake: apply it next step
 
     def final(self, step: int | None) -> list[Transition]:
         """The last diagnosis, after the buffered metrics are written; then release the store."""
         try:
             if self.sync is not None:
                 self.sync()
-            return self.check(step)
+            return self.check(step, act=False)  # the run is over: no command could apply
         finally:
             self.store.close()
 
@@ -135,8 +136,8 @@ class DoctorWatch:
             return []
         return self.check(step)
 
-    def check(self, step: int | None = None) -> list[Transition]:
-        """Diagnose now; emit one event per transition; apply automatic actions."""
+    def check(self, step: int | None = None, act: bool = True) -> list[Transition]:
+        """Diagnose now; emit one event per transition; apply automatic actions (when `act`)."""
         self.last = self.clock()
         try:
             run = self.store.get_run(self.run_id)
@@ -158,7 +159,8 @@ class DoctorWatch:
         for t in changes:
             if t.state != "closed":
                 self._pin(t.diagnosis, step)
-                self._auto(t.diagnosis, step)
+                if act:
+                    self._auto(t.diagnosis, step)
         return changes
 
     def _pin(self, d: Diagnosis, step: int | None) -> None:
@@ -196,6 +198,8 @@ class DoctorWatch:
             self.emit(EVENT_KIND, f"auto {d.action.label} for {d.id} refused: {exc}", step, None)
             return
         self.auto_sent += 1
+        if self.on_command is not None:
+            self.on_command()
         self.emit(
             EVENT_KIND,
             f"auto ({rule}): {d.action.label} for {d.id}, command {cid}"
