@@ -76,6 +76,16 @@ def test_rollback_branches_from_the_checkpoint_before_the_spike_with_lr_halved(t
         plan = json.loads((Path(child.run_dir) / "branch.json").read_text())
         assert plan["checkpoint"].endswith(f"step-{want}") and not plan["weights_only"]
         assert f"lr 10 -> 5: child run {child_id}" in out.stderr
+        # --format json: one object, no following; --factor sets the scale.
+        js2 = tuitrain("doctor", run.id, "--rollback", "--factor", "0.25", "--format", "json", runs=lx.runs_dir)  # fmt: skip
+        assert js2.returncode == 0, js2.stderr
+        got = json.loads(js2.stdout)
+        with lx.store() as store:
+            lx.track(store.get_run(got["child"]))
+            assert store.get_run(got["child"]).config["optimizer"]["lr"] == 2.5
+        assert (got["run"], got["from_step"], got["lr_from"], got["lr_to"]) == (run.id, want, 10, 2.5)
+        assert got["diagnosis"] == first["id"] and got["stop_command"] is None
+        assert got["child"] != child_id and got["child_name"] != child.name
 
         # No checkpoint before the spike any more: exit 2, and the reason.
         for s in ckpts:

@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=("table", "json"),
         default="table",
-        help="table (default) or json: a list of {id, severity, step, evidence, remedy, action, values}",
+        help="table (default) or json: a list of {id, severity, step, evidence, remedy, action, "
+        "values}; with --rollback, one object {run, diagnosis, from_step, lr_from, lr_to, child, "
+        "stop_command} and no following (as --detach)",
     )
     p.add_argument(
         "--rollback",
@@ -110,12 +112,31 @@ def cmd_rollback(args: argparse.Namespace, run: Any, diags: list) -> int:
     except (BranchError, ConfigError, LaunchError, InvalidValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if args.format == "json":  # one object, then return (a script reads it; as --detach)
+        print(json.dumps(rollback_json(rb, done), indent=2))
+        return 0
     stop = (
         f"; stop sent to run {run.id} (command #{done.stop_command})" if done.stop_command else ""
     )
     msg = f"rollback for {rb.diagnosis.id}: {rb.describe()}: child run {done.child.id} ({done.child.name}){stop}"
     print(msg, file=sys.stderr if args.detach else sys.stdout, flush=True)
     return _follow(done.child, args)
+
+
+def rollback_json(rb: Any, done: Any) -> dict:
+    """What --rollback --format json prints: the diagnosis, the checkpoint, the LRs, the child."""
+    return {
+        "run": rb.parent.id,
+        "diagnosis": rb.diagnosis.id,
+        "diagnosis_step": rb.diagnosis.step,
+        "from_step": rb.step,
+        "lr_from": rb.lr_from,
+        "lr_to": rb.lr_to,
+        "child": done.child.id,
+        "child_name": done.child.name,
+        "child_dir": str(done.child.run_dir),
+        "stop_command": done.stop_command,
+    }
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
