@@ -33,7 +33,7 @@ def test_doctor_pruning_is_opt_in_and_validated():
 
 
 # SGD ramping to LR 10 over 30 steps, clipped at 1.0 (the doctor e2e tests' spike): the loss
-# jumps at about step 20-25 and stays up. That trial is long (400 steps: at ~25 steps/s the
+# jumps at about step 20-25 and stays up. That trial is long (4000 steps: even at 100 steps/s the
 # doctor, polled every 0.5 s, sees it diverge well before its end); LR 0.001 trains on quietly
 # for 40 steps. Both run at once; median pruning is off, so only the doctor prunes.
 SWEEP = """\
@@ -44,10 +44,10 @@ n_trials: 2
 parallel: 2
 space:
   optimizer.lr: {type: loguniform, low: 1.0e-4, high: 10.0}
-  training.max_steps: [40, 400]
+  training.max_steps: [40, 4000]
 enqueue:
   - {optimizer.lr: 1.0e-3, training.max_steps: 40}
-  - {optimizer.lr: 10.0, training.max_steps: 400}
+  - {optimizer.lr: 10.0, training.max_steps: 4000}
 set: [optimizer.name=sgd, training.max_grad_norm=1.0, scheduler.warmup_steps=30, training.max_steps=40,
       training.eval_every=40, batch.size=8, data.max_bytes=60000,
       model.arch.max_position_embeddings=64, doctor.enabled=false]
@@ -68,12 +68,12 @@ def test_doctor_prunes_the_diverging_trial_and_the_other_completes(cli):
     assert wild.state == "pruned", out
     assert wild.prune_reason.startswith(f"pruned by doctor at step {wild.pruned_step}: ")
     assert wild.prune_reason.endswith(("(exploding_gradients)", "(loss_spike)"))
-    assert 0 < wild.pruned_step < 400
+    assert 0 < wild.pruned_step < 4000
     with Store(cli.runs_dir) as s:
         assert s.get_run(calm.run_id).status == "completed"
         run = s.get_run(wild.run_id)
         assert run.status == "pruned" and run.exit_reason == wild.prune_reason
-        assert run.last_step < 400, "stopped early, not run to the end"
+        assert run.last_step < 4000, "stopped early, not run to the end"
     assert f"trial {wild.number}: {wild.prune_reason}" in out
     rc, shown = cli.run("sweeps", rec.id, "--runs-dir", "runs", timeout=60)
     assert rc == 0, shown

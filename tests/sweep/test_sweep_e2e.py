@@ -60,13 +60,14 @@ def test_grid_of_four_trials(cli):
 
 def test_tpe_prunes_a_poor_trial(cli):
     # Two good short trials finish first; the third (tiny LR, long) is worse than their median at
-    # its first evaluation and must be stopped there and marked pruned.
+    # its first evaluation and must be stopped there and marked pruned. It is long (20000 steps):
+    # a fast machine ran 400 tiny steps before the runner's stop arrived, and it completed.
     cli.write(
         "tpe.yaml",
         "name: tp\nbase: tiny.yaml\nmethod: tpe\nn_trials: 3\nparallel: 2\n"
-        "space:\n  optimizer.lr: {type: loguniform, low: 1e-7, high: 1e-1}\n  training.max_steps: [6, 400]\n"
+        "space:\n  optimizer.lr: {type: loguniform, low: 1e-7, high: 1e-1}\n  training.max_steps: [6, 20000]\n"
         "enqueue:\n  - {optimizer.lr: 0.01, training.max_steps: 6}\n  - {optimizer.lr: 0.02, training.max_steps: 6}\n"
-        "  - {optimizer.lr: 1.0e-7, training.max_steps: 400}\n"
+        "  - {optimizer.lr: 1.0e-7, training.max_steps: 20000}\n"
         "pruning: {n_startup_trials: 2}\n",
     )
     rc, out = cli.run("sweep", "tpe.yaml", "--runs-dir", "runs")
@@ -78,7 +79,7 @@ def test_tpe_prunes_a_poor_trial(cli):
     with Store(cli.runs_dir) as s:
         run = s.get_run(pruned.run_id)
         assert run.status == "pruned" and "pruned by sweep" in (run.exit_reason or "")
-        assert s.last_step(run.id) < 400
+        assert s.last_step(run.id) < 20000
     assert "pruning at step" in out
     assert not any(group_alive(g) for g in cli.trainer_groups())
 
