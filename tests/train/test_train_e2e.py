@@ -51,7 +51,8 @@ def test_demo_config_trains_and_loss_falls(launcher):
 
 
 def test_sighup_ignored_sigterm_stops_then_resume_continues(launcher):
-    sets = [*TINY, "training.max_steps=250", "training.eval_every=200", "training.save_every=200"]
+    # 1000 steps: under load, 250 tiny steps once all ran between wait_step and the SIGTERM.
+    sets = [*TINY, "training.max_steps=1000", "training.eval_every=500", "training.save_every=500"]
     run = launcher.start(sets)
     pgid = json.loads((Path(run.run_dir) / LAUNCH_FILE).read_text())["pgid"]
     launcher.wait_step(run, 10)
@@ -65,7 +66,7 @@ def test_sighup_ignored_sigterm_stops_then_resume_continues(launcher):
         steps = [p for p, _ in losses(s, run.id)]
     assert info.status == "stopped" and info.exit_reason == "SIGTERM", launcher.log(run)[-2000:]
     stopped_at = steps[-1]
-    assert stopped_at < 250 and steps == list(range(1, stopped_at + 1))
+    assert stopped_at < 1000 and steps == list(range(1, stopped_at + 1))
     assert (
         periodic(Path(run.run_dir))[-1][0] == stopped_at
     )  # SIGTERM saved a checkpoint at its step
@@ -76,7 +77,7 @@ def test_sighup_ignored_sigterm_stops_then_resume_continues(launcher):
     with launcher.store() as s:
         pts = losses(s, run.id)
         kinds = [e.kind for e in s.events(run.id)]
-    assert [p for p, _ in pts] == list(range(1, 251))  # continued: nothing missing, nothing twice
+    assert [p for p, _ in pts] == list(range(1, 1001))  # continued: nothing missing, nothing twice
     assert "resumed" in kinds
     # The weights came back: the loss right after the resume is far below the untrained loss.
     start = sum(v for _, v in pts[:5]) / 5
