@@ -83,7 +83,12 @@ def test_rollback_branches_from_the_checkpoint_before_the_spike_with_lr_halved(t
         with lx.store() as store:
             lx.track(store.get_run(got["child"]))
             assert store.get_run(got["child"]).config["optimizer"]["lr"] == 2.5
-        assert (got["run"], got["from_step"], got["lr_from"], got["lr_to"]) == (run.id, want, 10, 2.5)
+        assert (got["run"], got["from_step"], got["lr_from"], got["lr_to"]) == (
+            run.id,
+            want,
+            10,
+            2.5,
+        )
         assert got["diagnosis"] == first["id"] and got["stop_command"] is None
         assert got["child"] != child_id and got["child_name"] != child.name
 

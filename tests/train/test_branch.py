@@ -133,7 +133,12 @@ def test_incompatible_edits_are_refused_by_name_unless_weights_only(parent):
 def test_rerun_of_a_steered_run_is_exact(launcher):
     # Long (4000 steps): the three commands must land while it runs; the stop ends it early, and
     # the rerun stops at the same step.
-    sets = [*PARENT, "training.max_steps=4000", "training.eval_every=100", "training.save_every=100"]
+    sets = [
+        *PARENT,
+        "training.max_steps=4000",
+        "training.eval_every=100",
+        "training.save_every=100",
+    ]
     run = launcher.start(sets, name="steered")
     with launcher.store() as s:
         launcher.wait_step(run, 5)

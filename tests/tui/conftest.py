@@ -62,7 +62,7 @@ async def settle(pilot: Pilot, rounds: int = 2, wait: float = 0.6) -> None:
         await pilot.pause()
 
 
-async def drawn(pilot: Pilot, timeout: float = 20.0) -> None:
+async def drawn(pilot: Pilot) -> None:
     """Draw now what the current screen's pacing has deferred (a loaded machine makes chart
     builds slow, and the monitor then postpones the next draw by build cost / chart_cpu_budget:
     20 s once on CI). Tests check what is drawn, not the pacing, so the pending draw runs at once."""
@@ -70,12 +70,7 @@ async def drawn(pilot: Pilot, timeout: float = 20.0) -> None:
     timer = getattr(screen, "_draw_timer", None)
     if timer is not None:
         timer.stop()
-        screen.redraw()
-    deadline = time.monotonic() + timeout
-    while getattr(screen, "_draw_timer", None) is not None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{screen!r} did not redraw within {timeout} s")
-        await pilot.pause(0.02)
+        screen.redraw()  # clears _draw_timer
     await pilot.pause()
 
 

@@ -103,6 +103,7 @@ class DoctorWatch:
         emit: Emit,
         clock: Callable[[], float] = time.monotonic,
         sync: Callable[[], Any] | None = None,
+        on_command: Callable[[], Any] | None = None,
     ) -> None:
         self.store, self.run_id, self.group, self.emit, self.clock = (
             store,
@@ -119,7 +120,7 @@ class DoctorWatch:
         self.last = -float("inf")
         self.failed = False
         self.sync = sync  # makes buffered metrics visible before the final diagnosis
-        self.on_command: Callable[[], Any] | None = None  # the poller's wake: apply it next step
+        self.on_command = on_command  # the poller's wake: a sent command applies next step
 
     def final(self, step: int | None) -> list[Transition]:
         """The last diagnosis, after the buffered metrics are written; then release the store."""
@@ -215,7 +216,9 @@ class DoctorWatch:
         )
 
 
-def trainer_watch(run_dir: Any, cfg: Any, report: Any) -> DoctorWatch | None:
+def trainer_watch(
+    run_dir: Any, cfg: Any, report: Any, on_command: Callable[[], Any] | None = None
+) -> DoctorWatch | None:
     """The watch for the trainer's rank 0 (None on other ranks or with doctor.enabled false)."""
     if not getattr(report, "active", False) or not cfg.doctor.enabled:
         return None
@@ -228,4 +231,5 @@ def trainer_watch(run_dir: Any, cfg: Any, report: Any) -> DoctorWatch | None:
         cfg.doctor,
         report.event,
         sync=getattr(writer, "flush", None),
+        on_command=on_command,
     )

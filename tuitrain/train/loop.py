@@ -237,9 +237,8 @@ class Trainer:
             rank=self.rank,
             world=self.world,
         )
-        self.doctor = trainer_watch(self.run_dir, cfg, self.report)  # rank 0: diagnoses at flush
-        if self.doctor is not None:
-            self.doctor.on_command = self.poller.wake  # an automatic remedy applies next step
+        # rank 0: diagnoses at flush; an automatic remedy wakes the poller, so it applies next step
+        self.doctor = trainer_watch(self.run_dir, cfg, self.report, on_command=self.poller.wake)
         # steering.schedule: every rank knows it, so each applies it at the same step, no collective.
         self.scheduled: dict[int, list[SteerCommand]] = {}
         for entry in cfg.steering.schedule:
