@@ -34,16 +34,16 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.cli",
         "tuitrain.config",
         "tuitrain.store",
-        "tuitrain.launch",
+        "tuitrain.runs.launch",
         "tuitrain.sweep",
         "tuitrain.steering",
-        "tuitrain.datasets",
-        "tuitrain.formats",
-        "tuitrain.templates",
+        "tuitrain.data.sources",
+        "tuitrain.data.records",
+        "tuitrain.data.templates",
         "tuitrain.tui.app",
         "tuitrain.doctor",
-        "tuitrain.sysinfo",
-        "tuitrain.perf",
+        "tuitrain.telemetry.sysinfo",
+        "tuitrain.telemetry.perf",
     ],
 )
 def test_no_ml_stack_outside_training(module):
@@ -53,7 +53,7 @@ def test_no_ml_stack_outside_training(module):
 def test_editor_data_summary_of_the_sft_demo_stays_light():
     # Reading the records, rendering the chat template and counting truncation: no ML stack.
     code = (
-        "from tuitrain.config import load_config\nfrom tuitrain.datasets import data_summary\n"
+        "from tuitrain.config import load_config\nfrom tuitrain.data.sources import data_summary\n"
         f"s = data_summary(load_config({str(SFT_DEMO)!r}).config)\nassert s.format == 'chat'"
     )
     assert not loaded_after(code) & set(ML)
@@ -68,12 +68,12 @@ def test_cli_parser_and_app_screens_stay_light():
     "module",
     [
         "tuitrain.train.loop",
-        "tuitrain.api",
+        "tuitrain.client.api",
         "tuitrain.integrations.hf",
         "tuitrain.integrations.accelerate",
         "tuitrain.store",
         "tuitrain.doctor.watch",
-        "tuitrain.sysinfo",
+        "tuitrain.telemetry.sysinfo",
     ],
 )
 def test_training_side_never_loads_textual(module):

@@ -1,4 +1,4 @@
-"""Tests of tuitrain.sysinfo on this machine's real /proc (no GPU here: no GPU keys, no error)."""
+"""Tests of tuitrain.telemetry.sysinfo on this machine's real /proc (no GPU here: no GPU keys, no error)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tuitrain.sysinfo import GB, SystemSampler, visible_devices
+from tuitrain.telemetry.sysinfo import GB, SystemSampler, visible_devices
 
 # A child that starts a grandchild burning 0.4 s of CPU, then both idle: the tree's CPU time is known.
 BURN = (
@@ -91,7 +91,7 @@ def test_visible_devices_parses_like_cuda():
 
 def test_sampler_import_loads_no_nvml_or_ml_stack():
     code = (
-        "import sys, tuitrain.sysinfo\n"
+        "import sys, tuitrain.telemetry.sysinfo\n"
         "bad = {'pynvml', 'torch', 'textual'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

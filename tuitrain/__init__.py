@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuitrain.api import Run, init
+    from tuitrain.client.api import Run, init
 
 __all__ = ["Run", "init"]
-_LAZY = {"init": "tuitrain.api", "Run": "tuitrain.api"}
+_LAZY = {"init": "tuitrain.client.api", "Run": "tuitrain.client.api"}
 
 
 def __getattr__(name: str) -> Any:

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from tuitrain.config import load_config
-from tuitrain.launch import launch
 from tuitrain.lrfind.probe import launch_probe, result
 from tuitrain.lrfind.race import Start, lane_stats, run_race
+from tuitrain.runs.launch import launch
 from tuitrain.store import Store
 
 REPO = Path(__file__).resolve().parents[2]

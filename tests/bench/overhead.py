@@ -248,9 +248,9 @@ def run_hf(a: argparse.Namespace, root: Path) -> tuple[float, float]:
 
 def sampler_cost(root: Path, calls: int) -> dict | None:
     """Median wall and CPU seconds of one SystemSampler.sample() (the first call, which opens
-    NVML, excluded) and its interval; None where tuitrain.sysinfo is absent."""
+    NVML, excluded) and its interval; None where tuitrain.telemetry.sysinfo is absent."""
     try:
-        from tuitrain.sysinfo import DEFAULT_INTERVAL_S, SystemSampler
+        from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S, SystemSampler
     except ImportError:
         return None
     root.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Benchmark of the system sampler (tuitrain.sysinfo): the cost of one sample on this machine and
+"""Benchmark of the system sampler (tuitrain.telemetry.sysinfo): the cost of one sample on this machine and
 its share of one core at the trainer's 5 s interval. Prints figures; asserts nothing.
 
     python tests/bench/sysinfo_bench.py            # a few seconds
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tuitrain.sysinfo import DEFAULT_INTERVAL_S, SystemSampler  # noqa: E402
+from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S, SystemSampler  # noqa: E402
 
 
 def main() -> int:

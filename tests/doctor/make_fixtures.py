@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tuitrain.config import load_config  # noqa: E402
-from tuitrain.launch import launch, stop  # noqa: E402
+from tuitrain.runs.launch import launch, stop  # noqa: E402
 from tuitrain.store import Store  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

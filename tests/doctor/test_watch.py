@@ -185,7 +185,7 @@ def test_cli_offers_rollback_to_the_checkpoint_before_the_spike(store, tmp_path)
 def test_watch_pins_the_checkpoint_before_a_spike_out_of_the_rotation(store):
     """A spike opens: the newest complete checkpoint before it gets a pin (and an event), so
     save_total_limit's rotation keeps it for a rollback; once only."""
-    from tuitrain.lineage import PIN_MARK, complete_checkpoints, rotated
+    from tuitrain.runs.lineage import PIN_MARK, complete_checkpoints, rotated
 
     fx = curves.make("exploding_gradients")
     rid = replay.create(store, fx)

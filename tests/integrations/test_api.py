@@ -94,7 +94,10 @@ def test_bad_input_names_the_field(tmp_path):
         run.log({"loss": 0.5})
     with Store(tmp_path) as store:
         info = store.get_run("bad")
-        assert info.status == "completed" and [p.step for p in store.tail(info.id, ["loss"])] == [1, 2]
+        assert info.status == "completed" and [p.step for p in store.tail(info.id, ["loss"])] == [
+            1,
+            2,
+        ]
     with pytest.raises(TypeError, match="config must be a dict"):
         tuitrain.init(config=["lr", 1], runs_dir=tmp_path)
 

@@ -35,7 +35,7 @@ def test_package_and_api_load_neither_torch_nor_textual():
 
 @pytest.mark.timeout(60)
 def test_lazy_export_resolves_and_unknown_names_fail():
-    code = "import tuitrain\nassert tuitrain.init.__module__ == 'tuitrain.api'\ntry:\n    tuitrain.nope\nexcept AttributeError as e:\n    print('ok', e)"
+    code = "import tuitrain\nassert tuitrain.init.__module__ == 'tuitrain.client.api'\ntry:\n    tuitrain.nope\nexcept AttributeError as e:\n    print('ok', e)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

@@ -16,8 +16,8 @@ import pytest
 
 from tests.train.helpers import DEMO, ENV, REPO, TINY, Launcher
 from tuitrain.config import load_config, save_yaml
-from tuitrain.launch import LAUNCH_FILE
 from tuitrain.lrfind.probe import with_lr
+from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

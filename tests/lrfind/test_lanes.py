@@ -13,8 +13,8 @@ import pytest
 
 from tests.train.helpers import DEMO, ENV, TINY, Launcher
 from tuitrain.config import load_config
-from tuitrain.launch import launch_lane, stop
 from tuitrain.lrfind.lanes import LANES_DIR, LaneDriver, read
+from tuitrain.runs.launch import launch_lane, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 LONG = [*TINY, "training.max_steps=100000", "training.log_every=1", "doctor.enabled=false"]

@@ -1,10 +1,10 @@
-"""Tests tuitrain.perf: the FLOPs formula, the peak table lookup by real device names, MFU."""
+"""Tests tuitrain.telemetry.perf: the FLOPs formula, the peak table lookup by real device names, MFU."""
 
 from __future__ import annotations
 
 import pytest
 
-from tuitrain import perf
+from tuitrain.telemetry import perf
 
 
 def test_flops_per_token_is_palm_6n_plus_attention_by_hand():

@@ -168,7 +168,7 @@ def build_sweep(runs_dir: Path, folder: Path | None = None):
     import os
 
     from tuitrain.config import load_config, save_yaml, to_dict
-    from tuitrain.lineage import CKPT_DIR, DONE_MARK
+    from tuitrain.runs.lineage import CKPT_DIR, DONE_MARK
     from tuitrain.store import Store
     from tuitrain.sweep import records
     from tuitrain.sweep.records import SweepRecord, TrialRecord

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tuitrain.config import load_config
-from tuitrain.launch import launch
+from tuitrain.runs.launch import launch
 from tuitrain.store import Store
 from tuitrain.store.liveness import launch_info, run_processes
 

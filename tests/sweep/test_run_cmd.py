@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tuitrain.launch import group_alive
+from tuitrain.runs.launch import group_alive
 from tuitrain.store import Store
 
 from .helpers import wait_for

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tuitrain.launch import group_alive
+from tuitrain.runs.launch import group_alive
 from tuitrain.store import Store
 from tuitrain.sweep.records import list_sweeps
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tuitrain.config import load_config
-from tuitrain.launch import LAUNCH_FILE, launch
+from tuitrain.runs.launch import LAUNCH_FILE, launch
 from tuitrain.store import Store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tuitrain.launch import LAUNCH_FILE, resume
+from tuitrain.runs.launch import LAUNCH_FILE, resume
 from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import ENV, TINY, Launcher, losses

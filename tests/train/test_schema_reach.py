@@ -68,7 +68,7 @@ def schema_fields(model: type[BaseModel] = TrainConfig, prefix: str = "") -> lis
 
 # ---- probes ------------------------------------------------------------------------------
 def launcher(cfg: TrainConfig) -> Any:
-    from tuitrain.launch import build_command, build_env
+    from tuitrain.runs.launch import build_command, build_env
 
     env = {k: v for k, v in build_env(cfg).items() if os.environ.get(k) != v}
     return build_command(cfg, "/tmp/reach-run"), env
@@ -605,7 +605,7 @@ def _cases(kind: str) -> list[str]:
 
 
 def _needs_gpu(entry: Reach) -> None:
-    from tuitrain.launch import gpus_visible
+    from tuitrain.runs.launch import gpus_visible
 
     if entry.gpu and not gpus_visible():
         pytest.skip("observable only with a CUDA GPU (this machine has none)")

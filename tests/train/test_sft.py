@@ -11,9 +11,9 @@ import torch
 
 from tuitrain.config import load_config, parse
 from tuitrain.config.datasize import estimate_train_samples
-from tuitrain.datasets import DataError, data_summary
-from tuitrain.formats import pack_plan
-from tuitrain.templates import BUILTIN_TEMPLATES, TemplateError, jinja_renderer, segments
+from tuitrain.data.records import pack_plan
+from tuitrain.data.sources import DataError, data_summary
+from tuitrain.data.templates import BUILTIN_TEMPLATES, TemplateError, jinja_renderer, segments
 from tuitrain.train.data import ByteTokenizer, build_splits
 from tuitrain.train.sft import RaggedExamples, packing_isolated
 

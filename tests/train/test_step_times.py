@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuitrain.config import load_config
-from tuitrain.perf import flops_per_token
+from tuitrain.telemetry.perf import flops_per_token
 from tuitrain.train.data import ByteTokenizer
 from tuitrain.train.loop import matmul_params, mfu_precision
 from tuitrain.train.model import build_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.train.helpers import TINY, Launcher
-from tuitrain.launch import stop
+from tuitrain.runs.launch import stop
 
 pytestmark = pytest.mark.slow
 

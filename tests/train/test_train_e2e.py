@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuitrain.launch import LAUNCH_FILE, resume, stop
+from tuitrain.runs.launch import LAUNCH_FILE, resume, stop
 from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import ENV, REPO, TINY, free_port, losses

@@ -12,8 +12,8 @@ from tuitrain.cli import main as cli_main
 from tuitrain.config import TrainConfig, load_config, parse
 from tuitrain.config.datasize import estimate_train_samples
 from tuitrain.config.derived import steps_per_epoch
-from tuitrain.datasets import DataError
-from tuitrain.launch import build_command, build_env
+from tuitrain.data.sources import DataError
+from tuitrain.runs.launch import build_command, build_env
 from tuitrain.steering import SteeringPoller, StoreSource, validate
 from tuitrain.store import Store
 from tuitrain.train.data import BYTE_VOCAB, BatchPlan, ByteTokenizer, build_splits
@@ -299,7 +299,7 @@ def test_steering_schedule_is_validated_by_field(entry, message):
 
 
 def test_branch_refuses_edits_the_checkpoint_cannot_take_by_field():
-    from tuitrain.lineage import incompatible
+    from tuitrain.runs.lineage import incompatible
 
     base = load_config(DEMO).config.model_dump()
     for sets, field in (

@@ -197,7 +197,7 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
 @pytest.mark.timeout(180)
 def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> None:
     """Pick step 100, launch: a real child run (parent, fork_step 100, branch.json naming the
-    step-100 checkpoint) is started through tuitrain.branching, and its monitor opens."""
+    step-100 checkpoint) is started through tuitrain.runs.branching, and its monitor opens."""
     import asyncio
 
     ids = _lineage(runs)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.tui.conftest import aio, make_app, settle
 from tuitrain.config import load_config, save_yaml
-from tuitrain.launch import LAUNCH_FILE
+from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
 from tuitrain.tui.configdoc import DEMO_CONFIG

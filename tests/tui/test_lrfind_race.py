@@ -15,8 +15,8 @@ from textual.pilot import Pilot
 
 from tests.train.helpers import ENV, TINY, Launcher
 from tests.tui.conftest import aio, make_app, settle
-from tuitrain.launch import LAUNCH_FILE
 from tuitrain.lrfind.race import RECORD_DIR, list_records
+from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
 from tuitrain.tui.screens import lrfind

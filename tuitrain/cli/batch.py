@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, launch, and (unless --detach) follow the run to its end."""
     from tuitrain.config import load_config
-    from tuitrain.launch import is_worker, launch
+    from tuitrain.runs.launch import is_worker, launch
 
     sets = list(args.sets)
     if args.machine_rank is not None:
@@ -117,7 +117,7 @@ def _node_argv(args: argparse.Namespace, drop: tuple[str, ...] = ()) -> list[str
 
 def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
     """--print-launch: one command per node; --print-sbatch: a Slurm batch script."""
-    from tuitrain.launch import per_node_lines, sbatch_script
+    from tuitrain.runs.launch import per_node_lines, sbatch_script
 
     if cfg.launch.num_machines < 2:
         print(
@@ -138,7 +138,7 @@ def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
 def run_worker(resolved: Any, runs_dir: Path, name: str | None, detach: bool) -> int:
     """A worker node (machine_rank > 0): start its ranks, wait for them, exit with their code.
     No run record is made here: the main node's rank 0 records the run."""
-    from tuitrain.launch import start_worker
+    from tuitrain.runs.launch import start_worker
 
     lc = resolved.config.launch
     proc, node_dir = start_worker(resolved, runs_dir, name=name)
@@ -307,7 +307,7 @@ class Follower:
     def _wait_gone(self, run: Any) -> None:
         # The final status is written a moment before the processes exit; return only once they
         # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
-        from tuitrain.launch import stop
+        from tuitrain.runs.launch import stop
         from tuitrain.store.liveness import processes_alive
 
         if run.host and run.host != socket.gethostname():
@@ -384,7 +384,7 @@ class Follower:
                 "stopping: the run saves and ends at its next step (Ctrl-C again to kill it)"
             )
         elif self.interrupts >= 2 and self.hard_at is None:
-            from tuitrain.launch import stop
+            from tuitrain.runs.launch import stop
 
             self.hard_at = time.monotonic()
             self._line("killing the run")

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _start(resolved, args, default_name: str, **kw) -> int:
-    from tuitrain.launch import LaunchError, launch
+    from tuitrain.runs.launch import LaunchError, launch
     from tuitrain.store import InvalidValue
 
     runs_dir = Path(args.runs_dir)
@@ -85,11 +85,11 @@ def _follow(info, args) -> int:
 
 def cmd_branch(args: argparse.Namespace) -> int:
     """Validate the edits against the parent's checkpoint, then launch the child (the checks
-    and the launch are tuitrain.branching's, shared with the TUI editor's branch mode)."""
-    from tuitrain.branching import BranchRefused, parent_config, plan_branch, start_branch
+    and the launch are tuitrain.runs.branching's, shared with the TUI editor's branch mode)."""
     from tuitrain.config import load_config
-    from tuitrain.launch import LaunchError
-    from tuitrain.lineage import BranchError
+    from tuitrain.runs.branching import BranchRefused, parent_config, plan_branch, start_branch
+    from tuitrain.runs.launch import LaunchError
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue, RunNotFound, Store
 
     try:
@@ -125,7 +125,7 @@ def cmd_branch(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Launch the run's config again, with its applied interventions as steering.schedule."""
     from tuitrain.config import load_config, parse, resolve, to_dict
-    from tuitrain.lineage import interventions, replay_schedule
+    from tuitrain.runs.lineage import interventions, replay_schedule
     from tuitrain.store import RunNotFound, Store
 
     try:

@@ -87,12 +87,12 @@ def rollback_command(run: Any, d: Any, first: bool) -> str | None:
 
 def cmd_rollback(args: argparse.Namespace, run: Any, diags: list) -> int:
     """Apply the first rollback action (tuitrain.doctor.rollback), then follow or print the child."""
-    from tuitrain.branching import BranchRefused
     from tuitrain.cli.branch_cmds import _follow
     from tuitrain.config import ConfigError
     from tuitrain.doctor.rollback import NoRollback, apply_rollback, plan_rollback
-    from tuitrain.launch import LaunchError
-    from tuitrain.lineage import BranchError
+    from tuitrain.runs.branching import BranchRefused
+    from tuitrain.runs.launch import LaunchError
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue
 
     try:

@@ -174,8 +174,8 @@ def parse_factors(text: str) -> list[float]:
 
 def cmd_lr_race(args: argparse.Namespace) -> int:
     """Launch the branches (N at a time), wait for them, judge, optionally apply or branch the winner."""
-    from tuitrain.lineage import BranchError
     from tuitrain.lrfind import race
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import CommandRefused, RunNotFound
 
     if args.source == "show" and not Path("show").is_file():

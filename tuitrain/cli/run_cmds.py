@@ -209,7 +209,9 @@ def _ls_columns(runs: list[Any]) -> list[Column]:
         step = "-" if r.last_step is None else str(r.last_step)
         steps.append(f"{step}/{total}" if total else step)
         value = r.summary.get("best_value")
-        best.append(f"{r.summary.get('best_metric', '')}={_num(value)}" if value is not None else "-")
+        best.append(
+            f"{r.summary.get('best_metric', '')}={_num(value)}" if value is not None else "-"
+        )
         best_short.append(_num(value) if value is not None else "-")
     return [
         Column("ID", [r.id for r in runs], priority=-1),
@@ -217,8 +219,12 @@ def _ls_columns(runs: list[Any]) -> list[Column]:
         Column("STATUS", [r.status for r in runs], priority=-1),
         Column("STEP", steps, priority=6),
         Column("BEST", best, priority=5, compact=best_short),
-        Column("CREATED", [_when(r.created) for r in runs], priority=3,
-               compact=[_when(r.created, short=True) for r in runs]),  # fmt: skip
+        Column(
+            "CREATED",
+            [_when(r.created) for r in runs],
+            priority=3,
+            compact=[_when(r.created, short=True) for r in runs],
+        ),  # fmt: skip
         Column("PID", [str(r.pid or "-") for r in runs], priority=1),
         Column("SWEEP", [r.sweep_id or "-" for r in runs], priority=0),
     ]
@@ -247,7 +253,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
             return show_sweep(Path(args.runs_dir), args.run, args.format)
         raise
-    from tuitrain.lineage import interventions
+    from tuitrain.runs.lineage import interventions
 
     with store:
         last = store.last_values(run.id)
@@ -392,7 +398,7 @@ def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any
         lo += EXPORT_CHUNK_STEPS
     if not writer and not names:
         # JSON lines also carry the run's interventions, as events (what `tuitrain rerun` replays).
-        from tuitrain.lineage import interventions
+        from tuitrain.runs.lineage import interventions
 
         for x in interventions(store, store.get_run(run_id)):
             out.write(json.dumps({"run": run_id, "step": x["step"], "event": "intervention",

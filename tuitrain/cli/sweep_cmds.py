@@ -113,10 +113,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """`tuitrain sweep promote SWEEP [--trial N]`: print the promoted run's id (stdout)."""
-    from tuitrain.branching import BranchRefused
     from tuitrain.config import ConfigError
-    from tuitrain.launch import LaunchError
-    from tuitrain.lineage import BranchError
+    from tuitrain.runs.branching import BranchRefused
+    from tuitrain.runs.launch import LaunchError
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue, RunNotFound
     from tuitrain.sweep.promote import promote
     from tuitrain.sweep.records import SweepNotFound

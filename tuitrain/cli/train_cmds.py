@@ -43,7 +43,7 @@ def register_stop(sub: argparse._SubParsersAction) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Resume the run detached; print its id and log file."""
-    from tuitrain.launch import LaunchError, resume
+    from tuitrain.runs.launch import LaunchError, resume
     from tuitrain.store import RunNotFound
 
     try:
@@ -57,7 +57,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the run's processes and report how it ended."""
-    from tuitrain.launch import stop
+    from tuitrain.runs.launch import stop
     from tuitrain.store import RunNotFound, Store
 
     if args.grace < 0:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.datasets import (
+from tuitrain.data.records import CHAT_FORMATS
+from tuitrain.data.sources import (
     DataError,
     Record,
     data_summary,
@@ -12,7 +13,6 @@ from tuitrain.datasets import (
     split_counts,
     stdlib_bytes,
 )
-from tuitrain.formats import CHAT_FORMATS
 
 # Without loading a tokenizer, a subword model averages roughly 4 characters per token.
 CHARS_PER_TOKEN = 4.0

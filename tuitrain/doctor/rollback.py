@@ -1,5 +1,5 @@
 """Provides the doctor's rollback: for an unrecovered spike, go back to the newest complete
-checkpoint before it and continue as a branch with the LR scaled (through tuitrain.branching),
+checkpoint before it and continue as a branch with the LR scaled (through tuitrain.runs.branching),
 stopping the parent if it is still running. The one apply path of the CLI and the doctor screen."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def rollback_action(step: int, factor: float = FACTOR) -> Action:
 def with_rollback(diags: list[Diagnosis], run_dir: str | Path | None) -> list[Diagnosis]:
     """The diagnoses with a rollback action on each spike that has a checkpoint before it (the
     others keep their action)."""
-    from tuitrain.branching import checkpoint_steps
+    from tuitrain.runs.branching import checkpoint_steps
 
     if run_dir is None or not any(wants_rollback(d) for d in diags):
         return diags
@@ -100,7 +100,7 @@ def preview(run: Any, action: Action) -> str:
 
 def why_none(run: Any, diags: list[Diagnosis]) -> str:
     """Why none of the diagnoses carries a rollback action."""
-    from tuitrain.branching import checkpoint_steps
+    from tuitrain.runs.branching import checkpoint_steps
 
     spikes = [d for d in diags if wants_rollback(d)]
     if not spikes:
@@ -120,8 +120,8 @@ def why_none(run: Any, diags: list[Diagnosis]) -> str:
 def plan_rollback(run: Any, diags: list[Diagnosis], factor: float | None = None) -> Rollback:
     """The first diagnosis's rollback (diagnoses as `diagnose_run` returns them), with the LR
     factor of the action or `factor`; NoRollback says why there is none."""
-    from tuitrain.branching import parent_config
     from tuitrain.config import load_config
+    from tuitrain.runs.branching import parent_config
 
     d = next((d for d in diags if d.action is not None and d.action.kind == KIND), None)
     if d is None or d.action is None:
@@ -142,11 +142,11 @@ class Applied:
 
 
 def apply_rollback(rb: Rollback, runs_dir: str | Path, who: str = "user") -> Applied:
-    """Branch the parent from the checkpoint with optimizer.lr scaled (tuitrain.branching's checks
+    """Branch the parent from the checkpoint with optimizer.lr scaled (tuitrain.runs.branching's checks
     and launch), then send the parent a stop command if it is still running, so the two do not
     share the device. BranchRefused / BranchError / LaunchError come through unchanged."""
-    from tuitrain.branching import parent_config, plan_branch, start_branch
     from tuitrain.config import load_config
+    from tuitrain.runs.branching import parent_config, plan_branch, start_branch
     from tuitrain.store import CommandRefused, Store
 
     child_cfg = load_config(parent_config(rb.parent), sets=[f"optimizer.lr={rb.lr_to!r}"])

@@ -169,7 +169,7 @@ class DoctorWatch:
         rollback (branch from there, LR scaled) is still possible after later saves rotate."""
         if d.id not in PIN_ON or d.severity == "info" or not d.step:
             return
-        from tuitrain.lineage import pin_before
+        from tuitrain.runs.lineage import pin_before
 
         why = f"the last checkpoint before {d.id} at step {d.step} (for a rollback)"
         try:

@@ -9,7 +9,7 @@ tuitrain store and gives the script the same steering (poll / ack / reject / ste
     for cmd in tracker.poll(step): ...                             # every rank, every step
     accelerator.end_training()                                     # the run ends completed
 
-The run itself is a `tuitrain.api.Run` (`tracker.tracker` on the main process): logging, steering,
+The run itself is a `tuitrain.client.api.Run` (`tracker.tracker` on the main process): logging, steering,
 SIGTERM handling and the end-of-process status are that class's, not a copy of it.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from accelerate.tracking import GeneralTracker, on_main_process
 
-from tuitrain.api import POLL_INTERVAL_S, Run, _rank_world
+from tuitrain.client.api import POLL_INTERVAL_S, Run, _rank_world
 from tuitrain.steering import SteerCommand
 
 __all__ = ["TuiTrainTracker"]
@@ -82,12 +82,12 @@ class TuiTrainTracker(GeneralTracker):
 
     @property
     def tracker(self) -> Run | None:
-        """The `tuitrain.api.Run` of this process (None before the run exists on it)."""
+        """The `tuitrain.client.api.Run` of this process (None before the run exists on it)."""
         return self._run
 
     @property
     def run(self) -> Run:
-        """This rank's `tuitrain.api.Run`, made if needed (on the main process: registered)."""
+        """This rank's `tuitrain.client.api.Run`, made if needed (on the main process: registered)."""
         return self._ensure()
 
     # ---- GeneralTracker ------------------------------------------------------------------
@@ -139,7 +139,7 @@ class TuiTrainTracker(GeneralTracker):
 
     # ---- steering (every rank) -----------------------------------------------------------
     def poll(self, step: int | None = None) -> list[SteerCommand]:
-        """Commands to apply after `step`, the same on every rank (see `tuitrain.api.Run.poll`)."""
+        """Commands to apply after `step`, the same on every rank (see `tuitrain.client.api.Run.poll`)."""
         return self._ensure().poll(step)
 
     def ack(self, cmd: SteerCommand, step: int | None = None, message: str = "") -> None:

@@ -196,7 +196,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             )
         finally:
             store.close()
-        from tuitrain.sysinfo import DEFAULT_INTERVAL_S
+        from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
 
         # World process zero: sys/ metrics (GPU, CPU, RAM, disk) from the writer's flush thread.
         self._writer = RunWriter(self.runs_dir, self.run_id, system_interval=DEFAULT_INTERVAL_S)

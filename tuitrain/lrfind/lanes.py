@@ -72,7 +72,7 @@ class LaneDriver:
 
     def add(self, resolved: Any, runs_dir: str | Path, register: Callable[[dict], Any]) -> Any:
         """Register a run for this driver (`register(launch_record)` -> (RunInfo, run_dir), e.g.
-        tuitrain.launch.launch_lane) and queue it; returns the RunInfo."""
+        tuitrain.runs.launch.launch_lane) and queue it; returns the RunInfo."""
         for _ in range(2):
             if self.queue is None or self.proc is None or self.proc.poll() is not None:
                 self._start(resolved, runs_dir)
@@ -86,7 +86,7 @@ class LaneDriver:
         raise RuntimeError(f"lane driver for {self.label} closed its queue twice in a row")
 
     def _start(self, resolved: Any, runs_dir: str | Path) -> None:
-        from tuitrain.launch import build_command, spawn_command
+        from tuitrain.runs.launch import build_command, spawn_command
 
         self.started += 1
         self.races_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def launch_probe(
     extra_env: dict[str, str] | None = None,
 ):
     """Start a range test of the resolved config; returns its RunInfo (an ordinary run, kind lr_find)."""
-    from tuitrain.launch import launch
+    from tuitrain.runs.launch import launch
 
     cfg = probe_config(resolved.config, min_lr, max_lr, steps)
     probe = resolve(cfg, source=resolved.source)

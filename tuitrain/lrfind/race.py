@@ -37,7 +37,7 @@ def start_from(source: str, runs_dir: str | Path, env: str | None = None, sets=(
         r = load_config(source, env=env, sets=sets)
         lr = r.derived.scaled_lr or r.config.optimizer.lr
         return Start(r, r.config.optimizer.lr, lr, label=p.stem)
-    from tuitrain.lineage import pick_checkpoint
+    from tuitrain.runs.lineage import pick_checkpoint
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
@@ -81,12 +81,12 @@ def launch_branch(
     """Start one branch; a run start goes through the branching machinery (branch.json). With a
     `driver` (tuitrain.lrfind.lanes.LaneDriver) the branch is queued in that slot's one training
     process instead of getting a process of its own."""
-    from tuitrain.launch import launch, launch_lane
+    from tuitrain.runs.launch import launch, launch_lane
 
     resolved = branch_config(start, factor, steps, race_id)
     kw: dict[str, Any] = {"name": f"{start.label}-race-x{factor:g}"}
     if start.parent is not None:
-        from tuitrain.lineage import BRANCH_FILE, BranchPlan
+        from tuitrain.runs.lineage import BRANCH_FILE, BranchPlan
 
         plan = BranchPlan(
             start.parent.id,
@@ -455,10 +455,10 @@ def _run_lanes(
 
 
 def pause_run(run_id: str, runs_dir: str | Path, grace_s: float = 300.0) -> Any:
-    """Pause a live run for a race: SIGTERM (tuitrain.launch.stop: it saves a checkpoint and ends
+    """Pause a live run for a race: SIGTERM (tuitrain.runs.launch.stop: it saves a checkpoint and ends
     as stopped, freeing its device); `resume_run` continues it in the same run afterwards.
     Returns the stopped RunInfo; RuntimeError when it was not running or had to be killed."""
-    from tuitrain.launch import stop
+    from tuitrain.runs.launch import stop
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
@@ -473,8 +473,8 @@ def pause_run(run_id: str, runs_dir: str | Path, grace_s: float = 300.0) -> Any:
 
 
 def resume_run(run_id: str, runs_dir: str | Path) -> Any:
-    """Continue a paused run from its pause checkpoint (tuitrain.launch.resume)."""
-    from tuitrain.launch import resume
+    """Continue a paused run from its pause checkpoint (tuitrain.runs.launch.resume)."""
+    from tuitrain.runs.launch import resume
 
     return resume(run_id, runs_dir)
 
@@ -502,9 +502,9 @@ def branch_winner(
     runs_dir: str | Path, start: Start, verdict: Verdict, name: str | None = None
 ) -> Any:
     """Branch from the winning branch's final checkpoint into a full-length run at its LR, through
-    tuitrain.branching (the same checks as `tuitrain branch`); returns the new RunInfo."""
-    from tuitrain.branching import plan_branch, start_branch
-    from tuitrain.lineage import BranchError
+    tuitrain.runs.branching (the same checks as `tuitrain branch`); returns the new RunInfo."""
+    from tuitrain.runs.branching import plan_branch, start_branch
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import Store
 
     if verdict.winner is None:

@@ -39,7 +39,9 @@ QUEUED_NO_PID_S = 120.0
 REMOTE_ACK_GRACE_S = 10.0
 LOG_TAIL_LINES = 6
 LOG_TAIL_CHARS = 1200
-LAUNCH_FILE = "launch.json"  # written by tuitrain.launch.spawn: pid, pgid, start, host, command
+LAUNCH_FILE = (
+    "launch.json"  # written by tuitrain.runs.launch.spawn: pid, pgid, start, host, command
+)
 LOG_FILE = "train.log"
 CRASHED_BEFORE_APPLYING = "run crashed before applying it"
 ENDED_BEFORE_APPLYING = "run ended before applying it"

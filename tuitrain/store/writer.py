@@ -114,7 +114,7 @@ class RunWriter:
         busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
         system_interval: float | None = None,
     ) -> None:
-        """system_interval: seconds between `sys/` samples (tuitrain.sysinfo) taken by the flush
+        """system_interval: seconds between `sys/` samples (tuitrain.telemetry.sysinfo) taken by the flush
         thread and stored at the newest logged step; None or 0: off. Rank 0 of a node turns it on."""
         if not 0 < flush_interval <= MAX_FLUSH_INTERVAL_S:
             raise InvalidValue(
@@ -135,7 +135,9 @@ class RunWriter:
             )
         self.system_interval = float(system_interval or 0.0)
         self._runs_dir = Path(runs_dir)
-        self._sampler: Any = None  # tuitrain.sysinfo.SystemSampler, created by the flush thread
+        self._sampler: Any = (
+            None  # tuitrain.telemetry.sysinfo.SystemSampler, created by the flush thread
+        )
         self._next_sample = 0.0  # monotonic time of the next sample: the first comes at once
         self.system_samples = 0  # samples stored (tests and the overhead bench read it)
         self.system_sample_s = 0.0  # seconds the flush thread spent sampling in total
@@ -269,7 +271,9 @@ class RunWriter:
         if step is None:
             return  # nothing logged yet: the first sample waits for a step to attach to
         if self._sampler is None:
-            from tuitrain.sysinfo import SystemSampler  # NVML is opened here, off the step path
+            from tuitrain.telemetry.sysinfo import (
+                SystemSampler,  # NVML is opened here, off the step path
+            )
 
             self._sampler = SystemSampler(self._runs_dir)
         values = self._sampler.sample()

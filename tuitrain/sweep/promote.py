@@ -1,4 +1,4 @@
-"""Provides promote(): continue a sweep trial as a full-length run, branched (tuitrain.branching)
+"""Provides promote(): continue a sweep trial as a full-length run, branched (tuitrain.runs.branching)
 from the trial's last checkpoint under the sweep's base config without the trials' shortened
 budget, with the trial's sampled params."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuitrain.lineage import BranchError
+from tuitrain.runs.lineage import BranchError
 
 # `set:` entries of the sweep file that shorten each trial; a promoted run drops them.
 BUDGET = ("training.max_steps", "training.epochs")
@@ -89,7 +89,7 @@ class Promotion:
 
     sweep: Any  # SweepRecord
     trial: Any  # TrialRecord
-    branch: Any  # tuitrain.branching.Branch: parent = the trial's run, child = full_config()
+    branch: Any  # tuitrain.runs.branching.Branch: parent = the trial's run, child = full_config()
     name: str  # the new run's name (exact: a taken name is refused at launch)
 
     @property
@@ -112,7 +112,7 @@ def plan_promote(
 ) -> Promotion:
     """Check a promotion without starting anything (the TUI shows it before launching).
     SweepNotFound, PromoteError, BranchRefused, BranchError or ConfigError when it cannot."""
-    from tuitrain.branching import plan_branch
+    from tuitrain.runs.branching import plan_branch
     from tuitrain.store import Store
     from tuitrain.sweep.records import get_sweep
 
@@ -154,7 +154,7 @@ def plan_promote(
 def launch_promotion(p: Promotion, runs_dir: str | os.PathLike[str]) -> Any:
     """Start the checked promotion detached; the new run's RunInfo (LaunchError, InvalidValue
     for a taken name)."""
-    from tuitrain.branching import start_branch
+    from tuitrain.runs.branching import start_branch
 
     return start_branch(p.branch, runs_dir, p.name)
 

@@ -177,7 +177,7 @@ class SweepRunner:
         return lambda: [signal.signal(s, h) for s, h in old.items()] and None
 
     def _start(self, slot: Slot) -> None:
-        from tuitrain.launch import LaunchError, launch
+        from tuitrain.runs.launch import LaunchError, launch
 
         trial = self.study.ask(self.dists)
         self.asked += 1
@@ -274,7 +274,7 @@ class SweepRunner:
         self._stop_run(a)
 
     def _stop_run(self, a: Active, hard: bool = False) -> None:
-        from tuitrain.launch import stop
+        from tuitrain.runs.launch import stop
 
         if a.stop_sent is None:
             a.stop_sent = time.time()
@@ -367,7 +367,7 @@ class SweepRunner:
     def _wait_gone(self, deadline_s: float = 30.0) -> None:
         # A stopped trainer sets its final status a moment before its processes exit; the sweep
         # ends only once they are gone (killed after the deadline), so nothing outlives it.
-        from tuitrain.launch import stop
+        from tuitrain.runs.launch import stop
         from tuitrain.store.liveness import processes_alive
 
         ids = [t.run_id for t in self.rec.trials if t.run_id and t.state in ("stopped", "pruned")]

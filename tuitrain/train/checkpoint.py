@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tuitrain.lineage import complete_checkpoints, rotated
+from tuitrain.runs.lineage import complete_checkpoints, rotated
 
 CKPT_DIR = "checkpoints"
 BEST = "best"

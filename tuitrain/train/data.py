@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.datasets import DataError, Record, detect_format, split_counts, stdlib_bytes
-from tuitrain.formats import CHAT_FORMATS, RecordError, detect
+from tuitrain.data.records import CHAT_FORMATS, RecordError, detect
+from tuitrain.data.sources import DataError, Record, detect_format, split_counts, stdlib_bytes
 
 # Byte tokenizer: ids 0-255 are the raw UTF-8 bytes; three specials follow (vocab 259).
 BYTE_PAD, BYTE_BOS, BYTE_EOS = 256, 257, 258

@@ -67,7 +67,7 @@ def generate(accelerator, model, tok, cfg: TrainConfig, splits=None) -> list[tup
     """(prompt, completion) for each generation prompt; rank 0 only, training RNG left untouched.
     Chat/instruction runs render the prompts with the chat template, add held-out validation
     prompts, and cut each answer where the template ends a turn."""
-    from tuitrain.formats import CHAT_FORMATS
+    from tuitrain.data.records import CHAT_FORMATS
 
     g = cfg.generation
     chat = splits is not None and splits.format in CHAT_FORMATS

@@ -4,7 +4,7 @@ Reads runs/<id>/config.yaml, trains with gradient accumulation counted per optim
 metrics in batches (one host sync per `training.log_every` steps), evaluates, checkpoints, obeys
 steering commands at the same step on every rank, and ends with a terminal status in the store.
 Each log window also stores where the step time went (data wait, compute, tuitrain's overhead),
-tokens/s and MFU (tuitrain.perf), measured without a sync of their own.
+tokens/s and MFU (tuitrain.telemetry.perf), measured without a sync of their own.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import torch
 
-from tuitrain import perf
 from tuitrain.config import load_config
 from tuitrain.config.derived import compute
 from tuitrain.config.errors import ConfigError
 from tuitrain.config.rules import monitor_mode
-from tuitrain.datasets import DataError
+from tuitrain.data.sources import DataError
 from tuitrain.doctor.watch import trainer_watch
-from tuitrain.lineage import BranchPlan, read_plan
 from tuitrain.lrfind.curve import Smoother, ramp_lr, suggest
+from tuitrain.runs.lineage import BranchPlan, read_plan
 from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
+from tuitrain.telemetry import perf
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
 from tuitrain.train.data import BatchPlan, EpochLoader, build_splits

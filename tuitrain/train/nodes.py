@@ -1,6 +1,6 @@
 """Provides NodeSystem: the `sys/` metrics of a multi-node run's other nodes.
 
-The main node's rank 0 samples its own machine through its RunWriter (tuitrain.sysinfo). On every
+The main node's rank 0 samples its own machine through its RunWriter (tuitrain.telemetry.sysinfo). On every
 other node, local rank 0 samples its machine on a daemon thread here (never on the step path).
 The samples reach the main rank in one all-gather per log window: every rank calls `exchange` at
 the same step (the window's drain), so no rank waits on another's clock. The main rank stores a
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuitrain.sysinfo import DEFAULT_INTERVAL_S, PREFIX, SystemSampler
+from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S, PREFIX, SystemSampler
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class NodeSystem:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if sampling:
-            self._thread = threading.Thread(target=self._loop, name="tuitrain-node-sys", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="tuitrain-node-sys", daemon=True
+            )
             self._thread.start()
 
     def _loop(self) -> None:
@@ -67,7 +69,9 @@ class NodeSystem:
                 try:
                     values = sampler.sample()
                 except Exception:  # a sampler bug costs this node's sys/ metrics, never the run
-                    log.exception("tuitrain system sampler failed on node %s; sampling off", self.node)
+                    log.exception(
+                        "tuitrain system sampler failed on node %s; sampling off", self.node
+                    )
                     return
                 with self._lock:
                     self._latest, self._seq = values, self._seq + 1

@@ -22,7 +22,7 @@ class Reporter:
 
             self.store = Store(run_dir.parent)
             # sys/ metrics (GPU, CPU, RAM, disk) sampled by the writer's thread, never the step path.
-            from tuitrain.sysinfo import DEFAULT_INTERVAL_S
+            from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
 
             self.writer = RunWriter(run_dir.parent, self.run_id, system_interval=DEFAULT_INTERVAL_S)
 

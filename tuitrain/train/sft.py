@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from tuitrain.datasets import MAX_LISTED, DataError, detect_format, record_problems
-from tuitrain.formats import RecordError, pack_plan, to_messages, tokenise
-from tuitrain.templates import TemplateError, end_marker, jinja_renderer, template_source
+from tuitrain.data.records import RecordError, pack_plan, to_messages, tokenise
+from tuitrain.data.sources import MAX_LISTED, DataError, detect_format, record_problems
+from tuitrain.data.templates import TemplateError, end_marker, jinja_renderer, template_source
 
 CACHE_VERSION = 1  # bump when the tokenised layout changes
 

@@ -1,5 +1,5 @@
 """Provides BranchEditorScreen: the config editor pre-filled with a parent run's config, with a
-checkpoint picker; launching starts the child through tuitrain.branching (as `tuitrain branch`)."""
+checkpoint picker; launching starts the child through tuitrain.runs.branching (as `tuitrain branch`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class BranchEditorScreen(EditorScreen):
     SCREEN_ID = "branch-editor"
 
     def __init__(self, parent_run: Any) -> None:
-        from tuitrain.branching import checkpoint_steps
+        from tuitrain.runs.branching import checkpoint_steps
 
         self.parent_run = parent_run
         self.steps = checkpoint_steps(parent_run.run_dir)
@@ -76,9 +76,9 @@ class BranchEditorScreen(EditorScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def launch_branch(self, cfg: Any, step: int | None, weights_only: bool) -> None:
-        """The CLI's checks and launch (tuitrain.branching), off the main thread."""
-        from tuitrain.branching import BranchRefused, plan_branch, start_branch
-        from tuitrain.lineage import BranchError
+        """The CLI's checks and launch (tuitrain.runs.branching), off the main thread."""
+        from tuitrain.runs.branching import BranchRefused, plan_branch, start_branch
+        from tuitrain.runs.lineage import BranchError
 
         try:
             child = resolve(cfg, self.doc.source)
@@ -108,8 +108,8 @@ class BranchEditorScreen(EditorScreen):
 
 def open_branch(app: Any, run: Any) -> None:
     """B on the runs list or the monitor: the branch editor of `run`, or why it cannot open."""
-    from tuitrain.branching import parent_config
-    from tuitrain.lineage import BranchError
+    from tuitrain.runs.branching import parent_config
+    from tuitrain.runs.lineage import BranchError
 
     if run is None:
         return

@@ -401,7 +401,7 @@ class EditorScreen(Screen):
     def launch(self, cfg: Any) -> None:
         """Resolve and launch off the main thread (writes files, spawns the process)."""
         try:
-            from tuitrain.launch import launch
+            from tuitrain.runs.launch import launch
 
             resolved = resolve(cfg, self.doc.source)
             info = launch(resolved, self.app.runs_dir)  # type: ignore[attr-defined]

@@ -280,8 +280,8 @@ def _race(screen: Any, run: Any, pause: bool) -> None:
     say = screen.app.call_from_thread
 
     def race() -> None:
-        from tuitrain.lineage import BranchError
         from tuitrain.lrfind import race as lr_race
+        from tuitrain.runs.lineage import BranchError
         from tuitrain.store import CommandRefused
 
         try:
@@ -342,7 +342,7 @@ def apply_race(screen: Any) -> None:
 
 
 def branch_race(screen: Any) -> None:
-    """Continue the last race's winner as a full-length run (tuitrain.branching)."""
+    """Continue the last race's winner as a full-length run (tuitrain.runs.branching)."""
     race = getattr(screen, "race", None)
     if race is None:
         screen.notify("no finished LR race yet (R starts one)", severity="warning")
@@ -352,8 +352,8 @@ def branch_race(screen: Any) -> None:
     say = screen.app.call_from_thread
 
     def branch() -> None:
-        from tuitrain.lineage import BranchError
         from tuitrain.lrfind import race as lr_race
+        from tuitrain.runs.lineage import BranchError
 
         try:
             child = lr_race.branch_winner(runs_dir, start, verdict)

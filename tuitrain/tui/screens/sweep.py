@@ -391,9 +391,9 @@ class SweepScreen(Screen):
 
 def _refusal(exc: Exception) -> str:
     """An exception from planning or launching a promotion as the CLI words it."""
-    from tuitrain.branching import BranchRefused
     from tuitrain.config import ConfigError
-    from tuitrain.lineage import BranchError
+    from tuitrain.runs.branching import BranchRefused
+    from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue, RunNotFound
     from tuitrain.sweep.records import SweepNotFound
 

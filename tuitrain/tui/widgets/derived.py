@@ -6,7 +6,7 @@ from rich.markup import escape
 from textual.widgets import Static
 
 from tuitrain.config.schedule import schedule_curve
-from tuitrain.datasets import data_summary
+from tuitrain.data.sources import data_summary
 from tuitrain.tui import fmt
 from tuitrain.tui.widgets.chart import Line, MetricChart
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("tuitrain.sysinfo")
+log = logging.getLogger("tuitrain.telemetry.sysinfo")
 
 PREFIX = "sys/"
 GB = 1024**3

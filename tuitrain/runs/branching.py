@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuitrain.lineage import (
+from tuitrain.runs.lineage import (
     BRANCH_FILE,
     BranchError,
     BranchPlan,
@@ -88,7 +88,7 @@ def plan_branch(parent, child, step: int | None = None, weights_only: bool = Fal
 def start_branch(branch: Branch, runs_dir: str | Path, name: str | None = None):
     """Launch the checked branch detached; returns the child's RunInfo (LaunchError on failure).
     A given name must be free (exact); the default PARENT-bN gets a free suffix."""
-    from tuitrain.launch import launch
+    from tuitrain.runs.launch import launch
 
     return launch(
         branch.child,

@@ -22,7 +22,7 @@ from tuitrain.integrations import lifecycle
 from tuitrain.integrations.lr import LambdaLRSteer
 from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
 from tuitrain.store import RunWriter, Store
-from tuitrain.sysinfo import DEFAULT_INTERVAL_S
+from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
 
 __all__ = ["Run", "SteerCommand", "init"]
 

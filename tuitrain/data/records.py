@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tuitrain.templates import Render, segments
+from tuitrain.data.templates import Render, segments
 
 FORMATS = ("text", "prompt_completion", "alpaca", "chat")
 CHAT_FORMATS = ("prompt_completion", "alpaca", "chat")

@@ -3,7 +3,7 @@ folders, the Python stdlib corpus) and the editor's data summary (format, templa
 
 The trainer loads files through HF `datasets` (which only the training process imports); the
 config layer and the editor use these readers to estimate dataset size and truncation without
-torch. Record formats and their tokenisation live in `tuitrain.formats`, shared by both sides.
+torch. Record formats and their tokenisation live in `tuitrain.data.records`, shared by both sides.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ _SUMMARIES: dict[tuple, DataSummary] = {}
 
 
 def _summarise(cfg, path: str) -> DataSummary:
-    from tuitrain.formats import CHAT_FORMATS, RecordError, detect, to_messages, tokenise
+    from tuitrain.data.records import CHAT_FORMATS, RecordError, detect, to_messages, tokenise
 
     d = cfg.data
     rows = read_rows(path, d.file_format)
@@ -376,7 +376,7 @@ def _summarise(cfg, path: str) -> DataSummary:
     sampled = min(n, SUMMARY_SAMPLE)
     scale = n / sampled
     if d.packing and cfg.model.task == "causal-lm":
-        from tuitrain.formats import pack_plan
+        from tuitrain.data.records import pack_plan
 
         units = round(len(pack_plan(lengths, L)) * scale)
     else:
@@ -395,7 +395,7 @@ def _summarise(cfg, path: str) -> DataSummary:
 
 def _renderer(cfg):
     """(render, label) of the config's chat template, without loading a tokenizer."""
-    from tuitrain.templates import TemplateError, jinja_renderer, template_source
+    from tuitrain.data.templates import TemplateError, jinja_renderer, template_source
 
     try:
         label, source = template_source(cfg.data.chat_template, tokenizer_template(cfg))

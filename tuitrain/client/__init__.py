@@ -1,0 +1,1 @@
+"""The run client: register a run, write metrics and events, steer, SIGTERM (tuitrain.init, integrations)."""
