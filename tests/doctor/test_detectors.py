@@ -7,11 +7,13 @@ import math
 import random
 
 from tuitrain.doctor import detectors as det
+from tuitrain.doctor import efficiency, progress
 from tuitrain.doctor.stats import mad, median, robust_z, step_noise
+from tuitrain.doctor.thresholds import Thresholds
 
 from . import curves
 
-TH = det.Thresholds()
+TH = Thresholds()
 
 
 def healthy(n: int = 1000, seed: int = 0) -> dict[str, list[float]]:
@@ -40,10 +42,11 @@ def test_quiet_on_healthy_curves():
             assert det.exploding_gradients(s[w], g[w], TH, 1.0) is None, (seed, lo)
             assert det.loss_spike(s[w], loss[w], TH) is None, (seed, lo)
             assert det.oscillation(s[w], loss[w], TH) is None, (seed, lo)
-        assert det.slow_convergence(loss[:5], s[-200:], loss[-200:], 1000, 50, TH) is None
-        assert det.clipping_saturated(s[-200:], g[-200:], 1.0, 50, TH) is None
+        assert progress.slow_convergence(loss[:5], s[-200:], loss[-200:], 1000, 50, TH) is None
+        assert efficiency.clipping_saturated(s[-200:], g[-200:], 1.0, 50, TH) is None
         assert (
-            det.throughput_drop(h["tokens_per_s"], s, h["tokens_per_s"], "tokens_per_s", TH) is None
+            efficiency.throughput_drop(h["tokens_per_s"], s, h["tokens_per_s"], "tokens_per_s", TH)
+            is None
         )
 
 
@@ -115,25 +118,27 @@ def test_slow_convergence_judged_after_warmup_share():
     flat = [5.5 - 0.0001 * i for i in range(400)]
     steps = list(range(1, 401))
     # judge_at = 50 + 0.25 * 950 = 287.5: not before.
-    assert det.slow_convergence(flat[:5], steps[:280], flat[:280], 1000, 50, TH) is None
-    d = det.slow_convergence(flat[:5], steps, flat, 1000, 50, TH)
+    assert progress.slow_convergence(flat[:5], steps[:280], flat[:280], 1000, 50, TH) is None
+    d = progress.slow_convergence(flat[:5], steps, flat, 1000, 50, TH)
     assert d is not None and d.step == 287 and d.values["drop"] < 0.01
     assert d.action.label == "scale_lr 2"
     # Diverging (loss far above the start) is not slow convergence.
-    assert det.slow_convergence(flat[:5], steps, [x * 2 for x in flat], 1000, 50, TH) is None
+    assert progress.slow_convergence(flat[:5], steps, [x * 2 for x in flat], 1000, 50, TH) is None
     h = healthy()
-    assert det.slow_convergence(h["loss"][:5], h["steps"], h["loss"], 1000, 50, TH) is None
+    assert progress.slow_convergence(h["loss"][:5], h["steps"], h["loss"], 1000, 50, TH) is None
 
 
 def test_late_stall_needs_high_lr_and_late():
     steps = list(range(500, 700))
     flat = [2.4 + 0.01 * math.sin(i) for i in range(200)]
-    d = det.late_stall(steps, flat, 1e-3, 1e-3, 1000, TH)
+    d = progress.late_stall(steps, flat, 1e-3, 1e-3, 1000, TH)
     assert d is not None and d.values["lr"] == 1e-3 and d.action.label == "scale_lr 0.5"
-    assert det.late_stall(steps, flat, 3e-4, 1e-3, 1000, TH) is None  # LR already decayed
-    assert det.late_stall([s - 300 for s in steps], flat, 1e-3, 1e-3, 1000, TH) is None  # early
+    assert progress.late_stall(steps, flat, 3e-4, 1e-3, 1000, TH) is None  # LR already decayed
+    assert (
+        progress.late_stall([s - 300 for s in steps], flat, 1e-3, 1e-3, 1000, TH) is None
+    )  # early
     falling = [2.4 - 0.002 * i for i in range(200)]
-    assert det.late_stall(steps, falling, 1e-3, 1e-3, 1000, TH) is None
+    assert progress.late_stall(steps, falling, 1e-3, 1e-3, 1000, TH) is None
 
 
 def test_overfitting_reports_best_step():
@@ -141,46 +146,51 @@ def test_overfitting_reports_best_step():
     val = [3.0, 2.5, 2.3, 2.4, 2.5, 2.6]
     ts = list(range(1, 601))
     train = [3.0 - 0.002 * i for i in range(600)]
-    d = det.overfitting(vs, val, ts, train, TH)
+    d = progress.overfitting(vs, val, ts, train, TH)
     assert d is not None and d.step == 300 and d.values["best_step"] == 300
     assert d.values["evals_since_best"] == 3 and "best 2.3 at step 300" in d.evidence
     assert d.action.kind == "stop" and d.action.payload == {"restore_best": True}
-    assert det.overfitting(vs[:5], val[:5], ts, train, TH) is None  # only 2 evals since best
+    assert progress.overfitting(vs[:5], val[:5], ts, train, TH) is None  # only 2 evals since best
     rising = [2.0 + 0.002 * i for i in range(600)]
-    assert det.overfitting(vs, val, ts, rising, TH) is None  # train rising too: divergence
+    assert progress.overfitting(vs, val, ts, rising, TH) is None  # train rising too: divergence
 
 
 def test_underfitting_against_chance_level():
     steps = list(range(500, 600))
     high = [5.4] * 100
-    d = det.underfitting(steps, high, [5.41], curves.CHANCE, 1000, False, TH)
+    d = progress.underfitting(steps, high, [5.41], curves.CHANCE, 1000, False, TH)
     assert d is not None and d.values["level"] > 0.95
-    assert det.underfitting(steps, [2.3] * 100, [2.4], curves.CHANCE, 1000, False, TH) is None
-    assert det.underfitting(steps, high, [], None, 1000, False, TH) is None  # chance unknown
+    assert progress.underfitting(steps, [2.3] * 100, [2.4], curves.CHANCE, 1000, False, TH) is None
+    assert progress.underfitting(steps, high, [], None, 1000, False, TH) is None  # chance unknown
     early = list(range(100, 200))
-    assert det.underfitting(early, high, [], curves.CHANCE, 1000, False, TH) is None
-    assert det.underfitting(early, high, [], curves.CHANCE, 1000, True, TH) is not None  # ended
+    assert progress.underfitting(early, high, [], curves.CHANCE, 1000, False, TH) is None
+    assert (
+        progress.underfitting(early, high, [], curves.CHANCE, 1000, True, TH) is not None
+    )  # ended
 
 
 def test_clipping_saturated_warning_or_info():
     steps = list(range(100, 200))
-    d = det.clipping_saturated(steps, [6.0] * 100, 1.0, 50, TH)
+    d = efficiency.clipping_saturated(steps, [6.0] * 100, 1.0, 50, TH)
     assert d is not None and d.severity == "warning" and d.values["share"] == 1.0
     assert d.action.steerable is False and "max_grad_norm" in d.action.label
-    assert det.clipping_saturated(steps, [1.5] * 100, 1.0, 50, TH).severity == "info"
-    assert det.clipping_saturated(steps, [0.8] * 100, 1.0, 50, TH) is None
-    assert det.clipping_saturated(steps, [6.0] * 100, 0.0, 50, TH) is None  # no clipping
-    assert det.clipping_saturated(steps, [6.0] * 100, 1.0, 500, TH) is None  # warmup only
+    assert efficiency.clipping_saturated(steps, [1.5] * 100, 1.0, 50, TH).severity == "info"
+    assert efficiency.clipping_saturated(steps, [0.8] * 100, 1.0, 50, TH) is None
+    assert efficiency.clipping_saturated(steps, [6.0] * 100, 0.0, 50, TH) is None  # no clipping
+    assert efficiency.clipping_saturated(steps, [6.0] * 100, 1.0, 500, TH) is None  # warmup only
 
 
 def test_throughput_drop_and_stalled():
     steady = [10_000.0] * 150
     steps = list(range(1, 201))
     recent = [10_000.0] * 170 + [3_000.0] * 30
-    d = det.throughput_drop(steady, steps, recent, "tokens_per_s", TH)
+    d = efficiency.throughput_drop(steady, steps, recent, "tokens_per_s", TH)
     assert d is not None and abs(d.values["ratio"] - 0.3) < 1e-9 and d.step == 181
-    assert det.throughput_drop(steady, steps, [10_000.0] * 190 + [3_000.0] * 10, "t", TH) is None
-    s = det.stalled(812, True, 700.0, 120.0)
+    assert (
+        efficiency.throughput_drop(steady, steps, [10_000.0] * 190 + [3_000.0] * 10, "t", TH)
+        is None
+    )
+    s = efficiency.stalled(812, True, 700.0, 120.0)
     assert s is not None and s.severity == "critical" and s.step == 812
-    assert det.stalled(812, True, 200.0, 120.0).severity == "warning"
-    assert det.stalled(812, False, 50.0, 120.0) is None
+    assert efficiency.stalled(812, True, 200.0, 120.0).severity == "warning"
+    assert efficiency.stalled(812, False, 50.0, 120.0) is None

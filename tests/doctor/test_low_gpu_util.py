@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tuitrain.doctor import diagnose_run
-from tuitrain.doctor.detectors import LOW_GPU_UTIL, low_gpu_util
+from tuitrain.doctor.efficiency import LOW_GPU_UTIL, low_gpu_util
 from tuitrain.store import Store
 
 

@@ -3,7 +3,7 @@ prunes a trial; the reason reads 'pruned by doctor at step N: <evidence> (<id>)'
 
 from __future__ import annotations
 
-from tuitrain.doctor.model import Diagnosis, scale_lr
+from tuitrain.doctor.diagnosis import Diagnosis, scale_lr
 from tuitrain.doctor.prune import diverging, prune_reason
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuitrain.doctor.model import Diagnosis, scale_lr
+from tuitrain.doctor.diagnosis import Diagnosis, scale_lr
 from tuitrain.doctor.rollback import (
     KIND,
     NoRollback,

@@ -242,7 +242,7 @@ def doctor(cfg: TrainConfig) -> Any:
     import dataclasses
 
     from tuitrain.doctor import diagnose, read_run
-    from tuitrain.doctor.detectors import Thresholds
+    from tuitrain.doctor.thresholds import Thresholds
 
     if not _DOCTOR:
         _DOCTOR.append(_doctor_store())

@@ -139,7 +139,7 @@ async def test_boolean_field_shows_its_state_as_text_under_no_color(tmp_path, mo
 
 
 def test_no_color_doctor_line_keeps_the_critical_bold(monkeypatch):
-    from tuitrain.doctor.model import Diagnosis
+    from tuitrain.doctor.diagnosis import Diagnosis
     from tuitrain.tui.widgets.doctor import line_text
 
     d = Diagnosis("loss_spike", "critical", 12, "loss 9 at step 12", "lower the LR", None)

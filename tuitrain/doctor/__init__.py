@@ -2,10 +2,10 @@
 them with evidence, offers a remedy and an action (torch-free; used by the CLI, the TUI and the
 trainer's rank 0)."""
 
-from tuitrain.doctor.data import Curve, RunData, read_run
-from tuitrain.doctor.detectors import Thresholds
 from tuitrain.doctor.diagnose import diagnose, thresholds_for
-from tuitrain.doctor.model import REMEDIES, SEVERITIES, SYMPTOMS, Action, Diagnosis, most_severe
+from tuitrain.doctor.diagnosis import REMEDIES, SEVERITIES, SYMPTOMS, Action, Diagnosis, most_severe
+from tuitrain.doctor.rundata import Curve, RunData, read_run
+from tuitrain.doctor.thresholds import Thresholds
 
 __all__ = [
     "REMEDIES",

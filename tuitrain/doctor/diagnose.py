@@ -6,14 +6,16 @@ import math
 from typing import Any
 
 from tuitrain.doctor import detectors as det
-from tuitrain.doctor.data import Curve, RunData, cfg_get, chance_loss
-from tuitrain.doctor.model import Diagnosis, sort
+from tuitrain.doctor import efficiency, progress
+from tuitrain.doctor.diagnosis import Diagnosis, sort
+from tuitrain.doctor.rundata import Curve, RunData, cfg_get, chance_loss
+from tuitrain.doctor.thresholds import Thresholds
 
 # The first share of a run's buckets is left out of its "steady" throughput (startup, warmup).
 STEADY_SKIP = 0.1
 
 
-def thresholds_for(config: dict[str, Any]) -> det.Thresholds:
+def thresholds_for(config: dict[str, Any]) -> Thresholds:
     """The run's `doctor:` group as Thresholds; defaults for configs without one (HF, scripts)."""
     from tuitrain.config.schema import DoctorGroup
 
@@ -22,7 +24,7 @@ def thresholds_for(config: dict[str, Any]) -> det.Thresholds:
         group = DoctorGroup.model_validate(raw or {})
     except ValueError:
         group = DoctorGroup()  # a free-form script config may use the key for something else
-    return det.Thresholds.from_group(group)
+    return Thresholds.from_group(group)
 
 
 def _num(x: Any) -> float | None:
@@ -30,7 +32,7 @@ def _num(x: Any) -> float | None:
 
 
 def _span(
-    over: list[tuple[int, float, float, float]], recent: Curve, last: int | None, th: det.Thresholds
+    over: list[tuple[int, float, float, float]], recent: Curve, last: int | None, th: Thresholds
 ) -> tuple[list[int], list[float]]:
     """The loss over the last `stall_span` of the steps so far: exact rows when they reach back
     that far, else the downsampled buckets (a long run), never less than the window."""
@@ -52,7 +54,7 @@ def _worst(*diags: Diagnosis | None) -> Diagnosis | None:
     return max(found, key=lambda d: d.rank) if found else None
 
 
-def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]:
+def diagnose(data: RunData, th: Thresholds | None = None) -> list[Diagnosis]:
     """All open diagnoses of the run, most severe first."""
     th = th or thresholds_for(data.config)
     cfg, derived = data.config, data.derived
@@ -78,20 +80,24 @@ def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]
             det.loss_elevated(loss.steps, loss.values, lowest, lowest_at, th),
         ),
         det.oscillation(loss.steps, loss.values, th),
-        det.slow_convergence(data.first_loss, loss.steps, loss.values, total, warmup, th, lowest),
-        det.late_stall(*_span(train_over, loss, data.last_step, th), lr_now, lr_peak, total, th),
-        det.overfitting(
+        progress.slow_convergence(
+            data.first_loss, loss.steps, loss.values, total, warmup, th, lowest
+        ),
+        progress.late_stall(
+            *_span(train_over, loss, data.last_step, th), lr_now, lr_peak, total, th
+        ),
+        progress.overfitting(
             [p[0] for p in val],
             [p[3] for p in val],
             [p[0] for p in train_over] + loss.steps,
             [p[3] for p in train_over] + loss.values,
             th,
         ),
-        det.underfitting(
+        progress.underfitting(
             loss.steps, loss.values, [p[3] for p in val], chance_loss(cfg), total, data.ended, th
         ),
-        det.clipping_saturated(grad.steps, grad.values, max_norm, warmup, th),
-        det.stalled(data.last_step, *data.stall),
+        efficiency.clipping_saturated(grad.steps, grad.values, max_norm, warmup, th),
+        efficiency.stalled(data.last_step, *data.stall),
     ]
     for name in ("tokens_per_s", "samples_per_s"):
         over = data.overview.get(name)
@@ -99,10 +105,12 @@ def diagnose(data: RunData, th: det.Thresholds | None = None) -> list[Diagnosis]
             skip = max(1, int(len(over) * STEADY_SKIP))
             rate = data.curve(name)
             out.append(
-                det.throughput_drop([p[3] for p in over[skip:]], rate.steps, rate.values, name, th)
+                efficiency.throughput_drop(
+                    [p[3] for p in over[skip:]], rate.steps, rate.values, name, th
+                )
             )
             break  # one rate is enough: both fall together
     utils = {n: data.recent[n] for n in data.recent if n.startswith("sys/gpu")}
     if utils and not data.ended:  # a finished run's last samples (final eval, saving) are no signal
-        out.append(det.low_gpu_util({k: (c.steps, c.values) for k, c in utils.items()}))
+        out.append(efficiency.low_gpu_util({k: (c.steps, c.values) for k, c in utils.items()}))
     return sort([d for d in out if d is not None])

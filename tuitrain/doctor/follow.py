@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuitrain.doctor.model import RANK
+from tuitrain.doctor.diagnosis import RANK
 
 
 class DoctorLines:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuitrain.doctor.data import read_run
 from tuitrain.doctor.diagnose import diagnose, thresholds_for
-from tuitrain.doctor.model import Diagnosis
+from tuitrain.doctor.diagnosis import Diagnosis
+from tuitrain.doctor.rundata import read_run
 
 DIVERGING = ("exploding_gradients", "loss_spike")
 

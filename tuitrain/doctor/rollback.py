@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuitrain.doctor.model import Action, Diagnosis
+from tuitrain.doctor.diagnosis import Action, Diagnosis
 
 KIND = "rollback"
 DIAGNOSES = ("exploding_gradients", "loss_spike")

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuitrain.doctor.data import read_run
-from tuitrain.doctor.detectors import Thresholds
 from tuitrain.doctor.diagnose import diagnose
-from tuitrain.doctor.model import Diagnosis
+from tuitrain.doctor.diagnosis import Diagnosis
+from tuitrain.doctor.rundata import read_run
+from tuitrain.doctor.thresholds import Thresholds
 
 EVENT_KIND = "doctor"
 PIN_ON = ("loss_spike", "exploding_gradients")  # diagnoses whose remedy may be a rollback
@@ -54,7 +54,7 @@ def event_message(t: Transition) -> str:
 
 def open_from_events(events: list[Any]) -> dict[str, Diagnosis]:
     """The diagnoses a run's `doctor` events leave open (a resumed trainer carries on from them)."""
-    from tuitrain.doctor.model import Action
+    from tuitrain.doctor.diagnosis import Action
 
     out: dict[str, Diagnosis] = {}
     for ev in events:
