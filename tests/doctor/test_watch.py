@@ -41,7 +41,10 @@ class Clock:
 
 
 def _watch(store: Store, rid: str, clock: Clock, **group) -> DoctorWatch:
+    """A watch that opens and closes at once unless the test sets persist_steps / hold_steps
+    (the episode rules have their own tests in test_episodes.py)."""
     emit = lambda kind, msg, step, data: store.add_event(rid, kind, msg, step, data)  # noqa: E731
+    group = {"persist_steps": 0, "hold_steps": 0, **group}
     return DoctorWatch(store, rid, DoctorGroup(**group), emit, clock=clock)
 
 

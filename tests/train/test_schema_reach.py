@@ -289,6 +289,34 @@ def doctor_watch(cfg: TrainConfig) -> Any:
         return ticks, events, cmds
 
 
+def doctor_episodes(cfg: TrainConfig) -> Any:
+    """The trainer-side watch over a constructed run whose loss spikes at step 500, recovers and
+    leaves the window, ticked every 20 steps: the doctor events it writes (opens, closes)."""
+    import tempfile
+    import types
+
+    from tuitrain.doctor import watch as w
+    from tuitrain.store import Store
+
+    curves, replay = _doctor_helpers()
+    fx = curves.make("loss_spike")
+    with tempfile.TemporaryDirectory() as d, Store(Path(d) / "runs") as store:
+        rid = replay.create(store, fx)
+        emit = lambda kind, msg, step, data: store.add_event(rid, kind, msg, step, data)  # noqa: E731
+        report = types.SimpleNamespace(active=True, event=emit, writer=None)
+        watch = w.trainer_watch(Path(d) / "runs" / rid, cfg, report)
+        now = [0.0]
+        watch.clock = lambda: now[0]
+        rows = replay.rows_of(fx)
+        for i, upto in enumerate(range(480, 1001, 20)):
+            now[0] = 100.0 * i
+            store.log_metrics(rid, [r for r in rows if upto - 20 < r[0] <= upto])
+            watch.tick(upto)
+        events = [(e.message, e.step) for e in store.events(rid) if e.kind == "doctor"]
+        watch.store.close()
+        return events
+
+
 def lr_find(cfg: TrainConfig) -> Any:
     """What the trainer's LR control gives (loop.py: run.kind lr_find sets LRControl.ramp to
     ramp_lr over lr_find.*, and total steps to lr_find.steps), and where its stop rule (Smoother
@@ -526,6 +554,8 @@ REACH: dict[str, Reach] = {
     "doctor.interval_s": Reach(1.0, doctor_watch),
     "doctor.auto": Reach(["scale_lr_on_spike"], doctor_watch),
     "doctor.auto_max": Reach(0, doctor_watch, base={"doctor.auto": ["scale_lr_on_spike"]}),
+    "doctor.persist_steps": Reach(400, doctor_episodes),
+    "doctor.hold_steps": Reach(0, doctor_episodes),
     "doctor.window": Reach(30, doctor),
     "doctor.min_points": Reach(200, doctor),
     "doctor.grad_z": Reach(100.0, doctor),

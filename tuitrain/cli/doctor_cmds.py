@@ -142,6 +142,7 @@ def rollback_json(rb: Any, done: Any) -> dict:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the run's diagnoses (table or JSON)."""
     from tuitrain.doctor import diagnose_run
+    from tuitrain.doctor.history import combined, history
     from tuitrain.store import RunNotFound, Store, StoreError
 
     try:
@@ -149,6 +150,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             run = store.get_run(args.run)
             diags = diagnose_run(store, run)
             last = store.last_step(run.id)
+            episodes = history(store.events(run.id), ended=run.terminal, last_step=last)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -158,13 +160,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.rollback:
         return cmd_rollback(args, run, diags)
     if args.format == "json":
-        print(json.dumps([d.to_dict() for d in diags], indent=2, default=str))
+        print(json.dumps(combined(diags, episodes, last), indent=2, default=str))
         return 0
     total = (run.derived or {}).get("total_steps")
     where = f"step {last}/{total}" if total and last is not None else f"step {last}"
     n = len(diags)
     print(
         f"run {run.id} ({run.name}) {run.status}, {where}: {n} open diagnos{'is' if n == 1 else 'es'}"
+        f"{'' if n else ' now'}"
     )
     first = True
     for d in diags:
@@ -180,6 +183,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  rollback: {back}")
         if d.action is not None and d.action.kind == "rollback":
             first = False
-    if not diags:
-        print("nothing to report: no symptom of the doctor's table is open")
+    closed = [e for e in combined(diags, episodes, last) if e["state"] == "closed"]
+    if closed:
+        print(
+            f"\nhistory: {len(closed)} closed episode{'' if len(closed) == 1 else 's'}, newest first"
+        )
+    for e in closed:
+        print(
+            f"\n{'closed':8} {e['id']} {e['severity'].upper()}, steps {e['first_step']}-{e['last_step']}: {e['closed_reason']}"
+        )
+        print(f"  peak:     {e['peak'].get('evidence', '')}")
+        if e["consequences"]:
+            print(
+                f"  also:     {', '.join(e['consequences'])} (consequences, not opened separately)"
+            )
+    if not diags and not closed:
+        print("nothing to report: no symptom of the doctor's table is open, none was in this run")
     return 0

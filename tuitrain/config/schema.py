@@ -658,6 +658,18 @@ class DoctorGroup(Group):
     auto_max: int = Field(
         3, ge=0, le=1000, description="At most this many automatic actions per run."
     )
+    persist_steps: int = Field(
+        10,
+        ge=0,
+        le=1_000_000,
+        description="Steps a warning's evidence must persist (found at every check) before it opens; critical evidence opens at once. 0: at once.",
+    )
+    hold_steps: int = Field(
+        50,
+        ge=0,
+        le=1_000_000,
+        description="Steps an open diagnosis must stay absent before it closes; one that returns sooner stays the same episode (no flapping).",
+    )
 
 
 class LRFindGroup(Group):

@@ -95,6 +95,8 @@ def exploding_gradients(
         severity = (
             "critical" if ratio >= 4 * th.grad_ratio or (still and sp.last == n - 1) else "warning"
         )
+        if sp.first == sp.last:  # one sample (e.g. the step a paused run resumed at) is no crisis
+            severity = "warning"
         evidence = (
             f"grad norm {num4(peak)} at step {steps[sp.peak]}, median {num4(sp.base)} over the {span}"
             f" logged steps before ({ratio:.1f}x, robust z {sp.z:.1f}); now {num4(now)} at step {steps[-1]}"

@@ -118,12 +118,25 @@ def read_run(store: Any, run_ref: Any, window: int = 100, now: float | None = No
         c.steps.append(p.step)
         c.values.append(p.value)
         c.times.append(p.time)
-    span = store.step_range(run.id)
-    if span is not None and "loss" in names:
-        head = store.tail(run.id, ["loss"], after_step=span[0] - 1, until=span[0] + 10 * stride)
+    root = _root(store, run)  # a branch is judged from where its lineage started, not its fork
+    span = store.step_range(root.id)
+    if span is not None and (root is not run or "loss" in names):
+        head = store.tail(root.id, ["loss"], after_step=span[0] - 1, until=span[0] + 10 * stride)
         data.first_loss = [p.value for p in head[:10]]
     for n in OVERVIEW:
         if n in names:
             data.overview[n] = store.series(run.id, n, OVERVIEW_BUCKETS)
     data.commands = store.commands(run.id)
     return data
+
+
+def _root(store: Any, run: Any, depth: int = 16) -> Any:
+    """The first run of `run`'s lineage (itself when it is not a branch; a deleted parent ends it)."""
+    for _ in range(depth):
+        if not getattr(run, "parent", None):
+            return run
+        try:
+            run = store.get_run(run.parent)
+        except Exception:  # the parent was removed: the branch is all there is
+            return run
+    return run

@@ -18,6 +18,10 @@ EVENT_KIND = "doctor"
 PIN_ON = ("loss_spike", "exploding_gradients")  # diagnoses whose remedy may be a rollback
 STATES = ("open", "update", "closed")  # of a diagnosis; "auto" events record actions taken
 WHO = "doctor"
+# A spike or an explosion explains these while it is open (or recovering, i.e. still in its
+# hold-off): they are attached to it as consequences, not opened as problems of their own.
+CAUSES = ("loss_spike", "exploding_gradients")
+CONSEQUENCES = ("oscillation", "slow_convergence", "underfitting", "throughput_drop")
 # doctor.auto entry -> the diagnoses it answers. Spikes count only while not recovered.
 AUTO_RULES: dict[str, tuple[str, ...]] = {
     "scale_lr_on_spike": ("exploding_gradients", "loss_spike"),
@@ -35,18 +39,22 @@ class Transition:
 
     state: str  # open | update | closed
     diagnosis: Diagnosis
+    reason: str | None = None  # why it closed: recovered | superseded (history.CLOSED_REASONS)
 
 
 def event_data(t: Transition) -> dict[str, Any]:
-    """The `doctor` event's data: the diagnosis as JSON plus its state."""
-    return {"state": t.state, **t.diagnosis.to_dict()}
+    """The `doctor` event's data: the diagnosis as JSON plus its state (and why it closed)."""
+    out = {"state": t.state, **t.diagnosis.to_dict()}
+    if t.reason is not None:
+        out["reason"] = t.reason
+    return out
 
 
 def event_message(t: Transition) -> str:
     """One line for the timeline and train.log."""
     d = t.diagnosis
     if t.state == "closed":
-        return f"{d.id} closed (was {d.severity})"
+        return f"{d.id} closed (was {d.severity}): {t.reason or 'recovered'}"
     verb = "opened" if t.state == "open" else "now"
     start = f" from step {d.step}" if d.step is not None else ""
     return f"{d.id} {verb} {d.severity}{start}: {d.evidence}"
@@ -119,6 +127,9 @@ class DoctorWatch:
         )
         self.last = -float("inf")
         self.failed = False
+        self.pending: dict[str, int] = {}  # id -> step first found, until it persists and opens
+        self.absent: dict[str, int] = {}  # open id -> step since it was last found (hold-off)
+        self.attached: dict[str, str] = {}  # consequence id -> the cause it is attached to
         self.sync = sync  # makes buffered metrics visible before the final diagnosis
         self.on_command = on_command  # the poller's wake: a sent command applies next step
 
@@ -127,7 +138,7 @@ class DoctorWatch:
         try:
             if self.sync is not None:
                 self.sync()
-            return self.check(step, act=False)  # the run is over: no command could apply
+            return self.check(step, act=False, final=True)  # the run is over: nothing applies
         finally:
             self.store.close()
 
@@ -137,12 +148,21 @@ class DoctorWatch:
             return []
         return self.check(step)
 
-    def check(self, step: int | None = None, act: bool = True) -> list[Transition]:
-        """Diagnose now; emit one event per transition; apply automatic actions (when `act`)."""
+    def check(
+        self, step: int | None = None, act: bool = True, final: bool = False
+    ) -> list[Transition]:
+        """Diagnose now; emit one event per transition; apply automatic actions (when `act`).
+
+        Episodes, not flickers: a warning (or info) opens only once found at every check over
+        `persist_steps` steps (critical evidence opens at once), an open diagnosis closes only
+        after `hold_steps` steps without it (returning meanwhile continues the same episode), and
+        while a spike or explosion is open its symptoms are attached to it as consequences. The
+        `final` check (the run is over) opens what it finds and closes what is gone."""
         self.last = self.clock()
         try:
             run = self.store.get_run(self.run_id)
-            found = diagnose(read_run(self.store, run, self.th.window), self.th)
+            data = read_run(self.store, run, self.th.window)
+            found = diagnose(data, self.th)
         except Exception as exc:  # the doctor must never end a training run
             if not self.failed:
                 self.failed = True
@@ -150,11 +170,13 @@ class DoctorWatch:
                     "warning", f"doctor: diagnosis failed ({type(exc).__name__}: {exc})", step, None
                 )
             return []
-        changes = transitions(self.open, found)
+        at = step if step is not None else (data.last_step or 0)
+        changes = self._episodes({d.id: d for d in found}, at, final)
         for t in changes:
             self.emit(EVENT_KIND, event_message(t), step, event_data(t))
             if t.state == "closed":
                 self.open.pop(t.diagnosis.id, None)
+                self.absent.pop(t.diagnosis.id, None)
             else:
                 self.open[t.diagnosis.id] = t.diagnosis
         for t in changes:
@@ -163,6 +185,50 @@ class DoctorWatch:
                 if act:
                     self._auto(t.diagnosis, step)
         return changes
+
+    def _episodes(self, found: dict[str, Diagnosis], at: int, final: bool) -> list[Transition]:
+        """The transitions of this check (see `check`); attaches consequences as it goes."""
+        out: list[Transition] = []
+        causes = [c for c in CAUSES if c in self.open or c in found]
+        seen = set(found)
+        for sid in [i for i in found if i in CONSEQUENCES]:
+            cause = self.attached.get(sid) or (causes[0] if causes else None)
+            if cause is None:
+                continue
+            d = found.pop(sid)
+            if sid in self.open:  # it was open on its own: the cause explains it now
+                out.append(Transition("closed", self.open[sid], "superseded"))
+            if sid not in self.attached:
+                self.attached[sid] = cause
+                self.emit(
+                    EVENT_KIND,
+                    f"{sid} attached to {cause} as a consequence: {d.evidence}",
+                    at,
+                    {"state": "consequence", "cause": cause, **d.to_dict()},
+                )
+        for sid in [i for i in self.attached if i not in seen]:
+            self.attached.pop(sid)  # gone (or its cause is over and it went with it)
+        for d in found.values():
+            old = self.open.get(d.id)
+            if old is not None:
+                self.absent.pop(d.id, None)
+                if old.severity != d.severity:
+                    out.append(Transition("update", d))
+                continue
+            first = self.pending.setdefault(d.id, at)
+            if final or d.severity == "critical" or at - first >= self.group.persist_steps:
+                self.pending.pop(d.id, None)
+                out.append(Transition("open", d))
+        for pid in [i for i in self.pending if i not in found]:
+            self.pending.pop(pid)  # it did not persist: no episode
+        closing = {t.diagnosis.id for t in out if t.state == "closed"}
+        for oid, d in list(self.open.items()):
+            if oid in found or oid in closing:
+                continue
+            since = self.absent.setdefault(oid, at)
+            if final or at - since >= self.group.hold_steps:
+                out.append(Transition("closed", d, "recovered"))
+        return out
 
     def _pin(self, d: Diagnosis, step: int | None) -> None:
         """A spike opened: keep the last checkpoint before it past save_total_limit, so the
