@@ -143,6 +143,106 @@ def scoring(root: Path) -> dict:
     return {"per_symptom": per, "healthy_false_alarms": len(healthy_alarms), "missed": missed}
 
 
+def watch_replay(store: Store, fx: dict, every: int = 5, parent: str | None = None, fork: int = 0):
+    """Feed the fixture to a run (a branch of `parent` from `fork` when given) and tick the
+    trainer's DoctorWatch every `every` logged steps, as the trainer does; returns
+    ({symptom: warning/critical openings}, logged steps). Default doctor settings."""
+    import dataclasses
+
+    from tuitrain.config.schema import DoctorGroup
+    from tuitrain.doctor.watch import DoctorWatch
+
+    rows = sorted((r for r in replay.rows_of(fx) if r[0] > fork), key=lambda r: r[0])
+    run = store.create_run(
+        fx["config"],
+        fx["derived"],
+        name=fx["case"],
+        status="running",
+        parent=parent,
+        fork_step=fork if parent else None,
+    )
+    opens: dict[str, int] = {}
+
+    def emit(kind, msg, step, data):
+        store.add_event(run.id, kind, msg, step, data)
+        data = data or {}
+        if kind == "doctor" and data.get("severity") in ("warning", "critical"):
+            if data.get("state") == "open" or (
+                data.get("state") == "update" and data["id"] not in opens
+            ):
+                opens[data["id"]] = opens.get(data["id"], 0) + 1
+
+    w = DoctorWatch(store, run.id, DoctorGroup(), emit, clock=lambda: 0.0)
+    steps = sorted({r[0] for r in rows})
+    i = 0
+    for k, step in enumerate(steps):
+        batch = []
+        while i < len(rows) and rows[i][0] <= step:
+            batch.append(rows[i])
+            i += 1
+        store.log_metrics(run.id, batch)
+        if k % every and k != len(steps) - 1:
+            continue
+        # liveness reads the fixture's clock (a replayed run has no process)
+        store_run = dataclasses.replace(
+            store.get_run(run.id), heartbeat=batch[-1][3], started=replay.T0
+        )
+        w.store = _Pinned(store, store_run)
+        w.check(step)
+    return opens, len(steps)
+
+
+class _Pinned:
+    """The store, with get_run answering the replayed run as of the fixture's clock."""
+
+    def __init__(self, store: Store, run) -> None:
+        self._s, self._run = store, run
+
+    def get_run(self, ref):
+        return self._run if ref == self._run.id else self._s.get_run(ref)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def episodes(root: Path) -> dict:
+    """Openings per labelled episode (flaps; target 1.0) and false warnings per 1000 logged
+    steps on healthy runs, their branches and the stock-config fixtures (target 0)."""
+    openings = labelled = 0
+    false_opens = healthy_steps = 0
+    notes = []
+    with Store(root / "episodes") as store:
+        for name, fx, onsets in cases():
+            every = 5 if name.startswith("constructed-") else 1
+            opens, n = watch_replay(store, fx, every)
+            for sym in onsets:
+                if sym in opens:
+                    openings += opens[sym]
+                    labelled += 1
+            extra = {k: v for k, v in opens.items() if k not in onsets}
+            if not onsets:
+                false_opens += sum(extra.values())
+                healthy_steps += n
+                # the same healthy run branched at its middle: judged with its lineage
+                mid = replay.steps_of(fx)[len(replay.steps_of(fx)) // 2]
+                parent = replay.create(store, fx, status="completed")
+                store.log_metrics(parent, [r for r in replay.rows_of(fx) if r[0] <= mid])
+                b_opens, b_n = watch_replay(store, fx, every, parent=parent, fork=mid)
+                false_opens += sum(b_opens.values())
+                healthy_steps += b_n
+                if b_opens:
+                    notes.append(f"{name}-branch:{b_opens}")
+            if extra and not onsets:
+                notes.append(f"{name}:{extra}")
+            print(f"  {name:32} openings {opens or '-'}")
+    flaps = openings / labelled if labelled else None
+    per_k = 1000 * false_opens / healthy_steps if healthy_steps else None
+    print(
+        f"flaps per episode: {flaps}; false warnings per 1000 healthy steps: {per_k} {notes or ''}"
+    )
+    return {"flaps_per_episode": flaps, "false_warnings_per_1k_healthy_steps": per_k}
+
+
 def build_long(store: Store, steps: int) -> str:
     """A run of `steps` logged steps (loss, grad_norm, lr, tokens_per_s; val_loss every 1000)
     written through the store's batched ingest."""
@@ -202,7 +302,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k-step timing run instead of 1M")
     ap.add_argument(
-        "--part", choices=("all", "score", "timing"), default="all", help="run only one half"
+        "--part",
+        choices=("all", "score", "episodes", "timing"),
+        default="all",
+        help="run only one part",
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="doctor-bench-") as tmp:
@@ -212,10 +315,20 @@ def main() -> int:
             print("replaying fixtures (diagnosis after every logged step):")
             score = scoring(root)
             print()
-        t = timing(root, 100_000 if args.quick else 1_000_000) if args.part != "score" else {}
+        ep: dict = {}
+        if args.part in ("all", "episodes"):
+            print("replaying fixtures through the trainer's DoctorWatch (episodes):")
+            ep = episodes(root)
+            print()
+        t = (
+            timing(root, 100_000 if args.quick else 1_000_000)
+            if args.part in ("all", "timing")
+            else {}
+        )
     summary = {
         "healthy_false_alarms": score["healthy_false_alarms"],
-        "missed": len(score["missed"]) if args.part != "timing" else None,
+        "missed": len(score["missed"]) if args.part in ("all", "score") else None,
+        **ep,
         **t,
         **{
             f"{k}_{s}": (round(v[k], 3) if isinstance(v[k], float) else v[k])

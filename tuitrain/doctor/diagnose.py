@@ -9,6 +9,7 @@ from tuitrain.doctor import detectors as det
 from tuitrain.doctor import efficiency, progress
 from tuitrain.doctor.diagnosis import Diagnosis, sort
 from tuitrain.doctor.rundata import Curve, RunData, cfg_get, chance_loss
+from tuitrain.doctor.stats import median
 from tuitrain.doctor.thresholds import Thresholds
 
 # The first share of a run's buckets is left out of its "steady" throughput (startup, warmup).
@@ -48,6 +49,23 @@ def _span(
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _lowest_level(
+    over: list[tuple[int, float, float, float]], width: int = 5
+) -> tuple[float | None, int | None]:
+    """The lowest level the loss held: the minimum over a running median of `width` buckets'
+    last values, not one lucky batch (on a tiny data set a single easy batch at an epoch boundary
+    sits far below the level, and a later normal batch then looked like a spike)."""
+    pts = [(p[0], p[3]) for p in over if p[3] is not None and math.isfinite(p[3])]
+    if len(pts) < width:
+        return None, None
+    best: tuple[float | None, int | None] = (None, None)
+    for i in range(len(pts) - width + 1):
+        level = median([x for _, x in pts[i : i + width]])
+        if best[0] is None or level < best[0]:
+            best = (level, pts[i + width // 2][0])
+    return best
+
+
 def _worst(*diags: Diagnosis | None) -> Diagnosis | None:
     """The more severe of diagnoses with the same id (None when there is none)."""
     found = [d for d in diags if d is not None]
@@ -67,11 +85,7 @@ def diagnose(data: RunData, th: Thresholds | None = None) -> list[Diagnosis]:
     train_over = data.overview.get("loss", [])
     lr_over = data.overview.get("lr", [])
     lr_peak = max((p[2] for p in lr_over if p[2] is not None and math.isfinite(p[2])), default=None)
-    low = min(
-        ((p[1], p[0]) for p in train_over if p[1] is not None and math.isfinite(p[1])),
-        default=(None, None),
-    )
-    lowest, lowest_at = low
+    lowest, lowest_at = _lowest_level(train_over)
     lr_now = next((x for x in reversed(lr.values) if math.isfinite(x)), None)
     out: list[Diagnosis | None] = [
         det.exploding_gradients(grad.steps, grad.values, th, max_norm),
