@@ -15,7 +15,7 @@ from tuitrain.config.schema import DoctorGroup
 from tuitrain.doctor import diagnose_run
 from tuitrain.doctor.diagnosis import Diagnosis, scale_lr
 from tuitrain.doctor.history import history
-from tuitrain.doctor.watch import DoctorWatch
+from tuitrain.doctor.watch import DoctorWatch, event_data
 from tuitrain.store import Store
 
 from . import curves, replay
@@ -166,3 +166,14 @@ def test_cli_doctor_lists_a_recovered_spike_after_the_run_ended(store, tmp_path)
     table = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert "history: " in table.stdout and "closed   loss_spike WARNING" in table.stdout
     assert "nothing to report" not in table.stdout
+
+
+def test_an_episode_that_opens_recovered_keeps_the_peak_it_had_while_pending(store):
+    rid = replay.create(store, curves.make("healthy"))
+    w = _watch(store, rid, persist_steps=10, hold_steps=0)
+    assert _apply(w, [_diag("loss_spike", "warning", loss=9.0)], 100) == []
+    # persisted, but recovered by now: it opens as what it is, with the peak it had
+    assert _apply(w, [_diag("loss_spike", "info", loss=3.0)], 110) == ["open loss_spike"]
+    (ep,) = history(store.events(rid))
+    assert ep.severity == "info" and ep.peak["severity"] == "warning"
+    assert ep.peak["values"]["loss"] == 9.0

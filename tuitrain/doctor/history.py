@@ -57,6 +57,10 @@ def magnitude(values: dict[str, Any] | None) -> float:
 
 
 def _peak(data: dict[str, Any], step: int | None) -> dict[str, Any]:
+    if isinstance(data.get("peak"), dict):  # the worst seen before the episode opened
+        peak = data["peak"]
+        values = peak.get("values") or {}
+        return {**peak, "values": values, "step": values.get("peak_step", step)}
     return {
         "severity": data.get("severity", "info"),
         "step": (data.get("values") or {}).get("peak_step", step),

@@ -40,6 +40,7 @@ class Transition:
     state: str  # open | update | closed
     diagnosis: Diagnosis
     reason: str | None = None  # why it closed: recovered | superseded (history.CLOSED_REASONS)
+    peak: Diagnosis | None = None  # an opening's worst evidence while it was pending, if worse
 
 
 def event_data(t: Transition) -> dict[str, Any]:
@@ -47,6 +48,12 @@ def event_data(t: Transition) -> dict[str, Any]:
     out = {"state": t.state, **t.diagnosis.to_dict()}
     if t.reason is not None:
         out["reason"] = t.reason
+    if t.peak is not None:
+        out["peak"] = {
+            "severity": t.peak.severity,
+            "evidence": t.peak.evidence,
+            "values": t.peak.values,
+        }
     return out
 
 
@@ -128,6 +135,7 @@ class DoctorWatch:
         self.last = -float("inf")
         self.failed = False
         self.pending: dict[str, int] = {}  # id -> step first found, until it persists and opens
+        self.pending_worst: dict[str, Diagnosis] = {}  # id -> its worst while pending (the peak)
         self.absent: dict[str, int] = {}  # open id -> step since it was last found (hold-off)
         self.attached: dict[str, str] = {}  # consequence id -> the cause it is attached to
         self.sync = sync  # makes buffered metrics visible before the final diagnosis
@@ -216,11 +224,16 @@ class DoctorWatch:
                     out.append(Transition("update", d))
                 continue
             first = self.pending.setdefault(d.id, at)
+            worst = self.pending_worst.get(d.id)
+            if worst is None or d.rank > worst.rank:
+                self.pending_worst[d.id] = worst = d
             if final or d.severity == "critical" or at - first >= self.group.persist_steps:
                 self.pending.pop(d.id, None)
-                out.append(Transition("open", d))
+                self.pending_worst.pop(d.id, None)
+                out.append(Transition("open", d, peak=worst if worst.rank > d.rank else None))
         for pid in [i for i in self.pending if i not in found]:
             self.pending.pop(pid)  # it did not persist: no episode
+            self.pending_worst.pop(pid, None)
         closing = {t.diagnosis.id for t in out if t.state == "closed"}
         for oid, d in list(self.open.items()):
             if oid in found or oid in closing:
