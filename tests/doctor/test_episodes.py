@@ -44,9 +44,7 @@ def _apply(w: DoctorWatch, found: list[Diagnosis], at: int, final: bool = False)
     """Run the watch's episode rules on `found` at step `at`, emit as check() does."""
     out = []
     for t in w._episodes({d.id: d for d in found}, at, final):
-        w.emit(
-            "doctor", t.state, at, {"state": t.state, "reason": t.reason, **t.diagnosis.to_dict()}
-        )
+        w.emit("doctor", t.state, at, event_data(t))
         if t.state == "closed":
             w.open.pop(t.diagnosis.id, None)
             w.absent.pop(t.diagnosis.id, None)
