@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tuitrain.config import parse
-from tuitrain.config.datasize import estimate_train_samples
+from tuitrain.data.estimate import estimate_train_samples
 from tuitrain.config.paths import resolve_path
 from tuitrain.train.data import BatchPlan, ByteTokenizer, EpochLoader, build_splits
 

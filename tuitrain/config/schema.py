@@ -192,6 +192,15 @@ class DataGroup(Group):
         min_length=1,
         description="chat: key of the message list ({role, content}); ShareGPT {from, value} lists under 'conversations' are found too.",
     )
+    role_map: dict[str, Literal["system", "user", "assistant", "tool"]] = Field(
+        default_factory=dict,
+        description="chat: more role / ShareGPT 'from' names and the role each means, e.g. {bot: assistant, function_response: tool}; human, gpt, system, function_call, observation, tool are known.",
+    )
+    tools_field: str = Field(
+        "tools",
+        min_length=1,
+        description="chat: key of a record's tool definitions (a list, or a JSON string of one), passed to the chat template as tools=.",
+    )
     chat_template: str | None = Field(
         None,
         description="Template for chat/instruction records: a built-in name (chatml, plain) or a Jinja string; empty: the tokenizer's own.",
@@ -206,9 +215,13 @@ class DataGroup(Group):
         le=1_048_576,
         description="Tokens per example; longer inputs are truncated (or packed). 128-512 for fine-tuning; 2048+ for LLMs.",
     )
+    text_mode: Literal["blocks", "per_record"] = Field(
+        "blocks",
+        description="causal-lm text records: blocks joins them (eos between) and cuts max_seq_length blocks, so every token is trained on; per_record: one example per record, longer ones truncated.",
+    )
     packing: bool = Field(
         True,
-        description="causal-lm: text is concatenated and cut into max_seq_length blocks; chat/instruction examples are packed whole, position ids reset per example.",
+        description="causal-lm chat/instruction examples: pack whole examples into max_seq_length blocks, position ids reset per example; off: one padded example each.",
     )
     allow_cross_attention: bool = Field(
         False,
