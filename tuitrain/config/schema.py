@@ -192,9 +192,9 @@ class DataGroup(Group):
         min_length=1,
         description="chat: key of the message list ({role, content}); ShareGPT {from, value} lists under 'conversations' are found too.",
     )
-    role_map: dict[str, Literal["system", "user", "assistant", "tool"]] = Field(
-        default_factory=dict,
-        description="chat: more role / ShareGPT 'from' names and the role each means, e.g. {bot: assistant, function_response: tool}; human, gpt, system, function_call, observation, tool are known.",
+    role_map: list[str] = Field(
+        default_factory=list,
+        description="chat: more role / ShareGPT 'from' names as name=role (role: system, user, assistant or tool), e.g. [bot=assistant]; a YAML mapping works too. human, gpt, function_call, observation are known.",
     )
     tools_field: str = Field(
         "tools",
@@ -247,6 +247,23 @@ class DataGroup(Group):
         le=256,
         description="Worker processes for tokenising (datasets map) and the DataLoader; 0: the main process. Size to CPU cores.",
     )
+
+    @field_validator("role_map", mode="before")
+    @classmethod
+    def _role_map_pairs(cls, v: object) -> object:
+        if isinstance(v, dict):  # {bot: assistant} as written in YAML
+            v = [f"{k}={r}" for k, r in v.items()]
+        if isinstance(v, list):
+            for item in v:
+                name, _, role = str(item).partition("=")
+                if not name.strip() or role.strip() not in ("system", "user", "assistant", "tool"):
+                    raise ValueError(
+                        f"{item!r}: write name=role, role one of system, user, assistant, tool (e.g. bot=assistant)"
+                    )
+            v = [
+                f"{str(i).partition('=')[0].strip()}={str(i).partition('=')[2].strip()}" for i in v
+            ]
+        return v
 
     @field_validator("format", mode="before")
     @classmethod

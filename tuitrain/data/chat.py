@@ -151,7 +151,7 @@ def messages(
             raise RecordError(
                 f"{where}.{'role' if ckey == 'content' else 'from'}",
                 f"unknown role {name!r} (known: {', '.join(sorted(names))}; "
-                f"map it with data.role_map, e.g. {{{name}: assistant}})",
+                f"map it with data.role_map, e.g. [{name}=assistant])",
             )
         raw = m.get(ckey)
         if role == "tool" and isinstance(raw, dict) and "type" not in raw:

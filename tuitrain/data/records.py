@@ -109,7 +109,7 @@ def to_conversation(row: dict, fmt: str, d) -> Conversation:
         key = d.messages_field if row.get(d.messages_field) is not None else SHAREGPT_FIELD
         if row.get(key) is None:
             raise RecordError(d.messages_field, "missing (set data.messages_field)")
-        conv = messages(row[key], key, dict(d.role_map))
+        conv = messages(row[key], key, role_map(d))
         system = row.get("system")
         if isinstance(system, str) and system.strip() and conv.messages[0]["role"] != "system":
             conv.messages.insert(0, _turn("system", system))  # ShareGPT's record-level system
@@ -119,7 +119,7 @@ def to_conversation(row: dict, fmt: str, d) -> Conversation:
     if fmt == "prompt_completion":
         p, c = row.get(d.prompt_field), row.get(d.completion_field)
         if _is_chat(p) or _is_chat(c):  # TRL's conversational prompt/completion
-            prompt = messages(p, d.prompt_field, dict(d.role_map), False) if _is_chat(p) else None
+            prompt = messages(p, d.prompt_field, role_map(d), False) if _is_chat(p) else None
             if prompt is None:
                 raise RecordError(d.prompt_field, "must be a list of messages like the completion")
             msgs = prompt.messages + _answer_turns(c, d)
@@ -142,6 +142,11 @@ def to_conversation(row: dict, fmt: str, d) -> Conversation:
             msgs.insert(0, _turn("system", system))
         return Conversation(msgs, [m["role"] == "assistant" for m in msgs])
     raise RecordError("data.format", f"{fmt!r} records have no chat form")
+
+
+def role_map(d) -> dict[str, str]:
+    """data.role_map (name=role pairs) as a dict."""
+    return dict(item.split("=", 1) for item in d.role_map)
 
 
 def _is_chat(v: object) -> bool:

@@ -23,7 +23,7 @@ Render = Callable[[Sequence[Message], bool], str]
 
 # Tools and tool calls written the Hermes / Qwen way, so a built-in template keeps them.
 _TOOLS = (
-    "{% if tools %}{{ '<|im_start|>system\nYou can call these tools:\n' }}"
+    "{% if tools %}{{ '<|im_start|>system\nTools:\n' }}"
     "{% for tool in tools %}{{ tool | tojson }}{{ '\n' }}{% endfor %}{{ '<|im_end|>\n' }}{% endif %}"
 )
 _CALLS = (
