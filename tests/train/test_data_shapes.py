@@ -151,7 +151,7 @@ def test_role_map_maps_other_speakers(tmp_path):
 
 
 def test_text_blocks_train_every_token_and_per_record_counts_truncation(tmp_path):
-    lines = [("pretraining text number %d " % i) * 12 for i in range(300)]
+    lines = [f"pretraining text number {i} " * 12 for i in range(300)]
     f = tmp_path / "c4.jsonl"
     f.write_text("".join(json.dumps({"text": t}) + "\n" for t in lines))
     blocks = cfg_for(str(f), max_seq_length=128)
@@ -248,9 +248,7 @@ def test_a_template_that_fails_is_reported_under_chat_template(tmp_path, templat
 
 @pytest.mark.parametrize("name", ["bad.jsonl", "bad.txt", "bad.csv", "bad.json"])
 def test_a_file_that_is_not_utf8_names_the_file_line_and_byte(tmp_path, name):
-    good = {"bad.csv": b"text\n", "bad.json": b'[{"text": "ok"},\n'}.get(
-        name, b'{"text": "ok"}\n'
-    )
+    good = {"bad.csv": b"text\n", "bad.json": b'[{"text": "ok"},\n'}.get(name, b'{"text": "ok"}\n')
     if name == "bad.txt":
         good = b"ok line\n"
     tail = b'{"text": "caf\xe4"}]\n' if name == "bad.json" else b"caf\xe4\n"

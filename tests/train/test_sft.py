@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from tuitrain.config import load_config, parse
-from tuitrain.data.estimate import estimate_train_samples
+from tuitrain.data.estimate import data_summary, estimate_train_samples, load_with_data
 from tuitrain.data.records import pack_plan
-from tuitrain.data.estimate import data_summary, load_with_data
 from tuitrain.data.sources import DataError
 from tuitrain.data.summary import summary_lines
 from tuitrain.data.templates import BUILTIN_TEMPLATES, TemplateError, jinja_renderer, segments
