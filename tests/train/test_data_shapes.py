@@ -165,7 +165,7 @@ def test_text_blocks_train_every_token_and_per_record_counts_truncation(tmp_path
     p = build_splits(per, TOK, cache_dir=tmp_path / "c")
     dp = same_counts(per, p)
     assert (dp["examples"], dp["truncated"], dp["tokens_in_examples"]) == (300, 300, 300 * 128)
-    assert "truncated 300 of 300 examples" in summary_line(dp)
+    assert "truncated 300 of 300 records" in summary_line(dp)
     assert any("100% of examples truncated (300 of 300" in m for k, m in p.notes if k == "warning")
 
 

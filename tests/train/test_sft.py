@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tuitrain.config import load_config, parse
-from tuitrain.data.estimate import data_summary, estimate_train_samples, load_with_data
+from tuitrain.data.estimate import DROPPED_PROMPT, data_summary, estimate_train_samples, load_with_data
 from tuitrain.data.records import pack_plan
 from tuitrain.data.sources import DataError
 from tuitrain.data.summary import summary_lines
@@ -243,7 +243,8 @@ def test_truncation_reported_and_answers_never_cut_to_nothing(tmp_path):
     summary = data_summary(cfg)
     assert (summary.truncated, summary.dropped, summary.records, summary.examples) == (2, 1, 4, 3)
     assert s.summary["truncated"] == 2 and s.summary["drop_reasons"] == summary.drop_reasons
-    assert "truncated 2 of 3 examples" in summary_lines(summary.as_dict())
+    assert "truncated 2 of 4 records" in summary_lines(summary.as_dict())
+    assert f"dropped 1: {DROPPED_PROMPT}" in summary_lines(summary.as_dict())
 
 
 def test_cache_is_reused_and_keyed_by_settings(tmp_path):

@@ -92,7 +92,7 @@ def summary_lines(d: dict, approx: bool = False) -> list[str]:
     """The summary as short lines (each fits 76 columns): records and examples, tokens kept,
     the loss share, truncation and drops. `d` is a `data` object (DataReport.as_dict())."""
     a = "~" if approx else ""
-    lines = [f"{d['records']:,} records -> {a}{_n(d['examples'])} examples ({d['format']})"]
+    lines = [f"{d['records']:,} records -> {a}{_n(d['examples'])} examples"]
     total, kept, loss = (
         d.get("tokens_total") or 0,
         d.get("tokens_in_examples") or 0,
@@ -103,8 +103,8 @@ def summary_lines(d: dict, approx: bool = False) -> list[str]:
     if loss is not None and kept:
         what = "answers only" if loss < kept else "every token"
         lines.append(f"loss on {what}: {a}{share(loss, kept)} of tokens")
-    if d.get("truncated"):
-        lines.append(f"truncated {a}{_n(d['truncated'])} of {a}{_n(d['examples'])} examples")
+    if d.get("truncated") or d.get("drop_reasons") or d.get("template"):
+        lines.append(f"truncated {a}{_n(d['truncated'])} of {a}{_n(d['records'])} records")
     for reason, n in (d.get("drop_reasons") or {}).items():
         lines.append(f"dropped {a}{_n(n)}: {reason}")
     return lines
@@ -112,7 +112,7 @@ def summary_lines(d: dict, approx: bool = False) -> list[str]:
 
 def summary_line(d: dict) -> str:
     """One line for `tuitrain show` and the run's start event."""
-    head = f"{d['format']}" + (f", template {d['template']}" if d.get("template") else "")
+    head = f"{d['format']} records" + (f", template {d['template']}" if d.get("template") else "")
     parts = summary_lines(d)
     how = "cache hit" if d.get("cache_hit") else f"tokenised in {d.get('tokenize_s', 0):.1f} s"
     return f"{head}: " + "; ".join(parts) + f"; {how}"
