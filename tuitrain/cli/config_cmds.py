@@ -49,6 +49,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"#   {k}: {v}")
         if data is not None:
             print("# data (estimate)" if data.estimated else "# data")
+            print(
+                f"#   {data.format} records ({data.how})"
+                + (f", template {data.template}" if data.template else "")
+            )
             for line in summary_lines(data.as_dict(), data.estimated):
                 print(f"#   {line}")
     for w in r.warnings:

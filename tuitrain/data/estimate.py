@@ -292,7 +292,7 @@ FIXES = {
     "data.train_file": "fix the file or the records listed, or set data.format / data.file_format and the data.*_field names",
     "data.validation_file": "fix the file or the records listed (same format as data.train_file)",
     "data.chat_template": "fix the template, or set data.chat_template to a built-in such as chatml",
-    "data.max_seq_length": "see the message for the setting to change",
+    "data.max_seq_length": "change data.max_seq_length (or the data) as the message says",
     "data.format": "set data.format or model.task as the message says",
 }
 
