@@ -292,3 +292,18 @@ def test_zero_examples_are_refused_with_the_right_advice(tmp_path):
             DataError, match="less than one block of max_seq_length=64 .lower data.max_seq_length"
         ):
             run()
+
+
+def test_role_map_setting_takes_a_mapping_or_pairs_and_names_bad_roles(tmp_path):
+    f = write_jsonl(tmp_path / "x.jsonl", [{"text": "t"}])
+    assert cfg_for(f, role_map={"bot": "assistant"}).data.role_map == ["bot=assistant"]
+    assert cfg_for(f, role_map=["bot = assistant"]).data.role_map == ["bot=assistant"]
+    with pytest.raises(ConfigError, match="data.role_map: 'bot=robot': write name=role"):
+        cfg_for(f, role_map=["bot=robot"])
+
+
+def test_a_tools_field_that_is_not_json_is_a_record_error(tmp_path):
+    row = {**SHAREGPT_TOOLS, "tools": "[{not json"}
+    cfg = cfg_for(write_jsonl(tmp_path / "t.jsonl", [row]))
+    with pytest.raises(DataError, match=r"record 1: tools: not valid JSON"):
+        data_summary(cfg)

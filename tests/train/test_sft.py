@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from tuitrain.config import load_config, parse
-from tuitrain.data.estimate import DROPPED_PROMPT, data_summary, estimate_train_samples, load_with_data
+from tuitrain.data.estimate import (
+    DROPPED_PROMPT,
+    data_summary,
+    estimate_train_samples,
+    load_with_data,
+)
 from tuitrain.data.records import pack_plan
 from tuitrain.data.sources import DataError
 from tuitrain.data.summary import summary_lines
