@@ -40,6 +40,9 @@ def loaded_after(code: str) -> set[str]:
         "tuitrain.data.sources",
         "tuitrain.data.records",
         "tuitrain.data.templates",
+        "tuitrain.data.chat",
+        "tuitrain.data.estimate",
+        "tuitrain.data.summary",
         "tuitrain.tui.app",
         "tuitrain.doctor",
         "tuitrain.telemetry.sysinfo",
@@ -53,7 +56,7 @@ def test_no_ml_stack_outside_training(module):
 def test_editor_data_summary_of_the_sft_demo_stays_light():
     # Reading the records, rendering the chat template and counting truncation: no ML stack.
     code = (
-        "from tuitrain.config import load_config\nfrom tuitrain.data.sources import data_summary\n"
+        "from tuitrain.config import load_config\nfrom tuitrain.data.estimate import data_summary\n"
         f"s = data_summary(load_config({str(SFT_DEMO)!r}).config)\nassert s.format == 'chat'"
     )
     assert not loaded_after(code) & set(ML)

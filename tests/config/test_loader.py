@@ -161,8 +161,11 @@ def test_relative_data_paths_follow_the_config_file(tmp_path, monkeypatch):
 
 def test_missing_data_file_names_field(tmp_path):
     p = write(tmp_path, "c.yaml", BASE.replace("source: python-stdlib", "train_file: nope.jsonl"))
+    assert load_config(p).derived.train_samples is None  # the config layer reads no data file
+    from tuitrain.data.estimate import load_with_data  # what validate, run and the editor call
+
     with pytest.raises(ConfigError) as ei:
-        load_config(p)
+        load_with_data(p)
     assert ei.value.issues[0].path == "data.train_file"
     assert ei.value.issues[0].line == 5
 

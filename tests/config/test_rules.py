@@ -119,7 +119,10 @@ def test_derived_values():
 
 
 def test_resolve_estimates_stdlib_size():
-    r = resolve(cfg_with())
+    from tuitrain.data.estimate import with_data
+
+    assert resolve(cfg_with()).derived.train_samples is None  # config reads no data
+    r = with_data(resolve(cfg_with()))
     assert r.derived.train_samples and r.derived.train_samples > 200
     assert not r.derived.samples_estimated
 

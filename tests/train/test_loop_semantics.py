@@ -23,7 +23,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_grad_accum_of_k_micro_batches_equals_one_batch_of_k_n(launcher, tmp_path):
-    # Texts of very different lengths, padded (no packing): micro batches hold different numbers
+    # Texts of very different lengths, padded (one example per record): micro batches hold different numbers
     # of target tokens, so a plain mean of micro-batch means would not equal the big batch's.
     rnd = random.Random(3)
     data = tmp_path / "varlen.jsonl"
@@ -35,7 +35,7 @@ def test_grad_accum_of_k_micro_batches_equals_one_batch_of_k_n(launcher, tmp_pat
     common = [
         "data.source=file",
         f"data.train_file={data}",
-        "data.packing=false",
+        "data.text_mode=per_record",
         "data.validation_split=0.1",
         "model.arch.hidden_size=32",
         "model.arch.num_layers=1",

@@ -173,6 +173,14 @@ def sft_samples(cfg: TrainConfig) -> Any:
         return sample_prompts(cfg, tok, build_splits(cfg, tok, cache_dir=cache))
 
 
+def sft_outcome(cfg: TrainConfig) -> Any:
+    """sft_data, or the error the data gives (a role the config does not map is refused)."""
+    try:
+        return sft_data(cfg)
+    except Exception as exc:  # the refusal is the observable effect
+        return f"{type(exc).__name__}: {exc}"
+
+
 def packing_check(cfg: TrainConfig) -> Any:
     """What the trainer's packing check says for a model that cannot keep examples apart (BLOOM)."""
     import tempfile
@@ -374,6 +382,8 @@ def _write_sft_files() -> tuple[str, str]:
         rows.append(
             {
                 "messages": chat,
+                "bot_messages": [chat[0], {"role": "bot", "content": a}],
+                "alt_tools": [{"name": "f"}],
                 "alt_messages": [
                     *chat,
                     {"role": "user", "content": "more?"},
@@ -453,7 +463,12 @@ REACH: dict[str, Reach] = {
     "data.text_field": Reach("alt_text", data, base=FILE),
     "data.label_field": Reach("alt_label", data, base=SEQ_CLS),
     "data.max_seq_length": Reach(24, data),
-    "data.packing": Reach(False, data, base=FILE),
+    "data.packing": Reach(True, sft_data, base=SFT),
+    "data.text_mode": Reach("per_record", data, base=FILE),
+    "data.role_map": Reach(
+        ["bot=assistant"], sft_outcome, base={**SFT, "data.messages_field": "bot_messages"}
+    ),
+    "data.tools_field": Reach("alt_tools", sft_data, base=SFT),
     "data.validation_split": Reach(0.2, data),
     "data.max_bytes": Reach(30000, data),
     "data.max_train_samples": Reach(20, data),

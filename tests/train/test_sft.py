@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from tuitrain.config import load_config, parse
-from tuitrain.config.datasize import estimate_train_samples
+from tuitrain.data.estimate import (
+    DROPPED_PROMPT,
+    data_summary,
+    estimate_train_samples,
+    load_with_data,
+)
 from tuitrain.data.records import pack_plan
-from tuitrain.data.sources import DataError, data_summary
+from tuitrain.data.sources import DataError
+from tuitrain.data.summary import summary_lines
 from tuitrain.data.templates import BUILTIN_TEMPLATES, TemplateError, jinja_renderer, segments
 from tuitrain.train.data import ByteTokenizer, build_splits
 from tuitrain.train.sft import RaggedExamples, packing_isolated
@@ -149,9 +155,9 @@ def test_malformed_records_are_all_reported_with_number_and_field(tmp_path):
             build_splits(cfg, ByteTokenizer(), cache_dir=tmp_path / "cache")
     msg = str(info.value)
     assert "4 malformed records" in msg and "bad.jsonl" in msg
-    assert "record 2: messages[1].role: wrong role 'bot'" in msg
+    assert "record 2: messages[1].role: unknown role 'bot'" in msg and "data.role_map" in msg
     assert "record 4: messages[1].content: empty answer" in msg
-    assert "record 5: messages: no assistant turn" in msg
+    assert "record 5: messages: no trained assistant turn" in msg
     assert "record 6: messages: missing" in msg
     # The editor's torch-free check reports the same records before anything is launched.
     with pytest.raises(DataError, match="4 malformed records") as ed:
@@ -240,8 +246,10 @@ def test_truncation_reported_and_answers_never_cut_to_nothing(tmp_path):
     b = s.train.batch(torch.arange(3))
     assert all((b["labels"][i] != -100).any() for i in range(3))
     summary = data_summary(cfg)
-    assert (summary.truncated, summary.dropped, summary.examples) == (2, 1, 4)
-    assert summary.truncation_line().startswith("50% of examples truncated")
+    assert (summary.truncated, summary.dropped, summary.records, summary.examples) == (2, 1, 4, 3)
+    assert s.summary["truncated"] == 2 and s.summary["drop_reasons"] == summary.drop_reasons
+    assert "truncated 2 of 4 records" in summary_lines(summary.as_dict())
+    assert f"dropped 1: {DROPPED_PROMPT}" in summary_lines(summary.as_dict())
 
 
 def test_cache_is_reused_and_keyed_by_settings(tmp_path):
@@ -254,7 +262,8 @@ def test_cache_is_reused_and_keyed_by_settings(tmp_path):
     assert torch.equal(first.train.ids, again.train.ids)
     other = build_splits(sft_cfg(f, max_seq_length=128), ByteTokenizer(), cache_dir=cache)
     assert any("and cached" in m for _, m in other.notes)
-    assert len(list((cache / "sft").iterdir())) == 2
+    assert len(list((cache / "tok").iterdir())) == 2
+    assert (first.summary["cache_hit"], again.summary["cache_hit"]) == (False, True)
 
 
 def test_file_types_parquet_csv_json_and_save_to_disk(tmp_path):
@@ -277,10 +286,11 @@ def test_file_types_parquet_csv_json_and_save_to_disk(tmp_path):
 
 
 def test_sft_demo_config_loads_and_editor_sees_format_and_template():
-    r = load_config(SFT_DEMO)
+    r = load_with_data(SFT_DEMO)
     s = data_summary(r.config)
     assert (s.format, s.template) == ("chat", "chatml")
-    assert s.truncated_share < 0.01 and r.derived.train_samples > 1000
+    assert s.truncated / s.records < 0.01 and r.derived.train_samples > 1000
+    assert load_config(SFT_DEMO).derived.train_samples is None  # the config reads no data
 
 
 def test_packing_refused_on_a_model_that_cannot_keep_examples_apart(tmp_path):

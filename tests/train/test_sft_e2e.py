@@ -4,7 +4,13 @@ and templated samples reach the store, and a second run on the same data reuses 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
+
+from tuitrain.data.summary import DATA_KEYS
 
 from .helpers import REPO
 
@@ -37,6 +43,20 @@ def test_short_sft_demo_answer_loss_falls_and_a_branch_reuses_the_cache(launcher
     assert [st for st, _ in val] == [20, 40, 60], val
     assert val[-1][1] < val[0][1] - 0.2, val
     data = [e.message for e in events if e.kind == "data"]
+    summary = next(e.data for e in events if e.kind == "data" and e.data)
+    assert summary["format"] == "chat" and summary["template"] == "chatml"
+    assert summary["records"] > 1000 and summary["dropped"] == 0 and 0 < summary["examples"]
+    assert 0 < summary["loss_tokens"] < summary["tokens_in_examples"] <= summary["tokens_total"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "--runs-dir", str(launcher.runs_dir), "show", run.id],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "data: chat records, template chatml: " in shown and "loss on answers only" in shown
+    as_json = subprocess.run(
+        [sys.executable, "-m", "tuitrain", "--runs-dir", str(launcher.runs_dir), "show", run.id, "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert set(DATA_KEYS) <= set(json.loads(as_json)["data"])
     assert any("chat records" in m and "template chatml" in m for m in data), data
     assert any("examples kept apart" in m for m in data), data
     assert any("and cached" in m for m in data), data

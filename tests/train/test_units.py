@@ -10,8 +10,8 @@ import torch
 
 from tuitrain.cli import main as cli_main
 from tuitrain.config import TrainConfig, load_config, parse
-from tuitrain.config.datasize import estimate_train_samples
 from tuitrain.config.derived import steps_per_epoch
+from tuitrain.data.estimate import estimate_train_samples
 from tuitrain.data.sources import DataError
 from tuitrain.runs.launch import build_command, build_env
 from tuitrain.steering import SteeringPoller, StoreSource, validate

@@ -87,6 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir)
     if args.print_launch or args.print_sbatch:
         return print_nodes(args, resolved.config)
+    from tuitrain.data.estimate import with_data
+
+    resolved = with_data(resolved)  # the data checked (and counted) once, before any process starts
     if is_worker(resolved.config):
         return run_worker(resolved, runs_dir, args.name, args.detach)
     # An explicit --name must be free (an error names the run holding it); run.name is made unique.

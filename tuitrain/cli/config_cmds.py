@@ -23,14 +23,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Load, validate and print the resolved config and its derived values."""
     import sys
 
-    from tuitrain.config import dump_yaml, load_config, save_yaml, to_dict
+    from tuitrain.config import dump_yaml, save_yaml, to_dict
+    from tuitrain.data.estimate import data_summary, load_with_data
+    from tuitrain.data.summary import summary_lines
 
-    r = load_config(args.config, env=args.env, sets=args.sets)
+    r = load_with_data(args.config, env=args.env, sets=args.sets)
     derived = r.derived.as_dict()
+    data = data_summary(r.config)  # computed by load_with_data: read from its cache
     if args.format == "json":
         print(
             json.dumps(
-                {"config": to_dict(r.config), "derived": derived, "warnings": r.warnings}, indent=2
+                {
+                    "config": to_dict(r.config),
+                    "derived": derived,
+                    "data": data.as_dict() if data else None,
+                    "warnings": r.warnings,
+                },
+                indent=2,
             )
         )
     else:
@@ -38,6 +47,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print("# derived")
         for k, v in derived.items():
             print(f"#   {k}: {v}")
+        if data is not None:
+            print("# data (estimate)" if data.estimated else "# data")
+            print(
+                f"#   {data.format} records ({data.how})"
+                + (f", template {data.template}" if data.template else "")
+            )
+            for line in summary_lines(data.as_dict(), data.estimated):
+                print(f"#   {line}")
     for w in r.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.output:

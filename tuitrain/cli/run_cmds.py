@@ -265,6 +265,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             **_run_json(run),
             "config": run.config,
             "derived": run.derived,
+            "data": (run.summary or {}).get("data"),
             "last": {k: {"step": p.step, "value": _json_num(p.value)} for k, p in last.items()},
             "events": [e.__dict__ for e in events],
             "commands": [c.__dict__ for c in commands],
@@ -284,6 +285,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
     for line in _perf_lines(run.summary, last):
         print(line)
+    if (run.summary or {}).get("data"):
+        from tuitrain.data.summary import summary_line
+
+        print(f"data: {_safe(summary_line(run.summary['data']))}")
     print(f"dir: {run.run_dir}")
     if getattr(run, "parent", None):
         print(f"branched from run {run.parent} at step {run.fork_step}")

@@ -505,6 +505,7 @@ class Resolved:
     derived: Derived
     warnings: list[str] = field(default_factory=list)
     source: str | None = None
+    lines: LineMap | None = None
 
 
 def resolve(
@@ -512,11 +513,13 @@ def resolve(
     source: str | None = None,
     lines: LineMap | None = None,
     check_data: bool = True,
+    samples: tuple[int | None, bool] = (None, False),
 ) -> Resolved:
-    """Compute derived values (estimating the dataset size) and run the checks that need them."""
-    from tuitrain.config.datasize import estimate_train_samples
-
-    samples, estimated = (None, False)
+    """Compute derived values and run the checks that need them. Reads no data file: step
+    counts need `samples` (training examples, whether estimated), which the caller gets from
+    the data estimate (`tuitrain.data.estimate.with_data`) or from a run that counted them.
+    `check_data`: also check that a pkg: model path is installed."""
+    n, estimated = samples
     name = cfg.model.name_or_path
     if check_data and name and name.startswith("pkg:"):
         from tuitrain.config.paths import resolve_path
@@ -536,33 +539,14 @@ def resolve(
                     )
                 ]
             ) from None
-    if check_data:
-        try:
-            samples, estimated = estimate_train_samples(cfg)
-        except ValueError as exc:
-            path, _, msg = str(exc).partition("|")
-            line = (lines or {}).get(path, (None, None))[1]
-            raise ConfigError(
-                [
-                    ConfigIssue(
-                        path,
-                        msg,
-                        "fix the records listed, or set data.format and the data.*_field names"
-                        if "malformed record" in msg
-                        else "point it at an existing jsonl/json/csv/parquet/txt file or a save_to_disk folder",
-                        source,
-                        line,
-                    )
-                ]
-            ) from None
-    d = compute(cfg, samples, estimated)
+    d = compute(cfg, n, estimated)
     issues = derived_issues(cfg, d)
     for i in issues:
         i.file = source
         i.line = (lines or {}).get(i.path, (None, None))[1]
     if issues:
         raise ConfigError(issues)
-    return Resolved(cfg, d, warnings(cfg, d), source)
+    return Resolved(cfg, d, warnings(cfg, d), source, lines)
 
 
 def load_config(

@@ -192,6 +192,15 @@ class DataGroup(Group):
         min_length=1,
         description="chat: key of the message list ({role, content}); ShareGPT {from, value} lists under 'conversations' are found too.",
     )
+    role_map: list[str] = Field(
+        default_factory=list,
+        description="chat: more role / ShareGPT 'from' names as name=role (role: system, user, assistant or tool), e.g. [bot=assistant]; a YAML mapping works too. human, gpt, function_call, observation are known.",
+    )
+    tools_field: str = Field(
+        "tools",
+        min_length=1,
+        description="chat: key of a record's tool definitions (a list, or a JSON string of one), passed to the chat template as tools=.",
+    )
     chat_template: str | None = Field(
         None,
         description="Template for chat/instruction records: a built-in name (chatml, plain) or a Jinja string; empty: the tokenizer's own.",
@@ -206,9 +215,13 @@ class DataGroup(Group):
         le=1_048_576,
         description="Tokens per example; longer inputs are truncated (or packed). 128-512 for fine-tuning; 2048+ for LLMs.",
     )
+    text_mode: Literal["blocks", "per_record"] = Field(
+        "blocks",
+        description="causal-lm text records: blocks joins them (eos between) and cuts max_seq_length blocks, so every token is trained on; per_record: one example per record, longer ones truncated.",
+    )
     packing: bool = Field(
         True,
-        description="causal-lm: text is concatenated and cut into max_seq_length blocks; chat/instruction examples are packed whole, position ids reset per example.",
+        description="causal-lm chat/instruction examples: pack whole examples into max_seq_length blocks, position ids reset per example; off: one padded example each.",
     )
     allow_cross_attention: bool = Field(
         False,
@@ -234,6 +247,23 @@ class DataGroup(Group):
         le=256,
         description="Worker processes for tokenising (datasets map) and the DataLoader; 0: the main process. Size to CPU cores.",
     )
+
+    @field_validator("role_map", mode="before")
+    @classmethod
+    def _role_map_pairs(cls, v: object) -> object:
+        if isinstance(v, dict):  # {bot: assistant} as written in YAML
+            v = [f"{k}={r}" for k, r in v.items()]
+        if isinstance(v, list):
+            for item in v:
+                name, _, role = str(item).partition("=")
+                if not name.strip() or role.strip() not in ("system", "user", "assistant", "tool"):
+                    raise ValueError(
+                        f"{item!r}: write name=role, role one of system, user, assistant, tool (e.g. bot=assistant)"
+                    )
+            v = [
+                f"{str(i).partition('=')[0].strip()}={str(i).partition('=')[2].strip()}" for i in v
+            ]
+        return v
 
     @field_validator("format", mode="before")
     @classmethod

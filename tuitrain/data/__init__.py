@@ -1,1 +1,3 @@
-"""Torch-free data: sources (file readers), records (formats), chat templates, the editor's estimate."""
+"""Torch-free data: sources (the one file reader), records and chat (formats, roles, tools,
+loss weights), templates (the one chat-template lookup), estimate (what the editor and
+`validate` show) and summary (the run's data counts)."""

@@ -1,8 +1,9 @@
-"""Provides record formats (text, prompt_completion, alpaca, chat / ShareGPT): detection, checks
-that name the record and the field, and the tokens of a record with its answer mask.
+"""Provides record formats (text, prompt_completion, alpaca, chat / ShareGPT): detection, the
+one conversion of a record to what is tokenised (a text, or a chat with the turns that carry
+the loss), and the tokens of a chat with its loss mask.
 
 Torch-free and tokenizer-agnostic (an `encode` callable is passed in), so the trainer's
-`datasets.map` workers and the editor's size / truncation estimate run the very same code.
+`datasets.map` workers and the editor's estimate run the very same code on a record.
 """
 
 from __future__ import annotations
@@ -10,31 +11,34 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tuitrain.data.chat import (
+    ROLES,
+    Conversation,
+    RecordError,
+    check_order,
+    content_text,
+    messages,
+    tools_of,
+)
 from tuitrain.data.templates import Render, segments
+
+__all__ = ["ROLES", "RecordError", "Conversation"]
 
 FORMATS = ("text", "prompt_completion", "alpaca", "chat")
 CHAT_FORMATS = ("prompt_completion", "alpaca", "chat")
-ROLES = ("system", "user", "assistant")
-# ShareGPT speakers and the chat roles they mean.
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-}
 SHAREGPT_FIELD = "conversations"
-Message = dict[str, str]
 # A batch encoder: texts -> token ids of each (no special tokens added).
 Encode = Callable[[list[str]], list[list[int]]]
 
-
-class RecordError(ValueError):
-    """One malformed record: the field it concerns and what is wrong."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+_SETTING = {
+    "prompt_field": "prompt",
+    "completion_field": "completion",
+    "instruction_field": "instruction",
+    "input_field": "input",
+    "output_field": "output",
+    "messages_field": "messages",
+    "text_field": "text",
+}
 
 
 def detect(row: dict, d) -> tuple[str, str]:
@@ -63,14 +67,19 @@ def detect(row: dict, d) -> tuple[str, str]:
     )
 
 
-def _text(row: dict, key: str, what: str, required: bool = True) -> str:
+def _setting(d, key: str) -> str:
+    for name in _SETTING:
+        if getattr(d, name, None) == key:
+            return f"data.{name}"
+    return "the matching data.*_field"
+
+
+def _text(row: dict, key: str, what: str, d, required: bool = True) -> str:
     if key not in row or row[key] is None:
         if not required:
             return ""
-        raise RecordError(
-            key, f"missing ({what}; set data.{_field_setting(key)} if it has another name)"
-        )
-    v = row[key]
+        raise RecordError(key, f"missing ({what}; set {_setting(d, key)} if it has another name)")
+    v = content_text(row[key], key) if isinstance(row[key], list) else row[key]
     if not isinstance(v, str):
         raise RecordError(key, f"must be a string, not {type(v).__name__}")
     if required and what.startswith("the answer") and not v.strip():
@@ -78,101 +87,92 @@ def _text(row: dict, key: str, what: str, required: bool = True) -> str:
     return v
 
 
-def _field_setting(key: str) -> str:
-    return {
-        "prompt": "prompt_field",
-        "completion": "completion_field",
-        "instruction": "instruction_field",
-        "input": "input_field",
-        "output": "output_field",
-        "messages": "messages_field",
-        "text": "text_field",
-    }.get(key, "the matching *_field")
+def text_of(row: dict, d) -> str:
+    """The text of a text record (data.text_field)."""
+    v = row.get(d.text_field)
+    if v is None:
+        raise RecordError(
+            d.text_field,
+            f"missing (set data.text_field to the key holding the text; keys: {sorted(row)[:8]})",
+        )
+    return v if isinstance(v, str) else str(v)
 
 
-def _chat(items: object, key: str) -> list[Message]:
-    if not isinstance(items, list) or not items:
-        raise RecordError(key, "must be a non-empty list of messages")
-    out: list[Message] = []
-    for i, m in enumerate(items):
-        where = f"{key}[{i}]"
-        if not isinstance(m, dict):
-            raise RecordError(where, "must be an object with role/content (or from/value)")
-        if "role" in m:
-            role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                raise RecordError(
-                    f"{where}.role", f"wrong role {role!r} (use one of {', '.join(ROLES)})"
-                )
-            ckey = "content"
-        elif "from" in m:
-            speaker, content = m.get("from"), m.get("value")
-            role = SHAREGPT_ROLES.get(str(speaker))
-            if role is None:
-                raise RecordError(
-                    f"{where}.from",
-                    f"wrong role {speaker!r} (ShareGPT uses human, gpt or system)",
-                )
-            ckey = "value"
-        else:
-            raise RecordError(where, "has no 'role' (or ShareGPT 'from')")
-        if not isinstance(content, str):
-            raise RecordError(f"{where}.{ckey}", "missing or not a string")
-        if role == "assistant" and not content.strip():
-            raise RecordError(f"{where}.{ckey}", "empty answer (assistant turns need text)")
-        out.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" for m in out):
-        raise RecordError(key, "no assistant turn: nothing to learn from this record")
-    return out
+def _turn(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
 
 
-def to_messages(row: dict, fmt: str, d) -> list[Message]:
-    """The record as chat messages (prompt_completion and alpaca become one user/assistant turn);
+def to_conversation(row: dict, fmt: str, d) -> Conversation:
+    """The record as a chat (prompt_completion and alpaca become one user/assistant turn);
     RecordError names the field that is wrong."""
     if fmt == "chat":
         key = d.messages_field if row.get(d.messages_field) is not None else SHAREGPT_FIELD
         if row.get(key) is None:
             raise RecordError(d.messages_field, "missing (set data.messages_field)")
-        return _chat(row[key], key)
+        conv = messages(row[key], key, role_map(d))
+        system = row.get("system")
+        if isinstance(system, str) and system.strip() and conv.messages[0]["role"] != "system":
+            conv.messages.insert(0, _turn("system", system))  # ShareGPT's record-level system
+            conv.trained.insert(0, False)
+        conv.tools = tools_of(row.get(d.tools_field), d.tools_field)
+        return conv
     if fmt == "prompt_completion":
         p, c = row.get(d.prompt_field), row.get(d.completion_field)
-        if isinstance(p, list) or isinstance(c, list):  # TRL's conversational prompt/completion
-            prompt = _chat_prefix(p, d.prompt_field)
-            answer = _chat(c, d.completion_field)
-            return prompt + answer
-        prompt = _text(row, d.prompt_field, "the prompt")
-        answer = _text(row, d.completion_field, "the answer (completion)")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        if _is_chat(p) or _is_chat(c):  # TRL's conversational prompt/completion
+            prompt = messages(p, d.prompt_field, role_map(d), False) if _is_chat(p) else None
+            if prompt is None:
+                raise RecordError(d.prompt_field, "must be a list of messages like the completion")
+            msgs = prompt.messages + _answer_turns(c, d)
+            trained = [False] * len(prompt.messages) + [True] * (len(msgs) - len(prompt.messages))
+            check_order([m["role"] for m in msgs], d.prompt_field)
+            return Conversation(msgs, trained, tools_of(row.get(d.tools_field), d.tools_field))
+        prompt = _text(row, d.prompt_field, "the prompt", d)
+        answer = _text(row, d.completion_field, "the answer (completion)", d)
+        return Conversation([_turn("user", prompt), _turn("assistant", answer)], [False, True])
     if fmt == "alpaca":
-        instruction = _text(row, d.instruction_field, "the instruction")
+        instruction = _text(row, d.instruction_field, "the instruction", d)
         if not instruction.strip():
             raise RecordError(d.instruction_field, "empty instruction")
-        extra = _text(row, d.input_field, "the input", required=False)
-        answer = _text(row, d.output_field, "the answer (output)")
+        extra = _text(row, d.input_field, "the input", d, required=False)
+        answer = _text(row, d.output_field, "the answer (output)", d)
         user = instruction + ("\n\n" + extra if extra.strip() else "")
-        return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        msgs = [_turn("user", user), _turn("assistant", answer)]
+        system = row.get("system")
+        if isinstance(system, str) and system.strip():
+            msgs.insert(0, _turn("system", system))
+        return Conversation(msgs, [m["role"] == "assistant" for m in msgs])
     raise RecordError("data.format", f"{fmt!r} records have no chat form")
 
 
-def _chat_prefix(items: object, key: str) -> list[Message]:
-    if not isinstance(items, list) or not items:
-        raise RecordError(key, "must be a non-empty list of messages")
-    msgs = []
+def role_map(d) -> dict[str, str]:
+    """data.role_map (name=role pairs) as a dict."""
+    return dict(item.split("=", 1) for item in d.role_map)
+
+
+def _is_chat(v: object) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(m, dict) for m in v)
+
+
+def _answer_turns(items: object, d) -> list[dict]:
+    """The completion side of a conversational prompt/completion record: assistant turns only."""
+    if not _is_chat(items):
+        raise RecordError(d.completion_field, "must be a list of assistant messages")
+    out = []
     for i, m in enumerate(items):
-        if (
-            not isinstance(m, dict)
-            or m.get("role") not in ROLES
-            or not isinstance(m.get("content"), str)
-        ):
-            raise RecordError(f"{key}[{i}]", "must be {role: system|user|assistant, content: text}")
-        msgs.append({"role": m["role"], "content": m["content"]})
-    return msgs
+        where = f"{d.completion_field}[{i}]"
+        if m.get("role") != "assistant":
+            raise RecordError(f"{where}.role", "a completion holds assistant messages only")
+        text = content_text(m.get("content"), f"{where}.content")
+        if not text or not text.strip():
+            raise RecordError(f"{where}.content", "empty answer (assistant turns need text)")
+        out.append(_turn("assistant", text))
+    return out
 
 
 @dataclass
 class Tokens:
-    """One tokenised record: ids, the answer mask (1 = an answer token), its length before
-    truncation and how many answer tokens survived truncation (0: the record is dropped)."""
+    """One tokenised record: ids, the loss mask (1 = the token carries loss), its length before
+    truncation and how many loss tokens survived truncation (0: the record is dropped)."""
 
     ids: list[int]
     mask: list[int]
@@ -180,10 +180,10 @@ class Tokens:
     answer_tokens: int
 
 
-def tokenise(messages: Sequence[Message], render: Render, encode: Encode, max_len: int) -> Tokens:
-    """Tokens of a chat cut to max_len; each rendered piece is encoded on its own, so answer
+def tokenise(conv: Conversation, render: Render, encode: Encode, max_len: int) -> Tokens:
+    """Tokens of a chat cut to max_len; each rendered piece is encoded on its own, so loss
     boundaries fall exactly between tokens (the mask is exact, not found back by offsets)."""
-    pieces = segments(messages, render)
+    pieces = segments(conv.messages, render, conv.trained)
     encoded = encode([t for t, _ in pieces])
     ids: list[int] = []
     answers: list[int] = []
@@ -208,3 +208,8 @@ def pack_plan(lengths: Sequence[int], max_len: int) -> list[tuple[int, int]]:
     if len(lengths) > start:
         blocks.append((start, len(lengths)))
     return blocks
+
+
+def text_blocks(d, task: str) -> bool:
+    """Whether text records are concatenated and cut into blocks (data.text_mode, causal LM)."""
+    return task == "causal-lm" and d.text_mode == "blocks"

@@ -73,6 +73,7 @@ def plan_branch(parent, child, step: int | None = None, weights_only: bool = Fal
         at, ckpt = pick_checkpoint(pdir, step)
     except BranchError as exc:
         raise BranchError(f"run {parent.id}: {exc}") from None
+    child = counted_like(child, base, parent)
     total = child.derived.total_steps
     if not weights_only and total is not None and total <= at:
         raise BranchRefused(
@@ -83,6 +84,18 @@ def plan_branch(parent, child, step: int | None = None, weights_only: bool = Fal
         )
     plan = BranchPlan(parent.id, str(pdir.resolve()), str(ckpt.resolve()), at, weights_only)
     return Branch(parent, child, at, plan)
+
+
+def counted_like(child, base, parent):
+    """`child` with the parent run's counted training examples when it trains on the same data
+    the same way (the config layer reads no data; the parent's trainer counted them)."""
+    from tuitrain.config import resolve, to_dict
+
+    n = (parent.derived or {}).get("train_samples")
+    same = all(to_dict(base.config)[g] == to_dict(child.config)[g] for g in ("data", "model"))
+    if n is None or child.derived.train_samples is not None or not same:
+        return child
+    return resolve(child.config, child.source, child.lines, samples=(n, False))
 
 
 def start_branch(branch: Branch, runs_dir: str | Path, name: str | None = None):

@@ -1,10 +1,13 @@
-"""Provides the trainer's data: a byte tokenizer, tokenised splits, per-rank batch order and the
-DataLoader that serves it.
+"""Provides the trainer's data: tokenised train/validation splits with the run's data summary,
+per-rank batch order and the DataLoader that serves it.
 
-Files are read through HF `datasets` (`tuitrain.train.sft` for chat / instruction records, which
-are tokenised with `map(num_proc=data.num_workers)` and cached); text records become the same
-examples the config's size estimate counts. A batch is a gather over tokenised tensors, run in
-`data.num_workers` DataLoader workers (pinned memory on CUDA) in exactly `BatchPlan`'s order.
+Files are tokenised (and cached) by `tuitrain.train.loading`; here they become examples:
+chat / instruction records ragged with a loss mask (padded or packed whole), text records for a
+causal LM cut into max_seq_length blocks (data.text_mode: blocks) or one truncated example each
+(per_record), classification records padded with their class. Every record and token is
+counted on the way (`DataReport`), so nothing is dropped or cut without the run saying so.
+A batch is a gather over tokenised tensors, run in `data.num_workers` DataLoader workers
+(pinned memory on CUDA) in exactly `BatchPlan`'s order.
 """
 
 from __future__ import annotations
@@ -15,69 +18,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.data.records import CHAT_FORMATS, RecordError, detect
-from tuitrain.data.sources import DataError, Record, detect_format, split_counts, stdlib_bytes
+from tuitrain.data.estimate import DROPPED_PROMPT, zero_examples
+from tuitrain.data.records import CHAT_FORMATS, text_blocks
+from tuitrain.data.sources import DataError, split_counts, stdlib_bytes, stdlib_files
+from tuitrain.data.summary import DataReport, summary_line
+from tuitrain.train.examples import (
+    Examples,
+    RaggedExamples,
+    TensorExamples,
+    blocks,
+    flat_ids,
+    padded,
+    ragged,
+)
+from tuitrain.train.loading import Loaded, load_file
+from tuitrain.train.tokenizer import BYTE_VOCAB, ByteTokenizer, encoder
 
-# Byte tokenizer: ids 0-255 are the raw UTF-8 bytes; three specials follow (vocab 259).
-BYTE_PAD, BYTE_BOS, BYTE_EOS = 256, 257, 258
-BYTE_VOCAB = 259
-
-
-class ByteTokenizer:
-    """UTF-8 bytes as token ids, plus pad/bos/eos; enough of the HF tokenizer API for training."""
-
-    vocab_size = BYTE_VOCAB
-    pad_token_id = BYTE_PAD
-    bos_token_id = BYTE_BOS
-    eos_token_id = BYTE_EOS
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (its UTF-8 bytes, no specials)."""
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: list[int]) -> str:
-        """Text of `ids`, dropping specials; broken UTF-8 sequences become U+FFFD."""
-        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
-
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write a small descriptor so an exported model says how it was tokenised."""
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        (p / "tuitrain_tokenizer.txt").write_text(
-            "bytes: ids 0-255 = UTF-8 bytes, 256 pad, 257 bos, 258 eos\n"
-        )
-
-
-@dataclass
-class Examples:
-    """Tokenised examples as equal-length tensors (input_ids, optional attention_mask, labels)."""
-
-    tensors: dict[str, torch.Tensor]
-    packed: bool
-
-    def __len__(self) -> int:
-        return int(self.tensors["input_ids"].shape[0])
-
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Gather the examples at `idx`; padded batches are trimmed to their longest example."""
-        out = {k: v[idx] for k, v in self.tensors.items()}
-        if "attention_mask" in out:
-            longest = int(out["attention_mask"].sum(1).max())  # CPU tensor: no device sync
-            out = {k: (v[:, :longest] if v.dim() == 2 else v) for k, v in out.items()}
-        return out
-
-    def subset(self, idx: torch.Tensor) -> Examples:
-        """The examples at `idx`, as a new Examples."""
-        return Examples({k: v[idx] for k, v in self.tensors.items()}, self.packed)
+__all__ = ["BYTE_VOCAB", "ByteTokenizer", "Examples", "RaggedExamples", "TensorExamples"]
 
 
 @dataclass
 class Splits:
-    """Training and validation examples, the class names for seq-cls, and for chat/instruction
-    data the record format, the template, held-out prompts and notes for the run's events."""
+    """Training and validation examples, the class names for seq-cls, the record format and
+    template, the data summary, held-out prompts and notes for the run's events."""
 
     train: Examples
     val: Examples | None
@@ -88,14 +55,18 @@ class Splits:
     held_out: list[tuple[list[int], list[int]]] = field(
         default_factory=list
     )  # (prompt, answer) ids
+    summary: dict = field(default_factory=dict)  # the `data` object (DataReport.as_dict())
+
+    def summary_event(self) -> tuple[str, int, dict]:
+        """(message, step, data) of the run's data event: the summary line and its counts."""
+        return summary_line(self.summary), 0, self.summary
 
 
 def _labels(
-    records: list[Record], cfg: TrainConfig, names: list[str] | None
+    keys: list[str], cfg: TrainConfig, names: list[str] | None
 ) -> tuple[list[int], list[str]]:
     """Class ids for the records: integer labels as they are, string labels by sorted name."""
     field, n = cfg.data.label_field, cfg.model.num_labels
-    keys = [str(r.label).strip() if r.label is not None else "" for r in records]
     for i, k in enumerate(keys):
         if not k:
             raise DataError(
@@ -115,144 +86,46 @@ def _labels(
     unknown = sorted(set(keys) - set(index))
     if unknown:
         raise DataError(
-            f"{field!r} values {unknown[:5]} do not occur in the training data (fix the validation file, or add them to training)"
+            f"{field!r} values {unknown[:5]} do not occur in the training data (fix the validation file, or add them to training)",
+            "data.validation_file",
         )
     return [index[k] for k in keys], names
 
 
-class _TextTokenise:
-    """`datasets.map` function for text records (picklable for worker processes)."""
-
-    def __init__(self, tok, max_len: int | None, specials: bool):
-        self.tok, self.max_len, self.specials = tok, max_len, specials
-
-    def __call__(self, batch: dict) -> dict:
-        enc = self.tok(
-            batch["text"],
-            add_special_tokens=self.specials,
-            truncation=self.max_len is not None,
-            max_length=self.max_len,
-        )
-        return {"input_ids": enc["input_ids"]}
+def _lengths(f: Loaded) -> np.ndarray:
+    return np.asarray(f.ds.data.table.column("length"), dtype=np.int64)
 
 
-def _encode(
-    tok, texts: list[str], max_len: int | None, specials: bool, num_workers: int = 0
-) -> list[list[int]]:
-    if isinstance(tok, ByteTokenizer):
-        prefix = [BYTE_BOS] if specials else []
-        return [(prefix + tok.encode(t))[:max_len] for t in texts]
-    import datasets
-
-    datasets.disable_progress_bars()
-    ds = datasets.Dataset.from_dict({"text": texts}).map(
-        _TextTokenise(tok, max_len, specials),
-        batched=True,
-        batch_size=512,
-        num_proc=num_workers if num_workers > 1 and len(texts) > 1 else None,
-        remove_columns=["text"],
-        keep_in_memory=True,
-    )
-    return ds["input_ids"]
-
-
-def _pad(seqs: list[list[int]], max_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.full((len(seqs), max_len), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), max_len), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def _pack(stream: torch.Tensor, max_len: int) -> Examples:
-    n = stream.numel() // max_len
-    blocks = stream[: n * max_len].view(n, max_len).clone()
-    return Examples({"input_ids": blocks, "labels": blocks}, packed=True)
-
-
-def _causal(records: list[Record], cfg: TrainConfig, tok) -> Examples:
-    L = cfg.data.max_seq_length
-    eos = tok.eos_token_id
-    nw = cfg.data.num_workers
-    if cfg.data.packing:
-        # Each text is followed by one separator (eos), as the size estimate counts it.
-        seqs = _encode(tok, [r.text for r in records], None, specials=False, num_workers=nw)
-        flat: list[int] = []
-        for s in seqs:
-            flat.extend(s)
-            if eos is not None:
-                flat.append(eos)
-        return _pack(torch.tensor(flat, dtype=torch.long), L)
-    seqs = [
-        (s + ([eos] if eos is not None else []))[:L]
-        for s in _encode(tok, [r.text for r in records], L, specials=False, num_workers=nw)
-    ]
-    ids, mask = _pad(seqs, L, tok.pad_token_id)
-    labels = ids.masked_fill(mask == 0, -100)
-    return Examples({"input_ids": ids, "attention_mask": mask, "labels": labels}, packed=False)
-
-
-def _seq_cls(
-    records: list[Record], cfg: TrainConfig, tok, names: list[str] | None
-) -> tuple[Examples, list[str]]:
-    labels, names = _labels(records, cfg, names)
-    seqs = _encode(
-        tok,
-        [r.text for r in records],
-        cfg.data.max_seq_length,
-        specials=True,
-        num_workers=cfg.data.num_workers,
-    )
-    ids, mask = _pad(seqs, cfg.data.max_seq_length, tok.pad_token_id)
-    return Examples(
-        {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor(labels)}, packed=False
-    ), names
-
-
-def _rows(path: str, cfg: TrainConfig, name: str, cache_dir: Path):
-    """(HF dataset, format, how it was chosen) of a data file; errors name the config field."""
-    from tuitrain.train.sft import load_rows
-
-    try:
-        raw = load_rows(path, cfg.data.file_format, cache_dir)
-    except DataError as exc:
-        raise DataError(f"{name}: {exc}") from None
-    if len(raw) == 0:
-        raise DataError(f"{name}: {path} holds no examples (point it at a non-empty file)")
-    if detect_format(path, cfg.data.file_format) == "txt":
-        return (
-            raw.rename_column("text", cfg.data.text_field)
-            if cfg.data.text_field != "text"
-            else raw,
-            "text",
-            "a .txt file",
-        )
-    try:
-        fmt, how = detect(raw[0], cfg.data)
-    except RecordError as exc:
-        raise DataError(f"{name}: {path}: record 1: {exc}") from None
-    return raw, fmt, how
-
-
-def _records(raw, path: str, cfg: TrainConfig, name: str) -> list[Record]:
-    """Text (and label) records of a loaded file, all missing fields reported at once."""
-    d = cfg.data
-    label = d.label_field if cfg.model.task == "seq-cls" else None
-    cols = raw.column_names
-    if d.text_field not in cols:
-        raise DataError(
-            f"{name}: {path}: no field {d.text_field!r} in {cols[:8]} (set data.text_field to the key holding the text)"
-        )
-    texts = raw[d.text_field]
-    labels = raw[label] if label and label in cols else [None] * len(texts)
-    bad = [i + 1 for i, t in enumerate(texts) if t is None]
-    if bad:
-        listed = ", ".join(map(str, bad[:50]))
-        raise DataError(
-            f"{name}: {path}: {len(bad)} records have no {d.text_field!r} (records {listed}); fix them or set data.text_field"
-        )
-    return [Record(str(t), lab) for t, lab in zip(texts, labels, strict=True)]
+def _examples(
+    cfg: TrainConfig, tok, f: Loaded, names: list[str] | None
+) -> tuple[Examples, DataReport, list[str] | None]:
+    """The examples of one tokenised file and its counts."""
+    d, L = cfg.data, cfg.data.max_seq_length
+    rep = DataReport(f.fmt, f.template, f.how, records=f.records)
+    rep.tokenize_s, rep.cache_hit = f.tokenize_s, f.cached
+    lengths = _lengths(f)
+    rep.tokens_total = int(lengths.sum())
+    if f.fmt in CHAT_FORMATS:
+        answers = np.asarray(f.ds.data.table.column("answer"), dtype=np.int64)
+        rep.truncated = int((lengths > L).sum())
+        rep.drop(DROPPED_PROMPT, int((answers == 0).sum()))
+        ex: Examples = ragged(f.ds, tok.pad_token_id or 0, d.packing, L, d.train_on_prompt)
+    elif cfg.model.task == "seq-cls":
+        ids, offsets = flat_ids(f.ds)
+        labels, names = _labels(f.ds["label"], cfg, names)
+        rep.truncated = int((lengths > L).sum())
+        ex = padded(ids, offsets, L, tok.pad_token_id, labels)
+    elif text_blocks(d, cfg.model.task):
+        ids, _ = flat_ids(f.ds)
+        ex = blocks(ids, L)
+    else:
+        ids, offsets = flat_ids(f.ds)
+        rep.truncated = int((lengths > L).sum())
+        ex = padded(ids, offsets, L, tok.pad_token_id)
+    rep.examples = len(ex)
+    rep.tokens_in_examples, loss = ex.token_counts()
+    rep.loss_tokens = None if cfg.model.task == "seq-cls" else loss
+    return ex, rep, names
 
 
 def _split(ex: Examples, cfg: TrainConfig) -> tuple[Examples, Examples | None]:
@@ -263,60 +136,60 @@ def _split(ex: Examples, cfg: TrainConfig) -> tuple[Examples, Examples | None]:
     return ex.subset(perm[:n_train]), val
 
 
-def _stdlib(cfg: TrainConfig, tok) -> Examples:
+def _stdlib(cfg: TrainConfig, tok) -> tuple[Examples, DataReport]:
     """The stdlib corpus packed into blocks: raw bytes for the byte tokenizer, else tokenised
-    by the model's tokenizer (in line chunks, in parallel), each chunk followed by eos."""
+    by the model's tokenizer (in line chunks), each chunk followed by eos."""
     d = cfg.data
     raw = stdlib_bytes(d.max_bytes)
+    rep = DataReport("text", how="python-stdlib", records=len(stdlib_files(d.max_bytes)))
     if isinstance(tok, ByteTokenizer):
         stream = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
-        return _pack(stream, d.max_seq_length)
-    lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
-    chunks = ["".join(lines[i : i + 200]) for i in range(0, len(lines), 200)]
-    flat: list[int] = []
-    for s in _encode(tok, chunks, None, specials=False, num_workers=d.num_workers):
-        flat.extend(s)
-    if tok.eos_token_id is not None:
-        flat.append(tok.eos_token_id)
-    return _pack(torch.tensor(flat, dtype=torch.long), d.max_seq_length)
+    else:
+        lines = raw.decode("utf-8", errors="replace").splitlines(keepends=True)
+        chunks = ["".join(lines[i : i + 200]) for i in range(0, len(lines), 200)]
+        flat: list[int] = []
+        for s in encoder(tok)(chunks):
+            flat.extend(s)
+        if tok.eos_token_id is not None:
+            flat.append(tok.eos_token_id)
+        stream = torch.tensor(flat, dtype=torch.long)
+    ex = blocks(stream, d.max_seq_length)
+    rep.tokens_total = stream.numel()
+    rep.examples = len(ex)
+    rep.tokens_in_examples, rep.loss_tokens = ex.token_counts()
+    return ex, rep
 
 
-def _sft_file(cfg, tok, path, raw, fmt, how, name, cache_dir, notes):
-    from tuitrain.train.sft import build_file
-
-    try:
-        f = build_file(cfg, tok, path, raw, fmt, how, cache_dir)
-    except DataError as exc:
-        raise DataError(f"{name}: {exc}") from None
-    notes.append(
-        ("data", f"{name}: {fmt} records ({how}), template {f.template}, {f.records} records")
-    )
-    notes.append(
+def _notes(cfg: TrainConfig, f: Loaded, rep: DataReport, name: str) -> list[tuple[str, str]]:
+    nw = cfg.data.num_workers
+    how = f"{nw} worker processes" if nw > 1 else "in this process"
+    notes: list[tuple[str, str]] = [
+        (
+            "data",
+            f"{name}: {f.fmt} records ({f.how})"
+            + (f", template {f.template}" if f.template else "")
+            + f", {f.records} records",
+        ),
         (
             "data",
             f"{name}: tokenised data "
-            + ("reused from the cache" if f.cached else f"tokenised ({_workers(cfg)}) and cached")
-            + f" ({cache_dir / 'sft' / f.key})",
-        )
-    )
-    if f.truncated or f.dropped:
-        share = f.truncated / f.records
-        msg = f"{name}: {share:.0%} of examples truncated ({f.truncated} of {f.records} longer than data.max_seq_length={cfg.data.max_seq_length})"
-        if f.dropped:
-            msg += f"; {f.dropped} dropped: their prompt fills max_seq_length, no answer token left (raise data.max_seq_length)"
+            + ("reused from the cache" if f.cached else f"tokenised ({how}) and cached")
+            + f" ({f.path})",
+        ),
+    ]
+    L = cfg.data.max_seq_length
+    if rep.truncated or rep.dropped:
+        msg = f"{name}: {rep.truncated / max(1, rep.records):.0%} of examples truncated ({rep.truncated} of {rep.records} longer than data.max_seq_length={L})"
+        if rep.dropped:
+            msg += f"; {rep.dropped} dropped: their prompt fills max_seq_length, no answer token left (raise data.max_seq_length)"
         notes.append(("warning", msg))
-    return f
-
-
-def _workers(cfg: TrainConfig) -> str:
-    nw = cfg.data.num_workers
-    return f"{nw} worker processes" if nw > 1 else "in this process"
+    return notes
 
 
 def build_splits(cfg: TrainConfig, tok, cache_dir: str | Path | None = None) -> Splits:
     """Tokenised train/validation examples for the config (train capped by max_train_samples).
-    `cache_dir` keeps tokenised chat/instruction files (keyed by file, tokenizer, settings);
-    with several ranks, rank 0 tokenises first and the others read its cache."""
+    `cache_dir` keeps tokenised files (keyed by file, tokenizer, settings); with several
+    ranks, rank 0 tokenises first and the others read its cache."""
     import torch.distributed as dist
 
     multi = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -333,68 +206,40 @@ def _build_splits(cfg: TrainConfig, tok, cache_dir: str | Path | None) -> Splits
     d = cfg.data
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "tuitrain-data-cache"
     names = None
-    fmt, template, notes, held_out = "text", None, [], []
+    notes: list[tuple[str, str]] = []
+    held_out: list = []
     if d.source == "python-stdlib":
-        train, val = _split(_stdlib(cfg, tok), cfg)
+        ex, rep = _stdlib(cfg, tok)
+        train, val = _split(ex, cfg)
     else:
-        raw, fmt, how = _rows(d.train_file, cfg, "data.train_file", cache)
-        if fmt in CHAT_FORMATS:
-            if cfg.model.task != "causal-lm":
+        f = load_file(cfg, tok, d.train_file, "data.train_file", cache)
+        ex, rep, names = _examples(cfg, tok, f, None)
+        notes += _notes(cfg, f, rep, "data.train_file")
+        if d.validation_file:
+            vf = load_file(cfg, tok, d.validation_file, "data.validation_file", cache)
+            if vf.fmt != f.fmt:
                 raise DataError(
-                    f"data.format: {fmt} records train a causal LM (set model.task: causal-lm, or data.format: text for classification)"
-                )
-            f = _sft_file(cfg, tok, d.train_file, raw, fmt, how, "data.train_file", cache, notes)
-            template, ex = f.template, f.examples
-            if d.validation_file:
-                vraw, vfmt, vhow = _rows(d.validation_file, cfg, "data.validation_file", cache)
-                if vfmt != fmt:
-                    raise DataError(
-                        f"data.validation_file: {vfmt} records, but data.train_file holds {fmt} (use the same format)"
-                    )
-                vf = _sft_file(
-                    cfg,
-                    tok,
-                    d.validation_file,
-                    vraw,
-                    vfmt,
-                    vhow,
+                    f"data.validation_file: {vf.fmt} records, but data.train_file holds {f.fmt} (use the same format)",
                     "data.validation_file",
-                    cache,
-                    notes,
                 )
-                train, val = ex, vf.examples
-            else:
-                train, val = _split(ex, cfg)
+            val, vrep, _ = _examples(cfg, tok, vf, names)
+            notes += _notes(cfg, vf, vrep, "data.validation_file")
+            train = ex
+            rep.add(vrep)
         else:
-            records = _records(raw, d.train_file, cfg, "data.train_file")
-            if cfg.model.task == "seq-cls":
-                ex, names = _seq_cls(records, cfg, tok, None)
-            else:
-                ex = _causal(records, cfg, tok)
-            if d.validation_file:
-                vraw, _, _ = _rows(d.validation_file, cfg, "data.validation_file", cache)
-                vrec = _records(vraw, d.validation_file, cfg, "data.validation_file")
-                train = ex
-                val = (
-                    _seq_cls(vrec, cfg, tok, names)[0]
-                    if cfg.model.task == "seq-cls"
-                    else _causal(vrec, cfg, tok)
-                )
-            else:
-                train, val = _split(ex, cfg)
+            train, val = _split(ex, cfg)
     if len(train) == 0:
-        raise DataError(
-            f"no training examples of {d.max_seq_length} tokens (lower data.max_seq_length or add data)"
-        )
+        raise zero_examples(cfg, rep)
     if d.max_train_samples is not None and len(train) > d.max_train_samples:
         train = train.subset(torch.arange(d.max_train_samples))
     if val is not None and len(val) == 0:
         val = None
-    if fmt in CHAT_FORMATS:
+    rep.train_examples, rep.val_examples = len(train), len(val) if val is not None else 0
+    if rep.format in CHAT_FORMATS:
         from tuitrain.train.sft import held_out_prompts
 
         held_out = held_out_prompts(val, cfg.generation.val_prompts)
-    return Splits(train, val, names, fmt, template, notes, held_out)
+    return Splits(train, val, names, rep.format, rep.template, notes, held_out, rep.as_dict())
 
 
 class BatchPlan:

@@ -248,10 +248,14 @@ class Trainer:
             )
         trainable, total = count_params(self.model)
         self.report.started()
-        info: dict = {"perf": self.flops.as_dict(cfg.data.max_seq_length)}
+        info: dict = {
+            "perf": self.flops.as_dict(cfg.data.max_seq_length),
+            "data": self.splits.summary,
+        }
         if self.flops.note:
             info["mfu_note"] = self.flops.note  # said once, where `show` and the summary look
         self.report.update(summary=info)
+        self.report.event("data", *self.splits.summary_event())  # counts in the event's data
         for kind, msg in self.splits.notes + ([("data", packing_note)] if packing_note else []):
             self.report.event(kind, msg, 0)
         if resume:

@@ -6,7 +6,7 @@ import torch
 
 from tuitrain.config.paths import resolve_path
 from tuitrain.config.schema import TrainConfig
-from tuitrain.train.data import ByteTokenizer
+from tuitrain.train.tokenizer import ByteTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Parameter-name segments of a classification head (BERT: classifier; GPT-2/Llama: score).

@@ -23,7 +23,7 @@ from tuitrain.config.rules import clear_partner
 from tuitrain.tui.configdoc import Document, load_document, validate
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import DerivedReady, Launched
-from tuitrain.tui.widgets.derived import DerivedPanel, SchedulePreview
+from tuitrain.tui.widgets.derived import DerivedPanel, DerivedScroll, SchedulePreview
 from tuitrain.tui.widgets.fields import FieldSpec, get_path, sections, set_path
 from tuitrain.tui.widgets.form import FieldRow, SectionPage, section_id
 
@@ -107,7 +107,8 @@ class EditorScreen(Screen):
                 yield self.make_page(next(iter(self.sections)))
         yield Static("", id="field-help")
         with Horizontal(id="editor-bottom"):
-            yield DerivedPanel("", id="derived")
+            with DerivedScroll(id="derived-box"):
+                yield DerivedPanel("", id="derived")
             with Vertical(id="schedule-box"):
                 yield SchedulePreview(id="schedule")
         yield Footer()
@@ -193,9 +194,11 @@ class EditorScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="derive")
     def derive(self, cfg, generation: int) -> None:
-        """Resolve the config (reads data files to count samples) off the main thread."""
+        """Resolve the config with the data estimate (reads the data files) off the main thread."""
+        from tuitrain.data.estimate import with_data
+
         try:
-            msg = DerivedReady(generation, resolved=resolve(cfg, self.doc.source))
+            msg = DerivedReady(generation, resolved=with_data(resolve(cfg, self.doc.source)))
         except ConfigError as exc:
             msg = DerivedReady(generation, error=exc)
         except Exception as exc:  # unreadable data etc.: shown, never fatal
@@ -401,9 +404,10 @@ class EditorScreen(Screen):
     def launch(self, cfg: Any) -> None:
         """Resolve and launch off the main thread (writes files, spawns the process)."""
         try:
+            from tuitrain.data.estimate import with_data
             from tuitrain.runs.launch import launch
 
-            resolved = resolve(cfg, self.doc.source)
+            resolved = with_data(resolve(cfg, self.doc.source))
             info = launch(resolved, self.app.runs_dir)  # type: ignore[attr-defined]
         except ConfigError as exc:
             self.post_message(Launched(None, str(exc)))

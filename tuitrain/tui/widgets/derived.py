@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from rich.markup import escape
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuitrain.config.schedule import schedule_curve
-from tuitrain.data.sources import data_summary
+from tuitrain.data.estimate import data_summary
+from tuitrain.data.summary import summary_lines
 from tuitrain.tui import fmt
 from tuitrain.tui.widgets.chart import Line, MetricChart
+
+
+class DerivedScroll(VerticalScroll):
+    """Holds the DerivedPanel: its lines scroll (and wrap), so a warning is never cut off."""
+
+    DEFAULT_CSS = """
+    DerivedScroll { width: 1fr; height: 1fr; scrollbar-size-vertical: 1; }
+    """
 
 
 class DerivedPanel(Static):
     """The values that follow from the config, recomputed off the main thread after edits."""
 
     DEFAULT_CSS = """
-    DerivedPanel { height: 1fr; padding: 0 1; }
+    DerivedPanel { height: auto; padding: 0 1; }
     """
 
     def show_pending(self) -> None:
@@ -51,7 +61,8 @@ class DerivedPanel(Static):
             lines.append(f"data format      {data.format} ({escape(data.how)})")
             if data.template:
                 lines.append(f"chat template    {escape(data.template)}")
-            lines.append(f"truncation       {escape(data.truncation_line())}")
+            for line in summary_lines(data.as_dict(), data.estimated):
+                lines.append(escape(line))
         for w in resolved.warnings:
             lines.append(f"[yellow]! {escape(w)}[/]")
         self.update("\n".join(lines))

@@ -1,0 +1,69 @@
+"""Provides the byte tokenizer, the one way the data pipeline encodes text with any tokenizer,
+and a tokenizer's identity for cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+# Byte tokenizer: ids 0-255 are the raw UTF-8 bytes; three specials follow (vocab 259).
+BYTE_PAD, BYTE_BOS, BYTE_EOS = 256, 257, 258
+BYTE_VOCAB = 259
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as token ids, plus pad/bos/eos; enough of the HF tokenizer API for training."""
+
+    vocab_size = BYTE_VOCAB
+    pad_token_id = BYTE_PAD
+    bos_token_id = BYTE_BOS
+    eos_token_id = BYTE_EOS
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` (its UTF-8 bytes, no specials)."""
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, dropping specials; broken UTF-8 sequences become U+FFFD."""
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def num_special_tokens_to_add(self) -> int:
+        """Specials a classification input gets (one bos in front)."""
+        return 1
+
+    def build_inputs_with_special_tokens(self, ids: list[int]) -> list[int]:
+        """A classification input: bos, then the text's bytes."""
+        return [BYTE_BOS, *ids]
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write a small descriptor so an exported model says how it was tokenised."""
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "tuitrain_tokenizer.txt").write_text(
+            "bytes: ids 0-255 = UTF-8 bytes, 256 pad, 257 bos, 258 eos\n"
+        )
+
+
+def encoder(tok):
+    """texts -> token ids without added specials (templates write bos/eos where they want)."""
+    if isinstance(tok, ByteTokenizer):
+        return lambda texts: [tok.encode(t) for t in texts]
+    return lambda texts: tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def with_specials(tok, ids: list[int], max_len: int) -> list[int]:
+    """A classification input: the text cut so that it fits max_len with the tokenizer's own
+    special tokens around it (as `tok(text, truncation=True)` does)."""
+    room = max(0, max_len - tok.num_special_tokens_to_add())
+    return list(tok.build_inputs_with_special_tokens(ids[:room]))
+
+
+def tokenizer_id(tok) -> str:
+    """What identifies a tokenizer's ids: 'bytes', or its name and a hash of its vocabulary."""
+    if isinstance(tok, ByteTokenizer):
+        return "bytes"
+    vocab = sorted(tok.get_vocab().items())
+    h = hashlib.sha256(json.dumps(vocab).encode())
+    h.update(str(getattr(tok, "chat_template", "")).encode())
+    return f"{getattr(tok, 'name_or_path', '')}:{h.hexdigest()[:16]}"
