@@ -14,15 +14,18 @@ from tuitrain.cli import (
     branch_cmds,
     config_cmds,
     doctor_cmds,
+    errors,
+    exits,
     lrfind_cmds,
     run_cmds,
+    runsdir,
     sweep_cmds,
     train_cmds,
     tui_cmds,
 )
 
-EXIT_INVALID_CONFIG = 2
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
+EXIT_INVALID_CONFIG = exits.BAD_INPUT  # kept for callers of the old names
+EXIT_BROKEN_PIPE = exits.BROKEN_PIPE
 MODULES = (
     tui_cmds,
     config_cmds,
@@ -101,44 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `tuitrain` console script."""
+    """Entry point of the `tuitrain` console script: run the command, turn every error into a
+    message and an exit code (tuitrain.cli.exits); never a traceback unless TUITRAIN_DEBUG=1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         handler = tui_cmds.cmd_home
     try:
+        runsdir.check(args)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
     except BrokenPipeError:
         # `tuitrain schema | head`: the reader left; end quietly, as Unix tools do (no traceback,
         # and none from the interpreter flushing stdout at exit either).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return exits.BROKEN_PIPE
     except Exception as exc:
-        code = _user_error(exc)
+        code = errors.user_error(exc, args)
         if code is None:
-            raise
+            return errors.internal_error(exc, argv)
         return code
-
-
-def _user_error(exc: Exception) -> int | None:
-    """Print a user mistake the way every command does and give its exit code; None for a bug.
-
-    The exception types are imported here, once raised: importing tuitrain.config.errors loads
-    the config package (pydantic schema, ~0.3 s), which bare `tuitrain` must not pay before the
-    runs list opens."""
-    from tuitrain.config.errors import ConfigError
-    from tuitrain.store.models import InvalidValue, StoreError
-
-    if isinstance(exc, ConfigError):
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    if isinstance(exc, InvalidValue):  # a bad argument the store refused (e.g. a taken --name)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    if isinstance(exc, StoreError):
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return None

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tuitrain.cli import exits
 from tuitrain.cli.table import Column, render, terminal_width
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 3
-EXIT_NOT_FOUND = 4
+EXIT_ERROR = exits.FAILED
+EXIT_USAGE = exits.BAD_INPUT
+EXIT_TIMEOUT = exits.TIMEOUT
+EXIT_NOT_FOUND = exits.NOT_FOUND
 EXPORT_CHUNK_STEPS = 20_000
 
 CTL_ACTIONS = {
@@ -30,33 +31,20 @@ CTL_ACTIONS = {
 }
 
 
-def _runs_dir_opt(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: only set when given here, so `tuitrain --runs-dir X ls` keeps working too.
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
-    )
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ls, show, export, rm and ctl."""
     p = sub.add_parser("ls", help="list runs (newest first)")
-    _runs_dir_opt(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--sweep", default=None, metavar="SWEEP_ID", help="only runs of this sweep")
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("show", help="show a run: config, derived, status, summary, metrics, events")
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name (or a sweep id/name)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show")
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("export", help="export a run's metrics as CSV or JSON lines")
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument(
@@ -68,7 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("rm", help="delete a run (records and its directory)")
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--force", action="store_true", help="also delete a run that is still running")
@@ -80,7 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send a steering command. Exit codes: 0 sent/applied, 1 rejected or refused, "
         "2 bad arguments, 3 timed out waiting, 4 run not found.",
     )
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument("action", choices=tuple(CTL_ACTIONS), help="what to do")
     p.add_argument(
@@ -368,15 +354,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Stream a run's metric points as CSV or JSON lines, in step order."""
     with _open(args) as store:
         run = store.get_run(args.run)
-        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        out = _output(args.output) if args.output else sys.stdout
         try:
             n = _export(store, run.id, args.names, args.format, out)
+        except OSError as exc:
+            if not args.output or isinstance(exc, BrokenPipeError):
+                raise
+            raise exits.CommandError(
+                f"-o {args.output}: writing failed ({exc.strerror or exc})", exits.FAILED
+            ) from None
         finally:
             if args.output:
                 out.close()
     if args.output:
         print(f"wrote {n} points of run {run.id} to {args.output}", file=sys.stderr)
     return 0
+
+
+def _output(path: str) -> Any:
+    """The -o file, opened for writing; a path that cannot be written is a clear error."""
+    try:
+        return open(path, "w", encoding="utf-8", newline="")
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise exits.CommandError(
+            f"-o {path}: cannot write there ({why}); fix: give a file path in an existing "
+            "folder you can write"
+        ) from None
 
 
 def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any) -> int:
@@ -464,7 +468,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
             payload[key] = parse_positive(args.value, f"{args.action} {label}")
         except ValueError as exc:
             parser.error(str(exc))
-    if args.timeout <= 0:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error(f"--timeout must be positive seconds, got {args.timeout}")
     with _open(args) as store:
         run = store.get_run(args.run)
