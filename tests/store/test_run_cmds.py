@@ -223,7 +223,7 @@ def test_console_script_entry(runs):
 def test_reading_commands_never_create_a_database(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     rc, out, err = cli(capsys, "ls", "--runs-dir", str(missing), "--format", "json")
-    assert rc == 0 and json.loads(out) == []
+    assert rc == run_cmds.EXIT_NOT_FOUND and out == "" and "no such folder" in err
     rc, _, err = cli(capsys, "show", "--runs-dir", str(missing), "x")
     assert rc == run_cmds.EXIT_NOT_FOUND and "no runs in" in err and "--runs-dir" in err
     rc, _, err = cli(capsys, "ctl", "--runs-dir", str(missing), "x", "stop")

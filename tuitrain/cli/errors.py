@@ -69,6 +69,13 @@ def _sqlite_error(exc: sqlite3.Error, runs_dir: str | None) -> int:
     where = f"the runs dir {runs_dir}" if runs_dir else "the runs dir"
     msg = _first_line(exc)
     low = msg.lower()
+    if runs_dir and Path(runs_dir).is_dir() and not os.access(runs_dir, os.W_OK):
+        _say(
+            f"error: {where} is read-only and its database cannot be used there (SQLite: {msg});"
+            " fix: make it writable (SQLite writes beside tuitrain.db even to read), or copy the "
+            "folder somewhere writable and pass that as --runs-dir"
+        )
+        return exits.BAD_INPUT
     if "readonly" in low or "read-only" in low:
         _say(
             f"error: {where} is read-only (SQLite: {msg}); fix: make it writable, or pass "

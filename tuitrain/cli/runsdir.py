@@ -77,9 +77,11 @@ def check(args: argparse.Namespace) -> None:
     if use == "create":
         _check_creatable(d, shown)
         return
+    ref = _ref(args)
+    what = f"no run {ref!r}: " if ref else ""
     if not exists:
         raise CommandError(
-            f"{shown}: no such folder, so no runs there; fix: pass --runs-dir DIR where runs were "
+            f"{what}no runs in {d}: no such folder; fix: pass --runs-dir DIR where runs were "
             "started (`tuitrain run CONFIG` creates it)",
             NOT_FOUND,
         )
@@ -88,11 +90,21 @@ def check(args: argparse.Namespace) -> None:
         return
     if not db.is_file():
         raise CommandError(
-            f"no runs in {d} (no {DB_NAME} there); fix: pass --runs-dir DIR where runs were started",
+            f"{what}no runs in {d} (no {DB_NAME} there); fix: pass --runs-dir DIR where runs "
+            "were started",
             NOT_FOUND,
         )
     if use == "modify":
         _check_writable(d, shown)
+
+
+def _ref(args: argparse.Namespace) -> str | None:
+    """The run (or sweep, race) the command names, for the not-found message."""
+    for key in ("run", "ref", "race", "promote_ref"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _check_creatable(d: Path, shown: str) -> None:

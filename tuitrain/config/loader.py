@@ -415,6 +415,8 @@ def resolve(
             samples, estimated = estimate_train_samples(cfg)
         except ValueError as exc:
             path, _, msg = str(exc).partition("|")
+            if not msg:  # an error without a field (a reader's own): it is about the data file
+                path, msg = "data.train_file", f"{cfg.data.train_file}: {type(exc).__name__}: {exc}"
             line = (lines or {}).get(path, (None, None))[1]
             raise ConfigError(
                 [
