@@ -57,20 +57,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 
 def ensure_runs_dir(parser: argparse.ArgumentParser) -> None:
-    """Give every subcommand `--runs-dir DIR` after its name too, as the README promises.
+    """Give every subcommand `--runs-dir DIR` after its name too, as the README promises: the
+    one definition of the option, so no command module adds its own.
 
     The subcommand's option defaults to SUPPRESS: it sets args.runs_dir only when given
     there, so `tuitrain --runs-dir X CMD` (the top-level option) keeps working; a later
     one wins. Done here, after every module registered, so new commands get it for free.
     """
     for p in _subparsers(parser):
-        action = p._option_string_actions.get("--runs-dir")
-        if action is None:
-            p.add_argument(
-                "--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help=RUNS_DIR_HELP
-            )
-        else:
-            action.default = argparse.SUPPRESS  # a default here would undo the top-level option
+        p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help=RUNS_DIR_HELP)
 
 
 def add_config_source(p: argparse.ArgumentParser, required: bool = True) -> None:
