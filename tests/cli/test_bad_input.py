@@ -210,6 +210,9 @@ case("not-found-race", "lr-race show nope --runs-dir {runs}", NOT_FOUND, "nope")
 case("export-to-proc", "export {done} -o /proc/nope.csv --runs-dir {runs}", BAD, "/proc/nope.csv")
 case("export-missing-folder", "export {done} -o {d}/missing/dir/x.csv --runs-dir {runs}", BAD, "missing/dir/x.csv", "No such file")  # fmt: skip
 case("export-to-folder", "export {done} -o {d} --runs-dir {runs}", BAD, "-o {d}", "directory")
+case("validate-to-proc", "validate {d}/base.yaml -o /proc/nope.yaml", BAD, "/proc/nope.yaml", base__yaml=BASE)  # fmt: skip
+case("validate-to-folder", "validate {d}/base.yaml -o {d}", BAD, "-o {d}", base__yaml=BASE)  # fmt: skip
+case("validate-under-file", "validate {d}/base.yaml -o {file}/x.yaml", BAD, "{file}/x.yaml", base__yaml=BASE)  # fmt: skip
 case("export-format", "export {done} --format xml --runs-dir {runs}", BAD, "--format", "xml")
 case("doctor-no-metrics", "doctor {empty} --runs-dir {runs}", FAILED, "{empty}", "no metrics")
 case("doctor-no-metrics-json", "doctor {empty} --format json --runs-dir {runs}", FAILED, "no metrics")  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tuitrain.cli.exits import CommandError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add validate and schema."""
@@ -26,6 +28,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tuitrain.config import dump_yaml, load_config, save_yaml, to_dict
 
     r = load_config(args.config, env=args.env, sets=args.sets)
+    if args.output:  # first: a path that cannot be written fails before any output
+        try:
+            save_yaml(r.config, args.output)
+        except OSError as exc:
+            raise CommandError(
+                f"-o {args.output}: cannot write there ({exc.strerror or exc}); fix: give a file "
+                "path in a folder you can write"
+            ) from None
     derived = r.derived.as_dict()
     if args.format == "json":
         print(
@@ -40,8 +50,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"#   {k}: {v}")
     for w in r.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if args.output:
-        save_yaml(r.config, args.output)
     print(f"ok: {args.config} is valid", file=sys.stderr)
     return 0
 

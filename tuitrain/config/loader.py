@@ -514,7 +514,13 @@ def save_yaml(cfg: TrainConfig, path: str | Path, header: str | None = None) -> 
     """Write a config as YAML (atomically: a crash never leaves half a file)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(p))
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(dump_yaml(cfg, header), encoding="utf-8")
-    tmp.replace(p)
+    try:
+        tmp.write_text(dump_yaml(cfg, header), encoding="utf-8")
+        tmp.replace(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
