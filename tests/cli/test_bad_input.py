@@ -244,6 +244,8 @@ case("run-config-missing", "run {d}/nope.yaml --runs-dir {runs}", BAD, "nope.yam
 case("run-machine-rank", "run {d}/bad.yaml --machine-rank -1 --runs-dir {runs}", BAD, "--machine-rank", bad__yaml="nope: 1\n")  # fmt: skip
 case("run-max-steps-huge", "run {d}/base.yaml --set training.max_steps=99999999999999999999999 --set run.seed=-1 --detach --runs-dir {runs}", BAD, "training.max_steps", base__yaml=BASE)  # fmt: skip
 case("branch-max-steps-huge", "branch {done} --set training.max_steps=99999999999999999999999 --set run.seed=-1 --runs-dir {runs}", BAD, "training.max_steps")  # fmt: skip
+case("branch-step-negative", "branch {done} --step -5 --runs-dir {runs}", BAD, "--step", "-5")
+case("branch-step-huge", "branch {done} --step 99999999999999999999 --runs-dir {runs}", BAD, "--step")  # fmt: skip
 case("unknown-command", "frobnicate", BAD, "frobnicate")
 case("unknown-option", "ls --colour --runs-dir {runs}", BAD, "--colour")
 # ---- sweep files ---------------------------------------------------------------------------

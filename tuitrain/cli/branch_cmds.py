@@ -78,11 +78,18 @@ def cmd_branch(args: argparse.Namespace) -> int:
     """Validate the edits against the parent's checkpoint, then launch the child (the checks
     and the launch are tuitrain.runs.branching's, shared with the TUI editor's branch mode)."""
     from tuitrain.config import load_config
+    from tuitrain.config.schema import MAX_STEPS
     from tuitrain.runs.branching import BranchRefused, parent_config, plan_branch, start_branch
     from tuitrain.runs.launch import LaunchError
     from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue, RunNotFound, Store
 
+    if args.step is not None and not 0 <= args.step <= MAX_STEPS:
+        print(
+            f"error: --step must be a step from 0 to {MAX_STEPS:,}, got {args.step}",
+            file=sys.stderr,
+        )
+        return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
             parent = store.get_run(args.run)
