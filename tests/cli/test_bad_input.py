@@ -149,6 +149,7 @@ case("config-extends-1200-deep", "validate {d}/chain0.yaml", BAD, "extends chain
      **{f"chain{i}__yaml": f"extends: chain{i + 1}.yaml\n" for i in range(1200)},
      chain1200__yaml=BASE)  # fmt: skip
 case("config-missing", "validate {d}/nope.yaml", BAD, "nope.yaml", "no such config file")
+case("config-device", "validate /dev/zero", BAD, "/dev/zero", "not a regular file")
 case("config-folder", "validate {d}", BAD, "folder")
 case("config-env-missing", "validate {d}/env.yaml --env prod", BAD, "prod", "dev",
      env__yaml=with_base("envs: {dev: {training: {max_steps: 5}}}\n"))  # fmt: skip

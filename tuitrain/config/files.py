@@ -180,6 +180,10 @@ def _read_bytes(p: Path, name: str) -> bytes:
     try:
         if p.is_dir():
             raise _issue("this is a folder", "pass a config file", name)
+        if p.exists() and not p.is_file():
+            raise _issue(
+                "not a regular file (a device, pipe or socket)", "pass a config file", name
+            )
         if not p.is_file():
             raise _issue(f"no such config file: {name}", "check the path", name)
         with p.open("rb") as fh:  # never more than the cap: a huge file is refused at once
