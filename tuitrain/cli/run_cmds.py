@@ -1,9 +1,9 @@
-"""Provides `tuitrain ls`, `show`, `export`, `rm` and `ctl`: read, export, delete and steer runs in the store."""
+"""Provides `tuitrain ls`, `show`, `rm` and `ctl` (and `export`, from export_cmds): read, delete and
+steer runs in the store."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import math
@@ -13,14 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuitrain.cli import exits
+from tuitrain.cli import exits, export_cmds
 from tuitrain.cli.table import Column, render, terminal_width
 
 EXIT_ERROR = exits.FAILED
 EXIT_USAGE = exits.BAD_INPUT
 EXIT_TIMEOUT = exits.TIMEOUT
 EXIT_NOT_FOUND = exits.NOT_FOUND
-EXPORT_CHUNK_STEPS = 20_000
 
 CTL_ACTIONS = {
     "set-lr": ("set_lr", "lr"),
@@ -44,16 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show")
     p.set_defaults(handler=cmd_show)
 
-    p = sub.add_parser("export", help="export a run's metrics as CSV or JSON lines")
-    p.add_argument("run", metavar="RUN", help="run id or unique name")
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument(
-        "--name", dest="names", action="append", default=None, help="only this metric (repeatable)"
-    )
-    p.add_argument(
-        "-o", "--output", default=None, metavar="FILE", help="write here instead of stdout"
-    )
-    p.set_defaults(handler=cmd_export)
+    export_cmds.register(sub)
 
     p = sub.add_parser("rm", help="delete a run (records and its directory)")
     p.add_argument("run", metavar="RUN", help="run id or unique name")
@@ -347,69 +337,6 @@ def _is_sweep(runs_dir: Path, ref: str) -> bool:
 def _json_num(v: float) -> float | None:
     # Strict JSON has no NaN/Infinity: non-finite values become null.
     return v if math.isfinite(v) else None
-
-
-@_store_errors
-def cmd_export(args: argparse.Namespace) -> int:
-    """Stream a run's metric points as CSV or JSON lines, in step order."""
-    with _open(args) as store:
-        run = store.get_run(args.run)
-        out = _output(args.output) if args.output else sys.stdout
-        try:
-            n = _export(store, run.id, args.names, args.format, out)
-        except OSError as exc:
-            if not args.output or isinstance(exc, BrokenPipeError):
-                raise
-            raise exits.CommandError(
-                f"-o {args.output}: writing failed ({exc.strerror or exc})", exits.FAILED
-            ) from None
-        finally:
-            if args.output:
-                out.close()
-    if args.output:
-        print(f"wrote {n} points of run {run.id} to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _output(path: str) -> Any:
-    """The -o file, opened for writing; a path that cannot be written is a clear error."""
-    try:
-        return open(path, "w", encoding="utf-8", newline="")
-    except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or str(exc)
-        raise exits.CommandError(
-            f"-o {path}: cannot write there ({why}); fix: give a file path in an existing "
-            "folder you can write"
-        ) from None
-
-
-def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any) -> int:
-    writer = csv.writer(out) if fmt == "csv" else None
-    if writer:
-        writer.writerow(["run", "step", "name", "value", "time"])
-    span = store.step_range(run_id)
-    n = 0
-    lo, last = (span[0] - 1, span[1]) if span else (0, -1)
-    # In step chunks: memory stays bounded for long runs and no cursor is held open.
-    while lo < last:
-        for p in store.tail(run_id, names, after_step=lo, until=lo + EXPORT_CHUNK_STEPS):
-            if writer:
-                writer.writerow([run_id, p.step, p.name, repr(p.value), repr(p.time)])
-            else:
-                out.write(json.dumps({"run": run_id, "step": p.step, "name": p.name,
-                                      "value": _json_num(p.value), "time": p.time}) + "\n")  # fmt: skip
-            n += 1
-        lo += EXPORT_CHUNK_STEPS
-    if not writer and not names:
-        # JSON lines also carry the run's interventions, as events (what `tuitrain rerun` replays).
-        from tuitrain.runs.lineage import interventions
-
-        for x in interventions(store, store.get_run(run_id)):
-            out.write(json.dumps({"run": run_id, "step": x["step"], "event": "intervention",
-                                  "kind": x["kind"], "value": x["value"],
-                                  "source": x["source"]}) + "\n")  # fmt: skip
-            n += 1
-    return n
 
 
 @_store_errors
