@@ -217,6 +217,8 @@ case("validate-under-file", "validate {d}/base.yaml -o {file}/x.yaml", BAD, "{fi
 case("export-format", "export {done} --format xml --runs-dir {runs}", BAD, "--format", "xml")
 case("doctor-no-metrics", "doctor {empty} --runs-dir {runs}", FAILED, "{empty}", "no metrics")
 case("doctor-no-metrics-json", "doctor {empty} --format json --runs-dir {runs}", FAILED, "no metrics")  # fmt: skip
+case("doctor-factor-negative", "doctor {done} --rollback --factor -1 --runs-dir {runs}", BAD, "--factor")  # fmt: skip
+case("doctor-factor-nan", "doctor {done} --rollback --factor nan --runs-dir {runs}", BAD, "--factor")  # fmt: skip
 case("ctl-lr-text", "ctl {done} set-lr abc --runs-dir {runs}", BAD, "set-lr", "abc")
 case("ctl-lr-negative", "ctl {done} set-lr -1 --runs-dir {runs}", BAD, "set-lr", "-1")
 case("ctl-lr-inf", "ctl {done} set-lr inf --runs-dir {runs}", BAD, "set-lr", "inf")

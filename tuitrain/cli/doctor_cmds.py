@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "doctor",
         help="diagnose a run: exploding gradients, spikes, oscillation, stalls, overfitting...",
         description="Diagnose a live or finished run from its metrics, events and config. "
-        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 other store errors; "
+        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 the run logged no "
+        "metrics (nothing to diagnose) or another store error; "
         "with --rollback: 0 child started, 2 no rollback to apply (says why) or branch refused.",
     )
     p.add_argument("run", metavar="RUN", help="run id or unique name")
@@ -137,8 +138,15 @@ def rollback_json(rb: Any, done: Any) -> dict:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the run's diagnoses (table or JSON)."""
+    import math
+
     from tuitrain.doctor import diagnose_run
     from tuitrain.store import RunNotFound, Store, StoreError
+
+    if args.factor is not None and not (math.isfinite(args.factor) and args.factor > 0):
+        print(f"error: --factor must be a positive LR factor such as 0.5, got {args.factor:g}",
+              file=sys.stderr)  # fmt: skip
+        return exits.BAD_INPUT
 
     try:
         with Store(args.runs_dir) as store:
