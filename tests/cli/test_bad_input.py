@@ -195,6 +195,10 @@ case("ls-runs-dir-file-before", "--runs-dir {file} ls", BAD, "{file}", "is a fil
 case("run-runs-dir-file", "--runs-dir {file} run {d}/base.yaml --detach", BAD, "{file}", "is a file", base__yaml=GUARDED)  # fmt: skip
 case("run-runs-dir-under-file", "run {d}/base.yaml --runs-dir {file}/sub --detach", BAD, "{file}", "is a file", base__yaml=GUARDED)  # fmt: skip
 case("sweep-runs-dir-file", "sweep {d}/sw.yaml --runs-dir {file}", BAD, "{file}", sw__yaml="base: base.yaml\n", base__yaml=GUARDED)  # fmt: skip
+GARBAGE_DB = b"this is not an SQLite database\n" * 100
+case("ls-corrupt-database", "ls --runs-dir {d}", BAD, "{d}", "database", tuitrain__db=GARBAGE_DB)
+case("show-corrupt-database", "show x --runs-dir {d}", BAD, "{d}", "database", tuitrain__db=GARBAGE_DB)  # fmt: skip
+case("run-corrupt-database", "run {d}/base.yaml --detach --runs-dir {d}", BAD, "database", tuitrain__db=GARBAGE_DB, base__yaml=BASE)  # fmt: skip
 case("show-runs-dir-missing", "show x --runs-dir {d}/none", NOT_FOUND, "'x'", "{d}/none")
 case("show-no-database", "show x --runs-dir {d}", NOT_FOUND, "'x'", "tuitrain.db")
 case("doctor-runs-dir-file", "doctor x --runs-dir {file}", BAD, "{file}")

@@ -64,7 +64,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from tuitrain.store import RunNotFound, Store
 
     if not args.grace >= 0 or args.grace == float("inf"):  # also NaN
-        print(f"error: --grace must be >= 0 seconds, got {args.grace:g}", file=sys.stderr)
+        print(f"error: --grace must be seconds, 0 or more, got {args.grace:g}", file=sys.stderr)
         return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
