@@ -150,7 +150,7 @@ def test_two_branch_race_applies_winner_to_live_run(launcher):
     listing = cli("lr-race", "show", runs_dir=runs_dir, tiny=False)
     assert out["race_id"] in listing.stdout and "done" in listing.stdout
     missing = cli("lr-race", "show", "nope", runs_dir=runs_dir, tiny=False)
-    assert missing.returncode == 1 and "'nope' is no race" in missing.stderr
+    assert missing.returncode == 4 and "'nope' is no race" in missing.stderr
 
 
 def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tuitrain.cli import main, run_cmds
+from tuitrain.cli import export_cmds, main, run_cmds
 from tuitrain.store import Store
 
 
@@ -79,7 +79,7 @@ def test_show(runs, capsys):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_all_points_in_chunks(runs, capsys, monkeypatch, tmp_path, fmt):
     d, done, _ = runs
-    monkeypatch.setattr(run_cmds, "EXPORT_CHUNK_STEPS", 7)  # many chunk boundaries
+    monkeypatch.setattr(export_cmds, "EXPORT_CHUNK_STEPS", 7)  # many chunk boundaries
     out_file = tmp_path / f"out.{fmt}"
     rc, _, err = cli(
         capsys, "export", "--runs-dir", str(d), done, "--format", fmt, "-o", str(out_file)
@@ -223,7 +223,7 @@ def test_console_script_entry(runs):
 def test_reading_commands_never_create_a_database(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     rc, out, err = cli(capsys, "ls", "--runs-dir", str(missing), "--format", "json")
-    assert rc == 0 and json.loads(out) == []
+    assert rc == run_cmds.EXIT_NOT_FOUND and out == "" and "no such folder" in err
     rc, _, err = cli(capsys, "show", "--runs-dir", str(missing), "x")
     assert rc == run_cmds.EXIT_NOT_FOUND and "no runs in" in err and "--runs-dir" in err
     rc, _, err = cli(capsys, "ctl", "--runs-dir", str(missing), "x", "stop")

@@ -187,7 +187,7 @@ def test_cli_resume_and_stop_edges(tmp_path, capsys):
     store.run_dir(cut.id).mkdir(parents=True, exist_ok=True)
     assert cli_main(["--runs-dir", str(tmp_path), "resume", "cut"]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
-    assert cli_main(["--runs-dir", str(tmp_path), "stop", "nope"]) == 1
+    assert cli_main(["--runs-dir", str(tmp_path), "stop", "nope"]) == 4  # exits.NOT_FOUND
 
 
 def test_plateau_cuts_lr_after_patience_evals():

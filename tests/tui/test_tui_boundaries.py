@@ -117,8 +117,9 @@ def test_cli_routes_tui_commands():
     assert (args.handler, args.run) == (tui_cmds.cmd_watch, "run-1")
 
 
-def test_watch_unknown_run_is_a_clear_error(tmp_path: Path):
-    args = build_parser().parse_args(["--runs-dir", str(tmp_path), "watch", "nope"])
-    with pytest.raises(SystemExit) as exc:
-        args.handler(args)
-    assert "nope" in str(exc.value) and "tuitrain" in str(exc.value)
+def test_watch_unknown_run_is_a_clear_error(tmp_path: Path, capsys):
+    from tuitrain.cli import exits, main
+
+    assert main(["--runs-dir", str(tmp_path), "watch", "nope"]) == exits.NOT_FOUND
+    err = capsys.readouterr().err
+    assert "nope" in err and "--runs-dir" in err and "Traceback" not in err

@@ -14,15 +14,18 @@ from tuitrain.cli import (
     branch_cmds,
     config_cmds,
     doctor_cmds,
+    errors,
+    exits,
     lrfind_cmds,
     run_cmds,
+    runsdir,
     sweep_cmds,
     train_cmds,
     tui_cmds,
 )
 
-EXIT_INVALID_CONFIG = 2
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
+EXIT_INVALID_CONFIG = exits.BAD_INPUT  # kept for callers of the old names
+EXIT_BROKEN_PIPE = exits.BROKEN_PIPE
 MODULES = (
     tui_cmds,
     config_cmds,
@@ -54,20 +57,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 
 def ensure_runs_dir(parser: argparse.ArgumentParser) -> None:
-    """Give every subcommand `--runs-dir DIR` after its name too, as the README promises.
+    """Give every subcommand `--runs-dir DIR` after its name too, as the README promises: the
+    one definition of the option, so no command module adds its own.
 
     The subcommand's option defaults to SUPPRESS: it sets args.runs_dir only when given
     there, so `tuitrain --runs-dir X CMD` (the top-level option) keeps working; a later
     one wins. Done here, after every module registered, so new commands get it for free.
     """
     for p in _subparsers(parser):
-        action = p._option_string_actions.get("--runs-dir")
-        if action is None:
-            p.add_argument(
-                "--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help=RUNS_DIR_HELP
-            )
-        else:
-            action.default = argparse.SUPPRESS  # a default here would undo the top-level option
+        p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help=RUNS_DIR_HELP)
 
 
 def add_config_source(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -101,44 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `tuitrain` console script."""
+    """Entry point of the `tuitrain` console script: run the command, turn every error into a
+    message and an exit code (tuitrain.cli.exits); never a traceback unless TUITRAIN_DEBUG=1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         handler = tui_cmds.cmd_home
     try:
+        runsdir.check(args)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
     except BrokenPipeError:
         # `tuitrain schema | head`: the reader left; end quietly, as Unix tools do (no traceback,
         # and none from the interpreter flushing stdout at exit either).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return exits.BROKEN_PIPE
     except Exception as exc:
-        code = _user_error(exc)
+        code = errors.user_error(exc, args)
         if code is None:
-            raise
+            return errors.internal_error(exc, argv)
         return code
-
-
-def _user_error(exc: Exception) -> int | None:
-    """Print a user mistake the way every command does and give its exit code; None for a bug.
-
-    The exception types are imported here, once raised: importing tuitrain.config.errors loads
-    the config package (pydantic schema, ~0.3 s), which bare `tuitrain` must not pay before the
-    runs list opens."""
-    from tuitrain.config.errors import ConfigError
-    from tuitrain.store.models import InvalidValue, StoreError
-
-    if isinstance(exc, ConfigError):
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    if isinstance(exc, InvalidValue):  # a bad argument the store refused (e.g. a taken --name)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    if isinstance(exc, StoreError):
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return None

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from tuitrain.cli import exits
+
 OK_STATUSES = ("completed", "early_stopped")
-EXIT_RUN_NOT_OK = 1
-EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
+EXIT_RUN_NOT_OK = exits.FAILED
+EXIT_INTERRUPTED = exits.INTERRUPTED
 FOLLOWED = ("loss", "lr", "val_loss", "val_accuracy", "val_perplexity")
 PLAIN_EVERY_S = 10.0  # without a TTY, one progress line per this many seconds keeps CI logs short
 PLAIN_STALLED_S = 60.0  # ...and while the step does not move, one line per minute shows it is alive
@@ -36,12 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--name",
         default=None,
         help="run name; must be free (default: run.name from the config, made unique: demo-2, ...)",
-    )
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
     )
     p.add_argument(
         "--detach", action="store_true", help="print the run id and return; training keeps running"
@@ -128,7 +124,7 @@ def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
             " set launch.num_machines (2 or more) and launch.main_process_ip",
             file=sys.stderr,
         )
-        return 2
+        return exits.BAD_INPUT
     if args.print_sbatch:
         name = args.name or cfg.run.name or Path(args.config).stem
         argv = _node_argv(args, drop=("launch.main_process_ip",))

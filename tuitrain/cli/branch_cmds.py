@@ -7,16 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_REFUSED = 2
+from tuitrain.cli import exits
 
-
-def _runs_dir_opt(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
-    )
+EXIT_REFUSED = exits.BAD_INPUT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="load only the parent's weights (what fits); fresh optimizer, schedule and data order",
     )
-    _runs_dir_opt(p)
     p.set_defaults(handler=cmd_branch)
 
     p = sub.add_parser(
@@ -53,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run id or name")
     p.add_argument("--name", default=None, help="new run name (default: RUN-rerun)")
     p.add_argument("--detach", action="store_true", help="print the new run's id and return")
-    _runs_dir_opt(p)
     p.set_defaults(handler=cmd_rerun)
 
 
@@ -68,7 +59,7 @@ def _start(resolved, args, default_name: str, **kw) -> int:
         )
     except (LaunchError, InvalidValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     return _follow(info, args)
 
 
@@ -87,17 +78,24 @@ def cmd_branch(args: argparse.Namespace) -> int:
     """Validate the edits against the parent's checkpoint, then launch the child (the checks
     and the launch are tuitrain.runs.branching's, shared with the TUI editor's branch mode)."""
     from tuitrain.config import load_config
+    from tuitrain.config.schema import MAX_STEPS
     from tuitrain.runs.branching import BranchRefused, parent_config, plan_branch, start_branch
     from tuitrain.runs.launch import LaunchError
     from tuitrain.runs.lineage import BranchError
     from tuitrain.store import InvalidValue, RunNotFound, Store
 
+    if args.step is not None and not 0 <= args.step <= MAX_STEPS:
+        print(
+            f"error: --step must be a step from 0 to {MAX_STEPS:,}, got {args.step}",
+            file=sys.stderr,
+        )
+        return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
             parent = store.get_run(args.run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
     try:
         child = load_config(parent_config(parent), env=args.env, sets=args.sets)
         for w in child.warnings:
@@ -111,14 +109,14 @@ def cmd_branch(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     except BranchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     if args.step is not None and branch.step != args.step:
         print(f"branching at step {branch.step}: the newest complete checkpoint <= {args.step}")
     try:
         info = start_branch(branch, args.runs_dir, args.name)
     except (LaunchError, InvalidValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     return _follow(info, args)
 
 
@@ -134,11 +132,11 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             items = interventions(store, run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
     cfg_file = Path(run.run_dir) / "config.yaml"
     if not cfg_file.is_file():
         print(f"error: run {run.id} has no tuitrain config to rerun", file=sys.stderr)
-        return 1
+        return exits.FAILED
     data = to_dict(load_config(cfg_file).config)
     data.setdefault("steering", {})["schedule"] = replay_schedule(items)
     resolved = resolve(parse(data))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tuitrain.cli.exits import CommandError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add validate and schema."""
@@ -28,6 +30,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from tuitrain.data.summary import summary_lines
 
     r = load_with_data(args.config, env=args.env, sets=args.sets)
+    if args.output:  # first: a path that cannot be written fails before any output
+        try:
+            save_yaml(r.config, args.output)
+        except OSError as exc:
+            raise CommandError(
+                f"-o {args.output}: cannot write there ({exc.strerror or exc}); fix: give a file "
+                "path in a folder you can write"
+            ) from None
     derived = r.derived.as_dict()
     data = data_summary(r.config)  # computed by load_with_data: read from its cache
     if args.format == "json":
@@ -57,8 +67,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"#   {line}")
     for w in r.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if args.output:
-        save_yaml(r.config, args.output)
     print(f"ok: {args.config} is valid", file=sys.stderr)
     return 0
 

@@ -9,9 +9,11 @@ import shlex
 import sys
 from typing import Any
 
-EXIT_NOT_FOUND = 4
-EXIT_ERROR = 1
-EXIT_NO_ROLLBACK = 2
+from tuitrain.cli import exits
+
+EXIT_NOT_FOUND = exits.NOT_FOUND
+EXIT_ERROR = exits.FAILED
+EXIT_NO_ROLLBACK = exits.BAD_INPUT  # a rollback refused as asked (the message says why)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "doctor",
         help="diagnose a run: exploding gradients, spikes, oscillation, stalls, overfitting...",
         description="Diagnose a live or finished run from its metrics, events and config. "
-        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 other store errors; "
+        "Exit codes: 0 diagnosed (whatever was found), 4 run not found, 1 the run logged no "
+        "metrics (nothing to diagnose) or another store error; "
         "with --rollback: 0 child started, 2 no rollback to apply (says why) or branch refused.",
-    )
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
     )
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument(
@@ -141,9 +138,16 @@ def rollback_json(rb: Any, done: Any) -> dict:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the run's diagnoses (table or JSON)."""
+    import math
+
     from tuitrain.doctor import diagnose_run
     from tuitrain.doctor.history import combined, history
     from tuitrain.store import RunNotFound, Store, StoreError
+
+    if args.factor is not None and not (math.isfinite(args.factor) and args.factor > 0):
+        print(f"error: --factor must be a positive LR factor such as 0.5, got {args.factor:g}",
+              file=sys.stderr)  # fmt: skip
+        return exits.BAD_INPUT
 
     try:
         with Store(args.runs_dir) as store:
@@ -156,6 +160,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if last is None and not diags:
+        # Nothing logged: "nothing to report" would read as a healthy run.
+        if args.format == "json":
+            print("[]")
+        print(
+            f"error: run {run.id} ({run.name}, {run.status}) has logged no metrics: the doctor "
+            f"has nothing to diagnose; fix: wait for its first log (training.log_every), or see "
+            f"`tuitrain show {run.id}` for why it ended",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if args.rollback:
         return cmd_rollback(args, run, diags)

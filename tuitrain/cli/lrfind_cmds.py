@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+
+from tuitrain.cli import exits
+
+# `--factors -1,1` is a value, not an option: argparse's own pattern takes only `-1` or `-.5`.
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+MAX_PARALLEL = 256
+MAX_EXTEND = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,15 +48,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     """Launch the range test, follow it, print the suggestion (text or JSON) and its cost."""
+    import math
+
     from tuitrain.cli.batch import Follower
     from tuitrain.config import load_config
     from tuitrain.lrfind.probe import launch_probe, result
     from tuitrain.store import Store
 
     for flag, v in (("--min", args.min_lr), ("--max", args.max_lr)):
-        if v is not None and not v > 0:
-            print(f"error: {flag} must be a positive LR, e.g. 1e-7", file=sys.stderr)
-            return 2
+        if v is not None and not (math.isfinite(v) and v > 0):
+            print(f"error: {flag} must be a positive LR, e.g. 1e-7 (got {v:g})", file=sys.stderr)
+            return exits.BAD_INPUT
+    if args.steps is not None and not 2 <= args.steps <= 100_000:
+        print(
+            f"error: --steps must be from 2 to 100000 (lr_find.steps), got {args.steps}",
+            file=sys.stderr,
+        )
+        return exits.BAD_INPUT
     resolved = load_config(args.config, env=args.env, sets=args.sets)
     runs_dir = Path(args.runs_dir)
     info = launch_probe(resolved, runs_dir, args.min_lr, args.max_lr, args.steps)
@@ -79,7 +95,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         print(format_suggestion(sug, run.config.get("optimizer", {}).get("lr")))
         print(res.cost_line())
     if sug.suggested_lr is None:
-        return 1
+        return exits.FAILED
     return 0 if code in (0, 1) else code
 
 
@@ -111,6 +127,7 @@ def register_race(sub: argparse._SubParsersAction) -> None:
         "lr-race",
         help="race short branches that differ only in LR from a config's start or a run's latest checkpoint",
     )
+    p._negative_number_matcher = _NEGATIVE_VALUE
     p.add_argument(
         "source",
         metavar="RUN_OR_CONFIG",
@@ -172,6 +189,19 @@ def parse_factors(text: str) -> list[float]:
     return out
 
 
+def _count_errors(args: argparse.Namespace) -> str | None:
+    """What is wrong with --steps, --parallel and --extend (None when nothing)."""
+    from tuitrain.config.schema import MAX_STEPS
+
+    if not 1 <= args.steps <= MAX_STEPS:
+        return f"--steps must be from 1 to {MAX_STEPS:,} optimizer steps, got {args.steps}"
+    if not 1 <= args.parallel <= MAX_PARALLEL:
+        return f"--parallel must be from 1 to {MAX_PARALLEL} branches at once, got {args.parallel}"
+    if not 0 <= args.extend <= MAX_EXTEND:
+        return f"--extend must be from 0 to {MAX_EXTEND} more branches, got {args.extend}"
+    return None
+
+
 def cmd_lr_race(args: argparse.Namespace) -> int:
     """Launch the branches (N at a time), wait for them, judge, optionally apply or branch the winner."""
     from tuitrain.lrfind import race
@@ -185,15 +215,16 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
             f"error: unexpected argument {args.race!r} (lr-race takes one RUN_OR_CONFIG)",
             file=sys.stderr,
         )
-        return 2
+        return exits.BAD_INPUT
     try:
         factors = parse_factors(args.factors)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.steps < 1 or args.parallel < 1 or args.extend < 0:
-        print("error: --steps and --parallel must be >= 1, --extend >= 0", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
+    bad = _count_errors(args)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return exits.BAD_INPUT
     runs_dir = Path(args.runs_dir)
     out = sys.stderr if args.format == "json" else sys.stdout
     paused = None
@@ -201,11 +232,14 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
         if args.pause:
             paused = pause_source(args.source, runs_dir, out)
             if paused is None:
-                return 2
+                return exits.BAD_INPUT
         start = race.start_from(args.source, runs_dir, args.env, args.sets)
-    except (RunNotFound, BranchError, CommandRefused, RuntimeError) as exc:
+    except RunNotFound as exc:
         print(f"error: {args.source}: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
+    except (BranchError, CommandRefused, RuntimeError) as exc:
+        print(f"error: {args.source}: {exc}", file=sys.stderr)
+        return exits.FAILED
     race_id = race.new_race_id()
     rec = race.new_record(start, race_id, factors, args.steps, paused=paused is not None)
     where = (
@@ -324,7 +358,7 @@ def cmd_race_show(args: argparse.Namespace) -> int:
         rec = read_record(runs_dir, args.race)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
     if args.format == "json":
         print(json.dumps(rec))
         return 0

@@ -1,9 +1,9 @@
-"""Provides `tuitrain ls`, `show`, `export`, `rm` and `ctl`: read, export, delete and steer runs in the store."""
+"""Provides `tuitrain ls`, `show`, `rm` and `ctl` (and `export`, from export_cmds): read, delete and
+steer runs in the store."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import math
@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tuitrain.cli import exits, export_cmds
 from tuitrain.cli.table import Column, render, terminal_width
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 3
-EXIT_NOT_FOUND = 4
-EXPORT_CHUNK_STEPS = 20_000
+EXIT_ERROR = exits.FAILED
+EXIT_USAGE = exits.BAD_INPUT
+EXIT_TIMEOUT = exits.TIMEOUT
+EXIT_NOT_FOUND = exits.NOT_FOUND
 
 CTL_ACTIONS = {
     "set-lr": ("set_lr", "lr"),
@@ -30,45 +30,22 @@ CTL_ACTIONS = {
 }
 
 
-def _runs_dir_opt(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: only set when given here, so `tuitrain --runs-dir X ls` keeps working too.
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
-    )
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ls, show, export, rm and ctl."""
     p = sub.add_parser("ls", help="list runs (newest first)")
-    _runs_dir_opt(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--sweep", default=None, metavar="SWEEP_ID", help="only runs of this sweep")
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("show", help="show a run: config, derived, status, summary, metrics, events")
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name (or a sweep id/name)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show")
     p.set_defaults(handler=cmd_show)
 
-    p = sub.add_parser("export", help="export a run's metrics as CSV or JSON lines")
-    _runs_dir_opt(p)
-    p.add_argument("run", metavar="RUN", help="run id or unique name")
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument(
-        "--name", dest="names", action="append", default=None, help="only this metric (repeatable)"
-    )
-    p.add_argument(
-        "-o", "--output", default=None, metavar="FILE", help="write here instead of stdout"
-    )
-    p.set_defaults(handler=cmd_export)
+    export_cmds.register(sub)
 
     p = sub.add_parser("rm", help="delete a run (records and its directory)")
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--force", action="store_true", help="also delete a run that is still running")
@@ -80,7 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send a steering command. Exit codes: 0 sent/applied, 1 rejected or refused, "
         "2 bad arguments, 3 timed out waiting, 4 run not found.",
     )
-    _runs_dir_opt(p)
     p.add_argument("run", metavar="RUN", help="run id or unique name")
     p.add_argument("action", choices=tuple(CTL_ACTIONS), help="what to do")
     p.add_argument(
@@ -369,51 +345,6 @@ def _json_num(v: float) -> float | None:
 
 
 @_store_errors
-def cmd_export(args: argparse.Namespace) -> int:
-    """Stream a run's metric points as CSV or JSON lines, in step order."""
-    with _open(args) as store:
-        run = store.get_run(args.run)
-        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-        try:
-            n = _export(store, run.id, args.names, args.format, out)
-        finally:
-            if args.output:
-                out.close()
-    if args.output:
-        print(f"wrote {n} points of run {run.id} to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any) -> int:
-    writer = csv.writer(out) if fmt == "csv" else None
-    if writer:
-        writer.writerow(["run", "step", "name", "value", "time"])
-    span = store.step_range(run_id)
-    n = 0
-    lo, last = (span[0] - 1, span[1]) if span else (0, -1)
-    # In step chunks: memory stays bounded for long runs and no cursor is held open.
-    while lo < last:
-        for p in store.tail(run_id, names, after_step=lo, until=lo + EXPORT_CHUNK_STEPS):
-            if writer:
-                writer.writerow([run_id, p.step, p.name, repr(p.value), repr(p.time)])
-            else:
-                out.write(json.dumps({"run": run_id, "step": p.step, "name": p.name,
-                                      "value": _json_num(p.value), "time": p.time}) + "\n")  # fmt: skip
-            n += 1
-        lo += EXPORT_CHUNK_STEPS
-    if not writer and not names:
-        # JSON lines also carry the run's interventions, as events (what `tuitrain rerun` replays).
-        from tuitrain.runs.lineage import interventions
-
-        for x in interventions(store, store.get_run(run_id)):
-            out.write(json.dumps({"run": run_id, "step": x["step"], "event": "intervention",
-                                  "kind": x["kind"], "value": x["value"],
-                                  "source": x["source"]}) + "\n")  # fmt: skip
-            n += 1
-    return n
-
-
-@_store_errors
 def cmd_rm(args: argparse.Namespace) -> int:
     """Delete a run after confirmation (--yes skips it; a running run needs --force)."""
     with _open(args) as store:
@@ -469,7 +400,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
             payload[key] = parse_positive(args.value, f"{args.action} {label}")
         except ValueError as exc:
             parser.error(str(exc))
-    if args.timeout <= 0:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error(f"--timeout must be positive seconds, got {args.timeout}")
     with _open(args) as store:
         run = store.get_run(args.run)

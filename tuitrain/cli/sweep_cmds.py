@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_SWEEP_NOT_OK = 1
-EXIT_NOT_FOUND = 4
-EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
+from tuitrain.cli import exits
+
+EXIT_SWEEP_NOT_OK = exits.FAILED
+EXIT_NOT_FOUND = exits.NOT_FOUND
+EXIT_INTERRUPTED = exits.INTERRUPTED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,12 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trial", type=int, default=None, metavar="N", help="promote: the trial (default: best)"
     )
     p.add_argument("--name", default=None, help="promote: the new run's name (default: TRIAL-full)")
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory holding tuitrain.db (default: ./runs)",
-    )
     p.add_argument("--n-trials", type=int, default=None, help="override n_trials")
     p.add_argument("--parallel", default=None, help="override parallel (a number or auto)")
     p.add_argument(
@@ -60,12 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweeps", help="list sweeps, or show one sweep's trials, best parameters and importance"
     )
     p.add_argument("ref", nargs="?", metavar="SWEEP", help="sweep id or name: show it")
-    p.add_argument(
-        "--runs-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="runs directory (default: ./runs)",
-    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(handler=cmd_sweeps)
 
@@ -123,7 +113,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     if args.spec != "promote" or not args.promote_ref:
         print("error: usage: tuitrain sweep promote SWEEP [--trial N]", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     try:
         trial, info = promote(
             Path(args.runs_dir), args.promote_ref, args.trial, args.sets, args.name
@@ -136,12 +126,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
             print(f"error: {msg}", file=sys.stderr)
         if exc.fix:
             print(f"fix: {exc.fix}", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     except ConfigError:
         raise  # the CLI prints every issue with its field and fix
-    except (BranchError, RunNotFound, LaunchError, InvalidValue) as exc:
+    except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
+    except (BranchError, LaunchError, InvalidValue) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exits.FAILED
     print(info.id, flush=True)
     total = (info.derived or {}).get("total_steps")
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tuitrain.cli import batch
+from tuitrain.cli import batch, exits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,9 +48,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     try:
         run = resume(args.run, args.runs_dir)
-    except (LaunchError, RunNotFound) as exc:
+    except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exits.FAILED
     print(f"resumed {run.id} ({run.name}); log: {run.run_dir / 'train.log'}")
     return 0
 
@@ -60,15 +63,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from tuitrain.runs.launch import stop
     from tuitrain.store import RunNotFound, Store
 
-    if args.grace < 0:
-        print("error: --grace must be >= 0 seconds", file=sys.stderr)
-        return 2
+    if not args.grace >= 0 or args.grace == float("inf"):  # also NaN
+        print(f"error: --grace must be seconds, 0 or more, got {args.grace:g}", file=sys.stderr)
+        return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
             run = store.get_run(args.run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exits.NOT_FOUND
     what = stop(run, grace_s=args.grace, runs_dir=args.runs_dir)
     with Store(args.runs_dir) as store:
         run = store.get_run(run.id)

@@ -49,15 +49,12 @@ def _check_runs(args: argparse.Namespace, refs: list[str]) -> list[str]:
 
     if not (Path(args.runs_dir) / DB_NAME).is_file():  # never create a database by reading
         names = ", ".join(repr(r) for r in refs)
-        raise SystemExit(
-            f"tuitrain: no run {names}: no runs in {args.runs_dir} (no {DB_NAME} there); "
+        raise RunNotFound(
+            f"no run {names}: no runs in {args.runs_dir} (no {DB_NAME} there); "
             "pass --runs-dir DIR where runs were started"
         )
-    try:
-        with Store(args.runs_dir) as store:
-            return [store.get_run(r).id for r in refs]
-    except RunNotFound as exc:
-        raise SystemExit(f"tuitrain: {exc}") from None  # it names the runs dir and `tuitrain ls`
+    with Store(args.runs_dir) as store:  # RunNotFound names the runs dir and `tuitrain ls`
+        return [store.get_run(r).id for r in refs]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -6,18 +6,16 @@ from __future__ import annotations
 import copy
 import difflib
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from tuitrain.config.derived import Derived, compute
 from tuitrain.config.errors import ConfigError, ConfigIssue
+from tuitrain.config.files import LineMap, UnsafeYaml, load_yaml_text, plain, read_file, yaml
 from tuitrain.config.rules import (
     clear_partner,
     clear_partners,
@@ -29,142 +27,7 @@ from tuitrain.config.rules import (
 from tuitrain.config.schema import TrainConfig
 
 META_KEYS = ("extends", "envs")
-LineMap = dict[str, tuple[str, int]]
-
-
-# YAML treats these as line breaks (or cannot print them plainly): strings holding them must be
-# written double-quoted with escapes, or they come back changed.
-_UNSAFE = {"\x85", "\u2028", "\u2029", "\ufeff"}
-
-
-def _represent_str(representer, value: str):
-    if any(c in _UNSAFE or (not c.isprintable() and c not in "\n\t") for c in value):
-        return representer.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-    return representer.represent_str(value)
-
-
-def _yaml() -> YAML:
-    # YAML 1.2 core schema: `5e-5` is a float (PyYAML's 1.1 rules load it as a string).
-    y = YAML(typ="rt")
-    y.version = (1, 2)
-    y.default_flow_style = False
-    y.representer.add_representer(str, _represent_str)
-    return y
-
-
-def _plain(node: Any) -> Any:
-    """ruamel round-trip nodes -> plain dicts/lists/scalars."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if type(node).__name__ in ("ScalarFloat",):
-        return float(node)
-    if type(node).__name__ in ("ScalarInt",):
-        return int(node)
-    if type(node).__name__ in ("ScalarBoolean",):
-        return bool(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _collect_lines(node: Any, file: str, prefix: str, out: LineMap) -> None:
-    if isinstance(node, CommentedMap):
-        for k, v in node.items():
-            path = f"{prefix}{k}"
-            try:
-                line = node.lc.key(k)[0] + 1
-            except (KeyError, TypeError):
-                line = None
-            if line is not None:
-                out[path] = (file, line)
-            _collect_lines(v, file, path + ".", out)
-    elif isinstance(node, CommentedSeq):
-        for i, v in enumerate(node):
-            _collect_lines(v, file, f"{prefix}{i}.", out)
-
-
-def read_file(path: str | Path) -> tuple[dict, LineMap]:
-    """Read one YAML or JSON file into a plain dict plus a map of dotted key -> (file, line)."""
-    p = Path(path)
-    name = str(path)
-    try:
-        if p.is_dir():
-            raise ConfigError(
-                [ConfigIssue("", "this is a folder", "pass a config file", file=name)]
-            )
-        if not p.is_file():
-            raise ConfigError(
-                [ConfigIssue("", f"no such config file: {name}", "check the path", file=name)]
-            )
-        raw = p.read_bytes()
-    except (OSError, ValueError) as exc:  # unreadable, or a name the OS refuses (NUL byte)
-        raise ConfigError(
-            [ConfigIssue("", f"cannot read the file: {exc}", "check the path", file=name)]
-        ) from None
-    text = _decode(raw, name)
-    lines: LineMap = {}
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            node = _yaml().load(text)
-            _collect_lines(node, name, "", lines)
-            data = _plain(node)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "", f"not valid JSON: {exc.msg}", "fix the syntax", file=name, line=exc.lineno
-                )
-            ]
-        ) from exc
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        msg = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigIssue("", f"not valid YAML: {msg}", "fix the syntax", file=name, line=line)]
-        ) from exc
-    except RecursionError:
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "",
-                    "nested too deeply (or a YAML alias that contains itself)",
-                    "write the config as plain groups of fields",
-                    file=name,
-                )
-            ]
-        ) from None
-    except Exception as exc:  # the parsers' own failures on hostile input: still a bad file
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "",
-                    f"cannot be read as {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
-                    f"{type(exc).__name__}: {exc}",
-                    "fix the syntax",
-                    file=name,
-                )
-            ]
-        ) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "",
-                    "the top level must be a mapping of groups (model:, data:, ...)",
-                    "start the file with e.g. `model:`",
-                    file=name,
-                    line=1,
-                )
-            ]
-        )
-    return data, lines
+MAX_EXTENDS = 32  # files in one extends chain (README "Reliability")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -175,26 +38,6 @@ def _merge(base: dict, over: dict) -> dict:
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-def _decode(raw: bytes, name: str) -> str:
-    """The file's text; anything that is not UTF-8 (a binary passed by mistake) is a ConfigError."""
-    try:
-        return raw.decode("utf-8-sig")  # a BOM from a Windows editor is fine
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "",
-                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                    "is this a config file?",
-                    "pass a YAML or JSON config file saved as UTF-8",
-                    file=name,
-                    line=line,
-                )
-            ]
-        ) from None
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -287,6 +130,19 @@ def read_with_extends(path: str | Path, _seen: tuple[str, ...] = ()) -> tuple[di
         raise ConfigError(
             [ConfigIssue("", f"not a usable path: {exc}", "check the path", file=str(path))]
         ) from None
+    if len(_seen) >= MAX_EXTENDS:
+        shown = [*_seen[:2], "...", *_seen[-2:]] if len(_seen) > 4 else list(_seen)
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "extends",
+                    f"the extends chain is more than {MAX_EXTENDS} files deep: "
+                    + " -> ".join([*shown, str(p)]),
+                    f"extend at most {MAX_EXTENDS} files in a chain (one or two is usual)",
+                    file=str(_seen[0]),
+                )
+            ]
+        )
     if str(p) in _seen:
         chain = " -> ".join([*_seen, str(p)])
         raise ConfigError(
@@ -361,9 +217,10 @@ def apply_env(data: dict, env: str | None, file: str | None = None) -> dict:
 
 
 def parse_scalar(text: str) -> Any:
-    """A --set value with YAML 1.2 typing: 5e-5 -> float, true -> bool, [a, b] -> list, null -> None."""
+    """A --set value with YAML 1.2 typing: 5e-5 -> float, true -> bool, [a, b] -> list, null -> None.
+    Plain YAML only: a tag (!!python/...) or an alias bomb raises UnsafeYaml."""
     try:
-        value = _plain(_yaml().load(text))
+        value = plain(load_yaml_text(text))
     except YAMLError:
         return text
     return text if value is None and text.strip() not in ("null", "~", "") else value
@@ -398,7 +255,12 @@ def apply_sets(data: dict, sets: list[str] | tuple[str, ...]) -> dict:
                     )
                 ]
             )
-        values.append((".".join(parts), parse_scalar(raw)))
+        try:
+            values.append((".".join(parts), parse_scalar(raw)))
+        except UnsafeYaml as exc:
+            raise ConfigError(
+                [ConfigIssue(".".join(parts), str(exc), "give a plain value", file="--set")]
+            ) from None
         _set(layer, *values[-1])
     issues = exclusive_issues(layer)
     for i in issues:
@@ -473,9 +335,21 @@ def _issue_from_pydantic(err: dict, lines: LineMap, default_file: str | None) ->
         )
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
+    elif kind == "string_too_long":
+        fix = "shorten it (a config holds settings; long text belongs in a file)"
     return ConfigIssue(
-        path, f"{msg} (got {err.get('input')!r})" if kind != "value_error" else msg, fix, file, line
+        path,
+        f"{msg} (got {_shown(err.get('input'))})" if kind != "value_error" else msg,
+        fix,
+        file,
+        line,
     )
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as the error shows it: its repr, cut (a 50 MB string is not printed back)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def parse(data: dict, lines: LineMap | None = None, file: str | None = None) -> TrainConfig:
@@ -604,7 +478,7 @@ def dump_yaml(cfg: TrainConfig | dict, header: str | None = None) -> str:
     """YAML text for a config; loading it back gives an equal config."""
     data = to_dict(cfg) if isinstance(cfg, TrainConfig) else cfg
     buf = io.StringIO()
-    y = _yaml()
+    y = yaml()
     y.version = None  # no %YAML directive in files people edit
     if header:
         buf.write("".join(f"# {line}\n" for line in header.splitlines()))
@@ -614,7 +488,7 @@ def dump_yaml(cfg: TrainConfig | dict, header: str | None = None) -> str:
 
 def loads_yaml(text: str) -> dict:
     """Parse YAML text (1.2 rules) into plain data."""
-    data = _plain(_yaml().load(text))
+    data = plain(load_yaml_text(text))
     return data or {}
 
 
@@ -622,7 +496,13 @@ def save_yaml(cfg: TrainConfig, path: str | Path, header: str | None = None) -> 
     """Write a config as YAML (atomically: a crash never leaves half a file)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(p))
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(dump_yaml(cfg, header), encoding="utf-8")
-    tmp.replace(p)
+    try:
+        tmp.write_text(dump_yaml(cfg, header), encoding="utf-8")
+        tmp.replace(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p

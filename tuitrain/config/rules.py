@@ -7,7 +7,7 @@ from typing import Any
 
 from tuitrain.config.derived import Derived
 from tuitrain.config.errors import ConfigIssue
-from tuitrain.config.schema import METRICS_BY_TASK, TrainConfig
+from tuitrain.config.schema import MAX_STEPS, METRICS_BY_TASK, TrainConfig
 
 
 def _is_file(value: str) -> bool:
@@ -256,6 +256,15 @@ def cross_field_issues(cfg: TrainConfig) -> list[ConfigIssue]:
 def derived_issues(cfg: TrainConfig, d: Derived) -> list[ConfigIssue]:
     """Mistakes that show only once step counts are known."""
     out: list[ConfigIssue] = []
+    if d.total_steps is not None and d.total_steps > MAX_STEPS:
+        out.append(
+            ConfigIssue(
+                "training.epochs",
+                f"training would run {d.total_steps:,} optimizer steps, over the bound of "
+                f"{MAX_STEPS:,}",
+                f"set training.max_steps (at most {MAX_STEPS:,}) or fewer training.epochs",
+            )
+        )
     if d.total_steps is not None and d.warmup_steps is not None and d.warmup_steps >= d.total_steps:
         fix = f"set scheduler.warmup_steps below {d.total_steps} (10% would be {max(1, d.total_steps // 10)})"
         out.append(

@@ -17,10 +17,23 @@ from pydantic import (
 # and the JSON Schema. Typical ranges come from ../shared/DOMAIN.md: guidance, never limits.
 
 
-class Group(BaseModel):
-    """Base for config groups: unknown keys are errors, assignments are validated."""
+# Bounds every field shares (README "Reliability"): counts of steps stop at what a run can
+# reach, and no text field holds more than a chat template needs (validation stays fast).
+MAX_STEPS = 1_000_000_000
+MAX_TEXT_CHARS = 100_000
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+class Group(BaseModel):
+    """Base for config groups: unknown keys are errors, assignments are validated, numbers are
+    finite and text fields are at most MAX_TEXT_CHARS long."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
+        str_max_length=MAX_TEXT_CHARS,
+    )
 
 
 class RunGroup(Group):
@@ -236,10 +249,14 @@ class DataGroup(Group):
     max_bytes: int = Field(
         2_000_000,
         ge=1000,
+        le=10_000_000_000,
         description="python-stdlib source: how many bytes of library source to read.",
     )
     max_train_samples: int | None = Field(
-        None, ge=1, description="Cap on training examples (quick experiments); empty: all."
+        None,
+        ge=1,
+        le=10_000_000_000,
+        description="Cap on training examples (quick experiments); empty: all.",
     )
     num_workers: int = Field(
         0,
@@ -354,6 +371,7 @@ class SchedulerGroup(Group):
     warmup_steps: int | None = Field(
         None,
         ge=0,
+        le=MAX_STEPS,
         description="Warmup length in optimizer steps (~10% of steps, e.g. 1000). Excludes warmup_ratio: a later layer (extends child, --env, --set, editor) setting one clears the other; one file setting both is an error.",
     )
     warmup_ratio: float = Field(
@@ -372,7 +390,10 @@ class SchedulerGroup(Group):
         0.0, ge=0.0, description="LR floor for cosine/linear decay, e.g. 1e-6 or 1e-5."
     )
     step_size: int = Field(
-        1000, ge=1, description="step: multiply the LR by gamma every step_size optimizer steps."
+        1000,
+        ge=1,
+        le=MAX_STEPS,
+        description="step: multiply the LR by gamma every step_size optimizer steps.",
     )
     gamma: float = Field(
         0.1,
@@ -381,7 +402,10 @@ class SchedulerGroup(Group):
         description="step: factor per step_size (0.1 or 0.5); exponential: factor per optimizer step (e.g. 0.999).",
     )
     plateau_patience: int = Field(
-        3, ge=0, description="plateau: evaluations without improvement before the LR is cut. ~3."
+        3,
+        ge=0,
+        le=1_000_000,
+        description="plateau: evaluations without improvement before the LR is cut. ~3.",
     )
     plateau_factor: float = Field(
         0.5,
@@ -413,10 +437,11 @@ class BatchGroup(Group):
     reference_batch: int = Field(
         256,
         ge=1,
+        le=1_000_000_000,
         description="The effective batch optimizer.lr was tuned for (lr_scaling). Often 256.",
     )
     eval_size: int | None = Field(
-        None, ge=1, description="Batch size for evaluation; default: batch.size."
+        None, ge=1, le=1_000_000, description="Batch size for evaluation; default: batch.size."
     )
 
 
@@ -427,7 +452,10 @@ class TrainingGroup(Group):
         3, ge=1, le=100_000, description="Passes over the data. Fine-tune 2-5; small data 5-20."
     )
     max_steps: int | None = Field(
-        None, ge=1, description="Stop after this many optimizer steps; overrides epochs."
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="Stop after this many optimizer steps; overrides epochs.",
     )
     max_grad_norm: float = Field(
         1.0,
@@ -439,18 +467,28 @@ class TrainingGroup(Group):
         description="bf16 on Ampere+ GPUs (no loss scaling); fp16 needs loss scaling; no on CPU.",
     )
     eval_every: int | None = Field(
-        None, ge=1, description="Evaluate every N optimizer steps; empty: at the end of each epoch."
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="Evaluate every N optimizer steps; empty: at the end of each epoch.",
     )
     eval_max_batches: int | None = Field(
         None,
         ge=1,
+        le=MAX_STEPS,
         description="Cap evaluation to N batches (fast, noisier val_loss); empty: the whole split.",
     )
     save_every: int | None = Field(
-        None, ge=1, description="Checkpoint every N optimizer steps; empty: at each evaluation."
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="Checkpoint every N optimizer steps; empty: at each evaluation.",
     )
     save_total_limit: int = Field(
-        2, ge=1, description="Keep at most this many periodic checkpoints (best is kept apart)."
+        2,
+        ge=1,
+        le=10_000,
+        description="Keep at most this many periodic checkpoints (best is kept apart).",
     )
     save_best: bool = Field(
         False,
@@ -459,6 +497,7 @@ class TrainingGroup(Group):
     log_every: int = Field(
         1,
         ge=1,
+        le=MAX_STEPS,
         description="Report train metrics every N optimizer steps (values stay on the device in between).",
     )
 
@@ -479,7 +518,7 @@ class EarlyStoppingGroup(Group):
         description="min: lower is better; max: higher is better; auto: max for accuracy, else min.",
     )
     patience: int = Field(
-        5, ge=1, description="Evaluations without improvement before stopping. 3-10."
+        5, ge=1, le=1_000_000, description="Evaluations without improvement before stopping. 3-10."
     )
     min_delta: float = Field(
         1e-4, ge=0.0, description="Smallest change that counts as an improvement, e.g. 1e-4."
@@ -524,7 +563,9 @@ class GenerationGroup(Group):
         le=10.0,
         description="Logit temperature: low is conservative, high is diverse. 0.7-1.0; 0 is greedy.",
     )
-    top_k: int = Field(50, ge=0, description="Keep the k most likely tokens (0 disables). ~50.")
+    top_k: int = Field(
+        50, ge=0, le=1_000_000, description="Keep the k most likely tokens (0 disables). ~50."
+    )
     top_p: float = Field(
         0.95,
         gt=0.0,
@@ -541,7 +582,7 @@ class LaunchGroup(Group):
     )
     num_machines: int = Field(1, ge=1, le=1024, description="Machines in a multi-node run.")
     machine_rank: int = Field(
-        0, ge=0, description="This machine's rank in a multi-node run (0 = main)."
+        0, ge=0, le=1023, description="This machine's rank in a multi-node run (0 = main)."
     )
     main_process_ip: str | None = Field(
         None, description="Address of the rank-0 machine (multi-node)."
@@ -651,6 +692,7 @@ class DoctorGroup(Group):
     overfit_evals: int = Field(
         3,
         ge=1,
+        le=1_000_000,
         description="overfitting: evaluations in a row with validation loss above its best.",
     )
     overfit_min_rise: float = Field(
@@ -739,7 +781,10 @@ class ScheduledAction(Group):
     """One intervention the trainer applies after optimizer step `step` (as a command would be)."""
 
     step: int = Field(
-        ..., ge=0, description="Apply after this optimizer step (the step a command applied at)."
+        ...,
+        ge=0,
+        le=MAX_STEPS,
+        description="Apply after this optimizer step (the step a command applied at).",
     )
     set_lr: float | None = Field(
         None,
