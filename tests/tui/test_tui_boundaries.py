@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tuitrain.cli import build_parser, tui_cmds
 
 ML = {"torch", "transformers", "accelerate", "peft"}
