@@ -35,7 +35,8 @@ from tuitrain.train import sft
 from tuitrain.train.data import BatchPlan, EpochLoader, build_splits
 from tuitrain.train.evaluate import evaluate, generate
 from tuitrain.train.metrics import MetricBuffer, StepTimer, first_nonfinite
-from tuitrain.train.model import SetupError, build_model, build_tokenizer, count_params
+from tuitrain.train.model import SetupError, build_model, count_params
+from tuitrain.train.tokenizer import build_tokenizer
 from tuitrain.train.nodes import NodeSystem, node_index
 from tuitrain.train.optim import LRControl, build_optimizer
 from tuitrain.train.report import Reporter
