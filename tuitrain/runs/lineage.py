@@ -9,10 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuitrain.runs.checkpoints import CKPT_DIR, DONE_MARK
 from tuitrain.steering.protocol import KINDS, command_value, entry_action, schedule_entry
 
-CKPT_DIR = "checkpoints"
-DONE_MARK = "complete.json"  # written last: a folder without it is a half-written checkpoint
 BRANCH_FILE = "branch.json"
 
 # Config fields a checkpoint cannot continue under (its tensors, optimizer state, data position
