@@ -35,10 +35,13 @@ class CommandSource(Protocol):
 class StoreSource:
     """A CommandSource over `tuitrain.store.Store` for one run (own connection: use on one thread)."""
 
-    def __init__(self, runs_dir, run_id: str):
-        from tuitrain.store import Store
+    def __init__(self, runs_dir, run_id: str, store=None):
+        """`store`: an open Store to share (the run client's), else a new connection."""
+        if store is None:
+            from tuitrain.store import Store
 
-        self.store, self.run_id = Store(runs_dir), run_id
+            store = Store(runs_dir)
+        self.store, self.run_id = store, run_id
 
     def claim(self) -> list[tuple[int, str, dict]]:
         """Pending commands, each claimed once."""

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuitrain.client.core import poller_for
 from tuitrain.config.derived import compute
 from tuitrain.config.rules import monitor_mode
 from tuitrain.runs.checkpoints import CheckpointError
 from tuitrain.runs.lineage import BranchPlan, read_plan
-from tuitrain.steering import SteeringPoller, StoreSource
+from tuitrain.steering.poller import SteeringPoller
 from tuitrain.telemetry.flops import FlopsModel
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import sft
@@ -134,8 +135,7 @@ def build(run_dir: Path, cfg, acc, report) -> Parts:
         node = node_index(rank)
         sampling = node > 0 and acc.is_local_main_process
         nodes = NodeSystem(node, sampling, gather_object, run_dir.parent)
-    source = StoreSource(run_dir.parent, run_dir.name) if report.active else None
-    poller = SteeringPoller(source, rank=rank, world=world)
+    poller = poller_for(report.client, rank, world)  # rank 0 claims through the run client
     # rank 0: diagnoses at flush; an automatic remedy wakes the poller, so it applies next step
     doctor = trainer_watch(run_dir, cfg, report, on_command=poller.wake)
     return Parts(
