@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -188,8 +189,12 @@ def test_truncated_newest_checkpoint_resumes_from_the_one_before(launcher):
     launcher.track(run)  # the resumed process group, for cleanup
     expected = f"step-{newest} is damaged (model.safetensors: incomplete"
     assert expected in out.stderr and f"resuming from step-{before}" in out.stderr
-    launcher.wait_step(run, before + 3)
+    deadline = time.monotonic() + 240
     with launcher.store() as s:
+        while not any(e.kind == "resumed" for e in s.events(run.id)):
+            assert not s.get_run(run.id).terminal, launcher.log(run)[-3000:]
+            assert time.monotonic() < deadline, launcher.log(run)[-3000:]
+            time.sleep(0.2)
         events = s.events(run.id)
     resumed = [e for e in events if e.kind == "resumed"]
     assert len(resumed) == 1 and resumed[0].step == before, [e.message for e in events]
@@ -206,3 +211,10 @@ def test_truncated_newest_checkpoint_resumes_from_the_one_before(launcher):
     assert "optimizer.bin: " in out.stderr and "Traceback" not in out.stderr
     with launcher.store() as s:
         assert s.get_run(run.id).status == "stopped"
+
+
+def test_verification_is_torch_free():
+    # `tuitrain resume` checks before it launches: the check must not load the ML stack.
+    code = "import sys, tuitrain.runs.checkpoints\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
