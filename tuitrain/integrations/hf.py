@@ -95,7 +95,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self._lr: LambdaLRSteer | None = None
         self._stop_status: str | None = None
         self._sigterm = threading.Event()
-        self._restore: Any = None  # puts the previous SIGTERM handler back
+        self._undo_sigterm: Any = None  # puts the previous SIGTERM handler back
         self._best: tuple[float, int] | None = None
         self._summary: dict[str, float] = {}
         self._causal = False
@@ -184,12 +184,12 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         # SIGTERM (e.g. `tuitrain stop`) becomes a stop at the next step on every rank, with a
         # checkpoint; only when nobody else handles it and we are on the main thread.
         self._sigterm.clear()
-        self._restore = install_sigterm(lambda *_: self._sigterm.set())
+        self._undo_sigterm = install_sigterm(lambda *_: self._sigterm.set())
 
     def _restore_sigterm(self) -> None:
-        if self._restore is not None:
-            self._restore()
-            self._restore = None
+        if self._undo_sigterm is not None:
+            self._undo_sigterm()
+            self._undo_sigterm = None
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
