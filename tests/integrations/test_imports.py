@@ -28,7 +28,7 @@ def loaded(imports: str) -> set[str]:
 @pytest.mark.timeout(60)
 def test_package_and_api_load_neither_torch_nor_textual():
     mods = loaded(
-        "import tuitrain\nfrom tuitrain import init, Run\nimport tuitrain.integrations.lr, tuitrain.integrations.lifecycle"
+        "import tuitrain\nfrom tuitrain import init, Run\nimport tuitrain.client.lr, tuitrain.client.lifecycle"
     )
     assert "tuitrain" in mods and not mods & HEAVY
 

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tuitrain.integrations.lr import LambdaLRSteer  # noqa: E402
+from tuitrain.client.lr import LambdaLRSteer  # noqa: E402
 
 TOTAL = 100
 

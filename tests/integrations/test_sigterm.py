@@ -22,6 +22,7 @@ run = tuitrain.init(name="t", runs_dir=sys.argv[1])
 status = "completed"
 for step in range(1, 100_000):
     run.log({"loss": 1.0 / step}, step=step)
+    print("logged", step, flush=True)
     for cmd in run.poll(step):
         if cmd.kind == "stop":
             run.ack(cmd, step)
@@ -38,6 +39,7 @@ import sys, time, tuitrain
 run = tuitrain.init(name="t", runs_dir=sys.argv[1])
 for step in range(1, 100_000):
     run.log({"loss": 1.0 / step}, step=step)
+    print("logged", step, flush=True)
     time.sleep(0.005)
 run.finish()
 """
@@ -88,6 +90,15 @@ def test_api_run_ends_stopped_on_sigterm(tmp_path, script, code):
         kinds = [e.kind for e in store.events(run_id)]
         assert kinds[-1] == "finished"
         assert ("checkpoint" in kinds) == (script is POLLING)  # only the polling loop saved
+        # Nothing queued is lost on SIGTERM: every step the script logged is in the store.
+        printed = [
+            ln
+            for ln in (tmp_path / "script.log").read_text().splitlines()
+            if ln.startswith("logged ")
+        ]
+        last = int(printed[-1].split()[1])
+        steps = [p.step for p in store.tail(run_id, ["loss"])]
+        assert steps == list(range(1, len(steps) + 1)) and steps[-1] >= last
 
 
 @pytest.mark.slow

@@ -89,8 +89,9 @@ def schedule(cfg: TrainConfig) -> Any:
 
 
 def optimizer(cfg: TrainConfig) -> Any:
-    from tuitrain.train.model import build_model, build_tokenizer
+    from tuitrain.train.model import build_model
     from tuitrain.train.optim import build_optimizer
+    from tuitrain.train.tokenizer import build_tokenizer
 
     opt = build_optimizer(cfg, build_model(cfg, build_tokenizer(cfg)), compute(cfg).scaled_lr)
     groups = [
@@ -101,7 +102,8 @@ def optimizer(cfg: TrainConfig) -> Any:
 
 
 def model(cfg: TrainConfig) -> Any:
-    from tuitrain.train.model import build_model, build_tokenizer, count_params, pretrained_kwargs
+    from tuitrain.train.model import build_model, count_params, pretrained_kwargs
+    from tuitrain.train.tokenizer import build_tokenizer
 
     m = build_model(cfg, build_tokenizer(cfg))
     conf = {k: v for k, v in m.config.to_dict().items() if k not in ("transformers_version",)}
@@ -121,7 +123,7 @@ def data(cfg: TrainConfig) -> Any:
     import tempfile
 
     from tuitrain.train.data import build_splits
-    from tuitrain.train.model import build_tokenizer
+    from tuitrain.train.tokenizer import build_tokenizer
 
     with tempfile.TemporaryDirectory() as cache:
         s = build_splits(cfg, build_tokenizer(cfg), cache_dir=cache)
@@ -151,7 +153,7 @@ def sft_data(cfg: TrainConfig) -> Any:
     import torch
 
     from tuitrain.train.data import build_splits
-    from tuitrain.train.model import build_tokenizer
+    from tuitrain.train.tokenizer import build_tokenizer
 
     with tempfile.TemporaryDirectory() as cache:
         s = build_splits(cfg, build_tokenizer(cfg), cache_dir=cache)
@@ -165,8 +167,8 @@ def sft_samples(cfg: TrainConfig) -> Any:
     import tempfile
 
     from tuitrain.train.data import build_splits
-    from tuitrain.train.model import build_tokenizer
     from tuitrain.train.sft import sample_prompts
+    from tuitrain.train.tokenizer import build_tokenizer
 
     tok = build_tokenizer(cfg)
     with tempfile.TemporaryDirectory() as cache:
@@ -188,8 +190,8 @@ def packing_check(cfg: TrainConfig) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tuitrain.train.data import build_splits
-    from tuitrain.train.model import build_tokenizer
     from tuitrain.train.sft import check_packing
+    from tuitrain.train.tokenizer import build_tokenizer
 
     bloom = AutoModelForCausalLM.from_config(
         AutoConfig.for_model("bloom", hidden_size=32, n_layer=1, n_head=2, vocab_size=259)

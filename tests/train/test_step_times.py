@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tuitrain.config import load_config
+from tuitrain.telemetry.flops import matmul_params, mfu_precision
 from tuitrain.telemetry.perf import flops_per_token
 from tuitrain.train.data import ByteTokenizer
-from tuitrain.train.loop import matmul_params, mfu_precision
 from tuitrain.train.model import build_model
 
 from .helpers import DEMO, TINY

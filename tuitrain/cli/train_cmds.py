@@ -46,14 +46,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tuitrain.runs.launch import LaunchError, resume
     from tuitrain.store import RunNotFound
 
+    notes: list[str] = []
     try:
-        run = resume(args.run, args.runs_dir)
+        run = resume(args.run, args.runs_dir, notes=notes)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exits.NOT_FOUND
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exits.FAILED
+    for note in notes:  # a damaged checkpoint skipped
+        print(f"warning: {note}", file=sys.stderr)
     print(f"resumed {run.id} ({run.name}); log: {run.run_dir / 'train.log'}")
     return 0
 

@@ -9,19 +9,16 @@ most every `poll_interval` seconds (the trainer's own SteeringPoller). Torch is 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tuitrain.integrations import lifecycle
-from tuitrain.integrations.lr import LambdaLRSteer
-from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
-from tuitrain.store import RunWriter, Store
+from tuitrain.client import lifecycle
+from tuitrain.client.core import RunClient, install_sigterm, poller_for
+from tuitrain.client.lr import LambdaLRSteer
+from tuitrain.steering.protocol import LR_KINDS, SIGTERM_KIND, SteerCommand
 from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
 
 __all__ = ["Run", "SteerCommand", "init"]
@@ -59,22 +56,21 @@ class Run:
         self.rank = found_rank if rank is None else rank
         self.world = found_world if world is None else world
         broadcast = _broadcast if self.world > 1 else None
-        self._writer: RunWriter | None = None
-        self._source: StoreSource | None = None
+        self._client: RunClient | None = None
         ident: list[Any] = [None]
         if self.rank == 0:  # only rank 0 touches the store; the others learn the id from it
             derived = {"source": "api", "num_processes": self.world, **dict(derived or {})}
-            info = _register(self.runs_dir, dict(config or {}), derived, name)
-            ident = [(info.id, info.name, str(info.run_dir))]
             # sys/ metrics (GPU, CPU, RAM, disk) sampled by the writer's thread, as in the trainer.
-            self._writer = RunWriter(
+            self._client = c = RunClient.register(
                 self.runs_dir,
-                info.id,
+                dict(config or {}),
+                derived,
+                name,
+                "tuitrain.init",
                 flush_interval=flush_interval,
                 system_interval=system_interval,
             )
-            # Commands and acks: own connection, on the loop's thread (claims are rare and short).
-            self._source = StoreSource(self.runs_dir, info.id)
+            ident = [(c.run_id, c.name, str(c.run_dir))]
         if broadcast is not None and announce:
             broadcast(ident)  # every rank calls init(): the first collective
         # announce=False: each rank makes its Run when it likes, with no collective (e.g. an
@@ -84,13 +80,7 @@ class Run:
         self.id: str = ident[0][0] if known else None  # type: ignore[assignment]
         self.name: str = ident[0][1] if known else None  # type: ignore[assignment]
         self.dir: Path = Path(ident[0][2]) if known else None  # type: ignore[assignment]
-        self._poller = SteeringPoller(
-            self._source,
-            rank=self.rank,
-            world=self.world,
-            interval=poll_interval,
-            broadcast=broadcast,
-        )
+        self._poller = poller_for(self._client, self.rank, self.world, poll_interval, broadcast)
         self._lr: LambdaLRSteer | None = None
         self._step = 0
         self._started = time.time()
@@ -100,12 +90,7 @@ class Run:
         self.exit_reason: str | None = None
         self._polled = False
         self._sigterm = False
-        self._old_sigterm: Any = None
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        ):
-            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._restore_sigterm = install_sigterm(self._on_sigterm)
         if self.rank == 0:
             lifecycle.track(self)
 
@@ -142,8 +127,8 @@ class Run:
                 raise ValueError(f"metric names must be non-empty strings, got {key!r}")
             values[key] = _number(key, value)
         self._step = max(self._step, step)
-        if values and self._writer is not None:  # None off rank 0: one rank reports
-            self._writer.log(step, values)
+        if values and self._client is not None:  # None off rank 0: one rank reports
+            self._client.log(step, values)
 
     def event(
         self,
@@ -153,9 +138,9 @@ class Run:
         data: Mapping[str, Any] | None = None,
     ) -> None:
         """Add an entry to the run's timeline (e.g. kind 'checkpoint', 'eval' or 'warning')."""
-        if self._writer is None:
+        if self._client is None:
             return
-        self._writer.event(
+        self._client.event(
             kind, message, self._step if step is None else step, dict(data) if data else None
         )
 
@@ -192,7 +177,7 @@ class Run:
             return cmds
         rest = []
         for cmd in cmds:
-            if cmd.kind not in ("set_lr", "scale_lr"):
+            if cmd.kind not in LR_KINDS:
                 rest.append(cmd)
                 continue
             try:
@@ -232,20 +217,15 @@ class Run:
             return
         self.finished = True
         self.status = status
-        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
-        if self._writer is None or self._source is None:
+        if self._restore_sigterm is not None:
+            self._restore_sigterm()
+            self._restore_sigterm = None
+        if self._client is None:
             return  # not rank 0: nothing to write
-        self._writer.close()
-        store = self._source.store
         final = {"steps": self._step, "wall_time_s": round(time.time() - self._started, 3)}
         final.update(summary or {})
-        store.add_event(
-            self.id, "finished", f"run {status}" + (f": {reason}" if reason else ""), self._step
-        )
-        store.set_status(self.id, status, reason=reason, summary=final)
-        store.close()
+        self._client.finish(status, reason, final, step=self._step)
+        self._client.store.close()
 
     def __enter__(self) -> Run:
         return self
@@ -293,14 +273,6 @@ def init(
         world=world,
         system_interval=system_interval,
     )
-
-
-def _register(runs_dir: Path, config: dict, derived: dict, name: str | None) -> Any:
-    with Store(runs_dir) as store:
-        info = store.create_run(config=config, derived=derived, name=name, status="queued")
-        store.mark_started(info.id, os.getpid(), socket.gethostname())
-        store.add_event(info.id, "started", f"started by pid {os.getpid()} (tuitrain.init)")
-    return info
 
 
 def _rank_world() -> tuple[int, int]:

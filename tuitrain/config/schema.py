@@ -13,6 +13,8 @@ from pydantic import (
     model_validator,
 )
 
+from tuitrain.steering.kinds import KINDS, LR_KINDS
+
 # Each field's description is its one-line help text, shown by the editor, `tuitrain validate`
 # and the JSON Schema. Typical ranges come from ../shared/DOMAIN.md: guidance, never limits.
 
@@ -774,7 +776,7 @@ class LRFindGroup(Group):
         return self
 
 
-STEER_ACTIONS = ("set_lr", "scale_lr", "stop", "checkpoint", "eval")
+STEER_ACTIONS = KINDS  # the one table: tuitrain.steering.kinds (a leaf); a field per kind below
 
 
 class ScheduledAction(Group):
@@ -820,7 +822,7 @@ class ScheduledAction(Group):
         for a in STEER_ACTIONS:
             v = getattr(self, a)
             if v not in (None, False):
-                return a, (float(v) if a in ("set_lr", "scale_lr") else None)
+                return a, (float(v) if a in LR_KINDS else None)
         raise AssertionError("validated: one action")
 
 

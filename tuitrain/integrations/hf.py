@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -24,9 +22,11 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-from tuitrain.integrations import lifecycle
-from tuitrain.integrations.lr import LambdaLRSteer
-from tuitrain.steering import SIGTERM_KIND, SteerCommand, SteeringPoller, StoreSource
+from tuitrain.client import lifecycle
+from tuitrain.client.core import RunClient, install_sigterm, poller_for
+from tuitrain.client.lr import LambdaLRSteer
+from tuitrain.steering.poller import SteeringPoller
+from tuitrain.steering.protocol import LR_KINDS, SIGTERM_KIND, SteerCommand
 
 # Logged once at the end of train(); they describe the whole run, so they go to the summary.
 SUMMARY_KEYS = {
@@ -89,13 +89,13 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         self.lr_multiplier = 1.0
         self.run_id: str | None = None
         self.finished = True  # no run until on_train_begin
-        self._writer: Any = None
-        self._source: StoreSource | None = None
+        self._client: RunClient | None = None
+        self._writer: Any = None  # the client's writer
         self._poller: SteeringPoller | None = None
         self._lr: LambdaLRSteer | None = None
         self._stop_status: str | None = None
         self._sigterm = threading.Event()
-        self._old_sigterm: Any = None
+        self._undo_sigterm: Any = None  # puts the previous SIGTERM handler back
         self._best: tuple[float, int] | None = None
         self._summary: dict[str, float] = {}
         self._causal = False
@@ -153,12 +153,8 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         if state.is_world_process_zero:
             self._register(args, state, kw.get("model"), resumed)
             self._install_sigterm()
-        self._poller = SteeringPoller(
-            self._source if state.is_world_process_zero else None,
-            rank=args.process_index,
-            world=args.world_size,
-            interval=self.poll_interval,
-        )
+        client = self._client if state.is_world_process_zero else None
+        self._poller = poller_for(client, args.process_index, args.world_size, self.poll_interval)
         try:  # rebuilt for every train(); wraps the schedule with the (restored) multiplier
             self._lr = LambdaLRSteer(kw.get("lr_scheduler"), self.lr_multiplier)
         except TypeError:
@@ -167,40 +163,20 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
     def _register(
         self, args: TrainingArguments, state: TrainerState, model: Any, resumed: bool
     ) -> None:
-        from tuitrain.store import RunNotFound, RunWriter, Store
-
-        store = Store(self.runs_dir)
-        try:
-            run = None
-            if resumed and self.resume_run and self.run_id:
-                try:
-                    run = store.get_run(self.run_id)
-                except RunNotFound:
-                    run = None
-            if run is None:
-                run = store.create_run(
-                    config=self.config if self.config is not None else _auto_config(args, model),
-                    derived=_derived(args, state, self._eff_batch),
-                    name=self.name,
-                    status="queued",
-                )
-            self.run_id = run.id
-            store.mark_started(run.id, os.getpid(), socket.gethostname())
-            how = f"resumed at step {state.global_step}" if resumed else "started"
-            store.add_event(
-                run.id,
-                "resumed" if resumed else "started",
-                f"{how} by pid {os.getpid()} (HF Trainer, {args.world_size} process(es))",
-                state.global_step,
-                {"lr_multiplier": self.lr_multiplier} if resumed else None,
-            )
-        finally:
-            store.close()
-        from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
-
-        # World process zero: sys/ metrics (GPU, CPU, RAM, disk) from the writer's flush thread.
-        self._writer = RunWriter(self.runs_dir, self.run_id, system_interval=DEFAULT_INTERVAL_S)
-        self._source = StoreSource(self.runs_dir, self.run_id)
+        config = self.config if self.config is not None else _auto_config(args, model)
+        self._client = RunClient.register(
+            self.runs_dir,
+            config,
+            _derived(args, state, self._eff_batch),
+            self.name,
+            f"HF Trainer, {args.world_size} process(es)",
+            resume_id=self.run_id if resumed and self.resume_run else None,
+            resumed=resumed,
+            step=state.global_step,
+            data={"lr_multiplier": self.lr_multiplier},
+        )
+        self.run_id = self._client.run_id
+        self._writer = self._client.writer
         self.finished = False
         lifecycle.track(self)
 
@@ -208,16 +184,12 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         # SIGTERM (e.g. `tuitrain stop`) becomes a stop at the next step on every rank, with a
         # checkpoint; only when nobody else handles it and we are on the main thread.
         self._sigterm.clear()
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        self._old_sigterm = signal.signal(signal.SIGTERM, lambda *_: self._sigterm.set())
+        self._undo_sigterm = install_sigterm(lambda *_: self._sigterm.set())
 
     def _restore_sigterm(self) -> None:
-        if self._old_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
+        if self._undo_sigterm is not None:
+            self._undo_sigterm()
+            self._undo_sigterm = None
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -241,9 +213,6 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
         if self.finished or self.run_id is None:
             return
         self.finished = True
-        from tuitrain.store import Store
-
-        self._writer.close()
         summary: dict[str, Any] = {"wall_time_s": round(time.time() - self._started, 3)}
         if step is not None:
             summary["steps"] = step
@@ -257,13 +226,8 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
                 best_val_loss=self._best[0],
             )
         summary.update(self._summary)
-        with Store(self.runs_dir) as store:
-            store.add_event(
-                self.run_id, "finished", f"run {status}" + (f": {reason}" if reason else ""), step
-            )
-            store.set_status(self.run_id, status, reason=reason, summary=summary)
-        if self._source is not None:
-            self._source.store.close()
+        self._client.finish(status, reason, summary, step=step)
+        self._client.store.close()
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -371,7 +335,7 @@ class TuiTrainCallback(TrainerCallback, ExportableState):
             control.should_evaluate = True
             self._poller.ack(cmd, step, f"evaluation at step {step}")
             return None
-        if cmd.kind in ("set_lr", "scale_lr"):
+        if cmd.kind in LR_KINDS:
             return self._steer_lr(cmd, step)
         return f"unknown command {cmd.kind!r}"
 

@@ -348,9 +348,16 @@ def stop(
     return "killed"
 
 
-def resume(run_ref: str, runs_dir: str | Path, extra_env: dict[str, str] | None = None):
-    """Continue a run from its last checkpoint, in the same run (same id and metrics); returns RunInfo."""
+def resume(
+    run_ref: str,
+    runs_dir: str | Path,
+    extra_env: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+):
+    """Continue a run from its newest valid checkpoint, in the same run (same id and metrics);
+    returns RunInfo. `notes` gets a line per damaged checkpoint skipped."""
     from tuitrain.config import load_config
+    from tuitrain.runs.checkpoints import CheckpointError, choose_resume
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
@@ -364,11 +371,14 @@ def resume(run_ref: str, runs_dir: str | Path, extra_env: dict[str, str] | None 
                 f"run {run.id} completed all its steps; nothing to resume (start a new run)"
             )
         run_dir = Path(run.run_dir)
-        ckpts = sorted((run_dir / "checkpoints").glob("step-*/complete.json"))
-        if not ckpts:
-            raise LaunchError(
-                f"run {run.id} has no complete checkpoint in {run_dir / 'checkpoints'}; start a new run instead"
-            )
+        # Checked before launching (sizes and hashes against each manifest): a damaged newest
+        # checkpoint is named and skipped; none usable refuses, leaving the status as it was.
+        try:
+            _, skipped = choose_resume(run_dir)
+        except CheckpointError as exc:
+            raise LaunchError(f"run {run.id}: {exc}") from None
+        if notes is not None:
+            notes.extend(skipped)
         cfg = load_config(run_dir / "config.yaml").config
         cwd = None
         f = run_dir / LAUNCH_FILE

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-CKPT_DIR = "checkpoints"
-DONE_MARK = "complete.json"  # written last: a folder without it is a half-written checkpoint
+from tuitrain.runs.checkpoints import CKPT_DIR, DONE_MARK
+from tuitrain.steering.protocol import KINDS, command_value, entry_action, schedule_entry
+
 BRANCH_FILE = "branch.json"
-STEER_KINDS = ("set_lr", "scale_lr", "stop", "checkpoint", "eval")
 
 # Config fields a checkpoint cannot continue under (its tensors, optimizer state, data position
 # or per-rank RNG files would not fit), each with the reason. Prefixes end with a dot.
@@ -151,16 +151,15 @@ def interventions(store, run) -> list[dict[str, Any]]:
     out = []
     sched = ((run.config or {}).get("steering") or {}).get("schedule") or []
     for i, entry in enumerate(sched):
-        kind = next((k for k in STEER_KINDS if entry.get(k) not in (None, False)), None)
-        if kind is not None:
-            value = entry[kind] if kind in ("set_lr", "scale_lr") else None
+        action = entry_action(entry)
+        if action is not None:
+            kind, value = action
             out.append({"step": int(entry["step"]), "kind": kind, "value": value,
                         "source": f"schedule[{i}]", "order": (int(entry["step"]), 0, i)})  # fmt: skip
     for c in store.commands(run.id):
-        if c.status != "applied" or c.applied_step is None or c.kind not in STEER_KINDS:
+        if c.status != "applied" or c.applied_step is None or c.kind not in KINDS:
             continue
-        key = {"set_lr": "lr", "scale_lr": "factor"}.get(c.kind)
-        value = float(c.payload[key]) if key else None
+        value = command_value(c.kind, c.payload)
         out.append({"step": int(c.applied_step), "kind": c.kind, "value": value,
                     "source": f"command #{c.id}", "order": (int(c.applied_step), 1, c.id)})  # fmt: skip
     out.sort(key=lambda x: x["order"])  # same step: schedule entries first, as the trainer does
@@ -171,7 +170,4 @@ def interventions(store, run) -> list[dict[str, Any]]:
 
 def replay_schedule(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """steering.schedule entries that re-apply `interventions(...)` at the same steps."""
-    return [
-        {"step": x["step"], x["kind"]: x["value"] if x["value"] is not None else True}
-        for x in items
-    ]
+    return [schedule_entry(x["step"], x["kind"], x["value"]) for x in items]

@@ -4,17 +4,16 @@ wait, and settle (reject the commands of an ended run that can never be applied)
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tuitrain.steering.kinds import VALUE_KEYS, kind_error, value_of
 from tuitrain.store import liveness
 from tuitrain.store.db import immediate
 from tuitrain.store.models import (
-    COMMAND_KINDS,
     TERMINAL_STATUSES,
     Command,
     CommandRefused,
@@ -189,26 +188,13 @@ class CommandsMixin:
             time.sleep(poll)
 
 
-def _positive(payload: dict[str, Any], key: str, kind: str) -> dict[str, Any]:
-    raw = payload.get(key)
-    try:
-        value = float(raw)  # accepts 5e-5, "5E-5", "0.00005"
-    except (TypeError, ValueError):
-        raise CommandRefused(
-            f"{kind} needs payload {{{key!r}: number}}, got {key}={raw!r} (e.g. 5e-5)"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise CommandRefused(f"{kind}: {key} must be a positive finite number, got {raw!r}")
-    return {**payload, key: value}
-
-
 def _check_command(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if kind not in COMMAND_KINDS:
-        raise CommandRefused(
-            f"unknown command kind {kind!r}; use one of: {', '.join(COMMAND_KINDS)}"
-        )
-    if kind == "set_lr":
-        return _positive(payload, "lr", kind)
-    if kind == "scale_lr":
-        return _positive(payload, "factor", kind)
-    return payload
+    # The kinds and their payload rule are the protocol's (tuitrain.steering.kinds, a leaf).
+    bad = kind_error(kind)
+    if bad is not None:
+        raise CommandRefused(bad)
+    try:
+        value = value_of(kind, payload)
+    except ValueError as exc:
+        raise CommandRefused(str(exc)) from None
+    return payload if value is None else {**payload, VALUE_KEYS[kind]: value}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuitrain.steering.kinds import KINDS
+
 STATUSES = (
     "queued",
     "running",
@@ -20,7 +22,7 @@ STATUSES = (
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 TERMINAL_STATUSES = frozenset(STATUSES) - ACTIVE_STATUSES
 
-COMMAND_KINDS = ("set_lr", "scale_lr", "stop", "checkpoint", "eval")
+COMMAND_KINDS = KINDS  # the one table: tuitrain.steering.kinds (a leaf)
 COMMAND_STATUSES = ("pending", "applied", "rejected")
 
 

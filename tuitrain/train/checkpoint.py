@@ -1,5 +1,6 @@
-"""Provides checkpoints: Accelerate save_state into RUN_DIR/checkpoints/step-N with rotation,
-best weights kept apart (best-N, per timeline), LoRA adapters saved with save_pretrained, and the final export."""
+"""Provides checkpoints: Accelerate save_state into RUN_DIR/checkpoints/step-N with rotation and a
+manifest (tuitrain.runs.checkpoints) written last, the verified choice a resume loads, best weights
+kept apart (best-N, per timeline), LoRA adapters saved with save_pretrained, and the final export."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 
 import torch
 
+from tuitrain.runs.checkpoints import CKPT_DIR, DONE_MARK, choose_resume, write_done
 from tuitrain.runs.lineage import complete_checkpoints, rotated
 
-CKPT_DIR = "checkpoints"
 BEST = "best"
-DONE_MARK = "complete.json"  # written last: a folder without it is a half-written checkpoint
+STATE_FILE = "train_state.json"  # the loop position and LR control: JSON, never a pickle
 
 
 def ckpt_root(run_dir: Path) -> Path:
@@ -26,32 +27,85 @@ def periodic(run_dir: Path) -> list[tuple[int, Path]]:
     return complete_checkpoints(run_dir)
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint, or None."""
-    ckpts = periodic(run_dir)
-    return ckpts[-1][1] if ckpts else None
+def resume_point(accelerator, run_dir: Path) -> tuple[Path, list[str]]:
+    """The checkpoint a resume loads (the newest that matches its manifest) and the notes on
+    damaged ones skipped; rank 0 checks and tells the others. CheckpointError when none is usable."""
+    from tuitrain.runs.checkpoints import CheckpointError
+
+    box: list = [None]
+    if accelerator.is_main_process:
+        try:
+            path, notes = choose_resume(run_dir)
+            box = [(str(path), notes)]
+        except CheckpointError as exc:
+            box = [str(exc)]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(box)  # every rank loads the same step (a collective)
+    if isinstance(box[0], str):
+        raise CheckpointError(box[0])
+    return Path(box[0][0]), box[0][1]
 
 
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
-def save(accelerator, model, run_dir: Path, step: int, limit: int, info: dict) -> Path:
-    """Save the full training state at `step` on all ranks, then rotate (keep `limit`)."""
+def save(
+    accelerator, model, run_dir: Path, step: int, limit: int, info: dict, stateful: dict
+) -> Path:
+    """Save the full training state at `step` on all ranks, then rotate (keep `limit`).
+
+    `stateful`: name -> object with state_dict() of plain numbers (the loop position, the LR
+    control), written as JSON so that loading it back runs no pickle."""
     d = ckpt_root(run_dir) / f"step-{step}"
     if accelerator.is_main_process and d.exists():
         shutil.rmtree(d)  # a stale folder from before a resume
     accelerator.wait_for_everyone()
     accelerator.save_state(str(d))  # every rank calls it: sharded setups save their part
+    accelerator.wait_for_everyone()  # every rank's files exist before the manifest lists them
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         if _is_peft(unwrapped):
             unwrapped.save_pretrained(str(d / "adapter"))
-        (d / DONE_MARK).write_text(json.dumps({"step": step, **info}))
+        (d / STATE_FILE).write_text(json.dumps({k: o.state_dict() for k, o in stateful.items()}))
+        write_done(d, {"step": step, **info})  # sizes and hashes of every file, written last
         for old in rotated(run_dir, limit):  # a checkpoint the doctor pinned stays
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return d
+
+
+def load(accelerator, ckpt_dir: Path, stateful: dict) -> None:
+    """Load a step-N checkpoint on every rank: Accelerate's state (model, optimizer, RNG: its
+    loader reads them with weights_only=True) and `stateful` from train_state.json. A checkpoint
+    from before that file keeps them in custom_checkpoint_{i}.pkl (plain numbers, in the order
+    of `stateful`): read with weights_only=True, never Accelerate's weights_only=False."""
+    d = Path(ckpt_dir)
+    try:
+        accelerator.load_state(str(d))
+        f = d / STATE_FILE
+        if f.is_file():
+            saved = json.loads(f.read_text())
+        else:
+            saved = {
+                name: torch.load(d / f"custom_checkpoint_{i}.pkl", weights_only=True)
+                for i, name in enumerate(stateful)
+            }
+        for name, obj in stateful.items():
+            obj.load_state_dict(saved[name])
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:  # a damaged file the manifest could not catch (an old checkpoint)
+        raise CheckpointLoadError(
+            f"checkpoint {d} could not be loaded ({type(exc).__name__}: {exc}); resume from an"
+            f" older one (delete {d.name}) or start a new run"
+        ) from exc
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint that passed its checks but cannot be loaded; names the folder."""
 
 
 def _trainable_state(model) -> dict[str, torch.Tensor]:

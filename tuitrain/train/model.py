@@ -1,4 +1,4 @@
-"""Provides tokenizer and model building: pretrained (local path / hub id) or from an arch config, LoRA/QLoRA."""
+"""Provides model building: pretrained (local path / hub id) or from an arch config, LoRA/QLoRA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import torch
 
 from tuitrain.config.paths import resolve_path
 from tuitrain.config.schema import TrainConfig
-from tuitrain.train.tokenizer import ByteTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Parameter-name segments of a classification head (BERT: classifier; GPT-2/Llama: score).
@@ -20,19 +19,6 @@ def master_dtype(name: str) -> torch.dtype:
 
 class SetupError(RuntimeError):
     """A config that cannot train on this machine; names the field and the fix."""
-
-
-def build_tokenizer(cfg: TrainConfig):
-    """The byte tokenizer, or the pretrained model's own (pad set to eos when it has none)."""
-    if cfg.model.tokenizer == "bytes":
-        return ByteTokenizer()
-    from transformers import AutoTokenizer
-
-    path = resolve_path(cfg.model.name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
-    if tok.pad_token_id is None and tok.eos_token is not None:
-        tok.pad_token = tok.eos_token  # causal LMs often ship without a pad token
-    return tok
 
 
 def _arch_config(cfg: TrainConfig, vocab: int, tok, num_labels: int):

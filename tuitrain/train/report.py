@@ -1,13 +1,14 @@
 """Provides the trainer's reporting side: rank 0 writes metrics, events and status to the store
-(and a line to train.log); every other rank's Reporter does nothing."""
+through the run client (tuitrain.client.core) and prints a line to train.log; every other
+rank's Reporter does nothing."""
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from tuitrain.client.core import RunClient
 
 
 class Reporter:
@@ -16,32 +17,35 @@ class Reporter:
     def __init__(self, run_dir: Path, active: bool):
         self.active = active
         self.run_id = run_dir.name
-        self.store = self.writer = None
-        if active:
-            from tuitrain.store import RunWriter, Store
+        # The launcher made the record; rank 0 attaches to it.
+        self.client = RunClient(run_dir.parent, self.run_id) if active else None
 
-            self.store = Store(run_dir.parent)
-            # sys/ metrics (GPU, CPU, RAM, disk) sampled by the writer's thread, never the step path.
-            from tuitrain.telemetry.sysinfo import DEFAULT_INTERVAL_S
+    @property
+    def store(self):
+        """The client's store connection (None off rank 0)."""
+        return self.client.store if self.client is not None else None
 
-            self.writer = RunWriter(run_dir.parent, self.run_id, system_interval=DEFAULT_INTERVAL_S)
+    @property
+    def writer(self):
+        """The client's batched writer (None off rank 0)."""
+        return self.client.writer if self.client is not None else None
 
     def started(self) -> None:
         """Status running with this process's pid and host."""
         if self.active:
-            self.store.mark_started(self.run_id, os.getpid(), socket.gethostname())
+            self.client.started()
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Metrics of one step (buffered by the RunWriter thread)."""
         if self.active:
-            self.writer.log(step, values)
+            self.client.log(step, values)
 
     def event(
         self, kind: str, message: str, step: int | None = None, data: dict | None = None
     ) -> None:
         """A timeline event; also printed to train.log."""
         if self.active:
-            self.writer.event(kind, message, step, data)
+            self.client.event(kind, message, step, data)
             print(
                 f"[{kind}] {'step ' + str(step) + ': ' if step is not None else ''}{message}",
                 flush=True,
@@ -69,7 +73,7 @@ class Reporter:
         """Write every queued metric and event now (before a checkpoint: a kill -9 right after
         it must not lose steps the resume will not redo)."""
         if self.active:
-            self.writer.flush()
+            self.client.flush()
 
     def update(self, derived: dict | None = None, summary: dict | None = None) -> None:
         """Record the actual derived values / merge into the summary."""
@@ -80,16 +84,15 @@ class Reporter:
         """Flush everything, then set the terminal status (so readers see all metrics first)."""
         if not self.active:
             return
-        self.writer.close()
-        self.store.set_status(self.run_id, status, reason, summary)
+        self.client.finish(status, reason, summary, event=False)
         print(f"[finished] status {status}" + (f": {reason}" if reason else ""), flush=True)
 
     def close(self) -> None:
         """Release the writer thread and connection (idempotent)."""
         if self.active:
             try:
-                self.writer.close()
+                self.client.writer.close()
             except Exception as exc:  # closing must not hide the error that brought us here
                 print(f"warning: closing the metric writer failed: {exc}", file=sys.stderr)
-            self.store.close()
+            self.client.store.close()
             self.active = False

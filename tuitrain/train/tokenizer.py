@@ -1,4 +1,4 @@
-"""Provides the byte tokenizer, the one way the data pipeline encodes text with any tokenizer,
+"""Provides the tokenizer a run trains with (build_tokenizer), the byte tokenizer, the one way the data pipeline encodes text with any tokenizer,
 and a tokenizer's identity for cache keys."""
 
 from __future__ import annotations
@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+
+from tuitrain.config.paths import resolve_path
+from tuitrain.config.schema import TrainConfig
 
 # Byte tokenizer: ids 0-255 are the raw UTF-8 bytes; three specials follow (vocab 259).
 BYTE_PAD, BYTE_BOS, BYTE_EOS = 256, 257, 258
@@ -67,3 +70,16 @@ def tokenizer_id(tok) -> str:
     h = hashlib.sha256(json.dumps(vocab).encode())
     h.update(str(getattr(tok, "chat_template", "")).encode())
     return f"{getattr(tok, 'name_or_path', '')}:{h.hexdigest()[:16]}"
+
+
+def build_tokenizer(cfg: TrainConfig):
+    """The byte tokenizer, or the pretrained model's own (pad set to eos when it has none)."""
+    if cfg.model.tokenizer == "bytes":
+        return ByteTokenizer()
+    from transformers import AutoTokenizer
+
+    path = resolve_path(cfg.model.name_or_path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    if tok.pad_token_id is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # causal LMs often ship without a pad token
+    return tok
