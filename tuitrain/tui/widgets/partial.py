@@ -40,6 +40,9 @@ def changed_regions(old: list[Any], new: list[Any], width: int) -> list[Region]:
     """The regions (one line high) where two pictures differ, `width` cells wide each."""
     out: list[Region] = []
     for y in range(max(len(old), len(new))):
+        if y < len(old) and y < len(new) and old[y].plain == new[y].plain:
+            if old[y].spans == new[y].spans:
+                continue  # the usual case, without building cells
         a = cells(old[y]) if y < len(old) else []
         b = cells(new[y]) if y < len(new) else []
         if a is None or b is None:
