@@ -173,8 +173,8 @@ async def test_zoom_shows_one_chart_at_full_height_with_every_point_in_range(run
         assert not screen.query_one("#monitor-bottom").display
         assert _chart_rows(app, "#chart-loss") >= 2 * normal
         text = str(chart.render())
-        assert "137" in text  # the y axis reaches the spike
         labels = [ln.split("┤")[0].strip() for ln in text.splitlines() if "┤" in ln]
+        assert 137 <= float(labels[0]) < 137 * 1.5  # the y axis reaches the spike (with room)
         assert len(labels) >= 6  # enough y ticks to read a value off the axis
         await pilot.press("n")  # next chart, still zoomed
         await pilot.pause()

@@ -122,10 +122,10 @@ class MonitorScreen(Screen):
         yield DoctorLine(self.run_ref, id="doctor-line")
         yield NotesLine("", id="run-notes")
         with Horizontal(id="charts-top"):
-            yield MetricChart("loss (train, val)", id="chart-loss")
+            yield MetricChart("loss (train, val)", live=True, id="chart-loss")
         with Horizontal(id="charts-bottom"):
-            yield MetricChart("learning rate", id="chart-lr")
-            yield MetricChart("grad norm (pre-clip)", id="chart-grad")
+            yield MetricChart("learning rate", live=True, id="chart-lr")
+            yield MetricChart("grad norm (pre-clip)", live=True, id="chart-grad")
         with Horizontal(id="monitor-bottom"):
             yield EventsPane(id="events")
             yield CommandsPane("", id="commands")

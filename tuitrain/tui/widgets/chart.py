@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.console import RenderableType
 from textual_plotext import PlotextPlot
 
+from tuitrain.tui.widgets.partial import refresh_changed
+from tuitrain.tui.widgets.stable import YRange, columns, x_domain
+
 # One colour per line/run; plotext names that read well on dark and light themes.
 COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")
+# Under NO_COLOR every line is the same grey: the second, third... line of a chart is drawn
+# with its own character instead (the legend shows it beside the line's name).
+NO_COLOR_MARKERS = ("braille", "•", "+", "x", "o", "*", "#")
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Line:
     # inside a bucket (loss 137 among 3s) still shows on the axis; zoomed charts draw them.
     lo: tuple[float, ...] | None = None
     hi: tuple[float, ...] | None = None
+    points_only: bool = False  # marks at the points, no line between them (NO_COLOR's 2nd line)
 
 
 def ema(ys: list[float] | tuple[float, ...], alpha: float = 0.2) -> list[float]:
@@ -57,9 +65,18 @@ class MetricChart(PlotextPlot):
     MetricChart { height: 1fr; min-height: 5; }
     """
 
-    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self, title: str, *, live: bool = False, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
+        # A live chart (the monitor's) holds still as points arrive: its x range grows in
+        # 1-2-5 steps, its y range only expands (or shrinks when the data left most of it),
+        # and its points are fixed columns of that x range (tuitrain.tui.widgets.stable), so
+        # a new point changes a few cells and only those are sent to the terminal.
+        self.live = live
+        self._yrange = YRange()
+        self._columns: dict = {}
         self.lines: list[Line] = []
         self.log_y = False
         self.envelope = False  # draw each bucket's min/max too (the zoomed chart)
@@ -91,9 +108,12 @@ class MetricChart(PlotextPlot):
         old = self._cache
         text = self._timed_build()
         self._cache = (self._key(), text)
-        if old is None or old[0] != self._cache[0] or old[1] != text:
+        if old is None or old[0] != self._cache[0]:
             self.repaints += 1
             self.refresh()
+        elif old[1] != text:
+            self.repaints += 1
+            refresh_changed(self, old[1], text)  # only the cells that differ are written
 
     def render(self) -> RenderableType:
         """The plot text, rebuilt only when the lines, title, size or theme changed."""
@@ -120,7 +140,8 @@ class MetricChart(PlotextPlot):
         drawn = False
         xr: list[float] = []
         yr: list[float] = []
-        for line in self.lines:
+        lines = self._styled(self._binned(self.lines))
+        for line in lines:
             ok = (lambda y: y > 0 and math.isfinite(y)) if self.log_y else math.isfinite
             pairs = [(x, y) for x, y in zip(line.xs, line.ys, strict=False) if ok(y)]
             if not pairs:
@@ -137,7 +158,10 @@ class MetricChart(PlotextPlot):
                     if b and [y for _, y in b] != list(py):
                         bx, by = zip(*b, strict=False)
                         plt.plot(bx, by, color="gray", marker="dot")
-            plt.plot(px, py, label=line.label or None, color=line.color, marker=marker)
+            if marker != "braille" and len(px) == 1:
+                marker = line.marker  # a NO_COLOR character stays itself for one point
+            draw = plt.scatter if line.points_only else plt.plot
+            draw(px, py, label=line.label or None, color=line.color, marker=marker)
             xr += (min(px), max(px))
             yr += (min(py), max(py))
             for b in bounds:
@@ -154,12 +178,54 @@ class MetricChart(PlotextPlot):
         self.builds += 1
         return super().render()
 
+    def _binned(self, lines: list[Line]) -> list[Line]:
+        """A live chart's lines as fixed columns of its x domain (others: as given)."""
+        if not self.live:
+            return lines
+        xs = [x for line in lines for x in line.xs if math.isfinite(x)]
+        if not xs:
+            return lines
+        lo, hi, _ = x_domain(min(xs), max(xs), self.size.width)
+        n = max(16, 2 * self.size.width)  # braille resolution of the widget's width
+        key = (lo, hi, n, self.title, self.log_y)
+        out = []
+        for i, line in enumerate(lines):
+            if len(line.xs) < 2:
+                out.append(line)  # a single mark (a spike): nothing to bin
+                continue
+            slot = (i, line.label, line.color)
+            xs2, ys, los, his = columns(line, lo, hi, n, key, self._columns.setdefault(slot, {}))
+            out.append(replace(line, xs=xs2, ys=ys, lo=los, hi=his))
+        return out
+
+    def _styled(self, lines: list[Line]) -> list[Line]:
+        """Under NO_COLOR, the n-th drawn line of more than one gets the n-th marker character,
+        drawn at its points only (a line of whole-cell characters would hide the braille one)."""
+        if not os.environ.get("NO_COLOR"):
+            return lines
+        out, n = [], 0
+        for line in lines:
+            if len(line.xs) > 1 or line.label:
+                marker = NO_COLOR_MARKERS[n % len(NO_COLOR_MARKERS)]
+                line = replace(line, marker=marker, points_only=n > 0)
+                n += 1
+            else:
+                line = replace(line, marker="x")  # a single mark (a spike) reads as x
+            out.append(line)
+        return out
+
     def _ticks(self, plt, x0: float, x1: float, y0: float, y1: float) -> None:
         """Whole-number step ticks and short y labels; limits that hold every point.
 
         plotext's defaults print 40.8 and 0.000342, and its automatic limits follow the
         plotted (last-per-bucket) values, which can hide a bucket's max."""
-        if x1 > x0:
+        if self.live:
+            lo, hi, xt = x_domain(x0, x1, self.size.width)
+            plt.xticks(xt, [f"{x:.0f}" if x == int(x) else f"{x:g}" for x in xt])
+            plt.xlim(lo, hi)
+            if not self.log_y:
+                y0, y1 = self._yrange.update(y0, y1)
+        elif x1 > x0:
             xs = sorted({round(x0 + (x1 - x0) * i / 4) for i in range(5)})
             plt.xticks(xs, [str(x) for x in xs])
             plt.xlim(x0, x1)

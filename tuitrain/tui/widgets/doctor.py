@@ -93,7 +93,10 @@ class DoctorLine(Static):
         # Info findings (nothing to act on: the trainer's watch ignores them too, and the runs
         # list marks none) take no row from the charts; they stay listed under h.
         shown = any(d.severity != "info" for d in diags)
-        self.update(line_text(diags) if shown else "")
+        text = line_text(diags) if shown else ""
+        if text != getattr(self, "_shown", None):  # checked on a timer: repaint only a change
+            self._shown = text
+            self.update(text)
         if shown != self.display:
             self.display = shown
             relayout = getattr(self.screen, "apply_layout", None)

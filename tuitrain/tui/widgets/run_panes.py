@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from rich.markup import escape
+from textual.content import Content
+from textual.visual import VisualType
 from textual.widgets import Static
 
 from tuitrain.tui import fmt
 from tuitrain.tui.widgets.events import one_line
+from tuitrain.tui.widgets.partial import refresh_changed
 
 
 def eta_seconds(run, step: int | None, total: int | None, now: float) -> float | None:
@@ -65,7 +68,22 @@ def memory_text(latest: dict[str, float]) -> str:
 
 
 class RunHeader(Static):
-    """Two lines: identity, status, progress, ETA; then the latest metric values."""
+    """Two lines: identity, status, progress, ETA; then the latest metric values.
+
+    It changes at every poll (step, loss, elapsed), so show() repaints only the cells that
+    changed: over SSH a whole header is ~300 bytes, a new step and loss ~60 (issue 27)."""
+
+    _content: Content | None = None  # what show() drew last (None: Static's own content)
+
+    def render(self):
+        """The content show() drew last, else what update() set."""
+        return self._content if self._content is not None else super().render()
+
+    def update(self, content: VisualType = "", *, layout: bool = True) -> None:
+        """Show other content (an error) in place of the run's lines."""
+        self._content = None
+        self._shown = None
+        super().update(content, layout=layout)
 
     def show(self, run, latest: dict[str, float], total: int | None, now: float) -> None:
         """Render the header for a run snapshot."""
@@ -107,9 +125,16 @@ class RunHeader(Static):
             style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
             line2 = f"[{style}]{escape(short(reason, 200))}[/]  " + line2
         text = line1 + "\n" + line2
-        if text != getattr(self, "_shown", None):
-            self._shown = text
-            self.update(text, layout=False)  # fixed size: a relayout per poll would be wasted CPU
+        if text == getattr(self, "_shown", None):
+            return
+        self._shown = text
+        old, new = self._content, Content.from_markup(text)
+        self._content = new
+        width = self.content_size.width
+        if old is None or not width or any(len(x) > width for x in new.plain.split("\n")):
+            self.refresh()  # first draw, or a line cut with an ellipsis: the whole header
+        else:
+            refresh_changed(self, old, new)  # fixed size: never a relayout
 
 
 class NotesLine(Static):
