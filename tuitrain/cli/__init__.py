@@ -15,6 +15,7 @@ from tuitrain.cli import (
     config_cmds,
     doctor_cmds,
     lrfind_cmds,
+    notify_cmds,
     run_cmds,
     sweep_cmds,
     train_cmds,
@@ -32,6 +33,7 @@ MODULES = (
     doctor_cmds,
     branch_cmds,
     lrfind_cmds,
+    notify_cmds,
 )
 
 
