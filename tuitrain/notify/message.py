@@ -60,6 +60,10 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def _secs(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
 def _where(run: Any) -> str:
     total = (run.summary or {}).get("total_steps") or (run.derived or {}).get("total_steps")
     step = run.last_step if run.last_step is not None else 0
@@ -120,7 +124,7 @@ def _best(s: dict[str, Any]) -> str:
 def stalled(run: Any, age_s: float, limit_s: float | None, episode: int) -> Notification:
     """A live run whose step stopped advancing."""
     lines = [
-        f"no step for {age_s:.0f} s (threshold {limit_s or 0:.0f} s)"
+        f"no step for {_secs(age_s)} s (threshold {_secs(limit_s or 0.0)} s)"
         + (f", phase {run.phase}" if run.phase else ""),
         f"to stop it: tuitrain stop {run.name}",
     ]

@@ -256,8 +256,8 @@ def _check_url(url: str, where: str) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL with everything that may be a token hidden: scheme and host kept (host too when it
-    looks like a token, as in slack://TOKEN/...), user, password, path and query replaced by ***."""
+    """The URL with everything that may be a token hidden: scheme and host kept (not a host that
+    looks like a token, as in slack://TOKEN/...), user, password, path and query shown as ***."""
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$", url.strip())
     if not m:
         return "***"
@@ -265,10 +265,12 @@ def redact(url: str) -> str:
     host = netloc.rpartition("@")[2]
     user = "***@" if "@" in netloc else ""
     name, _, port = host.partition(":")
-    if not _hostlike(name):
-        name = "***"
+    if _hostlike(name):
+        host = f"{name}:{port}" if port.isdigit() else name + (":***" if port else "")
+    else:
+        host = "***"
     tail = "/***" if rest.strip("/?#") else ""
-    return f"{scheme}://{user}{name}{':' + port if port else ''}{tail}"
+    return f"{scheme}://{user}{host}{tail}"
 
 
 def _hostlike(name: str) -> bool:
@@ -286,10 +288,11 @@ def secrets_of(url: str) -> list[str]:
     m = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)(.*)$", url.strip())
     if m:
         netloc, rest = m.groups()
-        userinfo, _, host = netloc.rpartition("@")
-        parts.update(p for p in re.split(r"[:]", userinfo) if p)
-        if not _hostlike(host.partition(":")[0]):
-            parts.add(host.partition(":")[0])
+        pieces = re.split(r"[@:]", netloc)
+        for i, p in enumerate(pieces):
+            port = p.isdigit() and i > 0 and _hostlike(pieces[i - 1])
+            if not _hostlike(p) and not port:
+                parts.add(p)
         parts.update(p for p in re.split(r"[/?#&=]", rest) if len(p) >= 3)
         parts.add(rest)
     return sorted((p for p in parts if p and len(p) >= 3), key=len, reverse=True)
