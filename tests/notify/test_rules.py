@@ -87,7 +87,9 @@ def test_doctor_one_notification_per_episode_at_min_severity(store):
     got = w.poll()
     assert sorted(n.data["diagnosis"] for n in got) == ["loss_spike", "oscillation"]
     spike = next(n for n in got if n.data["diagnosis"] == "loss_spike")
-    assert "loss 9.1 vs median 2.3 at step 12" in spike.body and spike.command == "tuitrain doctor d"
+    assert (
+        "loss 9.1 vs median 2.3 at step 12" in spike.body and spike.command == "tuitrain doctor d"
+    )
     doctor(store, run, "update", severity="warning")
     assert w.poll() == []  # same episode
     doctor(store, run, "closed")

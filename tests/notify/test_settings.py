@@ -62,7 +62,10 @@ def test_defaults_without_anything(tmp_path):
         ("min_severity: loud\n", "min_severity must be one of info, warning, critical"),
         ("retries: 2.5\n", "retries must be a whole number"),
         ("colour: red\n", "unknown key 'colour'"),
-        ("targets: [{url: 'ntfy://ntfy.sh/x', events: [nope]}]\n", "targets[0].events: unknown event"),
+        (
+            "targets: [{url: 'ntfy://ntfy.sh/x', events: [nope]}]\n",
+            "targets[0].events: unknown event",
+        ),
         ("- a\n- b\n", "expected a mapping"),
     ],
 )
