@@ -50,11 +50,13 @@ class Watcher:
     """Turns a runs directory's changes into notifications; call poll() every few seconds."""
 
     def __init__(self, store: Any, settings: Settings, sent: set[str] | None = None,
-                 now: float | None = None, on_suppress: Any = None) -> None:  # fmt: skip
+                 now: float | None = None, on_suppress: Any = None,
+                 baseline: bool = False) -> None:  # fmt: skip
         self.store, self.settings = store, settings
         self.sent = set(sent or ())  # keys already handled (from the notify log)
         self.start = time.time() if now is None else now
         self.on_suppress = on_suppress  # called with each notification the rate limit holds back
+        self.baseline = baseline  # the first poll only learns the state (a TUI that just opened)
         self.fps: dict[str, tuple] = {}
         self.status: dict[str, str] = {}
         self.after: dict[str, int] = {}  # last event id read per run
@@ -78,6 +80,8 @@ class Watcher:
         live = self._runs(now, out)
         live |= self._sweeps(out)
         live |= self._races(out)
+        if self.first and self.baseline:
+            out = []
         self.live, self.first = live, False
         return [n for n in out if self._admit(n, now)]
 
