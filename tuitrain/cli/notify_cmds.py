@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "them) or ~/.config/tuitrain/notify.yaml (TUITRAIN_NOTIFY_CONFIG names another file); "
         "they are never stored with a run and always printed redacted.",
     )
-    s = p.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
+    p.set_defaults(handler=lambda args: _usage(p))
+    s = p.add_subparsers(dest="notify_command", metavar="ACTION")
     t = s.add_parser(
         "test",
         help="send a test message to every configured target and say which worked",
@@ -38,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     lg.add_argument("--format", choices=("text", "json"), default="text")
     lg.set_defaults(handler=cmd_log)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return EXIT_SETTINGS
 
 
 def _settings():
