@@ -151,3 +151,45 @@ def test_a_key_in_the_log_is_never_sent_again(store):
     store.set_status(run.id, "completed")
     (n,) = Watcher(store, Settings()).poll()
     assert Watcher(store, Settings(), sent={n.key}).poll() == []
+
+
+def test_sweep_end_names_the_best_trial_and_the_promote_line(store):
+    from tuitrain.store.liveness import proc_start
+
+    w = Watcher(store, Settings())
+    trials = [
+        {"number": 0, "params": {"optimizer.lr": 1e-3}, "run_name": "sw-0", "state": "complete", "value": 2.5},
+        {"number": 1, "params": {"optimizer.lr": 3e-4}, "run_name": "sw-1", "state": "complete", "value": 1.9},
+        {"number": 2, "params": {"optimizer.lr": 1e-2}, "run_name": "sw-2", "state": "pruned", "value": None},
+    ]  # fmt: skip
+    row = {"id": "sw-abc", "name": "sw", "method": "tpe", "metric": "val_loss",
+           "direction": "minimize", "n_trials": 3, "parallel": 1, "study_name": "sw",
+           "storage": "", "spec": {}, "status": "running", "pid": os.getpid(),
+           "pid_start": proc_start(os.getpid()), "host": store.host, "created": time.time(),
+           "trials": trials}  # fmt: skip
+    store.sweeps.put(row)
+    assert w.poll() == [] and w.live
+    store.sweeps.put({**row, "status": "completed", "ended": time.time()})
+    (n,) = w.poll()
+    assert n.event == "sweep_finished" and n.command == "tuitrain sweep promote sw-abc"
+    assert "best: trial 1 (sw-1) val_loss=1.9" in n.body and "2 complete, 1 pruned" in n.body
+    assert w.poll() == []
+
+
+def test_race_end_names_the_winner_and_margin(store):
+    import json
+
+    w = Watcher(store, Settings())
+    races = store.runs_dir / "races"
+    races.mkdir()
+    rec = {"race_id": "20261202-1", "status": "running", "source": "demo", "created": time.time()}
+    (races / "20261202-1.json").write_text(json.dumps(rec))
+    assert w.poll() == [] and w.live
+    verdict = {"winner": {"factor": 3.0, "val_loss": 1.7}, "margin": 0.12, "noise": 0.02,
+               "too_close": False, "notes": []}  # fmt: skip
+    rec.update(status="done", ended=time.time(), verdict=verdict, winning_lr=3e-4)
+    (races / "20261202-1.json").write_text(json.dumps(rec))
+    os.utime(races / "20261202-1.json", (time.time() + 5, time.time() + 5))
+    (n,) = w.poll()
+    assert n.event == "race_finished" and "winner: x3 (lr 0.0003), val_loss 1.7" in n.body
+    assert "margin 0.12 vs noise 0.02" in n.body and n.command == "tuitrain lr-race show 20261202-1"
