@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -134,23 +133,6 @@ def serve(runs_dir: str | os.PathLike[str], settings: Settings, poll_s: float = 
         store.close()
         lock.release()
     return 0
-
-
-def ensure(runs_dir: str | os.PathLike[str], env: dict[str, str] | None = None) -> int | None:
-    """Start the runs directory's notifier, detached in its own session, when notifications are
-    configured and none runs yet; its pid, or None when none was started."""
-    runs_dir = Path(runs_dir).absolute()
-    try:
-        if not load(env).configured or running_pid(runs_dir) is not None:
-            return None
-    except NotifySettingsError:
-        return None  # `tuitrain notify test` says what is wrong; a launch must not fail for it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuitrain.notify", "serve", str(runs_dir)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env=env,
-    )  # fmt: skip
-    return proc.pid
 
 
 def main(argv: list[str] | None = None) -> int:
