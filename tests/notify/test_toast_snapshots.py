@@ -16,7 +16,7 @@ async def _toast(pilot: Pilot) -> None:
     await settle(pilot)
     body = (
         "run lora-r8 (20250101-000000-aaaa) on gpu-box, step 100/100\n"
-        "best val_loss 1.234 at step 80 (checkpoints/best)\n→ tuitrain show lora-r8"
+        "best val_loss 1.234 at step 80 (kept in checkpoints/best-80)\n→ tuitrain show lora-r8"
     )
     n = Notification("completed", "k", "lora-r8 completed", body, "info", "x", "lora-r8")
     pilot.app.terminal_notifier.emit([n])

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 TITLE_MAX = 100  # ntfy/Slack/Discord show ~100 characters in a title or a preview line
@@ -87,7 +88,7 @@ def run_ended(run: Any) -> Notification:
     """A run reached a final status: completed, failed, diverged, crashed, early-stopped, stopped."""
     s = run.summary or {}
     lines, data = [], {"status": run.status}
-    best = _best(s)
+    best = _best(s, run)
     if best:
         lines.append(best)
         data.update(
@@ -110,12 +111,12 @@ def run_ended(run: Any) -> Notification:
                  f"{run.name} {verb}", lines, cmd, data, when=run.ended)  # fmt: skip
 
 
-def _best(s: dict[str, Any]) -> str:
+def _best(s: dict[str, Any], run: Any) -> str:
     if s.get("best_step") is not None and s.get("best_value") is not None:
-        return (
-            f"best {s.get('best_metric', 'val')} {_num(s['best_value'])} at step {s['best_step']}"
-            " (checkpoints/best)"
-        )
+        # The trainer keeps the best weights in RUN_DIR/checkpoints/best-STEP (when it saves them).
+        kept = Path(run.run_dir) / "checkpoints" / f"best-{s['best_step']}"
+        where = f" (kept in checkpoints/{kept.name})" if kept.is_dir() else ""
+        return f"best {s.get('best_metric', 'val')} {_num(s['best_value'])} at step {s['best_step']}{where}"
     if s.get("best_val_loss") is not None:
         return f"best val_loss {_num(s['best_val_loss'])}"
     return ""
