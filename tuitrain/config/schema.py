@@ -746,10 +746,11 @@ class SteeringGroup(Group):
     )
 
 
+# The events of tuitrain.notify.settings.EVENTS (a test keeps them equal).
 NotifyEvent = Literal[
     "completed", "failed", "diverged", "crashed", "early_stopped", "stopped", "stalled", "doctor",
     "doctor_action", "sweep_finished", "race_finished", "new_best",
-]  # fmt: skip -- the events of tuitrain.notify.settings.EVENTS (a test keeps them equal)
+]  # fmt: skip
 
 
 class NotifyGroup(Group):
