@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -91,12 +92,8 @@ def _stop_notifier(runs_dir: Path) -> None:
             time.sleep(0.1)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=2, help="runs per mode (alternating)")
-    ap.add_argument("--steps", type=int, default=300)
-    a = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="notify-bench-"))
+def rounds(base: Path, a: argparse.Namespace) -> tuple[list, list, list, float]:
+    """Alternating off / on runs, then one trainer killed -9."""
     off, on, delays = [], [], []
     with Hook("ok") as good, Hook("500") as bad, Hook("hang") as slow:
         for i in range(a.runs):
@@ -108,6 +105,19 @@ def main() -> None:
                   f"delivered {d:.2f} s after the end", flush=True)  # fmt: skip
         k9 = crash_delay(base, good)
         print(f"kill -9 to delivery: {k9:.2f} s", flush=True)
+    return off, on, delays, k9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=2, help="runs per mode (alternating)")
+    ap.add_argument("--steps", type=int, default=300)
+    a = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="notify-bench-"))
+    try:
+        off, on, delays, k9 = rounds(base, a)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     m_off, m_on = statistics.median(off), statistics.median(on)
     print(json.dumps({
         "step_s_off": m_off, "step_s_on": m_on,
