@@ -17,6 +17,7 @@ from tuitrain.cli import (
     errors,
     exits,
     lrfind_cmds,
+    notify_cmds,
     run_cmds,
     runsdir,
     sweep_cmds,
@@ -35,6 +36,7 @@ MODULES = (
     doctor_cmds,
     branch_cmds,
     lrfind_cmds,
+    notify_cmds,
 )
 
 

@@ -835,6 +835,37 @@ class SteeringGroup(Group):
     )
 
 
+# The events of tuitrain.notify.settings.EVENTS (a test keeps them equal).
+NotifyEvent = Literal[
+    "completed", "failed", "diverged", "crashed", "early_stopped", "stopped", "stalled", "doctor",
+    "doctor_action", "sweep_finished", "race_finished", "new_best",
+]  # fmt: skip
+
+
+class NotifyGroup(Group):
+    """Which notifications this run sends. Targets (URLs with tokens) never live in a run's config:
+    they come from TUITRAIN_NOTIFY or ~/.config/tuitrain/notify.yaml."""
+
+    enabled: bool = Field(
+        True, description="Send this run's notifications (to the targets set up outside the run)."
+    )
+    events: list[NotifyEvent] | None = Field(
+        None,
+        description="Only these events for this run, e.g. [crashed, completed]; null: the user's choice in notify.yaml.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_targets(cls, data: object) -> object:
+        if isinstance(data, dict) and {"url", "urls", "targets", "command"} & set(data):
+            raise ValueError(
+                "notification targets are secrets and never go in a run's config (it is copied "
+                "into the runs directory): set TUITRAIN_NOTIFY or ~/.config/tuitrain/notify.yaml; "
+                "here only `enabled` and `events`"
+            )
+        return data
+
+
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "causal-lm": ("val_loss", "val_perplexity"),
     "seq-cls": ("val_loss", "val_accuracy"),
@@ -881,6 +912,9 @@ class TrainConfig(Group):
     )
     steering: SteeringGroup = Field(
         default_factory=SteeringGroup, description="Scripted interventions (replayed by rerun)."
+    )
+    notify: NotifyGroup = Field(
+        default_factory=NotifyGroup, description="Which notifications this run sends (no targets)."
     )
 
 

@@ -191,6 +191,7 @@ def spawn_command(
     }
     info_path.write_text(json.dumps(info, indent=1))
     _reap(proc, log_path)
+    subprocess.Popen([sys.executable, "-m", "tuitrain.notify", "serve", str(log_path.parent.parent)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # the runs dir's notifier (tuitrain.notify.daemon); it exits at once if none is configured or one runs  # fmt: skip
     return proc
 
 

@@ -93,6 +93,9 @@ class TuitrainApp(App):
         from tuitrain.tui.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen())
+        from tuitrain.tui.notify_terminal import TerminalNotifier  # toasts + desktop notifications
+
+        self.terminal_notifier = TerminalNotifier(self, self.runs_dir).start()
         a = self.start_args
         if self.start == "edit":
             self.open_editor(a["config"], a["env"], a["sets"])
