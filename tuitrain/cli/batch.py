@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from tuitrain.runs import liveness
+
 OK_STATUSES = ("completed", "early_stopped")
 EXIT_RUN_NOT_OK = 1
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
@@ -279,7 +281,7 @@ class Follower:
                         + (f" step {ev.step}" if ev.step is not None else "")
                         + f": {ev.message}"
                     )
-                run = self.store.get_run(self.run_id)
+                run = liveness.get_run(self.store, self.run_id)
                 self.rate.append((time.monotonic(), self.step))
                 self.rate = self.rate[-40:]
                 if run.status not in ("queued", "running"):
@@ -308,7 +310,7 @@ class Follower:
         # The final status is written a moment before the processes exit; return only once they
         # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
         from tuitrain.runs.launch import stop
-        from tuitrain.store.liveness import processes_alive
+        from tuitrain.runs.process import processes_alive
 
         if run.host and run.host != socket.gethostname():
             return  # trained elsewhere: nothing of it runs here
@@ -337,9 +339,9 @@ class Follower:
                 parts.append(f"{speed:.2f} steps/s ETA {fmt_duration((total - self.step) / speed)}")
         if run.status == "queued":
             parts.append("starting")
-        if run.stalled and run.last_step_age_s is not None:
-            # Heartbeat fresh, step not moving (a hung collective, a frozen rank): say so.
-            parts.append(f"STALLED: no step for {fmt_duration(run.last_step_age_s)}")
+        if run.stalled:
+            # Alive, step not moving (a hung collective, a frozen rank or trainer): say so.
+            parts.append(f"{liveness.stall_label(run)}: no new step")
         return " | ".join(parts)
 
     def _progress(self, run: Any, final: bool = False) -> None:
@@ -388,4 +390,6 @@ class Follower:
 
             self.hard_at = time.monotonic()
             self._line("killing the run")
-            stop(self.store.get_run(self.run_id), grace_s=3.0, runs_dir=self.store.runs_dir)
+            stop(
+                liveness.get_run(self.store, self.run_id), grace_s=3.0, runs_dir=self.store.runs_dir
+            )

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tuitrain.runs import liveness
+
 EXIT_REFUSED = 2
 
 
@@ -94,7 +96,7 @@ def cmd_branch(args: argparse.Namespace) -> int:
 
     try:
         with Store(args.runs_dir) as store:
-            parent = store.get_run(args.run)
+            parent = liveness.get_run(store, args.run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -130,7 +132,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     try:
         with Store(args.runs_dir) as store:
-            run = store.get_run(args.run)
+            run = liveness.get_run(store, args.run)
             items = interventions(store, run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,8 @@ import shlex
 import sys
 from typing import Any
 
+from tuitrain.runs import liveness
+
 EXIT_NOT_FOUND = 4
 EXIT_ERROR = 1
 EXIT_NO_ROLLBACK = 2
@@ -146,7 +148,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     try:
         with Store(args.runs_dir) as store:
-            run = store.get_run(args.run)
+            run = liveness.get_run(store, args.run)
             diags = diagnose_run(store, run)
             last = store.last_step(run.id)
     except RunNotFound as exc:

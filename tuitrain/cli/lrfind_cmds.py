@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from tuitrain.runs import liveness
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `lr-find` and `lr-race`."""
@@ -62,7 +64,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     code = Follower(runs_dir, info.id, out).follow()
     with Store(runs_dir) as store:
         res = result(store, info.id)
-        run = store.get_run(info.id)
+        run = liveness.get_run(store, info.id)
     sug = res.suggestion
     if args.format == "json":
         print(
@@ -295,7 +297,7 @@ def pause_source(source: str, runs_dir: Path, out):
         print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
         return None
     with Store(runs_dir) as store:
-        run = store.get_run(source)
+        run = liveness.get_run(store, source)
     print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
     return pause_run(run.id, runs_dir)
 
@@ -382,7 +384,9 @@ def apply_winner(runs_dir: Path, start, lr: float | None, out, rec: dict | None 
             print(f"error: cannot apply to {start.parent.id}: {exc}", file=sys.stderr)
             return 1
         # A resumed (paused) run loads its model before it claims commands: wait longer.
-        cmd = store.wait_command(cid, timeout=300.0 if rec and rec.get("paused") else 30.0)
+        cmd = liveness.wait_command(
+            store, cid, timeout=300.0 if rec and rec.get("paused") else 30.0
+        )
     if rec is not None:
         rec["applied"] = {"run": start.parent.id, "lr": lr, "status": cmd.status}
     print(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.cli.table import Column, render, terminal_width
+from tuitrain.runs import liveness
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -188,7 +189,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         runs = []
     else:
         with _open(args) as store:
-            runs = store.list_runs(sweep_id=args.sweep)
+            runs = liveness.list_runs(store, sweep_id=args.sweep)
     if args.format == "json":
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
         return 0
@@ -216,7 +217,7 @@ def _ls_columns(runs: list[Any]) -> list[Column]:
     return [
         Column("ID", [r.id for r in runs], priority=-1),
         Column("NAME", [_safe(r.name) for r in runs], priority=-1, min_width=16),
-        Column("STATUS", [r.status for r in runs], priority=-1),
+        Column("STATUS", [liveness.stall_label(r) or r.status for r in runs], priority=-1),
         Column("STEP", steps, priority=6),
         Column("BEST", best, priority=5, compact=best_short),
         Column(
@@ -246,7 +247,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     try:
         store = _open(args)
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
     except RunNotFound:
         if _is_sweep(Path(args.runs_dir), args.run):
             from tuitrain.cli.sweep_cmds import show_sweep
@@ -278,7 +279,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"pid {run.pid or '-'} on {run.host or '-'}  heartbeat {_when(run.heartbeat)}  "
           f"step {run.last_step if run.last_step is not None else '-'}  sweep {run.sweep_id or '-'}")  # fmt: skip
     if run.last_step_age_s is not None:
-        flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
+        flag = f"  {liveness.stall_label(run)} (alive, step not advancing)" if run.stalled else ""
         if run.status == "running" and run.phase and run.phase_since and not run.stalled:
             flag = f"  ({run.phase} for {time.time() - run.phase_since:.0f} s)"
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
@@ -367,7 +368,7 @@ def _json_num(v: float) -> float | None:
 def cmd_export(args: argparse.Namespace) -> int:
     """Stream a run's metric points as CSV or JSON lines, in step order."""
     with _open(args) as store:
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
         out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
         try:
             n = _export(store, run.id, args.names, args.format, out)
@@ -400,7 +401,7 @@ def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any
         # JSON lines also carry the run's interventions, as events (what `tuitrain rerun` replays).
         from tuitrain.runs.lineage import interventions
 
-        for x in interventions(store, store.get_run(run_id)):
+        for x in interventions(store, liveness.get_run(store, run_id)):
             out.write(json.dumps({"run": run_id, "step": x["step"], "event": "intervention",
                                   "kind": x["kind"], "value": x["value"],
                                   "source": x["source"]}) + "\n")  # fmt: skip
@@ -412,7 +413,7 @@ def _export(store: Any, run_id: str, names: list[str] | None, fmt: str, out: Any
 def cmd_rm(args: argparse.Namespace) -> int:
     """Delete a run after confirmation (--yes skips it; a running run needs --force)."""
     with _open(args) as store:
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
         if run.status == "running" and not args.force:
             print(
                 f"error: run {run.id} is running (pid {run.pid}); stop it first "
@@ -467,13 +468,13 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive seconds, got {args.timeout}")
     with _open(args) as store:
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
         cid = store.send_command(run.id, kind, payload)
         shown = f" {key}={payload[key]:g}" if key else ""
         print(f"command {cid}: {kind}{shown} sent to run {run.id}")
         if not args.wait:
             return 0
-        cmd = store.wait_command(cid, timeout=args.timeout)
+        cmd = liveness.wait_command(store, cid, timeout=args.timeout)
     if cmd.status == "applied":
         print(f"applied at step {cmd.applied_step}")
         return 0

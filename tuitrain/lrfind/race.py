@@ -12,6 +12,7 @@ from typing import Any
 from tuitrain.config import load_config
 from tuitrain.config.loader import Resolved
 from tuitrain.lrfind import lanes
+from tuitrain.runs import liveness
 
 RACE_TAG = "race:"
 FACTOR_TAG = "race-factor:"
@@ -41,7 +42,7 @@ def start_from(source: str, runs_dir: str | Path, env: str | None = None, sets=(
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
-        run = store.get_run(source)
+        run = liveness.get_run(store, source)
         last = store.last_values(run.id).get("lr")
     pdir = Path(run.run_dir)
     step, ckpt = pick_checkpoint(pdir)  # BranchError: no complete checkpoint yet
@@ -199,7 +200,7 @@ def judge(lanes: list[Lane]) -> Verdict:
 def lanes_of(store: Any, race_id: str) -> list[Lane]:
     """The race's branches as they stand in the store."""
     out = []
-    for run in store.list_runs():
+    for run in liveness.list_runs(store):
         tags = (run.config.get("run") or {}).get("tags") or []
         if f"{RACE_TAG}{race_id}" not in tags:
             continue
@@ -412,7 +413,7 @@ def _run_lanes(
         while queue or busy:
             if should_stop is not None and should_stop():
                 for rid in busy.values():
-                    if store.get_run(rid).status == "queued" and drivers is not None:
+                    if liveness.get_run(store, rid).status == "queued" and drivers is not None:
                         # Waiting for its slot's process: it must not start (the driver skips it).
                         store.set_status(rid, "stopped", "the race was stopped before it started")
                         continue
@@ -422,7 +423,7 @@ def _run_lanes(
                         pass  # that branch ended meanwhile
                 return True
             for i, rid in list(busy.items()):
-                if store.get_run(rid).terminal:
+                if liveness.get_run(store, rid).terminal:
                     del busy[i]
             for slot in slots:
                 if queue and slot.index not in busy:
@@ -462,14 +463,14 @@ def pause_run(run_id: str, runs_dir: str | Path, grace_s: float = 300.0) -> Any:
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
-        run = store.get_run(run_id)
+        run = liveness.get_run(store, run_id)
     if run.terminal:
         raise RuntimeError(f"run {run.id} is {run.status}: nothing to pause")
     how = stop(run, grace_s=grace_s, runs_dir=runs_dir)
     if how != "stopped":
         raise RuntimeError(f"run {run.id} could not be paused ({how})")
     with Store(runs_dir) as store:
-        return store.get_run(run_id)
+        return liveness.get_run(store, run_id)
 
 
 def resume_run(run_id: str, runs_dir: str | Path) -> Any:
@@ -510,7 +511,7 @@ def branch_winner(
     if verdict.winner is None:
         raise BranchError("the race has no winner to branch from")
     with Store(runs_dir) as store:
-        winner = store.get_run(verdict.winner.run_id)
+        winner = liveness.get_run(store, verdict.winner.run_id)
     branch = plan_branch(winner, winner_config(start, winner))
     return start_branch(branch, runs_dir, name or f"{start.label}-lr-x{verdict.winner.factor:g}")
 
@@ -521,7 +522,7 @@ def start_of_record(rec: dict, runs_dir: str | Path) -> Start:
 
     if rec.get("parent"):
         with Store(runs_dir) as store:
-            parent = store.get_run(rec["parent"])
+            parent = liveness.get_run(store, rec["parent"])
         base = load_config(Path(parent.run_dir) / "config.yaml")
         label = parent.name
     else:

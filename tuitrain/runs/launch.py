@@ -3,7 +3,7 @@ output to RUN_DIR/train.log), stops it (SIGTERM to the process group, SIGKILL af
 period) and resumes it; for a multi-node run it also starts a worker node's ranks (no run record: the
 main node's rank 0 writes the store) and writes the per-node commands and a Slurm batch script.
 Torch-free: it only starts processes. Whether a run's processes are alive and which group may be
-signalled is decided by tuitrain.store.liveness."""
+signalled is decided by tuitrain.runs.process and tuitrain.runs.liveness."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from tuitrain.config import Resolved, TrainConfig, save_yaml, to_dict
-from tuitrain.store.liveness import (
+from tuitrain.runs.process import (
     LAUNCH_FILE,
     LOG_FILE,
     group_alive,
@@ -294,15 +294,16 @@ def stop(
     """SIGTERM the run's processes (the trainer saves and ends as stopped); SIGKILL every group
     of the run after `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'.
 
-    Only groups that tuitrain.store.liveness.signal_target verifies are signalled: the run
+    Only groups that tuitrain.runs.process.signal_target verifies are signalled: the run
     (re-read from the store) is not terminal (after_end=True: cleaning up processes that outlive
     the final status), was started on this host, and each group is the recorded launcher's (same
     start time) or holds a trainer of this run; a reused pid is never signalled."""
+    from tuitrain.runs import liveness
     from tuitrain.store import RunNotFound, Store
 
     with Store(runs_dir or Path(run.run_dir).parent) as store:
         try:
-            run = store.get_run(run.id)  # fresh status (and liveness) before any signal
+            run = liveness.get_run(store, run.id)  # fresh status (and liveness) before any signal
         except RunNotFound:
             return "not running"
     target = signal_target(run, after_end=after_end)
@@ -351,10 +352,11 @@ def stop(
 def resume(run_ref: str, runs_dir: str | Path, extra_env: dict[str, str] | None = None):
     """Continue a run from its last checkpoint, in the same run (same id and metrics); returns RunInfo."""
     from tuitrain.config import load_config
+    from tuitrain.runs import liveness
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
-        run = store.get_run(run_ref)
+        run = liveness.get_run(store, run_ref)
         if run.status in ("running", "queued") and process_group(run) is not None:
             raise LaunchError(
                 f"run {run.id} is {run.status}; stop it first (tuitrain stop {run.id})"

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
+from tuitrain.runs import liveness
 from tuitrain.tui.widgets.chart import Line, MetricChart
 
 POLL_S = 0.5
@@ -102,7 +103,7 @@ class LRFindScreen(Screen):
 
         try:
             with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
-                run = store.get_run(self.run_ref)
+                run = liveness.view_run(store, self.run_ref)
                 pts = read_points(store, run.id)
         except RunNotFound as exc:
             self.post_message(ProbeRead(None, [], str(exc)))

@@ -1,58 +1,31 @@
-"""Provides the one liveness model: whether a run is alive, crashed, failed before it started or
-stalled, which of its commands can no longer be applied, and which process group may be signalled.
+"""Provides process control for runs on this host: /proc lookups (is this pid alive, is it still
+the process we recorded), process groups, a run's launch record (launch.json), the processes that
+run it, which groups may be signalled, and the tail of its train.log.
 
-Everything that asks "is this run still alive?" or "may I signal it?" calls this module: the
-store's readers (Store.get_run/list_runs), `tuitrain run`, the sweep runner, `tuitrain stop` and
-the launcher. The functions are pure over a RunInfo-like record (and /proc); the store persists
-the status changes they return.
+Torch-free and store-free: it reads /proc and files only. Whether a run is alive, stalled or
+dead is decided from these facts by tuitrain.runs.liveness.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuitrain.store.models import InvalidValue
-
-# A running run whose heartbeat is older than this is crashed. The writer refreshes it at least
-# every 5 s (HEARTBEAT_INTERVAL_S), so this leaves a wide margin.
-STALE_HEARTBEAT_S = 60.0
-# Stall: a running run with a fresh heartbeat whose step has not advanced for longer than
-# max(STALL_MIN_S, STALL_STEP_FACTOR x median step time). Before the first step of a (re)start
-# model loading and data preparation count, hence the longer FIRST_STEP_GRACE_S.
-STALL_MIN_S = 120.0
-STALL_STEP_FACTOR = 20.0
-FIRST_STEP_GRACE_S = 900.0
-ENV_STALL_MIN = "TUITRAIN_STALL_MIN_S"
-ENV_FIRST_STEP = "TUITRAIN_STALL_FIRST_STEP_S"
-# A queued run that never got a launcher pid (the launching process died between creating the
-# record and spawning) is failed after this long.
-QUEUED_NO_PID_S = 120.0
-# A command claimed by a trainer that ended on another host (where we cannot look at processes):
-# its trainer had this long after the end to acknowledge it.
-REMOTE_ACK_GRACE_S = 10.0
 LOG_TAIL_LINES = 6
 LOG_TAIL_CHARS = 1200
 LAUNCH_FILE = (
     "launch.json"  # written by tuitrain.runs.launch.spawn: pid, pgid, start, host, command
 )
 LOG_FILE = "train.log"
-CRASHED_BEFORE_APPLYING = "run crashed before applying it"
-ENDED_BEFORE_APPLYING = "run ended before applying it"
 
 
 def this_host() -> str:
     """The host name runs record (pids are only meaningful on the host that recorded them)."""
     return socket.gethostname()
-
-
-# ---- processes -------------------------------------------------------------------------------
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -146,14 +119,6 @@ def group_alive(pgid: int | None) -> bool:
     return bool(group_members(pgid))
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def launch_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """RUN_DIR/launch.json (pid, pgid, start, host, command, cwd of the latest start), or {}."""
     try:
@@ -161,51 +126,6 @@ def launch_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-# ---- the run's state -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    """A status the store must persist for a run that is not what its record says."""
-
-    status: str  # crashed | failed
-    reason: str
-
-
-def assess(run: Any, now: float | None = None, host: str | None = None) -> Change | None:
-    """The status change a reader must persist for this run, or None when its record is right.
-
-    queued: the launcher pid is gone (and no process of its group is left) -> failed, with the
-    last lines of train.log as the reason; no pid at all after QUEUED_NO_PID_S -> failed.
-    running: the recorded process is gone or is another process now (pid reused) -> crashed;
-    heartbeat older than STALE_HEARTBEAT_S -> crashed. Pids are checked only on their own host.
-    """
-    now = time.time() if now is None else now
-    host = host or this_host()
-    if run.status == "queued":
-        return _assess_queued(run, now, host)
-    if run.status == "running":
-        return _assess_running(run, now, host)
-    return None
-
-
-def _assess_queued(run: Any, now: float, host: str) -> Change | None:
-    if not run.pid:
-        age = now - (run.created or now)
-        if age > QUEUED_NO_PID_S:
-            return Change(
-                "failed",
-                f"no training process was started within {QUEUED_NO_PID_S:.0f} s of creating the "
-                "run (the launching process died?); start it again with `tuitrain run`",
-            )
-        return None
-    if run.host and run.host != host:
-        return None  # launched elsewhere: only that host can look at its processes
-    if launcher_alive(run):
-        return None
-    return Change("failed", died_before_start_reason(run))
 
 
 def launcher_alive(run: Any) -> bool:
@@ -256,113 +176,6 @@ def died_before_start_reason(run: Any) -> str:
     tail = "\n".join(lines[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
     head = f"the training process exited before training started (launcher pid {run.pid})"
     return f"{head}; last lines of {path}:\n{tail}" if tail else f"{head}; {path} is empty"
-
-
-def _assess_running(run: Any, now: float, host: str) -> Change | None:
-    if run.pid and (run.host or host) == host:
-        start = getattr(run, "pid_start", None)
-        if not is_process(run.pid, start):
-            why = "is gone" if proc_start(run.pid) is None else "now belongs to another process"
-            return Change(
-                "crashed", f"process {run.pid} on {run.host or host} {why} without a final status"
-            )
-    beat = run.heartbeat or run.started or run.created
-    if now - beat > STALE_HEARTBEAT_S:
-        return Change(
-            "crashed", f"no heartbeat for {now - beat:.0f} s (limit {STALE_HEARTBEAT_S:.0f} s)"
-        )
-    return None
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidValue(
-            f"environment variable {name}={raw!r} must be a positive number of seconds "
-            f"(e.g. {default:g}); fix or unset it"
-        )
-    return value
-
-
-def stall_thresholds() -> tuple[float, float]:
-    """(minimum stall threshold, first-step grace) in seconds: TUITRAIN_STALL_MIN_S and
-    TUITRAIN_STALL_FIRST_STEP_S when set, else 120 s and 900 s."""
-    return _env_seconds(ENV_STALL_MIN, STALL_MIN_S), _env_seconds(
-        ENV_FIRST_STEP, FIRST_STEP_GRACE_S
-    )
-
-
-def stall_state(
-    run: Any,
-    now: float | None = None,
-    min_s: float | None = None,
-    first_step_s: float | None = None,
-    factor: float = STALL_STEP_FACTOR,
-) -> tuple[bool, float | None, float | None]:
-    """(stalled, last_step_age_s, threshold_s) of a run; pure (no I/O besides the env defaults).
-
-    Only a `running` run can be stalled. last_step_age_s is the time since its step last advanced
-    (since its (re)start while it has made no step yet); the threshold is max(min_s,
-    factor x median step time), or first_step_s before the first step of a (re)start. While the
-    trainer announces a phase (run.phase: eval, save), the phase's own age is compared with at
-    least first_step_s instead. min_s and first_step_s default to stall_thresholds()
-    (environment, else 120 s / 900 s).
-    """
-    if run.status != "running":
-        return False, None, None
-    now = time.time() if now is None else now
-    if min_s is None or first_step_s is None:
-        env_min, env_first = stall_thresholds()
-        min_s = env_min if min_s is None else min_s
-        first_step_s = env_first if first_step_s is None else first_step_s
-    started = run.started or run.created
-    advanced = getattr(run, "step_advanced", None)
-    first = advanced is None or advanced < started
-    age = max(0.0, now - (started if first else advanced))
-    if first:
-        threshold = float(first_step_s)
-    else:
-        per_step = getattr(run, "step_time_s", None)
-        threshold = max(float(min_s), factor * per_step if per_step else 0.0)
-    since = getattr(run, "phase_since", None)
-    if getattr(run, "phase", None) and since is not None and since >= started:
-        # An eval or a save announced by the trainer: stalled only when the phase itself has
-        # lasted longer than the first-step grace (a long eval is not a hung rank).
-        threshold = max(threshold, float(first_step_s))
-        return now - since > threshold, age, threshold
-    return age > threshold, age, threshold
-
-
-# ---- commands --------------------------------------------------------------------------------
-
-
-def orphan_reason(
-    run: Any, claimed: bool, now: float | None = None, host: str | None = None
-) -> str | None:
-    """Why a still-pending command of this run can never be applied, or None while it still can.
-
-    Unclaimed: as soon as the run is terminal (nobody claims after the end). Claimed: once the
-    run is terminal and its processes are gone (a trainer acknowledges in its last moments);
-    on another host, REMOTE_ACK_GRACE_S after the end.
-    """
-    if not run.terminal:
-        return None
-    reason = (
-        CRASHED_BEFORE_APPLYING if run.status in ("crashed", "failed") else ENDED_BEFORE_APPLYING
-    )
-    if not claimed:
-        return reason
-    now = time.time() if now is None else now
-    host = host or this_host()
-    if run.host and run.host != host:
-        return reason if now - (run.ended or now) >= REMOTE_ACK_GRACE_S else None
-    return None if processes_alive(run, host) else reason
 
 
 # ---- signalling ------------------------------------------------------------------------------
