@@ -516,23 +516,6 @@ def branch_winner(
     return start_branch(branch, runs_dir, name or f"{start.label}-lr-x{verdict.winner.factor:g}")
 
 
-def start_of_record(rec: dict, runs_dir: str | Path) -> Start:
-    """Rebuild a finished race's Start from its record (for branching from its winner later)."""
-    from tuitrain.store import Store
-
-    if rec.get("parent"):
-        with Store(runs_dir) as store:
-            parent = liveness.get_run(store, rec["parent"])
-        base = load_config(Path(parent.run_dir) / "config.yaml")
-        label = parent.name
-    else:
-        base = load_config(rec["config"])
-        parent, label = None, rec.get("source") or "race"
-    return Start(
-        base, rec["base_lr"], rec["current_lr"], parent, rec.get("fork_step", 0), None, label
-    )
-
-
 def verdict_of_record(rec: dict) -> Verdict | None:
     """The record's verdict as a Verdict (None while the race runs)."""
     v = rec.get("verdict")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,18 +80,6 @@ def is_locked_error(exc: BaseException) -> bool:
     """True for the transient 'database is locked' / 'busy' errors worth retrying."""
     msg = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
-
-
-def retry_locked(fn: Callable[[], object], attempts: int = 5) -> object:
-    """Run fn, retrying a few times when SQLite reports the database locked past its busy timeout."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if not is_locked_error(exc) or i == attempts - 1:
-                raise
-            time.sleep(0.05 * (2**i))
-    return None
 
 
 def _v1(conn: sqlite3.Connection) -> None:
