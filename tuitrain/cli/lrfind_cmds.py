@@ -176,7 +176,8 @@ def parse_factors(text: str) -> list[float]:
 
 def cmd_lr_race(args: argparse.Namespace) -> int:
     """Launch the branches (N at a time), wait for them, judge, optionally apply or branch the winner."""
-    from tuitrain.lrfind import race
+    from tuitrain.lrfind import race, sequence
+    from tuitrain.lrfind.records import write_record
     from tuitrain.runs.lineage import BranchError
     from tuitrain.store import CommandRefused, RunNotFound
 
@@ -198,65 +199,54 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
         return 2
     runs_dir = Path(args.runs_dir)
     out = sys.stderr if args.format == "json" else sys.stdout
-    paused = None
-    try:
-        if args.pause:
-            paused = pause_source(args.source, runs_dir, out)
-            if paused is None:
-                return 2
-        start = race.start_from(args.source, runs_dir, args.env, args.sets)
-    except (RunNotFound, BranchError, CommandRefused, RuntimeError) as exc:
-        print(f"error: {args.source}: {exc}", file=sys.stderr)
-        return 1
-    race_id = race.new_race_id()
-    rec = race.new_record(start, race_id, factors, args.steps, paused=paused is not None)
-    where = (
-        f"run {start.parent.id} at step {start.fork_step}"
-        if start.parent
-        else "the config's initial weights"
-    )
-    print(
-        f"race {race_id}: {len(factors)} branches x {args.steps} steps from {where}, "
-        f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
-        + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
-        file=out,
-        flush=True,
-    )
+    if args.pause and sequence.is_config(args.source):
+        print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
+        return 2
+
+    def pausing(run) -> None:
+        print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
+
+    def started(start, rec: dict) -> None:
+        where = (
+            f"run {start.parent.id} at step {start.fork_step}"
+            if start.parent
+            else "the config's initial weights"
+        )
+        print(
+            f"race {rec['race_id']}: {len(factors)} branches x {args.steps} steps from {where}, "
+            f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
+            + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
+            file=out,
+            flush=True,
+        )
 
     def launched(f: float, info) -> None:
         print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
 
     try:
-        race_id, verdict = race.run_race(
-            start,
-            factors,
-            args.steps,
-            runs_dir,
-            args.parallel,
-            launched,
-            race_id,
-            extend=args.extend,
-            record=rec,
-        )
+        result = sequence.race(
+            args.source, runs_dir, factors, args.steps, pause=args.pause,
+            parallel=args.parallel, extend=args.extend, env=args.env, sets=args.sets,
+            on_pause=pausing, on_start=started, on_launch=launched,
+        )  # fmt: skip
+    except (RunNotFound, BranchError, CommandRefused, RuntimeError) as exc:
+        print(f"error: {args.source}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        from tuitrain.store import Store
-
-        with Store(runs_dir) as store:
-            for lane in race.lanes_of(store, race_id):
-                try:
-                    store.send_command(lane.run_id, "stop")
-                except CommandRefused:
-                    pass  # that branch had already ended
         print("interrupted: stop sent to the running branches", file=sys.stderr)
-        if paused is not None:
-            print(f"run {paused.id} stays paused: tuitrain resume {paused.id}", file=sys.stderr)
+        if args.pause:
+            print(f"the raced run stays paused: tuitrain resume {args.source}", file=sys.stderr)
         return 130
+    start, verdict, rec, race_id = result.start, result.verdict, result.record, result.race_id
     apply_lr = rec["winning_lr"]
+    # No winner (an incomplete race: fewer than two branches finished): exit 1, nothing applied.
     code = 0 if verdict.winner is not None else 1
-    if paused is not None:
-        info = race.resume_run(paused.id, runs_dir)
-        rec["resumed"] = True
-        print(f"resumed {info.id} from its pause at step {start.fork_step}", file=out, flush=True)
+    if result.resumed is not None:
+        print(
+            f"resumed {result.resumed.id} from its pause at step {start.fork_step}",
+            file=out,
+            flush=True,
+        )
     if verdict.winner is not None and args.apply:
         code = apply_winner(runs_dir, start, apply_lr, out, rec)
     if verdict.winner is not None and args.branch:
@@ -273,38 +263,27 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
                 file=out,
                 flush=True,
             )
-    race.write_record(runs_dir, rec)
+    write_record(runs_dir, rec)
     if args.format == "json":
         print(json.dumps({**verdict.as_json(), **extras(rec), "apply_lr": apply_lr}))
     else:
         print(format_verdict(verdict, apply_lr))
+        if rec["status"] == "incomplete":
+            print("race incomplete: fewer than two branches finished; nothing applied")
         print(f"record: tuitrain lr-race show {race_id}")
     return code
 
 
 def extras(rec: dict) -> dict:
     """What a race's JSON adds to its verdict: ids and what was done with the winner."""
-    keys = ("race_id", "parent", "fork_step", "paused", "resumed", "applied", "branched")
+    keys = ("race_id", "status", "parent", "fork_step", "paused", "resumed", "applied", "branched")
     return {k: rec.get(k) for k in keys}
-
-
-def pause_source(source: str, runs_dir: Path, out):
-    """--pause: stop the live run at a checkpoint (RunInfo); None (after saying why) for a config."""
-    from tuitrain.lrfind.race import pause_run
-    from tuitrain.store import Store
-
-    if Path(source).is_file() or source.startswith("pkg:"):
-        print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
-        return None
-    with Store(runs_dir) as store:
-        run = liveness.get_run(store, source)
-    print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
-    return pause_run(run.id, runs_dir)
 
 
 def cmd_race_show(args: argparse.Namespace) -> int:
     """`lr-race show`: the races (one line each); `lr-race show RACE`: one race's record."""
-    from tuitrain.lrfind.race import list_records, read_record, verdict_of_record
+    from tuitrain.lrfind.race import verdict_of_record
+    from tuitrain.lrfind.records import list_records, read_record
 
     runs_dir = Path(args.runs_dir)
     if args.race is None:

@@ -96,11 +96,11 @@ class LaneDriver:
             q["dirs"] = []
         cfg = resolved.config
         cmd = build_command(cfg, self.queue, module=MODULE)
-        info_path = self.races_dir / f"{stem}.launch.json"
-        self.proc = spawn_command(
-            cmd, cfg, self.races_dir / f"{stem}.log", info_path, extra_env=self.env
-        )
-        self.info = {**json.loads(info_path.read_text()), "lanes": str(self.queue)}
+        info_path, log = self.races_dir / f"{stem}.launch.json", self.races_dir / f"{stem}.log"
+        self.proc = spawn_command(cmd, cfg, log, info_path, extra_env=self.env)
+        # "log": where a run that never got its turn finds the driver's error (its own
+        # train.log stays empty), named in its failed status by tuitrain.runs.process.
+        self.info = {**json.loads(info_path.read_text()), "lanes": str(self.queue), "log": str(log)}
 
     def close(self) -> None:
         """No more runs: the driver exits after the queued ones (idempotent)."""

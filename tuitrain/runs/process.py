@@ -161,9 +161,8 @@ def run_processes(run: Any) -> list[int]:
     return out
 
 
-def died_before_start_reason(run: Any) -> str:
-    """'exited before training started' and the last lines of the run's train.log."""
-    path = Path(run.run_dir) / LOG_FILE
+def log_tail(path: Path) -> str:
+    """The last LOG_TAIL_LINES lines of a log (without our "$ command" lines), or ''."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -173,8 +172,20 @@ def died_before_start_reason(run: Any) -> str:
         text = ""
     # The first line of each start is the command we ran ("$ python -m accelerate..."): noise here.
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.startswith("$ ")]
-    tail = "\n".join(lines[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
+    return "\n".join(lines[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
+
+
+def died_before_start_reason(run: Any) -> str:
+    """'exited before training started' and the last lines of the log that has its error: the
+    run's train.log, or, for a run queued in a lane driver that never got to train it, the
+    driver's own log (launch.json "log")."""
+    path = Path(run.run_dir) / LOG_FILE
+    tail = log_tail(path)
     head = f"the training process exited before training started (launcher pid {run.pid})"
+    driver_log = launch_info(run.run_dir).get("log")
+    if not tail and driver_log:
+        path, tail = Path(driver_log), log_tail(Path(driver_log))
+        head = f"its lane driver (pid {run.pid}) exited before training it"
     return f"{head}; last lines of {path}:\n{tail}" if tail else f"{head}; {path} is empty"
 
 

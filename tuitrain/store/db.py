@@ -244,9 +244,74 @@ def _v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN phase_since REAL")
 
 
+RACES_DIR = "races"  # LR race records were JSON files here before schema version 5
+
+
+def _v5(conn: sqlite3.Connection) -> Callable[[], None]:
+    """LR races: one row per race (its whole record as JSON), in the same database as the runs
+    and sweeps; RUNS_DIR/races/*.json records are imported (and renamed *.json.migrated)."""
+    conn.execute(
+        "CREATE TABLE races (id TEXT PRIMARY KEY, status TEXT NOT NULL, created REAL,"
+        " ended REAL, record TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX idx_races_created ON races (created)")
+    return _import_race_files(conn)
+
+
+def _import_race_files(conn: sqlite3.Connection) -> Callable[[], None]:
+    """Insert every readable races/*.json; returns what renames them after the commit."""
+    import json
+
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    main = next((r[2] for r in rows if r[1] == "main"), "")
+    folder = Path(main).parent / RACES_DIR if main else None
+    done: list[Path] = []
+    for path in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rec, dict) or not rec.get("race_id"):
+                continue
+        except (OSError, ValueError):
+            continue  # a foreign or damaged file stays where it is, untouched
+        put_race_row(conn, rec, replace=False)
+        done.append(path)
+
+    def rename() -> None:
+        for p in done:
+            try:
+                p.replace(p.with_name(p.name + ".migrated"))
+            except OSError:
+                log.warning("could not rename migrated race record %s", p)
+
+    return rename
+
+
+def put_race_row(conn: sqlite3.Connection, rec: dict, replace: bool = True) -> None:
+    """Insert (or replace) one race record (race_id, status, created, ended + the whole record)."""
+    import json
+
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    conn.execute(
+        f"{verb} INTO races (id, status, created, ended, record) VALUES (?, ?, ?, ?, ?)",
+        (
+            str(rec["race_id"]),
+            str(rec.get("status") or "running"),
+            rec.get("created"),
+            rec.get("ended"),
+            json.dumps(rec, default=str),
+        ),
+    )
+
+
 # Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
 # may return a callable to run after the commit (file moves must not happen before it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

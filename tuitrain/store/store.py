@@ -1,4 +1,4 @@
-"""Provides Store: runs, metrics readers, events, steering commands and sweeps over one SQLite DB per runs directory."""
+"""Provides Store: runs, metrics readers, events, steering commands, sweeps and LR races over one SQLite DB per runs directory."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from tuitrain.store.models import (
     RunNotFound,
     StoreError,
 )
+from tuitrain.store.races import RaceTable
 from tuitrain.store.sweeps import SweepTable
 
 __all__ = ["NetworkFilesystemWarning", "Store"]
@@ -89,6 +90,7 @@ class Store(MetricsMixin, CommandsMixin):
         self._closed = False
         self.conn  # noqa: B018 -- open (and migrate) now: errors belong to the constructor
         self.sweeps = SweepTable(lambda: self.conn)
+        self.races = RaceTable(lambda: self.conn)
 
     @property
     def conn(self) -> sqlite3.Connection:
