@@ -1,0 +1,109 @@
+"""Faults injected into real processes: a frozen trainer (SIGSTOP) is stalled, never crashed, and
+running again after SIGCONT. The trainer here is a torch-free process that writes its run the
+way the real one does (Store.mark_started + RunWriter): what is tested is the liveness rule and
+the CLI, not training. Thresholds are lowered by the documented environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tuitrain.cli import main
+from tuitrain.store import Store
+
+TRAINER = textwrap.dedent(
+    """
+    import os, sys, time
+    from tuitrain.store import RunWriter, Store
+    runs_dir, run_id = sys.argv[1], sys.argv[2]
+    Store(runs_dir).mark_started(run_id, os.getpid())
+    with RunWriter(runs_dir, run_id, flush_interval=0.1) as w:
+        step = 0
+        while True:
+            step += 1
+            w.log(step, {"loss": 1.0 / step})
+            if step == 3:
+                print("ready", flush=True)
+            time.sleep(0.05)
+    """
+)
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    """A live trainer writing its run in tmp_path/runs; killed (and reaped) whatever happens."""
+    runs_dir = tmp_path / "runs"
+    with Store(runs_dir) as s:
+        run = s.create_run({}, {"total_steps": 1_000_000}, name="frozen")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    p = subprocess.Popen(
+        [sys.executable, "-c", TRAINER, str(runs_dir), run.id],
+        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        yield runs_dir, run.id, p
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGCONT)  # a stopped process dies only once continued
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+
+
+def ls(capsys, runs_dir, run_id: str) -> dict:
+    capsys.readouterr()
+    assert main(["ls", "--runs-dir", str(runs_dir), "--format", "json"]) == 0
+    return next(r for r in json.loads(capsys.readouterr().out) if r["id"] == run_id)
+
+
+def test_a_frozen_trainer_is_stalled_never_crashed(trainer, capsys, monkeypatch):
+    """SIGSTOP: `ls` (a writer: it persists what it decides) says stalled, with how long, and
+    never crashed -- not even after a heartbeat silence past the limit that would make a run
+    on another host crashed; SIGCONT: running again. Nothing is recorded as crashed."""
+    runs_dir, run_id, p = trainer
+    monkeypatch.setenv("TUITRAIN_STALL_MIN_S", "1")
+    monkeypatch.setenv("TUITRAIN_HEARTBEAT_STALL_S", "1.5")
+    monkeypatch.setenv("TUITRAIN_REMOTE_DEAD_S", "3")
+    assert ls(capsys, runs_dir, run_id)["status"] == "running"
+    # Its twin on "another host" (same pid, nobody writing it): there only the heartbeat can
+    # tell, so past TUITRAIN_REMOTE_DEAD_S it is crashed -- the limit the frozen run outlives.
+    with Store(runs_dir) as s:
+        twin = s.create_run({}, {}, name="remote-twin")
+        s.mark_started(twin.id, p.pid, host="elsewhere")
+    os.kill(p.pid, signal.SIGSTOP)
+    seen: list[tuple[str, bool]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            doc = ls(capsys, runs_dir, run_id)
+            seen.append((doc["status"], doc["stalled"]))
+            with Store(runs_dir) as s:
+                silent = time.time() - s.get_run(run_id).heartbeat
+            twin_status = ls(capsys, runs_dir, twin.id)["status"]
+            if doc["stalled"] and silent > 4 and twin_status == "crashed":
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+        assert doc["status"] == "running" and doc["last_step_age_s"] > 1
+        capsys.readouterr()
+        assert main(["ls", "--runs-dir", str(runs_dir)]) == 0
+        table = capsys.readouterr().out
+        assert "stalled " in table, table  # the table says it too, with how long
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while (doc := ls(capsys, runs_dir, run_id))["stalled"]:
+        seen.append((doc["status"], doc["stalled"]))
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    assert doc["status"] == "running"
+    assert all(status == "running" for status, _ in seen), seen
+    with Store(runs_dir) as s:
+        assert not [e for e in s.events(run_id) if "crashed" in e.message]
