@@ -1,4 +1,4 @@
-"""Real-process tests of lane drivers (tuitrain.lrfind.lanes / tuitrain.train.lanes): several runs
+"""Real-process tests of lane drivers (tuitrain.runs.lane_queue / tuitrain.train.lanes): several runs
 trained one after another in ONE training process, as the LR race does per slot. A run stopped
 while it waits is skipped without touching the run in training; a driver killed with -9 leaves
 no run queued."""
@@ -13,8 +13,8 @@ import pytest
 
 from tests.train.helpers import DEMO, ENV, TINY, Launcher
 from tuitrain.config import load_config
-from tuitrain.lrfind.lanes import LANES_DIR, LaneDriver, read
 from tuitrain.runs import liveness
+from tuitrain.runs.lane_queue import LANES_DIR, LaneDriver, read
 from tuitrain.runs.launch import launch_lane, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

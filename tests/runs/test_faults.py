@@ -107,3 +107,44 @@ def test_a_frozen_trainer_is_stalled_never_crashed(trainer, capsys, monkeypatch)
     assert all(status == "running" for status, _ in seen), seen
     with Store(runs_dir) as s:
         assert not [e for e in s.events(run_id) if "crashed" in e.message]
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has its own SIGTERM handler installed (/proc/PID/status SigCgt)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            caught = next(ln for ln in fh if ln.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_stop_while_the_trainer_starts_up_is_stopped(tmp_path, capsys):
+    """`tuitrain stop` the moment the trainer has installed its SIGTERM handler, while it still
+    loads its model and data: it must end `stopped`, never `crashed`. (Signalled through its
+    launcher, `accelerate launch` killed it 5 s later, before it could record anything.)"""
+    from tests.train.helpers import Launcher
+    from tuitrain.runs.process import launch_info, trainer_pids
+
+    lx = Launcher(tmp_path)
+    try:
+        run = lx.start(["training.max_steps=100000", "training.save_every=100000"], name="s")
+        pgid = launch_info(run.run_dir)["pgid"]
+        deadline = time.monotonic() + 300
+        while not any(_handles_sigterm(p) for p in trainer_pids([pgid])):
+            assert time.monotonic() < deadline, "no trainer with its SIGTERM handler in 300 s"
+            with Store(lx.runs_dir) as s:
+                assert not s.get_run(run.id).terminal, lx.log(run)[-2000:]
+            time.sleep(0.02)
+        capsys.readouterr()
+        rc = main(["stop", run.id, "--runs-dir", str(lx.runs_dir), "--grace", "120"])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        with Store(lx.runs_dir) as s:
+            got = s.get_run(run.id)
+        assert got.status == "stopped", (got.status, got.exit_reason, lx.log(run)[-2000:])
+        assert "stopped" in out and "crashed" not in out, out
+    finally:
+        lx.kill_all()

@@ -81,7 +81,7 @@ def launch_branch(
     start: Start, factor: float, steps: int, race_id: str, runs_dir, extra_env=None, driver=None
 ):
     """Start one branch; a run start goes through the branching machinery (branch.json). With a
-    `driver` (tuitrain.lrfind.lanes.LaneDriver) the branch is queued in that slot's one training
+    `driver` (tuitrain.runs.lane_queue.LaneDriver) the branch is queued in that slot's one training
     process instead of getting a process of its own."""
     from tuitrain.runs.launch import launch, launch_lane
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuitrain.lrfind import lanes
 from tuitrain.lrfind.race import (
     Start,
     Verdict,
@@ -27,7 +26,7 @@ from tuitrain.lrfind.records import (
     new_record,
     write_record,
 )
-from tuitrain.runs import liveness
+from tuitrain.runs import lane_queue, liveness
 
 
 @dataclass
@@ -144,7 +143,7 @@ def run_race(
     write_record(runs_dir, rec)
     raced = list(factors)
     stopped = False
-    drivers: dict[int, Any] | None = {} if lanes.one_process(start.base.config) else None
+    drivers: dict[int, Any] | None = {} if lane_queue.one_process(start.base.config) else None
     try:
         stopped = _run_lanes(
             start, raced, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers
@@ -221,8 +220,8 @@ def _run_lanes(
                     if drivers is not None:
                         driver = drivers.setdefault(
                             slot.index,
-                            lanes.LaneDriver(
-                                Path(runs_dir) / RECORD_DIR / lanes.LANES_DIR,
+                            lane_queue.LaneDriver(
+                                Path(runs_dir) / RECORD_DIR / lane_queue.LANES_DIR,
                                 f"{race_id}-slot{slot.index}",
                                 slot.env,
                             ),

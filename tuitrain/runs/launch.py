@@ -28,6 +28,7 @@ from tuitrain.runs.process import (
     launch_info,
     proc_start,
     signal_target,
+    trainer_pids,
 )
 
 __all__ = [
@@ -283,6 +284,13 @@ def _killpg(pgid: int, sig: int) -> None:
         pass  # ended between the check and the signal
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # ended between the look-up and the signal
+
+
 def process_group(run) -> int | None:
     """The run's process group if it still lives and is verifiably this run's (any status)."""
     return signal_target(run, after_end=True).pgid
@@ -321,13 +329,19 @@ def stop(
         # installed its SIGTERM handler still marks itself running and then ends as stopped.
         with Store(runs_dir or Path(run.run_dir).parent) as store:
             store.set_status(run.id, "stopped", "stopped before training started")
-    # SIGTERM to the launcher's group: a 1-process `accelerate launch` forwards nothing, so its
-    # trainer must get it directly (same group); torchrun (N ranks, each in its own session)
-    # forwards it to the ranks and waits for them. Without a live launcher: the ranks' groups.
-    leader = launch_info(run.run_dir).get("pgid")
-    first = target.pgids[:1] if target.pgids[0] == leader else target.pgids
-    for g in first:
-        _killpg(g, signal.SIGTERM)
+    # SIGTERM to the training processes themselves, not to their launcher: `accelerate launch`
+    # answers a SIGTERM by killing its child 5 s later, and a trainer still starting up needs
+    # longer than that to reach a step, save and record `stopped` (killed, it read as crashed).
+    # The launcher exits once its child has. No trainer yet (the launcher is still importing):
+    # the launcher's group, so it never starts one; torchrun forwards it to ranks it started.
+    trainers = trainer_pids(target.pgids)
+    for pid in trainers:
+        _kill(pid, signal.SIGTERM)
+    if not trainers:
+        leader = launch_info(run.run_dir).get("pgid")
+        first = target.pgids[:1] if target.pgids[0] == leader else target.pgids
+        for g in first:
+            _killpg(g, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if not any(group_alive(g) for g in target.pgids):

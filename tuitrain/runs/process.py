@@ -151,11 +151,7 @@ def run_processes(run: Any) -> list[int]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
+        argv = _argv(int(name))
         if b"tuitrain.train" in argv and dirs.intersection(argv) and proc_start(int(name)):
             out.append(int(name))
     return out
@@ -173,6 +169,29 @@ def log_tail(path: Path) -> str:
     # The first line of each start is the command we ran ("$ python -m accelerate..."): noise here.
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.startswith("$ ")]
     return "\n".join(lines[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def trainer_pids(pgids: tuple[int, ...] | list[int]) -> list[int]:
+    """The training processes (`-m tuitrain.train ...` or a lane driver `-m
+    tuitrain.train.lanes ...`) among the live members of these groups, never their launcher
+    (`accelerate.commands.launch`, which also names tuitrain.train in its argv)."""
+    out = []
+    for g in pgids:
+        for pid in group_members(g):
+            argv = _argv(pid)
+            if b"accelerate.commands.launch" in argv:
+                continue
+            if b"tuitrain.train" in argv or b"tuitrain.train.lanes" in argv:
+                out.append(pid)
+    return out
 
 
 def died_before_start_reason(run: Any) -> str:

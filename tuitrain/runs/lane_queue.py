@@ -1,6 +1,7 @@
 """Provides lane queues: several short runs (an LR race's branches) trained one after another in
 ONE training process, so the process start (imports, Accelerate, data) is paid once per slot,
-not once per branch. Torch-free: this is the race's side; tuitrain.train.lanes is the process.
+not once per branch. Torch-free: the queue file and LaneDriver (which starts the process) are
+here, shared by the race (tuitrain.lrfind) and the process itself (tuitrain.train.lanes).
 
 A queue is a JSON file `{"dirs": [run_dir, ...], "closed": false}` in RUNS_DIR/races/lanes/
 (beside it the driver's launch record and its own log, until its first run takes over). The
