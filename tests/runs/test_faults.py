@@ -5,6 +5,7 @@ the CLI, not training. Thresholds are lowered by the documented environment vari
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -119,32 +120,55 @@ def _handles_sigterm(pid: int) -> bool:
     return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
 
 
+# accelerate launch answers a SIGTERM by killing its child this long after (and a trainer that
+# starts up on a busy machine needs longer than that to reach a step, save and say `stopped`).
+LAUNCHER_KILL_AFTER_S = 5.0
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_stop_while_the_trainer_starts_up_is_stopped(tmp_path, capsys):
+def test_stop_while_the_trainer_starts_up_is_stopped(tmp_path):
     """`tuitrain stop` the moment the trainer has installed its SIGTERM handler, while it still
-    loads its model and data: it must end `stopped`, never `crashed`. (Signalled through its
-    launcher, `accelerate launch` killed it 5 s later, before it could record anything.)"""
-    from tests.train.helpers import Launcher
+    sets up: it must end `stopped`, never `crashed`. The trainer is held (SIGSTOP) for longer
+    than its launcher's kill delay, as a slow start-up would be: signalled through the launcher
+    it was SIGKILLed before it could record anything (crashed, "gone without a final status")."""
+    from tests.train.helpers import ENV, Launcher
     from tuitrain.runs.process import launch_info, trainer_pids
 
     lx = Launcher(tmp_path)
+    stopper = None
     try:
         run = lx.start(["training.max_steps=100000", "training.save_every=100000"], name="s")
         pgid = launch_info(run.run_dir)["pgid"]
         deadline = time.monotonic() + 300
-        while not any(_handles_sigterm(p) for p in trainer_pids([pgid])):
+        while not (ready := [p for p in trainer_pids([pgid]) if _handles_sigterm(p)]):
             assert time.monotonic() < deadline, "no trainer with its SIGTERM handler in 300 s"
             with Store(lx.runs_dir) as s:
                 assert not s.get_run(run.id).terminal, lx.log(run)[-2000:]
             time.sleep(0.02)
-        capsys.readouterr()
-        rc = main(["stop", run.id, "--runs-dir", str(lx.runs_dir), "--grace", "120"])
-        out = capsys.readouterr().out
-        assert rc == 0, out
+        trainer = ready[0]
+        os.kill(trainer, signal.SIGSTOP)
+        stopper = subprocess.Popen(
+            [sys.executable, "-m", "tuitrain", "stop", run.id, "--runs-dir", str(lx.runs_dir),
+             "--grace", "180"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **ENV, "PYTHONPATH": os.getcwd()},
+        )  # fmt: skip
+        # Held past the launcher's kill delay (with margin for a loaded machine), then let go.
+        time.sleep(LAUNCHER_KILL_AFTER_S + 3)
+        with contextlib.suppress(ProcessLookupError):  # killed meanwhile: the status says so
+            os.kill(trainer, signal.SIGCONT)
+        out, _ = stopper.communicate(timeout=300)
+        assert stopper.returncode == 0, out
         with Store(lx.runs_dir) as s:
             got = s.get_run(run.id)
         assert got.status == "stopped", (got.status, got.exit_reason, lx.log(run)[-2000:])
-        assert "stopped" in out and "crashed" not in out, out
+        assert "crashed" not in out, out
     finally:
+        if stopper is not None and stopper.poll() is None:
+            stopper.kill()
+            stopper.wait(timeout=30)
+        for pid in trainer_pids(lx.pgids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         lx.kill_all()
