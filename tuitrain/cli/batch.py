@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, launch, and (unless --detach) follow the run to its end."""
     from tuitrain.config import load_config
-    from tuitrain.runs.launch import is_worker, launch
+    from tuitrain.runs.launch import launch
+    from tuitrain.runs.nodes import is_worker
 
     sets = list(args.sets)
     if args.machine_rank is not None:
@@ -119,7 +120,7 @@ def _node_argv(args: argparse.Namespace, drop: tuple[str, ...] = ()) -> list[str
 
 def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
     """--print-launch: one command per node; --print-sbatch: a Slurm batch script."""
-    from tuitrain.runs.launch import per_node_lines, sbatch_script
+    from tuitrain.runs.nodes import per_node_lines, sbatch_script
 
     if cfg.launch.num_machines < 2:
         print(
@@ -140,7 +141,7 @@ def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
 def run_worker(resolved: Any, runs_dir: Path, name: str | None, detach: bool) -> int:
     """A worker node (machine_rank > 0): start its ranks, wait for them, exit with their code.
     No run record is made here: the main node's rank 0 records the run."""
-    from tuitrain.runs.launch import start_worker
+    from tuitrain.runs.nodes import start_worker
 
     lc = resolved.config.launch
     proc, node_dir = start_worker(resolved, runs_dir, name=name)
