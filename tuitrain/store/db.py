@@ -186,23 +186,37 @@ def _v2(conn: sqlite3.Connection) -> Callable[[], None]:
 
 def _import_sweep_files(conn: sqlite3.Connection) -> Callable[[], None]:
     """Insert every readable sweeps/*.json; returns what renames them (*.json.migrated) after commit."""
+
+    def put(data: dict, path: Path) -> bool:
+        if not data.get("id") or not data.get("name"):
+            return False
+        row = {k: data.get(k) for k in SWEEP_COLUMNS}
+        row["status"] = row["status"] or "running"
+        row["created"] = row["created"] or path.stat().st_mtime
+        put_sweep_row(conn, row, replace=False)
+        return True
+
+    return _import_json_files(conn, SWEEPS_DIR, put)
+
+
+def _import_json_files(
+    conn: sqlite3.Connection, folder_name: str, put: Callable[[dict, Path], bool]
+) -> Callable[[], None]:
+    """Offer every readable RUNS_DIR/<folder_name>/*.json object to `put` (True: imported);
+    returns what renames the imported files (*.json.migrated), to run after the commit."""
     import json
 
     rows = conn.execute("PRAGMA database_list").fetchall()
     main = next((r[2] for r in rows if r[1] == "main"), "")
-    folder = Path(main).parent / SWEEPS_DIR if main else None
+    folder = Path(main).parent / folder_name if main else None
     done: list[Path] = []
     for path in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not data.get("id") or not data.get("name"):
+            if not isinstance(data, dict) or not put(data, path):
                 continue
-            row = {k: data.get(k) for k in SWEEP_COLUMNS}
-            row["status"] = row["status"] or "running"
-            row["created"] = row["created"] or path.stat().st_mtime
         except (OSError, ValueError):
             continue  # a foreign or damaged file stays where it is, untouched
-        put_sweep_row(conn, row, replace=False)
         done.append(path)
 
     def rename() -> None:
@@ -210,7 +224,7 @@ def _import_sweep_files(conn: sqlite3.Connection) -> Callable[[], None]:
             try:
                 p.replace(p.with_name(p.name + ".migrated"))
             except OSError:
-                log.warning("could not rename migrated sweep record %s", p)
+                log.warning("could not rename migrated record %s", p)
 
     return rename
 
@@ -260,30 +274,14 @@ def _v5(conn: sqlite3.Connection) -> Callable[[], None]:
 
 def _import_race_files(conn: sqlite3.Connection) -> Callable[[], None]:
     """Insert every readable races/*.json; returns what renames them after the commit."""
-    import json
 
-    rows = conn.execute("PRAGMA database_list").fetchall()
-    main = next((r[2] for r in rows if r[1] == "main"), "")
-    folder = Path(main).parent / RACES_DIR if main else None
-    done: list[Path] = []
-    for path in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(rec, dict) or not rec.get("race_id"):
-                continue
-        except (OSError, ValueError):
-            continue  # a foreign or damaged file stays where it is, untouched
+    def put(rec: dict, path: Path) -> bool:  # noqa: ARG001 - the sweeps' put needs the path
+        if not rec.get("race_id"):
+            return False
         put_race_row(conn, rec, replace=False)
-        done.append(path)
+        return True
 
-    def rename() -> None:
-        for p in done:
-            try:
-                p.replace(p.with_name(p.name + ".migrated"))
-            except OSError:
-                log.warning("could not rename migrated race record %s", p)
-
-    return rename
+    return _import_json_files(conn, RACES_DIR, put)
 
 
 def put_race_row(conn: sqlite3.Connection, rec: dict, replace: bool = True) -> None:
