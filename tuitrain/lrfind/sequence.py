@@ -85,7 +85,7 @@ def race(
     rec = new_record(start, race_id, list(factors), steps, paused=paused is not None)
     if on_start is not None:
         on_start(start, rec)
-    resume = paused is not None
+    resumed, resume = None, paused is not None
     try:
         _, verdict = run_race(
             start, list(factors), steps, runs_dir, parallel, on_launch, race_id,
@@ -100,7 +100,7 @@ def race(
             resumed = resume_run(paused.id, runs_dir)
             rec["resumed"] = True
             write_record(runs_dir, rec)
-    return RaceResult(race_id, start, verdict, rec, resumed if paused is not None else None)
+    return RaceResult(race_id, start, verdict, rec, resumed)
 
 
 def stop_branches(runs_dir: str | Path, race_id: str) -> None:
