@@ -53,11 +53,19 @@ def write_record(runs_dir: str | Path, record: dict) -> None:
         store.races.put(record)
 
 
+def _nothing_here(runs_dir: str | Path) -> bool:
+    """No database and no race records of an older version to move into one: nothing to read
+    (and no database created just to say so)."""
+    folder = Path(runs_dir) / RECORD_DIR
+    old = folder.is_dir() and any(folder.glob("*.json"))
+    return not (Path(runs_dir) / DB_NAME).is_file() and not old
+
+
 def read_record(runs_dir: str | Path, race_id: str) -> dict:
     """One race record; a unique prefix of the id is enough. KeyError names the fix."""
     from tuitrain.store import Store
 
-    if not (Path(runs_dir) / DB_NAME).is_file():
+    if _nothing_here(runs_dir):
         hits, known = [], "none yet"
     else:
         with Store(runs_dir) as store:
@@ -78,8 +86,8 @@ def list_records(runs_dir: str | Path) -> list[dict]:
     """Every race record of the runs directory, oldest first."""
     from tuitrain.store import Store
 
-    if not (Path(runs_dir) / DB_NAME).is_file():
-        return []  # nothing was ever run here: do not create a database just to say so
+    if _nothing_here(runs_dir):
+        return []
     with Store(runs_dir) as store:
         return store.races.all()
 
