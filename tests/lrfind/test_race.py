@@ -79,6 +79,8 @@ def test_json_race_records_move_into_the_database_on_open(tmp_path):
     (folder / f"{old['race_id']}.json").write_text(json.dumps(old))
     (folder / "notes.json").write_text("[1, 2]")  # not a race record: left alone
     (folder / "lanes").mkdir()  # the lane drivers' folder is not a record either
+    # No database yet, only the old files: listing opens one (and moves them in).
+    assert [r["race_id"] for r in list_records(tmp_path)] == [old["race_id"]]
     with Store(tmp_path) as s:
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert read_record(tmp_path, "20250101")["winning_lr"] == 3e-3
