@@ -31,7 +31,8 @@ from pathlib import Path
 
 from tuitrain.config import load_config
 from tuitrain.lrfind.probe import launch_probe, result
-from tuitrain.lrfind.race import Start, lane_stats, run_race
+from tuitrain.lrfind.race import Start, lane_stats
+from tuitrain.lrfind.sequence import run_race
 from tuitrain.runs.launch import launch
 from tuitrain.store import Store
 

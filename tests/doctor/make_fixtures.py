@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tuitrain.config import load_config  # noqa: E402
+from tuitrain.runs import liveness  # noqa: E402
 from tuitrain.runs.launch import launch, stop  # noqa: E402
 from tuitrain.store import Store  # noqa: E402
 
@@ -84,7 +85,7 @@ def make(name: str, sets: list[str]) -> Path:
         run = launch(resolved, runs, name=name, extra_env=ENV)
         t0 = time.monotonic()
         with Store(runs) as store:
-            while not store.get_run(run.id).terminal:
+            while not liveness.get_run(store, run.id).terminal:
                 if time.monotonic() - t0 > TIMEOUT_S:
                     stop(store.get_run(run.id), grace_s=5.0, runs_dir=runs)
                     raise SystemExit(f"{name}: not done in {TIMEOUT_S:.0f} s")

@@ -198,3 +198,47 @@ def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):
         assert child.config["optimizer"]["lr"] == pytest.approx(win.config["optimizer"]["lr"])
         assert child.config["training"]["max_steps"] == 100000
         assert not any(t.startswith("race") for t in child.config["run"].get("tags", []))
+
+
+def test_a_race_whose_lane_driver_is_killed_has_no_winner(launcher):
+    """kill -9 of the lane driver: its branch ends failed, its reason naming the driver's log
+    (the only log with anything in it); the race goes on in a new driver, but one finished
+    branch judges nothing: status incomplete, exit 1, no winner, nothing applied."""
+    runs_dir = launcher.runs_dir
+    sets = [x for s in TINY for x in ("--set", s)]
+    argv = [sys.executable, "-m", "tuitrain", "lr-race", str(DEMO), "--factors", "1,3",
+            "--steps", "4", "--extend", "0", "--apply", "--format", "json", *sets,
+            "--runs-dir", str(runs_dir)]  # fmt: skip
+    race = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV, cwd=REPO
+    )
+    lanes_dir = runs_dir / "races" / "lanes"
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := sorted(lanes_dir.glob("*.launch.json")) if lanes_dir.is_dir() else []):
+            assert race.poll() is None, race.communicate()
+            assert time.monotonic() < deadline, "no lane driver within 120 s"
+            time.sleep(0.05)
+        info = json.loads(found[0].read_text())
+        os.killpg(info["pgid"], signal.SIGKILL)  # the driver, still importing: nothing trained
+        out_text, err = race.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if race.poll() is None:
+            race.kill()
+            race.wait(timeout=30)
+    assert race.returncode == 1, out_text[-2000:] + err[-3000:]
+    out = json.loads(out_text.strip().splitlines()[-1])
+    assert out["winner"] is None and out["apply_lr"] is None and out["status"] == "incomplete"
+    assert out["applied"] is None  # --apply had nothing to apply
+    by_status = sorted(lane["status"] for lane in out["lanes"])
+    assert by_status == ["completed", "failed"], out["lanes"]
+    failed = next(lane for lane in out["lanes"] if lane["status"] == "failed")
+    driver_log = str(found[0]).replace(".launch.json", ".log")
+    assert driver_log in failed["reason"], failed["reason"]
+    assert "killed by SIGKILL" in failed["reason"], failed["reason"]
+    assert any(driver_log in n for n in out["notes"]) and any("only one" in n for n in out["notes"])
+    shown = cli(
+        "lr-race", "show", out["race_id"], "--format", "json", runs_dir=runs_dir, tiny=False
+    )
+    rec = json.loads(shown.stdout)
+    assert rec["status"] == "incomplete" and rec["winning_lr"] is None and not rec.get("applied")

@@ -1,4 +1,4 @@
-"""Real-process tests of lane drivers (tuitrain.lrfind.lanes / tuitrain.train.lanes): several runs
+"""Real-process tests of lane drivers (tuitrain.runs.lane_queue / tuitrain.train.lanes): several runs
 trained one after another in ONE training process, as the LR race does per slot. A run stopped
 while it waits is skipped without touching the run in training; a driver killed with -9 leaves
 no run queued."""
@@ -13,7 +13,8 @@ import pytest
 
 from tests.train.helpers import DEMO, ENV, TINY, Launcher
 from tuitrain.config import load_config
-from tuitrain.lrfind.lanes import LANES_DIR, LaneDriver, read
+from tuitrain.runs import liveness
+from tuitrain.runs.lane_queue import LANES_DIR, LaneDriver, read
 from tuitrain.runs.launch import launch_lane, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -75,11 +76,14 @@ def test_a_driver_killed_leaves_no_run_queued_and_the_next_add_starts_another(lx
     driver.proc.wait(timeout=30)
     with lx.store() as s:  # liveness: a dead launcher's runs end, none stays queued or running
         deadline = time.monotonic() + 30
-        while not (s.get_run(a.id).terminal and s.get_run(b.id).terminal):
-            assert time.monotonic() < deadline, (s.get_run(a.id), s.get_run(b.id))
+        while not (liveness.get_run(s, a.id).terminal and liveness.get_run(s, b.id).terminal):
+            assert time.monotonic() < deadline, (
+                liveness.get_run(s, a.id),
+                liveness.get_run(s, b.id),
+            )
             time.sleep(0.2)
-        assert s.get_run(a.id).status == "crashed"
-        assert s.get_run(b.id).status in ("crashed", "failed"), s.get_run(b.id)
+        assert liveness.get_run(s, a.id).status == "crashed"
+        assert liveness.get_run(s, b.id).status in ("crashed", "failed"), liveness.get_run(s, b.id)
     # The slot goes on: its next run gets a new process.
     c = _add(lx, driver, SHORT, "c")
     assert driver.started == 2 and c.pid == driver.proc.pid

@@ -18,7 +18,8 @@ import pytest
 from tests.train.helpers import DEMO, ENV, REPO, TINY, free_port
 from tuitrain.cli import build_parser
 from tuitrain.config import load_config
-from tuitrain.runs.launch import NODES_DIR, build_command
+from tuitrain.runs.launch import build_command
+from tuitrain.runs.nodes import NODES_DIR
 from tuitrain.store import Store
 
 NODES = [

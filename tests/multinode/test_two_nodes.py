@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.train.helpers import DEMO, ENV, REPO, TINY, free_port
-from tuitrain.runs.launch import NODES_DIR
+from tuitrain.runs.nodes import NODES_DIR
 from tuitrain.store import DB_NAME, Store
 
 pytestmark = pytest.mark.slow

@@ -154,7 +154,7 @@ def test_a_key_in_the_log_is_never_sent_again(store):
 
 
 def test_sweep_end_names_the_best_trial_and_the_promote_line(store):
-    from tuitrain.store.liveness import proc_start
+    from tuitrain.runs.process import proc_start
 
     w = Watcher(store, Settings())
     trials = [
@@ -177,19 +177,14 @@ def test_sweep_end_names_the_best_trial_and_the_promote_line(store):
 
 
 def test_race_end_names_the_winner_and_margin(store):
-    import json
-
     w = Watcher(store, Settings())
-    races = store.runs_dir / "races"
-    races.mkdir()
     rec = {"race_id": "20261202-1", "status": "running", "source": "demo", "created": time.time()}
-    (races / "20261202-1.json").write_text(json.dumps(rec))
+    store.races.put(rec)
     assert w.poll() == [] and w.live
     verdict = {"winner": {"factor": 3.0, "val_loss": 1.7}, "margin": 0.12, "noise": 0.02,
                "too_close": False, "notes": []}  # fmt: skip
     rec.update(status="done", ended=time.time(), verdict=verdict, winning_lr=3e-4)
-    (races / "20261202-1.json").write_text(json.dumps(rec))
-    os.utime(races / "20261202-1.json", (time.time() + 5, time.time() + 5))
+    store.races.put(rec)
     (n,) = w.poll()
     assert n.event == "race_finished" and "winner: x3 (lr 0.0003), val_loss 1.7" in n.body
     assert "margin 0.12 vs noise 0.02" in n.body and n.command == "tuitrain lr-race show 20261202-1"

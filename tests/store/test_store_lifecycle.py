@@ -1,4 +1,5 @@
-"""Tests of crash detection by readers (dead pid, zombie, stale heartbeat) and network-filesystem warnings."""
+"""Tests of crash detection (dead pid, zombie, stale heartbeat: tuitrain.runs.liveness, persisted
+only by its writers, never by a store read) and network-filesystem warnings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import warnings
 
 import pytest
 
-from tuitrain.store import STALE_HEARTBEAT_S, NetworkFilesystemWarning, RunWriter, Store
+from tuitrain.runs import liveness
+from tuitrain.runs.process import pid_alive
+from tuitrain.store import NetworkFilesystemWarning, RunWriter, Store
 from tuitrain.store import store as store_mod
 from tuitrain.store.db import mount_fstype, network_fs_warning
 
@@ -31,11 +34,14 @@ def _dead_pid() -> int:
 def test_dead_pid_is_marked_crashed_once_with_event(store):
     run = store.create_run({}, {})
     store.mark_started(run.id, _dead_pid())
-    listed = store.list_runs()[0]
+    # A plain read (what a screen's poll does) shows it crashed but writes nothing.
+    assert liveness.view_runs(store)[0].status == "crashed"
+    assert store.get_run(run.id).status == "running" and store.events(run.id) == []
+    listed = liveness.list_runs(store)[0]
     assert listed.status == "crashed" and "gone" in listed.exit_reason and listed.ended
     # Persisted: a raw read sees it too, and a second read adds no second event.
     assert store.conn.execute("SELECT status FROM runs").fetchone()[0] == "crashed"
-    store.get_run(run.id)
+    liveness.get_run(store, run.id)
     errors = [e for e in store.events(run.id) if e.kind == "error"]
     assert len(errors) == 1 and "crashed" in errors[0].message
 
@@ -45,41 +51,58 @@ def test_zombie_counts_as_dead(store):
     try:
         deadline = time.monotonic() + 20
         # Not waited on: it stays a zombie, which os.kill(pid, 0) alone would call alive.
-        while store_mod.pid_alive(p.pid) and time.monotonic() < deadline:
+        while pid_alive(p.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         run = store.create_run({}, {})
         store.mark_started(run.id, p.pid)
-        assert store.get_run(run.id).status == "crashed"
+        assert liveness.get_run(store, run.id).status == "crashed"
     finally:
         p.wait(timeout=10)
 
 
-def test_stale_heartbeat_is_crashed_and_live_writer_revives(store):
+def test_stale_heartbeat_of_a_live_local_process_is_stalled_never_crashed(store, monkeypatch):
+    """Our own process is the run's: however long its heartbeat is silent, it is alive here."""
     run = store.create_run({}, {})
     store.mark_started(run.id, os.getpid())
-    assert store.get_run(run.id).status == "running"
-    old = time.time() - STALE_HEARTBEAT_S - 5
+    assert liveness.get_run(store, run.id).status == "running"
+    old = time.time() - liveness.REMOTE_DEAD_S - 5
     store.conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (old, run.id))
-    got = store.get_run(run.id)
+    got = liveness.get_run(store, run.id)
+    assert got.status == "running" and got.stalled and got.last_step_age_s is not None
+    assert liveness.stall_label(got).startswith("stalled ")
+
+
+def test_stale_heartbeat_on_another_host_is_crashed_and_live_writer_revives(store, monkeypatch):
+    """On another host (no pid to look at) only a silence far past the stall is crashed."""
+    monkeypatch.setenv("TUITRAIN_HEARTBEAT_STALL_S", "5")
+    monkeypatch.setenv("TUITRAIN_REMOTE_DEAD_S", "50")
+    run = store.create_run({}, {})
+    store.mark_started(run.id, os.getpid(), host="some-other-host")
+    store.conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time() - 20, run.id))
+    got = liveness.get_run(store, run.id)
+    assert got.status == "running" and got.stalled  # silent 20 s: stalled, not dead yet
+    store.conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time() - 55, run.id))
+    got = liveness.get_run(store, run.id)
     assert got.status == "crashed" and "heartbeat" in got.exit_reason
-    # Our process (the run's pid) is alive: its writer's next heartbeat brings the run back.
+    assert "TUITRAIN_REMOTE_DEAD_S" in got.exit_reason
+    # The run's writer (its pid) beats again: the run comes back.
     with RunWriter(store.runs_dir, run.id) as w:
         w.log(1, {"loss": 1.0})
-    assert store.get_run(run.id).status == "running"
+    assert liveness.get_run(store, run.id).status == "running"
     assert any("heartbeat resumed" in e.message for e in store.events(run.id))
 
 
 def test_remote_host_uses_heartbeat_only(store):
     run = store.create_run({}, {})
     store.mark_started(run.id, 999_999_999, host="some-other-host")
-    assert store.get_run(run.id).status == "running"
+    assert liveness.get_run(store, run.id).status == "running"
 
 
 def test_terminal_runs_are_left_alone(store):
     run = store.create_run({}, {})
     store.mark_started(run.id, _dead_pid())
     store.set_status(run.id, "completed")
-    assert store.get_run(run.id).status == "completed"
+    assert liveness.get_run(store, run.id).status == "completed"
     assert store.events(run.id) == []
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tuitrain.runs import liveness
 from tuitrain.store import Store
 from tuitrain.store.db import DB_NAME
 
@@ -96,7 +97,7 @@ def test_sigkilled_writer_loses_at_most_last_interval(tmp_path, procs):
     newest = max(q.time for q in pts)
     assert newest >= t_kill - FLUSH - SCHED_SLACK_S, f"lost {t_kill - newest:.2f} s of metrics"
     assert store.events(run.id)[-1].step <= top
-    got = store.get_run(run.id)
+    got = liveness.get_run(store, run.id)
     assert got.status == "crashed" and got.last_step == top
     # Rollups were written in the same transactions as the rows: series still exact.
     ser = store.series(run.id, "loss", buckets=7)

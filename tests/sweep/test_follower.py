@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tuitrain.cli.batch import Follower, fmt_duration
+from tuitrain.runs import liveness
 from tuitrain.store import Store
 
 
@@ -106,7 +107,7 @@ def test_late_metric_of_an_already_seen_step_is_shown(tmp_path):
 
 
 def test_stalled_run_is_said_in_the_progress_line(tmp_path, monkeypatch):
-    """Heartbeat fresh, step not moving past the threshold: the progress line says STALLED."""
+    """Heartbeat fresh, step not moving past the threshold: the progress line says stalled."""
     import time
 
     monkeypatch.setenv("TUITRAIN_STALL_MIN_S", "0.5")
@@ -117,14 +118,15 @@ def test_stalled_run_is_said_in_the_progress_line(tmp_path, monkeypatch):
             s.mark_started(run.id, pid=trainer.pid)
             s.log_metrics(run.id, [(3, "loss", 1.5, time.time())])
             f = Follower(tmp_path, run.id, io.StringIO())
-            got = s.get_run(run.id)
+            got = liveness.view_run(s, run.id)
             deadline = time.monotonic() + 30
             while not got.stalled and time.monotonic() < deadline:
                 time.sleep(0.05)
                 s.conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run.id))
-                got = s.get_run(run.id)
+                got = liveness.view_run(s, run.id)
             assert got.stalled and got.status == "running"
-            assert "STALLED: no step for 0:00:0" in f._status_text(got)
+            assert f"{liveness.stall_label(got)}: no new step" in f._status_text(got)
+            assert liveness.stall_label(got).startswith("stalled ")
     finally:
         trainer.kill()
         trainer.wait(timeout=10)

@@ -69,7 +69,11 @@ def test_maximize_ranking_and_dead_sweep_reads_crashed(tmp_path):
         TrialRecord(1, {}, state="complete", value=0.9),
     ]
     records.save(r, tmp_path)
-    listed = records.list_sweeps(tmp_path)
+    # A plain read (a screen's poll) shows it crashed and writes nothing.
+    assert records.list_sweeps(tmp_path)[0].status == "crashed"
+    with Store(tmp_path) as s:
+        assert s.conn.execute("SELECT status FROM sweeps").fetchone()[0] == "running"
+    listed = records.list_sweeps(tmp_path, reconcile=True)  # a writer (`tuitrain sweeps`)
     assert [s.id for s in listed] == [r.id]
     assert listed[0].status == "crashed" and listed[0].best().value == 0.9
     # Persisted: a raw read of the table agrees with what readers are shown.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tuitrain.config import load_config
+from tuitrain.runs import liveness
 from tuitrain.runs.launch import LAUNCH_FILE, launch
 from tuitrain.store import Store
 
@@ -83,7 +84,7 @@ class Launcher:
         deadline = time.monotonic() + timeout
         with self.store() as s:
             while time.monotonic() < deadline:
-                info = s.get_run(run.id)
+                info = liveness.get_run(s, run.id)  # a dead run ends the wait too
                 done = info.status in statuses if statuses else info.terminal
                 if done:
                     return info
@@ -113,7 +114,7 @@ class Launcher:
             while time.monotonic() < deadline:
                 if any(p.step >= step for p in s.tail(run.id, ["loss"])):
                     return
-                if s.get_run(run.id).terminal:
+                if liveness.get_run(s, run.id).terminal:
                     pytest.fail(f"run ended before step {step}:\n{self.log(run)[-3000:]}")
                 time.sleep(0.2)
         self.kill_all()

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tuitrain.runs import liveness
 from tuitrain.runs.launch import LAUNCH_FILE, resume
 from tuitrain.train.checkpoint import best_steps, periodic
 
@@ -133,7 +134,7 @@ def test_kill_9_after_a_checkpoint_then_resume_matches(launcher, reference):
     os.killpg(pgid_of(run), signal.SIGKILL)
     launcher.wait_exit(run)
     with launcher.store() as s:
-        assert s.get_run(run.id).status == "crashed"  # its pid is gone
+        assert liveness.get_run(s, run.id).status == "crashed"  # its pid is gone
     cut = periodic(rd)[-1][0]
     assert logged_step(launcher, run) > cut  # steps after the checkpoint were lost and are redone
 

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from tests.train.helpers import ENV, TINY, Launcher
 from tests.tui.conftest import aio, make_app, settle
-from tuitrain.lrfind.race import RECORD_DIR, list_records
+from tuitrain.lrfind.records import RECORD_DIR, list_records
 from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings

@@ -3,14 +3,15 @@ the one-line events pane, zoom and small terminals, notes, stall / failure / mem
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from textual.widgets import Input, Static
 
 from tests.tui.conftest import aio, make_app, settle
+from tuitrain.runs import liveness
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
 from tuitrain.tui.dialogs.prompt import PromptDialog
@@ -58,6 +59,15 @@ async def test_an_eval_written_at_a_step_already_read_shows_in_chart_and_header(
         assert "val 1.111" in _header(app)
 
 
+HOLD_READ_MARKS = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123, os.SEEK_SET)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
 @aio
 async def test_leaving_the_monitor_during_a_blocked_read_closes_the_store_after_it(runs):
     """The poll thread may be inside a read when the screen goes: nothing may use a closed Store,
@@ -70,11 +80,17 @@ async def test_leaving_the_monitor_during_a_blocked_read_closes_the_store_after_
         screen = app.screen
         dead = subprocess.Popen(["true"])
         dead.wait()
-        with Store("runs") as s:  # the trainer is gone: the next read persists 'crashed'...
+        with Store("runs") as s:  # the trainer is gone: the next read shows 'crashed'...
             s.mark_started(rid, dead.pid)
-        # ...but another process holds the write lock, so that read waits inside SQLite.
-        blocker = sqlite3.connect(Path("runs") / "tuitrain.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+        # ...but another process holds every WAL read mark (the -shm bytes 123-127 that a reader
+        # takes a shared lock on), so that read waits inside SQLite (it gives up after ~10 s).
+        blocker = subprocess.Popen(
+            [sys.executable, "-c", HOLD_READ_MARKS, str(Path("runs") / "tuitrain.db-shm")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert blocker.stdout.readline().strip() == "locked"
         try:
             before = screen.polls
             screen.poll()
@@ -86,15 +102,16 @@ async def test_leaving_the_monitor_during_a_blocked_read_closes_the_store_after_
                 await pilot.pause(0.05)
             assert screen._closed and not screen.loop_done  # unmounted; the read still waits
         finally:
-            blocker.execute("COMMIT")
-            blocker.close()
+            blocker.stdin.close()  # the holder exits: its locks go with it
+            blocker.wait(timeout=30)
         deadline = time.monotonic() + 20
         while not screen.loop_done and time.monotonic() < deadline:
             await pilot.pause(0.05)
         assert screen.loop_done  # the thread ended (and closed its Store after its last read)
         assert screen.loop_error is None, screen.loop_error  # its read never met a closed Store
         with Store("runs") as s:
-            assert s.get_run(rid).status == "crashed"  # the blocked read did finish its write
+            assert liveness.view_run(s, rid).status == "crashed"
+            assert s.get_run(rid).status == "running"  # the screen's reads wrote nothing
 
 
 @aio

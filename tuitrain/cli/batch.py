@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tuitrain.cli import exits
+from tuitrain.runs import liveness
 
 OK_STATUSES = ("completed", "early_stopped")
 EXIT_RUN_NOT_OK = exits.FAILED
@@ -67,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, launch, and (unless --detach) follow the run to its end."""
     from tuitrain.config import load_config
-    from tuitrain.runs.launch import is_worker, launch
+    from tuitrain.runs.launch import launch
+    from tuitrain.runs.nodes import is_worker
 
     sets = list(args.sets)
     if args.machine_rank is not None:
@@ -116,7 +118,7 @@ def _node_argv(args: argparse.Namespace, drop: tuple[str, ...] = ()) -> list[str
 
 def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
     """--print-launch: one command per node; --print-sbatch: a Slurm batch script."""
-    from tuitrain.runs.launch import per_node_lines, sbatch_script
+    from tuitrain.runs.nodes import per_node_lines, sbatch_script
 
     if cfg.launch.num_machines < 2:
         print(
@@ -137,7 +139,7 @@ def print_nodes(args: argparse.Namespace, cfg: Any) -> int:
 def run_worker(resolved: Any, runs_dir: Path, name: str | None, detach: bool) -> int:
     """A worker node (machine_rank > 0): start its ranks, wait for them, exit with their code.
     No run record is made here: the main node's rank 0 records the run."""
-    from tuitrain.runs.launch import start_worker
+    from tuitrain.runs.nodes import start_worker
 
     lc = resolved.config.launch
     proc, node_dir = start_worker(resolved, runs_dir, name=name)
@@ -278,7 +280,7 @@ class Follower:
                         + (f" step {ev.step}" if ev.step is not None else "")
                         + f": {ev.message}"
                     )
-                run = self.store.get_run(self.run_id)
+                run = liveness.get_run(self.store, self.run_id)
                 self.rate.append((time.monotonic(), self.step))
                 self.rate = self.rate[-40:]
                 if run.status not in ("queued", "running"):
@@ -307,7 +309,7 @@ class Follower:
         # The final status is written a moment before the processes exit; return only once they
         # are gone, so a job script's next step finds the GPU (and the checkpoint files) free.
         from tuitrain.runs.launch import stop
-        from tuitrain.store.liveness import processes_alive
+        from tuitrain.runs.process import processes_alive
 
         if run.host and run.host != socket.gethostname():
             return  # trained elsewhere: nothing of it runs here
@@ -336,9 +338,9 @@ class Follower:
                 parts.append(f"{speed:.2f} steps/s ETA {fmt_duration((total - self.step) / speed)}")
         if run.status == "queued":
             parts.append("starting")
-        if run.stalled and run.last_step_age_s is not None:
-            # Heartbeat fresh, step not moving (a hung collective, a frozen rank): say so.
-            parts.append(f"STALLED: no step for {fmt_duration(run.last_step_age_s)}")
+        if run.stalled:
+            # Alive, step not moving (a hung collective, a frozen rank or trainer): say so.
+            parts.append(f"{liveness.stall_label(run)}: no new step")
         return " | ".join(parts)
 
     def _progress(self, run: Any, final: bool = False) -> None:
@@ -387,4 +389,6 @@ class Follower:
 
             self.hard_at = time.monotonic()
             self._line("killing the run")
-            stop(self.store.get_run(self.run_id), grace_s=3.0, runs_dir=self.store.runs_dir)
+            stop(
+                liveness.get_run(self.store, self.run_id), grace_s=3.0, runs_dir=self.store.runs_dir
+            )

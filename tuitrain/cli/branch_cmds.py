@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tuitrain.cli import exits
+from tuitrain.runs import liveness
 
 EXIT_REFUSED = exits.BAD_INPUT
 
@@ -92,7 +93,7 @@ def cmd_branch(args: argparse.Namespace) -> int:
         return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
-            parent = store.get_run(args.run)
+            parent = liveness.get_run(store, args.run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exits.NOT_FOUND
@@ -128,7 +129,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     try:
         with Store(args.runs_dir) as store:
-            run = store.get_run(args.run)
+            run = liveness.get_run(store, args.run)
             items = interventions(store, run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from tuitrain.cli import exits
+from tuitrain.runs import liveness
 
 EXIT_NOT_FOUND = exits.NOT_FOUND
 EXIT_ERROR = exits.FAILED
@@ -151,7 +152,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     try:
         with Store(args.runs_dir) as store:
-            run = store.get_run(args.run)
+            run = liveness.get_run(store, args.run)
             diags = diagnose_run(store, run)
             last = store.last_step(run.id)
             episodes = history(store.events(run.id), ended=run.terminal, last_step=last)

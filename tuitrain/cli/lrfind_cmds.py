@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tuitrain.cli import exits
+from tuitrain.runs import liveness
 
 # `--factors -1,1` is a value, not an option: argparse's own pattern takes only `-1` or `-.5`.
 _NEGATIVE_VALUE = re.compile(r"^-\.?\d")
@@ -78,7 +79,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     code = Follower(runs_dir, info.id, out).follow()
     with Store(runs_dir) as store:
         res = result(store, info.id)
-        run = store.get_run(info.id)
+        run = liveness.get_run(store, info.id)
     sug = res.suggestion
     if args.format == "json":
         print(
@@ -204,7 +205,8 @@ def _count_errors(args: argparse.Namespace) -> str | None:
 
 def cmd_lr_race(args: argparse.Namespace) -> int:
     """Launch the branches (N at a time), wait for them, judge, optionally apply or branch the winner."""
-    from tuitrain.lrfind import race
+    from tuitrain.lrfind import race, sequence
+    from tuitrain.lrfind.records import write_record
     from tuitrain.runs.lineage import BranchError
     from tuitrain.store import CommandRefused, RunNotFound
 
@@ -227,68 +229,57 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
         return exits.BAD_INPUT
     runs_dir = Path(args.runs_dir)
     out = sys.stderr if args.format == "json" else sys.stdout
-    paused = None
+    if args.pause and sequence.is_config(args.source):
+        print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
+        return exits.BAD_INPUT
+
+    def pausing(run) -> None:
+        print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
+
+    def started(start, rec: dict) -> None:
+        where = (
+            f"run {start.parent.id} at step {start.fork_step}"
+            if start.parent
+            else "the config's initial weights"
+        )
+        print(
+            f"race {rec['race_id']}: {len(factors)} branches x {args.steps} steps from {where}, "
+            f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
+            + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
+            file=out,
+            flush=True,
+        )
+
+    def launched(f: float, info) -> None:
+        print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
+
     try:
-        if args.pause:
-            paused = pause_source(args.source, runs_dir, out)
-            if paused is None:
-                return exits.BAD_INPUT
-        start = race.start_from(args.source, runs_dir, args.env, args.sets)
+        result = sequence.race(
+            args.source, runs_dir, factors, args.steps, pause=args.pause,
+            parallel=args.parallel, extend=args.extend, env=args.env, sets=args.sets,
+            on_pause=pausing, on_start=started, on_launch=launched,
+        )  # fmt: skip
     except RunNotFound as exc:
         print(f"error: {args.source}: {exc}", file=sys.stderr)
         return exits.NOT_FOUND
     except (BranchError, CommandRefused, RuntimeError) as exc:
         print(f"error: {args.source}: {exc}", file=sys.stderr)
         return exits.FAILED
-    race_id = race.new_race_id()
-    rec = race.new_record(start, race_id, factors, args.steps, paused=paused is not None)
-    where = (
-        f"run {start.parent.id} at step {start.fork_step}"
-        if start.parent
-        else "the config's initial weights"
-    )
-    print(
-        f"race {race_id}: {len(factors)} branches x {args.steps} steps from {where}, "
-        f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
-        + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
-        file=out,
-        flush=True,
-    )
-
-    def launched(f: float, info) -> None:
-        print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
-
-    try:
-        race_id, verdict = race.run_race(
-            start,
-            factors,
-            args.steps,
-            runs_dir,
-            args.parallel,
-            launched,
-            race_id,
-            extend=args.extend,
-            record=rec,
-        )
     except KeyboardInterrupt:
-        from tuitrain.store import Store
-
-        with Store(runs_dir) as store:
-            for lane in race.lanes_of(store, race_id):
-                try:
-                    store.send_command(lane.run_id, "stop")
-                except CommandRefused:
-                    pass  # that branch had already ended
         print("interrupted: stop sent to the running branches", file=sys.stderr)
-        if paused is not None:
-            print(f"run {paused.id} stays paused: tuitrain resume {paused.id}", file=sys.stderr)
-        return 130
+        if args.pause:
+            print(f"the raced run stays paused: tuitrain resume {args.source}", file=sys.stderr)
+        return exits.INTERRUPTED
+    start, verdict, rec, race_id = result.start, result.verdict, result.record, result.race_id
     apply_lr = rec["winning_lr"]
+    # No winner (an incomplete race: fewer than two branches finished): exit 1, nothing applied.
     code = 0 if verdict.winner is not None else 1
-    if paused is not None:
-        info = race.resume_run(paused.id, runs_dir)
-        rec["resumed"] = True
-        print(f"resumed {info.id} from its pause at step {start.fork_step}", file=out, flush=True)
+    if result.resumed is not None:
+        print(
+            f"resumed {result.resumed.id} from its pause at step {start.fork_step}",
+            file=out,
+            flush=True,
+        )
     if verdict.winner is not None and args.apply:
         code = apply_winner(runs_dir, start, apply_lr, out, rec)
     if verdict.winner is not None and args.branch:
@@ -305,38 +296,27 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
                 file=out,
                 flush=True,
             )
-    race.write_record(runs_dir, rec)
+    write_record(runs_dir, rec)
     if args.format == "json":
         print(json.dumps({**verdict.as_json(), **extras(rec), "apply_lr": apply_lr}))
     else:
         print(format_verdict(verdict, apply_lr))
+        if rec["status"] == "incomplete":
+            print("race incomplete: fewer than two branches finished; nothing applied")
         print(f"record: tuitrain lr-race show {race_id}")
     return code
 
 
 def extras(rec: dict) -> dict:
     """What a race's JSON adds to its verdict: ids and what was done with the winner."""
-    keys = ("race_id", "parent", "fork_step", "paused", "resumed", "applied", "branched")
+    keys = ("race_id", "status", "parent", "fork_step", "paused", "resumed", "applied", "branched")
     return {k: rec.get(k) for k in keys}
-
-
-def pause_source(source: str, runs_dir: Path, out):
-    """--pause: stop the live run at a checkpoint (RunInfo); None (after saying why) for a config."""
-    from tuitrain.lrfind.race import pause_run
-    from tuitrain.store import Store
-
-    if Path(source).is_file() or source.startswith("pkg:"):
-        print("error: --pause needs a live run to race from (not a config)", file=sys.stderr)
-        return None
-    with Store(runs_dir) as store:
-        run = store.get_run(source)
-    print(f"pausing {run.id}: it saves a checkpoint and stops…", file=out, flush=True)
-    return pause_run(run.id, runs_dir)
 
 
 def cmd_race_show(args: argparse.Namespace) -> int:
     """`lr-race show`: the races (one line each); `lr-race show RACE`: one race's record."""
-    from tuitrain.lrfind.race import list_records, read_record, verdict_of_record
+    from tuitrain.lrfind.race import verdict_of_record
+    from tuitrain.lrfind.records import list_records, read_record
 
     runs_dir = Path(args.runs_dir)
     if args.race is None:
@@ -408,15 +388,17 @@ def apply_winner(runs_dir: Path, start, lr: float | None, out, rec: dict | None 
 
     if start.parent is None or lr is None:
         print("--apply needs a run to race from (not a config)", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     with Store(runs_dir) as store:
         try:
             cid = store.send_command(start.parent.id, "set_lr", {"lr": lr})
         except CommandRefused as exc:
             print(f"error: cannot apply to {start.parent.id}: {exc}", file=sys.stderr)
-            return 1
+            return exits.FAILED
         # A resumed (paused) run loads its model before it claims commands: wait longer.
-        cmd = store.wait_command(cid, timeout=300.0 if rec and rec.get("paused") else 30.0)
+        cmd = liveness.wait_command(
+            store, cid, timeout=300.0 if rec and rec.get("paused") else 30.0
+        )
     if rec is not None:
         rec["applied"] = {"run": start.parent.id, "lr": lr, "status": cmd.status}
     print(

@@ -15,6 +15,7 @@ from typing import Any
 
 from tuitrain.cli import exits, export_cmds
 from tuitrain.cli.table import Column, render, terminal_width
+from tuitrain.runs import liveness
 
 EXIT_ERROR = exits.FAILED
 EXIT_USAGE = exits.BAD_INPUT
@@ -164,7 +165,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         runs = []
     else:
         with _open(args) as store:
-            runs = store.list_runs(sweep_id=args.sweep)
+            runs = liveness.list_runs(store, sweep_id=args.sweep)
     if args.format == "json":
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
         return 0
@@ -192,7 +193,7 @@ def _ls_columns(runs: list[Any]) -> list[Column]:
     return [
         Column("ID", [r.id for r in runs], priority=-1),
         Column("NAME", [_safe(r.name) for r in runs], priority=-1, min_width=16),
-        Column("STATUS", [r.status for r in runs], priority=-1),
+        Column("STATUS", [liveness.stall_label(r) or r.status for r in runs], priority=-1),
         Column("STEP", steps, priority=6),
         Column("BEST", best, priority=5, compact=best_short),
         Column(
@@ -222,7 +223,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     try:
         store = _open(args)
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
     except RunNotFound:
         if _is_sweep(Path(args.runs_dir), args.run):
             from tuitrain.cli.sweep_cmds import show_sweep
@@ -255,7 +256,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"pid {run.pid or '-'} on {run.host or '-'}  heartbeat {_when(run.heartbeat)}  "
           f"step {run.last_step if run.last_step is not None else '-'}  sweep {run.sweep_id or '-'}")  # fmt: skip
     if run.last_step_age_s is not None:
-        flag = "  STALLED (heartbeat fresh, step not advancing)" if run.stalled else ""
+        flag = f"  {liveness.stall_label(run)} (alive, step not advancing)" if run.stalled else ""
         if run.status == "running" and run.phase and run.phase_since and not run.stalled:
             flag = f"  ({run.phase} for {time.time() - run.phase_since:.0f} s)"
         print(f"last step {run.last_step_age_s:.0f} s ago{flag}")
@@ -348,7 +349,7 @@ def _json_num(v: float) -> float | None:
 def cmd_rm(args: argparse.Namespace) -> int:
     """Delete a run after confirmation (--yes skips it; a running run needs --force)."""
     with _open(args) as store:
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
         if run.status == "running" and not args.force:
             print(
                 f"error: run {run.id} is running (pid {run.pid}); stop it first "
@@ -403,13 +404,13 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error(f"--timeout must be positive seconds, got {args.timeout}")
     with _open(args) as store:
-        run = store.get_run(args.run)
+        run = liveness.get_run(store, args.run)
         cid = store.send_command(run.id, kind, payload)
         shown = f" {key}={payload[key]:g}" if key else ""
         print(f"command {cid}: {kind}{shown} sent to run {run.id}")
         if not args.wait:
             return 0
-        cmd = store.wait_command(cid, timeout=args.timeout)
+        cmd = liveness.wait_command(store, cid, timeout=args.timeout)
     if cmd.status == "applied":
         print(f"applied at step {cmd.applied_step}")
         return 0

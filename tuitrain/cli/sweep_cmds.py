@@ -231,7 +231,7 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
     if args.ref:
         return show_sweep(Path(args.runs_dir), args.ref, args.format)
-    sweeps = list_sweeps(Path(args.runs_dir))
+    sweeps = list_sweeps(Path(args.runs_dir), reconcile=True)
     if args.format == "json":
         print(json.dumps([_summary(r) for r in sweeps], indent=2))
         return 0
@@ -285,7 +285,7 @@ def show_sweep(runs_dir: Path, ref: str, fmt: str = "table") -> int:
     from tuitrain.sweep.records import SweepNotFound, get_sweep
 
     try:
-        r = get_sweep(runs_dir, ref)
+        r = get_sweep(runs_dir, ref, reconcile=True)
     except SweepNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tuitrain.cli import batch, exits
+from tuitrain.runs import liveness
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,16 +72,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
-            run = store.get_run(args.run)
+            run = liveness.get_run(store, args.run)
     except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exits.NOT_FOUND
     what = stop(run, grace_s=args.grace, runs_dir=args.runs_dir)
     with Store(args.runs_dir) as store:
-        run = store.get_run(run.id)
+        run = liveness.get_run(store, run.id)
     if what == "not running":
         # stop() signals only a group the liveness model verifies; say why nothing was signalled.
-        from tuitrain.store.liveness import signal_target
+        from tuitrain.runs.process import signal_target
 
         why = "" if run.terminal else f"; nothing signalled: {signal_target(run).why}"
         print(f"{run.id} is not running (status {run.status}){why}")

@@ -6,6 +6,7 @@ from tuitrain.doctor.diagnose import diagnose, thresholds_for
 from tuitrain.doctor.diagnosis import REMEDIES, SEVERITIES, SYMPTOMS, Action, Diagnosis, most_severe
 from tuitrain.doctor.rundata import Curve, RunData, read_run
 from tuitrain.doctor.thresholds import Thresholds
+from tuitrain.runs import liveness
 
 __all__ = [
     "REMEDIES",
@@ -29,6 +30,6 @@ def diagnose_run(store, run_ref, now: float | None = None) -> list[Diagnosis]:
     an unrecovered spike with a checkpoint before it gets the rollback action."""
     from tuitrain.doctor.rollback import with_rollback
 
-    run = store.get_run(run_ref) if isinstance(run_ref, str) else run_ref
+    run = liveness.view_run(store, run_ref) if isinstance(run_ref, str) else run_ref
     th = thresholds_for(run.config or {})
     return with_rollback(diagnose(read_run(store, run, th.window, now), th), run.run_dir)

@@ -120,7 +120,7 @@ def stalled(
     last_step: int | None, stalled_now: bool, age_s: float | None, limit_s: float | None
 ) -> Diagnosis | None:
     """A live run whose step has not advanced for longer than its stall threshold; the verdict
-    comes from the one liveness model (tuitrain.store.liveness.stall_state), shown with evidence."""
+    comes from the one liveness model (tuitrain.runs.liveness.stall_state), shown with evidence."""
     if not stalled_now or age_s is None or last_step is None:
         return None
     limit = limit_s or 0.0

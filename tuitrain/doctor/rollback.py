@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.doctor.diagnosis import Action, Diagnosis
+from tuitrain.runs import liveness
 
 KIND = "rollback"
 DIAGNOSES = ("exploding_gradients", "loss_spike")
@@ -154,7 +155,7 @@ def apply_rollback(rb: Rollback, runs_dir: str | Path, who: str = "user") -> App
     child = start_branch(branch, runs_dir)
     cid = None
     with Store(runs_dir) as store:
-        if not store.get_run(rb.parent.id).terminal:
+        if not liveness.get_run(store, rb.parent.id).terminal:
             reason = f"rollback: continued as run {child.id} from step {branch.step}"
             payload = {"who": who, "diagnosis": rb.diagnosis.id, "reason": reason}
             try:

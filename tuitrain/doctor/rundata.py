@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuitrain.doctor.liveness import stall_of
+from tuitrain.runs import liveness
 
 # The metrics the detectors read; names as the trainer and the integrations log them.
 RECENT = ("loss", "grad_norm", "lr", "tokens_per_s", "samples_per_s")
@@ -86,7 +86,7 @@ def chance_loss(config: dict[str, Any]) -> float | None:
 def read_run(store: Any, run_ref: Any, window: int = 100, now: float | None = None) -> RunData:
     """Read a run (id, name or RunInfo) for diagnosis: the last 2 x `window` logged steps
     exactly, the first losses, OVERVIEW_BUCKETS-bucket series and the commands."""
-    run = store.get_run(run_ref) if isinstance(run_ref, str) else run_ref
+    run = liveness.view_run(store, run_ref) if isinstance(run_ref, str) else run_ref
     data = RunData(
         run.id,
         run.status,
@@ -95,7 +95,7 @@ def read_run(store: Any, run_ref: Any, window: int = 100, now: float | None = No
         last_step=store.last_step(run.id),
         now=time.time() if now is None else now,
     )
-    data.stall = stall_of(run, data.now)
+    data.stall = liveness.stall_state(run, data.now)
     if data.last_step is None:
         return data
     names = set(store.metric_names(run.id))

@@ -12,6 +12,7 @@ from tuitrain.config import parse, resolve, to_dict
 from tuitrain.config.loader import Resolved
 from tuitrain.config.schema import TrainConfig
 from tuitrain.lrfind.curve import Smoother, Suggestion, ramp_lr, suggest
+from tuitrain.runs import liveness
 from tuitrain.steering.kinds import LR_KINDS
 from tuitrain.train.hooks import RunHook
 
@@ -131,7 +132,7 @@ class ProbeResult:
 
 def result(store: Any, run_id: str) -> ProbeResult:
     """The suggestion and cost of a (finished or live) range test, from the store."""
-    run = store.get_run(run_id)
+    run = liveness.get_run(store, run_id)
     pts = read_points(store, run_id)
     pretrained = bool((run.config.get("model") or {}).get("name_or_path"))
     sug = suggest(pts, pretrained=pretrained)

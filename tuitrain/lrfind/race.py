@@ -1,4 +1,5 @@
-"""Provides the LR race: short branches that differ only in LR from one start, and the verdict (winner, margin, noise)."""
+"""Provides the LR race: short branches that differ only in LR from one start, and the verdict
+(winner, margin, noise); the sequence that runs it is tuitrain.lrfind.sequence."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from tuitrain.config import load_config
 from tuitrain.config.loader import Resolved
-from tuitrain.lrfind import lanes
+from tuitrain.lrfind.records import RECORD_DIR
+from tuitrain.runs import liveness
 
 RACE_TAG = "race:"
 FACTOR_TAG = "race-factor:"
@@ -41,7 +43,7 @@ def start_from(source: str, runs_dir: str | Path, env: str | None = None, sets=(
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
-        run = store.get_run(source)
+        run = liveness.get_run(store, source)
         last = store.last_values(run.id).get("lr")
     pdir = Path(run.run_dir)
     step, ckpt = pick_checkpoint(pdir)  # BranchError: no complete checkpoint yet
@@ -49,7 +51,7 @@ def start_from(source: str, runs_dir: str | Path, env: str | None = None, sets=(
         # A live run rotates its checkpoints (save_total_limit): race from a copy of this one.
         import shutil
 
-        copy = Path(runs_dir) / "races" / f"{run.id}-step-{step}-{time.time_ns()}"
+        copy = Path(runs_dir) / RECORD_DIR / f"{run.id}-step-{step}-{time.time_ns()}"
         shutil.copytree(ckpt, copy)
         ckpt = copy
     r = load_config(pdir / "config.yaml", env=env, sets=sets)
@@ -79,7 +81,7 @@ def launch_branch(
     start: Start, factor: float, steps: int, race_id: str, runs_dir, extra_env=None, driver=None
 ):
     """Start one branch; a run start goes through the branching machinery (branch.json). With a
-    `driver` (tuitrain.lrfind.lanes.LaneDriver) the branch is queued in that slot's one training
+    `driver` (tuitrain.runs.lane_queue.LaneDriver) the branch is queued in that slot's one training
     process instead of getting a process of its own."""
     from tuitrain.runs.launch import launch, launch_lane
 
@@ -106,11 +108,6 @@ def launch_branch(
     return launch(resolved, runs_dir, extra_env=extra_env, **kw)
 
 
-def new_race_id() -> str:
-    """A race id that sorts by time."""
-    return time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
-
-
 @dataclass
 class Lane:
     """One branch's result."""
@@ -123,6 +120,7 @@ class Lane:
     val_loss: float
     trend: float  # slope of the train loss over the last part (per step; negative: still falling)
     noise: float  # standard error of the train loss level over the last part
+    reason: str = ""  # why it ended, when it did not finish (its log with the error)
 
 
 @dataclass
@@ -165,21 +163,27 @@ def lane_stats(losses: list[float]) -> tuple[float, float]:
     return slope, statistics.pstdev(resid) / math.sqrt(n)
 
 
+FINISHED = "completed"  # a branch's status when it trained all its steps (no early stopping)
+
+
+def finished(lane: Lane) -> bool:
+    """Whether the branch trained all its steps and has a final val loss (it can be judged)."""
+    return lane.status == FINISHED and math.isfinite(lane.val_loss)
+
+
 def judge(lanes: list[Lane]) -> Verdict:
-    """Winner: lowest final val loss; within the noise, the steeper-falling train loss wins."""
-    ok = [lane for lane in lanes if math.isfinite(lane.val_loss)]
-    notes = [
-        f"{lane.name} (x{lane.factor:g}) has no val loss ({lane.status})"
-        for lane in lanes
-        if lane not in ok
-    ]
+    """Winner: lowest final val loss; within the noise, the steeper-falling train loss wins.
+    Fewer than two finished branches: no winner (nothing to compare it with)."""
+    ok = [lane for lane in lanes if finished(lane)]
+    notes = [_unfinished(lane) for lane in lanes if lane not in ok]
     if not ok:
-        return Verdict(lanes, None, None, None, True, [*notes, "no branch produced a val loss"])
+        return Verdict(lanes, None, None, None, True, [*notes, "no branch finished"])
     ranked = sorted(ok, key=lambda lane: lane.val_loss)
     noises = [lane.noise for lane in ok if math.isfinite(lane.noise)]
     noise = statistics.median(noises) if noises else None
     if len(ranked) == 1:
-        return Verdict(lanes, ranked[0], None, noise, True, [*notes, "only one branch finished"])
+        why = f"only one branch finished ({ranked[0].name}): no winner, a race needs two"
+        return Verdict(lanes, None, None, noise, True, [*notes, why])
     margin = ranked[1].val_loss - ranked[0].val_loss
     too_close = noise is not None and margin < 2 * noise
     winner = ranked[0]
@@ -196,10 +200,16 @@ def judge(lanes: list[Lane]) -> Verdict:
     return Verdict(lanes, winner, margin, noise, too_close, notes)
 
 
+def _unfinished(lane: Lane) -> str:
+    what = "has no val loss" if not math.isfinite(lane.val_loss) else "did not finish"
+    why = f": {lane.reason.strip()}" if lane.reason and lane.reason.strip() else ""
+    return f"{lane.name} (x{lane.factor:g}) {what} ({lane.status}{why})"
+
+
 def lanes_of(store: Any, race_id: str) -> list[Lane]:
     """The race's branches as they stand in the store."""
     out = []
-    for run in store.list_runs():
+    for run in liveness.list_runs(store):
         tags = (run.config.get("run") or {}).get("tags") or []
         if f"{RACE_TAG}{race_id}" not in tags:
             continue
@@ -221,94 +231,16 @@ def lanes_of(store: Any, race_id: str) -> list[Lane]:
                 float(val if val is not None else math.nan),
                 trend,
                 noise,
+                "" if run.status == FINISHED else run.exit_reason or "",
             )
         )
     return sorted(out, key=lambda lane: lane.factor)
 
 
-RECORD_DIR = "races"  # under the runs directory; also holds the checkpoint copies of live runs
-
-
-def record_path(runs_dir: str | Path, race_id: str) -> Path:
-    """RUNS_DIR/races/<race_id>.json: the race's own record (branches, LRs, scores, winner)."""
-    return Path(runs_dir) / RECORD_DIR / f"{race_id}.json"
-
-
-def write_record(runs_dir: str | Path, record: dict) -> None:
-    """Replace the race record atomically (a reader never sees half a file)."""
-    import json
-    import os
-
-    path = record_path(runs_dir, record["race_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(v: Any) -> Any:
-    return str(v) if isinstance(v, Path) else None
-
-
-def read_record(runs_dir: str | Path, race_id: str) -> dict:
-    """One race record; a unique prefix of the id is enough. KeyError names the fix."""
-    import json
-
-    d = Path(runs_dir) / RECORD_DIR
-    exact = record_path(runs_dir, race_id)
-    if exact.is_file():
-        return json.loads(exact.read_text())
-    hits = sorted(d.glob(f"{race_id}*.json")) if d.is_dir() else []
-    if len(hits) == 1:
-        return json.loads(hits[0].read_text())
-    known = ", ".join(r["race_id"] for r in list_records(runs_dir)[-5:]) or "none yet"
-    why = "matches several races" if hits else "is no race"
-    raise KeyError(
-        f"{race_id!r} {why} in {d} (recent: {known}; `tuitrain lr-race show` lists them)"
-    )
-
-
-def list_records(runs_dir: str | Path) -> list[dict]:
-    """Every race record under the runs directory, oldest first."""
-    import json
-
-    d = Path(runs_dir) / RECORD_DIR
-    out = []
-    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            out.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            continue  # being replaced right now, or not ours
-    return out
-
-
-def new_record(start: Start, race_id: str, factors: list[float], steps: int, **extra: Any) -> dict:
-    """The record as a race starts (status running, no verdict yet)."""
-    return {
-        "race_id": race_id,
-        "status": "running",
-        "created": time.time(),
-        "ended": None,
-        "source": start.label,
-        "config": str(start.base.source) if start.base.source else None,
-        "parent": None if start.parent is None else start.parent.id,
-        "fork_step": start.fork_step,
-        "checkpoint": None if start.checkpoint is None else str(start.checkpoint),
-        "base_lr": start.base_lr,
-        "current_lr": start.current_lr,
-        "factors": list(factors),
-        "steps": steps,
-        "branches": [],
-        "verdict": None,
-        "winning_lr": None,
-        **extra,
-    }
-
-
 def next_factor(factors: list[float], verdict: Verdict) -> float | None:
     """Where to extend the race: past the lowest or highest factor when that edge has the lowest
     val loss (the best LR may lie beyond what was raced), one more step of the same ratio."""
-    ok = [lane for lane in verdict.lanes if math.isfinite(lane.val_loss)]
+    ok = [lane for lane in verdict.lanes if finished(lane)]
     if len(ok) < 2:
         return None
     best = min(ok, key=lambda lane: lane.val_loss)
@@ -318,165 +250,6 @@ def next_factor(factors: list[float], verdict: Verdict) -> float | None:
     if best.factor == fs[0]:
         return fs[0] / (fs[1] / fs[0])
     return None
-
-
-def run_race(
-    start: Start,
-    factors: list[float],
-    steps: int,
-    runs_dir: str | Path,
-    parallel: int = 1,
-    on_launch: Any = None,
-    race_id: str | None = None,
-    should_stop: Any = None,
-    extend: int = 0,
-    on_round: Any = None,
-    record: dict | None = None,
-) -> tuple[str, Verdict]:
-    """Run the branches (N at a time, one slot each: a GPU set, or a share of the CPU cores) and judge them.
-
-    `extend` more branches may follow, one at a time, while the best val loss sits at an edge of
-    the factors raced (`next_factor`). `on_launch(factor, RunInfo)` is told of each start,
-    `on_round(verdict, factors)` of each judgement; `should_stop()` True sends every running
-    branch a stop and returns what finished so far. The race record (`record`, or a new one)
-    is kept in RUNS_DIR/races/<race_id>.json throughout.
-    """
-    race_id = race_id or (record or {}).get("race_id") or new_race_id()
-    rec = record if record is not None else new_record(start, race_id, factors, steps)
-    rec["race_id"] = race_id
-    write_record(runs_dir, rec)
-    raced = list(factors)
-    stopped = False
-    drivers: dict[int, Any] | None = {} if lanes.one_process(start.base.config) else None
-    try:
-        stopped = _run_lanes(
-            start, raced, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers
-        )
-        verdict = _judge_race(runs_dir, race_id)
-        if on_round is not None:
-            on_round(verdict, list(raced))
-        while not stopped and extend > 0:
-            f = next_factor(raced, verdict)
-            if f is None:
-                break
-            extend -= 1
-            raced.append(f)
-            rec["factors"] = sorted(raced)
-            stopped = _run_lanes(
-                start, [f], steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers
-            )
-            verdict = _judge_race(runs_dir, race_id)
-            if on_round is not None:
-                on_round(verdict, list(raced))
-    except BaseException:
-        rec.update(status="interrupted", ended=time.time())
-        write_record(runs_dir, rec)
-        raise
-    finally:
-        for d in (drivers or {}).values():
-            d.close()  # each slot's process exits after its queued branches
-    if drivers:
-        rec["processes"] = sum(d.started for d in drivers.values())
-    finish_record(runs_dir, rec, verdict, start, "stopped" if stopped else "done")
-    return race_id, verdict
-
-
-def _judge_race(runs_dir: str | Path, race_id: str) -> Verdict:
-    from tuitrain.store import Store
-
-    with Store(runs_dir) as store:
-        return judge(lanes_of(store, race_id))
-
-
-def finish_record(runs_dir, rec: dict, verdict: Verdict, start: Start, status: str) -> None:
-    """The verdict into the record: lanes with their LRs and scores, winner, margin, noise."""
-    rec["status"] = status
-    rec["ended"] = time.time()
-    rec["verdict"] = verdict.as_json()
-    rec["winning_lr"] = None if verdict.winner is None else start.current_lr * verdict.winner.factor
-    write_record(runs_dir, rec)
-
-
-def _run_lanes(
-    start, factors, steps, runs_dir, parallel, race_id, should_stop, rec, on_launch, drivers=None
-) -> bool:
-    """Run `factors` as branches, `parallel` at a time; True when should_stop() ended them early.
-    `drivers` (slot index -> LaneDriver, kept across rounds): each slot trains its branches in
-    one process (None: a process per branch)."""
-    from tuitrain.store import CommandRefused, Store
-    from tuitrain.sweep.slots import make_slots, visible_gpus
-
-    slots = make_slots(parallel, 1, visible_gpus())
-    queue, busy = list(factors), {}  # slot index -> run id
-    with Store(runs_dir) as store:
-        while queue or busy:
-            if should_stop is not None and should_stop():
-                for rid in busy.values():
-                    if store.get_run(rid).status == "queued" and drivers is not None:
-                        # Waiting for its slot's process: it must not start (the driver skips it).
-                        store.set_status(rid, "stopped", "the race was stopped before it started")
-                        continue
-                    try:
-                        store.send_command(rid, "stop")
-                    except CommandRefused:
-                        pass  # that branch ended meanwhile
-                return True
-            for i, rid in list(busy.items()):
-                if store.get_run(rid).terminal:
-                    del busy[i]
-            for slot in slots:
-                if queue and slot.index not in busy:
-                    f = queue.pop(0)
-                    driver = None
-                    if drivers is not None:
-                        driver = drivers.setdefault(
-                            slot.index,
-                            lanes.LaneDriver(
-                                Path(runs_dir) / "races" / lanes.LANES_DIR,
-                                f"{race_id}-slot{slot.index}",
-                                slot.env,
-                            ),
-                        )
-                    info = launch_branch(start, f, steps, race_id, runs_dir, slot.env, driver)
-                    busy[slot.index] = info.id
-                    rec["branches"].append(
-                        {
-                            "factor": f,
-                            "lr": start.current_lr * f,
-                            "run_id": info.id,
-                            "name": info.name,
-                        }
-                    )
-                    write_record(runs_dir, rec)
-                    if on_launch is not None:
-                        on_launch(f, info)
-            time.sleep(0.5)
-    return False
-
-
-def pause_run(run_id: str, runs_dir: str | Path, grace_s: float = 300.0) -> Any:
-    """Pause a live run for a race: SIGTERM (tuitrain.runs.launch.stop: it saves a checkpoint and ends
-    as stopped, freeing its device); `resume_run` continues it in the same run afterwards.
-    Returns the stopped RunInfo; RuntimeError when it was not running or had to be killed."""
-    from tuitrain.runs.launch import stop
-    from tuitrain.store import Store
-
-    with Store(runs_dir) as store:
-        run = store.get_run(run_id)
-    if run.terminal:
-        raise RuntimeError(f"run {run.id} is {run.status}: nothing to pause")
-    how = stop(run, grace_s=grace_s, runs_dir=runs_dir)
-    if how != "stopped":
-        raise RuntimeError(f"run {run.id} could not be paused ({how})")
-    with Store(runs_dir) as store:
-        return store.get_run(run_id)
-
-
-def resume_run(run_id: str, runs_dir: str | Path) -> Any:
-    """Continue a paused run from its pause checkpoint (tuitrain.runs.launch.resume)."""
-    from tuitrain.runs.launch import resume
-
-    return resume(run_id, runs_dir)
 
 
 def winner_config(start: Start, winner_run: Any) -> Resolved:
@@ -510,26 +283,9 @@ def branch_winner(
     if verdict.winner is None:
         raise BranchError("the race has no winner to branch from")
     with Store(runs_dir) as store:
-        winner = store.get_run(verdict.winner.run_id)
+        winner = liveness.get_run(store, verdict.winner.run_id)
     branch = plan_branch(winner, winner_config(start, winner))
     return start_branch(branch, runs_dir, name or f"{start.label}-lr-x{verdict.winner.factor:g}")
-
-
-def start_of_record(rec: dict, runs_dir: str | Path) -> Start:
-    """Rebuild a finished race's Start from its record (for branching from its winner later)."""
-    from tuitrain.store import Store
-
-    if rec.get("parent"):
-        with Store(runs_dir) as store:
-            parent = store.get_run(rec["parent"])
-        base = load_config(Path(parent.run_dir) / "config.yaml")
-        label = parent.name
-    else:
-        base = load_config(rec["config"])
-        parent, label = None, rec.get("source") or "race"
-    return Start(
-        base, rec["base_lr"], rec["current_lr"], parent, rec.get("fork_step", 0), None, label
-    )
 
 
 def verdict_of_record(rec: dict) -> Verdict | None:

@@ -1,5 +1,5 @@
 """Provides the notifier's one door to the liveness rule: run_state(store, run_id) -> the run and
-whether it is alive, stalled or ended (crashed included), as tuitrain's one liveness model says."""
+whether it is alive, stalled or ended (crashed included), as tuitrain.runs.liveness says."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ def run_state(
 ) -> tuple[Any, str, float | None, float | None]:
     """(run, state, seconds since its step advanced, stall threshold). state: "queued", "alive",
     "stalled", or the run's final status. The store's reader applies the liveness model (a run
-    whose process is gone is persisted crashed there); the stall rule is the one it uses."""
-    from tuitrain.store.liveness import stall_state
+    whose process is gone is recorded crashed by this writer); the stall rule is the one it uses."""
+    from tuitrain.runs.liveness import get_run, stall_state
 
-    run = store.get_run(run_id)
+    run = get_run(store, run_id)
     if run.terminal or run.status == "queued":
         return run, run.status, None, None
     stalled, age, limit = stall_state(run, time.time() if now is None else now)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 from tuitrain.notify import message as msg
@@ -67,7 +66,7 @@ class Watcher:
         self.times: dict[str, collections.deque[float]] = {}
         self.held: dict[str, int] = {}  # notifications the rate limit held back, per run
         self.sweeps: dict[str, str] = {}
-        self.races: dict[Path, tuple[float, str]] = {}
+        self.races: dict[str, str] = {}  # race id -> status at the last poll
         self.live = False  # whether a run, sweep or race was live at the last poll
         self.first = True
 
@@ -184,29 +183,18 @@ class Watcher:
         return live
 
     def _races(self, out: list[msg.Notification]) -> bool:
-        import json
-
+        """LR races from the store's races table: a race that ends notifies once."""
         live = False
-        d = Path(self.store.runs_dir) / "races"
-        for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-            if f.name.endswith((".lanes.json", ".launch.json")):
+        for rec in self.store.races.all():
+            rid, status = rec.get("race_id"), rec.get("status", "")
+            if not rid:
                 continue
-            try:
-                mtime = f.stat().st_mtime
-                seen = self.races.get(f)
-                if seen is not None and seen[0] == mtime:
-                    live |= seen[1] == "running"
-                    continue
-                rec = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue  # being replaced right now
-            if not isinstance(rec, dict) or "race_id" not in rec:
-                continue
-            status = rec.get("status", "")
-            old = seen[1] if seen else None
-            self.races[f] = (mtime, status)
+            old = self.races.get(rid)
+            self.races[rid] = status
             if status == "running":
                 live = True
+                continue
+            if old == status:
                 continue
             fresh = old == "running" or (
                 old is None and (rec.get("ended") or 0) >= self.start - GRACE_S

@@ -1,16 +1,13 @@
 """Provides the launcher: builds the `accelerate launch` command, starts it detached (own session,
-output to RUN_DIR/train.log), stops it (SIGTERM to the process group, SIGKILL after a grace
-period) and resumes it; for a multi-node run it also starts a worker node's ranks (no run record: the
-main node's rank 0 writes the store) and writes the per-node commands and a Slurm batch script.
-Torch-free: it only starts processes. Whether a run's processes are alive and which group may be
-signalled is decided by tuitrain.store.liveness."""
+output to RUN_DIR/train.log), stops it (SIGTERM to its training processes, SIGKILL to its process
+groups after a grace period) and resumes it; a worker node of a multi-node run is started by
+tuitrain.runs.nodes. Torch-free: it only starts processes. Whether a run's processes are alive and which group may be
+signalled is decided by tuitrain.runs.process and tuitrain.runs.liveness."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -21,39 +18,31 @@ import time
 from pathlib import Path
 
 from tuitrain.config import Resolved, TrainConfig, save_yaml, to_dict
-from tuitrain.store.liveness import (
+from tuitrain.runs.process import (
     LAUNCH_FILE,
     LOG_FILE,
     group_alive,
     launch_info,
     proc_start,
     signal_target,
+    trainer_pids,
 )
 
 __all__ = [
     "LAUNCH_FILE",
     "LOG_FILE",
-    "NODES_DIR",
     "LaunchError",
     "build_command",
     "build_env",
     "group_alive",
     "launch",
     "launch_lane",
-    "node_command",
     "process_group",
     "resume",
-    "sbatch_script",
     "spawn",
     "spawn_command",
-    "start_worker",
     "stop",
 ]
-
-# A worker node's ranks run in <runs_dir>/nodes/<name>-node<K>-<stamp>/: config.yaml, train.log,
-# launch.json and that node's share of each checkpoint. Not a run of the store (the run record is
-# the main node's), so `tuitrain ls` never lists a record that no process will ever update.
-NODES_DIR = "nodes"
 
 
 class LaunchError(RuntimeError):
@@ -284,6 +273,13 @@ def _killpg(pgid: int, sig: int) -> None:
         pass  # ended between the check and the signal
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # ended between the look-up and the signal
+
+
 def process_group(run) -> int | None:
     """The run's process group if it still lives and is verifiably this run's (any status)."""
     return signal_target(run, after_end=True).pgid
@@ -295,15 +291,16 @@ def stop(
     """SIGTERM the run's processes (the trainer saves and ends as stopped); SIGKILL every group
     of the run after `grace_s` seconds. Returns what happened: 'not running', 'stopped' or 'killed'.
 
-    Only groups that tuitrain.store.liveness.signal_target verifies are signalled: the run
+    Only groups that tuitrain.runs.process.signal_target verifies are signalled: the run
     (re-read from the store) is not terminal (after_end=True: cleaning up processes that outlive
     the final status), was started on this host, and each group is the recorded launcher's (same
     start time) or holds a trainer of this run; a reused pid is never signalled."""
+    from tuitrain.runs import liveness
     from tuitrain.store import RunNotFound, Store
 
     with Store(runs_dir or Path(run.run_dir).parent) as store:
         try:
-            run = store.get_run(run.id)  # fresh status (and liveness) before any signal
+            run = liveness.get_run(store, run.id)  # fresh status (and liveness) before any signal
         except RunNotFound:
             return "not running"
     target = signal_target(run, after_end=after_end)
@@ -321,13 +318,19 @@ def stop(
         # installed its SIGTERM handler still marks itself running and then ends as stopped.
         with Store(runs_dir or Path(run.run_dir).parent) as store:
             store.set_status(run.id, "stopped", "stopped before training started")
-    # SIGTERM to the launcher's group: a 1-process `accelerate launch` forwards nothing, so its
-    # trainer must get it directly (same group); torchrun (N ranks, each in its own session)
-    # forwards it to the ranks and waits for them. Without a live launcher: the ranks' groups.
-    leader = launch_info(run.run_dir).get("pgid")
-    first = target.pgids[:1] if target.pgids[0] == leader else target.pgids
-    for g in first:
-        _killpg(g, signal.SIGTERM)
+    # SIGTERM to the training processes themselves, not to their launcher: `accelerate launch`
+    # answers a SIGTERM by killing its child 5 s later, and a trainer still starting up needs
+    # longer than that to reach a step, save and record `stopped` (killed, it read as crashed).
+    # The launcher exits once its child has. No trainer yet (the launcher is still importing):
+    # the launcher's group, so it never starts one; torchrun forwards it to ranks it started.
+    trainers = trainer_pids(target.pgids)
+    for pid in trainers:
+        _kill(pid, signal.SIGTERM)
+    if not trainers:
+        leader = launch_info(run.run_dir).get("pgid")
+        first = target.pgids[:1] if target.pgids[0] == leader else target.pgids
+        for g in first:
+            _killpg(g, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if not any(group_alive(g) for g in target.pgids):
@@ -358,11 +361,12 @@ def resume(
     """Continue a run from its newest valid checkpoint, in the same run (same id and metrics);
     returns RunInfo. `notes` gets a line per damaged checkpoint skipped."""
     from tuitrain.config import load_config
+    from tuitrain.runs import liveness
     from tuitrain.runs.checkpoints import CheckpointError, choose_resume
     from tuitrain.store import Store
 
     with Store(runs_dir) as store:
-        run = store.get_run(run_ref)
+        run = liveness.get_run(store, run_ref)
         if run.status in ("running", "queued") and process_group(run) is not None:
             raise LaunchError(
                 f"run {run.id} is {run.status}; stop it first (tuitrain stop {run.id})"
@@ -390,118 +394,3 @@ def resume(
         # Status, pid and start time in one write: never queued with the old, dead pid.
         store.mark_launched(run.id, proc.pid, _launch_start(run_dir, proc.pid), reason="resuming")
         return store.get_run(run.id)
-
-
-# ---- multi-node ------------------------------------------------------------------------------
-def is_worker(cfg: TrainConfig) -> bool:
-    """Whether this config starts a worker node of a multi-node run (machine_rank > 0)."""
-    return cfg.launch.num_machines > 1 and cfg.launch.machine_rank > 0
-
-
-def start_worker(
-    resolved: Resolved,
-    runs_dir: str | Path,
-    name: str | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> tuple[subprocess.Popen, Path]:
-    """Start this worker node's ranks (`accelerate launch --machine_rank K ...`) detached, in
-    RUNS_DIR/nodes/<name>-node<K>-<stamp>/; returns (launcher process, that folder).
-
-    No run record is made: the ranks here never write the store (only global rank 0 does, on the
-    main node), so a record here would stay `queued` forever. The caller waits for the process."""
-    cfg = resolved.config
-    if not is_worker(cfg):
-        raise LaunchError(
-            "start_worker is for machine_rank > 0 of a multi-node run;"
-            f" this config has launch.num_machines={cfg.launch.num_machines},"
-            f" launch.machine_rank={cfg.launch.machine_rank}"
-        )
-    stem = name or cfg.run.name or (Path(resolved.source).stem if resolved.source else "run")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40] or "run"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    node_dir = (
-        Path(runs_dir)
-        / NODES_DIR
-        / f"{safe}-node{cfg.launch.machine_rank}-{stamp}-{secrets.token_hex(2)}"
-    )
-    node_dir.mkdir(parents=True)
-    save_yaml(
-        cfg,
-        node_dir / "config.yaml",
-        header=f"node {cfg.launch.machine_rank} of {cfg.launch.num_machines}: the config its ranks train with",
-    )
-    try:
-        proc = spawn(cfg, node_dir, extra_env=extra_env)
-    except OSError as exc:
-        raise LaunchError(f"could not start node {cfg.launch.machine_rank}'s ranks: {exc}") from exc
-    return proc, node_dir
-
-
-def node_command(argv: list[str], machine_rank: int | str) -> list[str]:
-    """`argv` (a `tuitrain run CONFIG ...` command line) for one node: `--machine-rank K` added."""
-    return [*argv, "--machine-rank", str(machine_rank)]
-
-
-def per_node_lines(cfg: TrainConfig, argv: list[str]) -> list[str]:
-    """One shell line per node (with a comment saying where to run it): `tuitrain run ...
-    --machine-rank K`, each of which runs `accelerate launch --num_machines N --machine_rank K
-    --main_process_ip IP --main_process_port P ...` on its machine."""
-    lc = cfg.launch
-    per = lc.num_processes // lc.num_machines
-    out = []
-    for k in range(lc.num_machines):
-        where = (
-            f"on the main machine ({lc.main_process_ip}); its rank 0 writes the run to the store"
-            if k == 0
-            else "on another machine; its ranks follow the main node (no run record here)"
-        )
-        out.append(f"# node {k} of {lc.num_machines} ({per} process(es)), {where}")
-        out.append(shlex.join(node_command(argv, k)))
-    return out
-
-
-def sbatch_script(cfg: TrainConfig, argv: list[str], job_name: str = "tuitrain") -> str:
-    """A Slurm batch script for a multi-node run: one task per node, each running `argv` (a
-    `tuitrain run CONFIG ...` command line) with `--machine-rank $SLURM_NODEID` and the first
-    node of the allocation as `launch.main_process_ip`; each task thus runs the same
-    `accelerate launch` command as `tuitrain run --machine-rank K` (build_command)."""
-    lc = cfg.launch
-    per = lc.num_processes // lc.num_machines
-    node_argv = [
-        *argv,
-        "--set",
-        "launch.main_process_ip=$MAIN_IP",
-        "--machine-rank",
-        "$SLURM_NODEID",
-    ]
-    # shlex.join quotes '$' away; the two variables must expand in the task's shell.
-    line = shlex.join(node_argv).replace(
-        "'launch.main_process_ip=$MAIN_IP'", '"launch.main_process_ip=$MAIN_IP"'
-    )
-    line = line.replace("'$SLURM_NODEID'", '"$SLURM_NODEID"')
-    # The accelerate command each task ends up running (build_command), shown with its variables.
-    shown = shlex.join(build_command(cfg, "/RUN_DIR"))
-    shown = shown.replace(str(Path("/RUN_DIR").resolve()), "RUNS_DIR/RUN_ID")
-    shown = shown.replace(f"--machine_rank {lc.machine_rank}", "--machine_rank $SLURM_NODEID")
-    shown = shown.replace(
-        f"--main_process_ip {shlex.quote(str(lc.main_process_ip))}", "--main_process_ip $MAIN_IP"
-    )
-    gpus = "" if cfg.launch.cpu else f"#SBATCH --gpus-per-node={per}\n"
-    return (
-        "#!/bin/bash\n"
-        f"#SBATCH --job-name={job_name}\n"
-        f"#SBATCH --nodes={lc.num_machines}\n"
-        "#SBATCH --ntasks-per-node=1\n"
-        f"{gpus}"
-        f"#SBATCH --output={job_name}-%j.out\n"
-        "# Submit with `sbatch FILE`. One task per node: node 0 (the first of the allocation) is\n"
-        "# the main node, its rank 0 records the run in the runs directory; the others follow it.\n"
-        "# Each task runs `tuitrain run ... --machine-rank $SLURM_NODEID`, which runs:\n"
-        f"#   {shown}\n"
-        "# The nodes need this tuitrain installed (activate its environment before sbatch).\n"
-        "set -euo pipefail\n"
-        f"cd {shlex.quote(os.getcwd())}\n"
-        'MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
-        "export MAIN_IP\n"
-        f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c {shlex.quote(line)}\n"
-    )

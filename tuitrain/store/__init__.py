@@ -15,7 +15,7 @@ from tuitrain.store.models import (
     RunNotFound,
     StoreError,
 )
-from tuitrain.store.store import STALE_HEARTBEAT_S, NetworkFilesystemWarning, Store, pid_alive
+from tuitrain.store.store import NetworkFilesystemWarning, Store
 from tuitrain.store.writer import RunWriter
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "COMMAND_KINDS",
     "DB_NAME",
     "SCHEMA_VERSION",
-    "STALE_HEARTBEAT_S",
     "STATUSES",
     "TERMINAL_STATUSES",
     "Command",
@@ -38,5 +37,4 @@ __all__ = [
     "Store",
     "StoreError",
     "network_fs_warning",
-    "pid_alive",
 ]

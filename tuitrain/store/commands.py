@@ -1,5 +1,6 @@
 """Provides the steering-command side of Store: send, claim (exactly once), acknowledge, reject,
-wait, and settle (reject the commands of an ended run that can never be applied)."""
+wait, and reject the pending commands of an ended run (whether they can still be applied is
+decided by tuitrain.runs.liveness, which looks at processes)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.steering.kinds import VALUE_KEYS, kind_error, value_of
-from tuitrain.store import liveness
 from tuitrain.store.db import immediate
 from tuitrain.store.models import (
     TERMINAL_STATUSES,
@@ -21,7 +21,15 @@ from tuitrain.store.models import (
     RunNotFound,
 )
 
+CRASHED_BEFORE_APPLYING = "run crashed before applying it"
+ENDED_BEFORE_APPLYING = "run ended before applying it"
+
 _CMD_COLS = "id, run_id, kind, payload, created, status, claimed, finished, applied_step, reason"
+
+
+def ended_reason(status: str) -> str:
+    """Why a pending command of a run that ended with this status is rejected."""
+    return CRASHED_BEFORE_APPLYING if status in ("crashed", "failed") else ENDED_BEFORE_APPLYING
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -128,61 +136,58 @@ class CommandsMixin:
         return self._row_to_cmd(rows[0])
 
     def commands(self, run_id: str) -> list[Command]:
-        """All of the run's commands, oldest first (pending ones of an ended run settled first)."""
+        """All of the run's commands, oldest first."""
         rows = self._q(f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,))
-        if any(r[5] == "pending" for r in rows):
-            run = self.get_run(run_id)  # type: ignore[attr-defined]
-            if run.terminal and self.settle_commands(run):
-                rows = self._q(
-                    f"SELECT {_CMD_COLS} FROM commands WHERE run_id = ? ORDER BY id", (run_id,)
-                )
         return [self._row_to_cmd(r) for r in rows]
 
-    def settle_commands(self, run: Any) -> int:
-        """Reject the run's pending commands that can no longer be applied (its trainer ended or
-        crashed: `liveness.orphan_reason`); returns how many were rejected."""
-        pending = self._q(
-            "SELECT id, kind, payload, claimed FROM commands WHERE run_id = ? AND status = 'pending'",
-            (run.id,),
+    def has_pending(self, run_id: str, claimed: bool) -> bool:
+        """Whether the run has a pending command that a trainer has (not) claimed."""
+        nul = "IS NOT NULL" if claimed else "IS NULL"
+        return bool(
+            self._q(
+                f"SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND claimed {nul}"
+                " LIMIT 1",
+                (run_id,),
+            )
         )
-        if not pending:
-            return 0
+
+    def reject_pending(self, run_id: str, reason: str, claimed: bool) -> int:
+        """Reject the run's pending claimed (or unclaimed) commands with this reason, one
+        'command' event each; returns how many. The caller decided they can never be applied."""
+        nul = "IS NOT NULL" if claimed else "IS NULL"
         now = time.time()
-        reasons: dict[bool, str | None] = {}  # one liveness look-up per claimed / unclaimed
-        done = 0
-        for cid, kind, payload, claimed in pending:
-            key = claimed is not None
-            if key not in reasons:
-                reasons[key] = liveness.orphan_reason(run, key, now, self.host)
-            reason = reasons[key]
-            if reason is None:
-                continue
-            with immediate(self.conn):
-                cur = self.conn.execute(
+        with immediate(self.conn):
+            rows = self.conn.execute(
+                "SELECT id, kind, payload FROM commands WHERE run_id = ? AND status = 'pending'"
+                f" AND claimed {nul}",
+                (run_id,),
+            ).fetchall()
+            for cid, kind, payload in rows:
+                self.conn.execute(
                     "UPDATE commands SET status = 'rejected', finished = ?, reason = ?,"
-                    " claimed = coalesce(claimed, ?) WHERE id = ? AND status = 'pending'",
+                    " claimed = coalesce(claimed, ?) WHERE id = ?",
                     (now, reason, now, cid),
                 )
-                if cur.rowcount:
-                    done += 1
-                    data = {"command_id": cid, "kind": kind, "payload": _loads(payload, {}), "status": "rejected"}  # fmt: skip
-                    self._add_event(run.id, "command", f"command {cid} ({kind}) rejected: {reason}", None, data, now)  # type: ignore[attr-defined]  # fmt: skip
-        return done
+                data = {"command_id": cid, "kind": kind, "payload": _loads(payload, {}), "status": "rejected"}  # fmt: skip
+                self._add_event(run_id, "command", f"command {cid} ({kind}) rejected: {reason}", None, data, now)  # type: ignore[attr-defined]  # fmt: skip
+        return len(rows)
 
     def wait_command(self, cmd_id: int, timeout: float = 30.0, poll: float = 0.1) -> Command:
         """Poll until the command is applied or rejected, or timeout; returns it (still pending on timeout).
 
-        A command of a run that ended or crashed before applying it is rejected here (with that
-        reason), so nobody waits on it.
+        A command nobody claimed before its run ended is rejected here, so nobody waits on it;
+        tuitrain.runs.liveness.wait_command also tells a dead run and a claimed command whose
+        trainer is gone.
         """
         deadline = time.monotonic() + timeout
         while True:
             cmd = self.get_command(cmd_id)
             if cmd.done:
                 return cmd
-            run = self.get_run(cmd.run_id)  # type: ignore[attr-defined]
-            if run.terminal and self.settle_commands(run):
-                continue
+            rows = self._q("SELECT status FROM runs WHERE id = ?", (cmd.run_id,))
+            if rows and rows[0][0] in TERMINAL_STATUSES and cmd.claimed is None:
+                if self.reject_pending(cmd.run_id, ended_reason(rows[0][0]), claimed=False):
+                    continue
             if time.monotonic() >= deadline:
                 return cmd
             time.sleep(poll)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,18 +80,6 @@ def is_locked_error(exc: BaseException) -> bool:
     """True for the transient 'database is locked' / 'busy' errors worth retrying."""
     msg = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
-
-
-def retry_locked(fn: Callable[[], object], attempts: int = 5) -> object:
-    """Run fn, retrying a few times when SQLite reports the database locked past its busy timeout."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if not is_locked_error(exc) or i == attempts - 1:
-                raise
-            time.sleep(0.05 * (2**i))
-    return None
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -199,23 +186,37 @@ def _v2(conn: sqlite3.Connection) -> Callable[[], None]:
 
 def _import_sweep_files(conn: sqlite3.Connection) -> Callable[[], None]:
     """Insert every readable sweeps/*.json; returns what renames them (*.json.migrated) after commit."""
+
+    def put(data: dict, path: Path) -> bool:
+        if not data.get("id") or not data.get("name"):
+            return False
+        row = {k: data.get(k) for k in SWEEP_COLUMNS}
+        row["status"] = row["status"] or "running"
+        row["created"] = row["created"] or path.stat().st_mtime
+        put_sweep_row(conn, row, replace=False)
+        return True
+
+    return _import_json_files(conn, SWEEPS_DIR, put)
+
+
+def _import_json_files(
+    conn: sqlite3.Connection, folder_name: str, put: Callable[[dict, Path], bool]
+) -> Callable[[], None]:
+    """Offer every readable RUNS_DIR/<folder_name>/*.json object to `put` (True: imported);
+    returns what renames the imported files (*.json.migrated), to run after the commit."""
     import json
 
     rows = conn.execute("PRAGMA database_list").fetchall()
     main = next((r[2] for r in rows if r[1] == "main"), "")
-    folder = Path(main).parent / SWEEPS_DIR if main else None
+    folder = Path(main).parent / folder_name if main else None
     done: list[Path] = []
     for path in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not data.get("id") or not data.get("name"):
+            if not isinstance(data, dict) or not put(data, path):
                 continue
-            row = {k: data.get(k) for k in SWEEP_COLUMNS}
-            row["status"] = row["status"] or "running"
-            row["created"] = row["created"] or path.stat().st_mtime
         except (OSError, ValueError):
             continue  # a foreign or damaged file stays where it is, untouched
-        put_sweep_row(conn, row, replace=False)
         done.append(path)
 
     def rename() -> None:
@@ -223,7 +224,7 @@ def _import_sweep_files(conn: sqlite3.Connection) -> Callable[[], None]:
             try:
                 p.replace(p.with_name(p.name + ".migrated"))
             except OSError:
-                log.warning("could not rename migrated sweep record %s", p)
+                log.warning("could not rename migrated record %s", p)
 
     return rename
 
@@ -257,9 +258,58 @@ def _v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN phase_since REAL")
 
 
+RACES_DIR = "races"  # LR race records were JSON files here before schema version 5
+
+
+def _v5(conn: sqlite3.Connection) -> Callable[[], None]:
+    """LR races: one row per race (its whole record as JSON), in the same database as the runs
+    and sweeps; RUNS_DIR/races/*.json records are imported (and renamed *.json.migrated)."""
+    conn.execute(
+        "CREATE TABLE races (id TEXT PRIMARY KEY, status TEXT NOT NULL, created REAL,"
+        " ended REAL, record TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX idx_races_created ON races (created)")
+    return _import_race_files(conn)
+
+
+def _import_race_files(conn: sqlite3.Connection) -> Callable[[], None]:
+    """Insert every readable races/*.json; returns what renames them after the commit."""
+
+    def put(rec: dict, path: Path) -> bool:  # noqa: ARG001 - the sweeps' put needs the path
+        if not rec.get("race_id"):
+            return False
+        put_race_row(conn, rec, replace=False)
+        return True
+
+    return _import_json_files(conn, RACES_DIR, put)
+
+
+def put_race_row(conn: sqlite3.Connection, rec: dict, replace: bool = True) -> None:
+    """Insert (or replace) one race record (race_id, status, created, ended + the whole record)."""
+    import json
+
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    conn.execute(
+        f"{verb} INTO races (id, status, created, ended, record) VALUES (?, ?, ?, ?, ?)",
+        (
+            str(rec["race_id"]),
+            str(rec.get("status") or "running"),
+            rec.get("created"),
+            rec.get("ended"),
+            json.dumps(rec, default=str),
+        ),
+    )
+
+
 # Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
 # may return a callable to run after the commit (file moves must not happen before it).
-MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

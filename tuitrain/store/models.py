@@ -113,8 +113,8 @@ class RunInfo:
     fork_step: int | None = None  # ...and the parent's step it continues from
     phase: str | None = None  # the trainer's phase between steps: eval | save (None: stepping)
     phase_since: float | None = None  # wall time the phase began
-    # Computed when read (tuitrain.store.liveness.stall_state), never stored: a running run whose
-    # heartbeat is fresh but whose step has not advanced for longer than the stall threshold.
+    # Computed when read (tuitrain.runs.liveness.observe), never stored: a running run whose
+    # step has not advanced (or whose heartbeat fell silent) for longer than the stall threshold.
     stalled: bool = False
     last_step_age_s: float | None = None
 

@@ -1,4 +1,4 @@
-"""Provides Store: runs, metrics readers, events, steering commands and sweeps over one SQLite DB per runs directory."""
+"""Provides Store: runs, metrics readers, events, steering commands, sweeps and LR races over one SQLite DB per runs directory."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tuitrain.store import liveness
-from tuitrain.store.commands import CommandsMixin
+from tuitrain.store.commands import CommandsMixin, ended_reason
 from tuitrain.store.db import DB_NAME, connect, immediate, mount_fstype, network_fs_warning
-from tuitrain.store.liveness import STALE_HEARTBEAT_S, pid_alive, proc_start
 from tuitrain.store.metrics import MetricsMixin
 from tuitrain.store.models import (
     STATUSES,
@@ -30,9 +28,10 @@ from tuitrain.store.models import (
     RunNotFound,
     StoreError,
 )
+from tuitrain.store.races import RaceTable
 from tuitrain.store.sweeps import SweepTable
 
-__all__ = ["STALE_HEARTBEAT_S", "NetworkFilesystemWarning", "Store", "pid_alive"]
+__all__ = ["NetworkFilesystemWarning", "Store"]
 
 RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 _RUN_COLS = (
@@ -90,7 +89,8 @@ class Store(MetricsMixin, CommandsMixin):
         self._conns_lock = threading.Lock()
         self._closed = False
         self.conn  # noqa: B018 -- open (and migrate) now: errors belong to the constructor
-        self.sweeps = SweepTable(self)
+        self.sweeps = SweepTable(lambda: self.conn)
+        self.races = RaceTable(lambda: self.conn)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -215,31 +215,24 @@ class Store(MetricsMixin, CommandsMixin):
             parent=r[18], fork_step=r[19], phase=r[20], phase_since=r[21],
         )  # fmt: skip
 
-    def _check_alive(self, run: RunInfo) -> RunInfo:
-        """Apply the liveness model (tuitrain.store.liveness): persist crashed / failed-before-start
-        (with an error event; the run's pending commands are rejected), and fill in stalled."""
-        now = time.time()
-        change = liveness.assess(run, now, self.host)
-        if change is not None:
-            with immediate(self.conn):
-                cur = self.conn.execute(
-                    "UPDATE runs SET status = ?, ended = ?, exit_reason = ?"
-                    " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
-                    (change.status, now, change.reason, run.id, run.status, run.pid),
+    def mark_ended_if(self, run: RunInfo, status: str, reason: str, now: float) -> bool:
+        """Set a final status decided elsewhere (tuitrain.runs.liveness: the process is gone)
+        only if the record still is as `run` was read (same status and pid), with an error event
+        and its unclaimed commands rejected; True when it changed. A write, never done by a read."""
+        _check_status(status)
+        with immediate(self.conn):
+            cur = self.conn.execute(
+                "UPDATE runs SET status = ?, ended = ?, exit_reason = ?"
+                " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
+                (status, now, reason, run.id, run.status, run.pid),
+            )
+            if cur.rowcount:
+                self._add_event(
+                    run.id, "error", f"marked {status}: {reason}", run.last_step, None, now
                 )
-                if cur.rowcount:
-                    what = "crashed" if change.status == "crashed" else "failed"
-                    self._add_event(
-                        run.id, "error", f"marked {what}: {change.reason}", run.last_step, None, now
-                    )
-            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,))
-            if not rows:
-                raise RunNotFound(f"run {run.id} was deleted meanwhile")
-            run = self._row_to_run(rows[0])
-            if run.terminal:
-                self.settle_commands(run)
-        run.stalled, run.last_step_age_s, _ = liveness.stall_state(run, now)
-        return run
+        if cur.rowcount:
+            self.reject_pending(run.id, ended_reason(status), claimed=False)
+        return bool(cur.rowcount)
 
     def get_run(self, ref: str) -> RunInfo:
         """The run with this id, else the one run with this name, else a unique id prefix; RunNotFound otherwise."""
@@ -260,18 +253,18 @@ class Store(MetricsMixin, CommandsMixin):
             raise RunNotFound(
                 f"no run with id or name {ref!r} in {self.runs_dir} (see `tuitrain ls`)"
             )
-        return self._check_alive(self._row_to_run(rows[0]))
+        return self._row_to_run(rows[0])
 
     def list_runs(self, sweep_id: str | None = None, limit: int | None = None) -> list[RunInfo]:
-        """All runs (or one sweep's), newest first; dead or silent 'running' runs come back crashed.
-        limit: only the newest `limit` (the runs list's first screenful, before the rest)."""
+        """All runs (or one sweep's), newest first, as recorded (tuitrain.runs.liveness tells a
+        dead one). limit: only the newest `limit` (the runs list's first screenful, before the rest)."""
         where, params = ("WHERE sweep_id = ?", (sweep_id,)) if sweep_id is not None else ("", ())
         if limit is not None:
             where, params = f"{where} ORDER BY created DESC, id DESC LIMIT ?", (*params, limit)
         else:
             where += " ORDER BY created DESC, id DESC"
         rows = self._q(f"SELECT {_RUN_COLS} FROM runs {where}", params)
-        return [self._check_alive(self._row_to_run(r)) for r in rows]
+        return [self._row_to_run(r) for r in rows]
 
     def run_fingerprints(self) -> list[tuple[str, tuple]]:
         """(id, fingerprint) of every run, newest first: small columns and JSON lengths only, so
@@ -291,7 +284,7 @@ class Store(MetricsMixin, CommandsMixin):
         now = time.time()
         host = host or self.host
         if pid_start is None and host == self.host:
-            pid_start = proc_start(int(pid))
+            pid_start = _start_time(int(pid))
         with immediate(self.conn):
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, started = ?,"
@@ -314,7 +307,7 @@ class Store(MetricsMixin, CommandsMixin):
         never sees a queued run with the pid of an earlier start)."""
         host = host or self.host
         if pid_start is None and host == self.host:
-            pid_start = proc_start(int(pid))
+            pid_start = _start_time(int(pid))
         with immediate(self.conn):
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'queued', pid = ?, pid_start = ?, host = ?, ended = NULL,"
@@ -346,8 +339,9 @@ class Store(MetricsMixin, CommandsMixin):
                 (status, reason, _dumps(merged), ended, run_id),
             )
         if status in TERMINAL_STATUSES:
-            # Unclaimed commands can never be applied now; claimed ones once the processes exit.
-            self.settle_commands(self.get_run(run_id))
+            # Unclaimed commands can never be applied now; claimed ones once the processes exit
+            # (tuitrain.runs.liveness.settle_commands, which can look at processes).
+            self.reject_pending(run_id, ended_reason(status), claimed=False)
 
     def update_run(
         self,
@@ -443,6 +437,18 @@ class Store(MetricsMixin, CommandsMixin):
             (run_id, after_id),
         )
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5] or "", _loads(r[6], None)) for r in rows]
+
+
+def _start_time(pid: int) -> int | None:
+    """/proc/PID/stat field 22 (start time in clock ticks), the stamp that tells this process from
+    a later one with the same pid; None without /proc. Only the record's stamp: whether the
+    process lives is tuitrain.runs.process's question."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _check_status(status: str) -> None:

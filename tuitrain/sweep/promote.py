@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuitrain.runs import liveness
 from tuitrain.runs.lineage import BranchError
 
 # `set:` entries of the sweep file that shorten each trial; a promoted run drops them.
@@ -123,7 +124,7 @@ def plan_promote(
             f"trial {trial.number} never ran ({trial.error}); pick another with --trial N"
         )
     with Store(runs_dir) as store:
-        parent = store.get_run(trial.run_id)
+        parent = liveness.get_run(store, trial.run_id)
     if not parent.terminal:
         raise PromoteError(
             f"trial {trial.number} (run {parent.name}) is still {parent.status}: its last "

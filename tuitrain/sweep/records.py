@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuitrain.runs.liveness import observe_sweep, reconcile_sweeps
+from tuitrain.runs.process import proc_start
 from tuitrain.store.db import SWEEPS_DIR
-from tuitrain.store.liveness import proc_start
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -135,27 +136,41 @@ def _from_dict(d: dict[str, Any]) -> SweepRecord:
     return SweepRecord(**known, trials=trials)
 
 
-def list_sweeps(where: Store | str | os.PathLike[str]) -> list[SweepRecord]:
-    """All sweeps of a runs directory, newest first; a dead sweep process reads (and is stored) crashed."""
+def _read(row: dict[str, Any]) -> SweepRecord:
+    return _from_dict(observe_sweep(row))
+
+
+def list_sweeps(
+    where: Store | str | os.PathLike[str], reconcile: bool = False
+) -> list[SweepRecord]:
+    """All sweeps of a runs directory, newest first; a dead sweep process reads crashed (and,
+    with reconcile -- a writer such as a CLI command -- is stored crashed)."""
     from tuitrain.store import DB_NAME, Store
 
     if not isinstance(where, Store) and not (Path(where) / DB_NAME).is_file():
         return []  # nothing was ever run here: do not create a database just to say so
     with _store(where) as s:
-        return [_from_dict(row) for row in s.sweeps.all()]
+        if reconcile:
+            reconcile_sweeps(s)
+        return [_read(row) for row in s.sweeps.all()]
 
 
-def get_sweep(where: Store | str | os.PathLike[str], ref: str) -> SweepRecord:
-    """A sweep by id, unique name or unique id prefix; SweepNotFound otherwise."""
+def get_sweep(
+    where: Store | str | os.PathLike[str], ref: str, reconcile: bool = False
+) -> SweepRecord:
+    """A sweep by id, unique name or unique id prefix; SweepNotFound otherwise (reconcile: as
+    in list_sweeps)."""
     from tuitrain.store import DB_NAME, Store
 
     runs_dir = where.runs_dir if isinstance(where, Store) else Path(where)
     if isinstance(where, Store) or (Path(where) / DB_NAME).is_file():
         with _store(where) as s:
+            if reconcile:
+                reconcile_sweeps(s)
             row = s.sweeps.get(ref) if isinstance(ref, str) else None
             if row is not None:
-                return _from_dict(row)
-            sweeps = [_from_dict(r) for r in s.sweeps.all()]
+                return _read(row)
+            sweeps = [_read(r) for r in s.sweeps.all()]
         for pick in (lambda r: r.name == ref, lambda r: r.id.startswith(ref)):
             hits = [r for r in sweeps if pick(r)] if ref else []
             if len(hits) == 1:

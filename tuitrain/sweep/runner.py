@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.config import ConfigError, parse, resolve
+from tuitrain.runs import liveness
 from tuitrain.sweep import records
 from tuitrain.sweep.records import SweepRecord, TrialRecord
 from tuitrain.sweep.slots import Slot, make_slots, slot_overrides, visible_gpus
@@ -235,7 +236,7 @@ class SweepRunner:
                     self._stop_run(a)
         # The store's liveness model turns a trainer that died before starting into `failed`
         # and a dead or silent one into `crashed`: both end the trial here.
-        run = self.store.get_run(run_id)
+        run = liveness.get_run(self.store, run_id)
         if run.status not in ("queued", "running"):
             self._finish(a, run)
             return
@@ -285,7 +286,7 @@ class SweepRunner:
                 self.say(f"trial {a.rec.number}: stop command not sent ({exc})")
         if hard and not a.killed:
             a.killed = True
-            stop(self.store.get_run(a.rec.run_id), grace_s=5.0, runs_dir=self.runs_dir)
+            stop(liveness.get_run(self.store, a.rec.run_id), grace_s=5.0, runs_dir=self.runs_dir)
 
     def _finish(self, a: Active, run: Any) -> None:
         optuna = optuna_module()
@@ -368,10 +369,10 @@ class SweepRunner:
         # A stopped trainer sets its final status a moment before its processes exit; the sweep
         # ends only once they are gone (killed after the deadline), so nothing outlives it.
         from tuitrain.runs.launch import stop
-        from tuitrain.store.liveness import processes_alive
+        from tuitrain.runs.process import processes_alive
 
         ids = [t.run_id for t in self.rec.trials if t.run_id and t.state in ("stopped", "pruned")]
-        runs = [self.store.get_run(i) for i in ids]
+        runs = [liveness.get_run(self.store, i) for i in ids]
         end = time.monotonic() + deadline_s
         while runs and time.monotonic() < end:
             runs = [r for r in runs if processes_alive(r)]

@@ -1,5 +1,5 @@
 """Provides the lane driver: `accelerate launch -m tuitrain.train.lanes QUEUE` trains the runs
-of a lane queue (tuitrain.lrfind.lanes) one after another in this one process, each exactly as
+of a lane queue (tuitrain.runs.lane_queue) one after another in this one process, each exactly as
 `tuitrain.train` would (its own record, config, train.log, checkpoints), so the imports,
 Accelerate and the data cache are paid once. A run that is no longer queued when its turn comes
 (stopped meanwhile) is skipped. SIGTERM stops the run in training (it saves and ends stopped, as
@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tuitrain.lrfind import lanes
+from tuitrain.runs import lane_queue as lanes
 
 WAITING_STOPPED = "stopped before training started: its lane driver was stopped"
 

@@ -6,6 +6,8 @@ import math
 import os
 import time
 
+from tuitrain.runs.liveness import duration as duration  # 1h02m, 4m05s: as the stall label says
+
 STATUS_STYLE = {
     "queued": "dim",
     "running": "bold green",
@@ -17,20 +19,6 @@ STATUS_STYLE = {
     "crashed": "bold red",
     "pruned": "dim yellow",
 }
-
-
-def duration(seconds: float | None) -> str:
-    """1h02m, 4m05s, 12s; '-' when unknown."""
-    if seconds is None or seconds < 0 or not math.isfinite(seconds):
-        return "-"
-    s = int(seconds)
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
 
 
 def number(value: float | None, digits: int = 4) -> str:

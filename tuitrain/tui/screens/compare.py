@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
+from tuitrain.runs import liveness
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
@@ -202,7 +203,7 @@ class CompareScreen(Screen):
         from tuitrain.store import Store
 
         with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
-            runs = [store.get_run(r) for r in self.run_ids]
+            runs = [liveness.view_run(store, r) for r in self.run_ids]
             series: dict[str, dict[str, list]] = {}
             events: dict[str, list] = {}
             for run in runs:

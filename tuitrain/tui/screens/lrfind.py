@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
+from tuitrain.runs import liveness
 from tuitrain.tui.widgets.chart import Line, MetricChart
 
 POLL_S = 0.5
@@ -102,7 +103,7 @@ class LRFindScreen(Screen):
 
         try:
             with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
-                run = store.get_run(self.run_ref)
+                run = liveness.view_run(store, self.run_ref)
                 pts = read_points(store, run.id)
         except RunNotFound as exc:
             self.post_message(ProbeRead(None, [], str(exc)))
@@ -280,34 +281,30 @@ def _race(screen: Any, run: Any, pause: bool) -> None:
     say = screen.app.call_from_thread
 
     def race() -> None:
-        from tuitrain.lrfind import race as lr_race
+        from tuitrain.lrfind.sequence import race as run_sequence
         from tuitrain.runs.lineage import BranchError
-        from tuitrain.store import CommandRefused
+        from tuitrain.store import CommandRefused, RunNotFound
+
+        def pausing(_run: Any) -> None:
+            say(screen.notify, f"LR race: pausing {run.name} at a checkpoint…")
+
+        def started(start: Any, _rec: dict) -> None:
+            say(
+                screen.notify,
+                f"LR race from step {start.fork_step}: "
+                f"x{', x'.join(f'{f:g}' for f in RACE_FACTORS)}"
+                f" of lr {start.current_lr:.3g}, {RACE_STEPS} steps each",
+            )
 
         try:
-            if pause:
-                say(screen.notify, f"LR race: pausing {run.name} at a checkpoint…")
-                lr_race.pause_run(run.id, runs_dir)
-            start = lr_race.start_from(run.id, runs_dir)
-        except (BranchError, CommandRefused, RuntimeError) as exc:
+            result = run_sequence(
+                run.id, runs_dir, RACE_FACTORS, RACE_STEPS, pause=pause, extend=RACE_EXTEND,
+                on_pause=pausing, on_start=started,
+            )  # fmt: skip
+        except (BranchError, CommandRefused, RunNotFound, RuntimeError) as exc:
             say(screen.notify, f"LR race: {exc}", severity="error")
             return
-        say(
-            screen.notify,
-            f"LR race from step {start.fork_step}: x{', x'.join(f'{f:g}' for f in RACE_FACTORS)}"
-            f" of lr {start.current_lr:.3g}, {RACE_STEPS} steps each",
-        )
-        rid = lr_race.new_race_id()
-        rec = lr_race.new_record(start, rid, list(RACE_FACTORS), RACE_STEPS, paused=pause)
-        try:
-            _, verdict = lr_race.run_race(
-                start, list(RACE_FACTORS), RACE_STEPS, runs_dir, extend=RACE_EXTEND, record=rec
-            )
-        finally:
-            if pause:  # the run goes on whatever the race's outcome
-                lr_race.resume_run(run.id, runs_dir)
-                rec["resumed"] = True
-                lr_race.write_record(runs_dir, rec)
+        start, verdict, rec, rid = result.start, result.verdict, result.record, result.race_id
         if verdict.winner is None:
             say(
                 screen.notify,
@@ -352,16 +349,17 @@ def branch_race(screen: Any) -> None:
     say = screen.app.call_from_thread
 
     def branch() -> None:
-        from tuitrain.lrfind import race as lr_race
+        from tuitrain.lrfind.race import branch_winner
+        from tuitrain.lrfind.records import write_record
         from tuitrain.runs.lineage import BranchError
 
         try:
-            child = lr_race.branch_winner(runs_dir, start, verdict)
+            child = branch_winner(runs_dir, start, verdict)
         except BranchError as exc:
             say(screen.notify, f"cannot branch from the winner: {exc}", severity="error")
             return
         rec["branched"] = child.id
-        lr_race.write_record(runs_dir, rec)
+        write_record(runs_dir, rec)
         say(
             screen.notify,
             f"branched {child.name} ({child.id}) from the winner at lr {rec['winning_lr']:.3g}",

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 from textual.worker import get_current_worker
 
+from tuitrain.runs import liveness
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
 from tuitrain.tui.dialogs.text import TextDialog
@@ -48,7 +49,7 @@ BOTTOM_ROWS = 7  # events + commands
 # From this height the system strip takes two lines (hardware, then step times) when it has both.
 STRIP_TWO_ROWS_FROM = 32
 # An unchanged database is re-read anyway this often, so a run whose process died
-# (which commits nothing) is still found crashed by the store's liveness check.
+# (which commits nothing) is still found crashed (tuitrain.runs.liveness.view_run).
 LIVENESS_S = 2.0
 
 
@@ -257,7 +258,8 @@ class MonitorScreen(Screen):
             return []  # no other connection committed anything: nothing to show
         self._version, self._full_read = version, now
         try:
-            run = store.get_run(self.run_ref)  # also turns a dead 'running' run into crashed
+            # A dead 'running' run reads crashed (in memory: this poll thread never writes).
+            run = liveness.view_run(store, self.run_ref)
         except LookupError as exc:  # RunNotFound: deleted meanwhile, or a typo
             return [RunMissing(self.run_ref, str(exc))]
         self._run_terminal = run.terminal  # an ended run changes rarely: poll it slower

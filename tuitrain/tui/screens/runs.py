@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from tuitrain.runs import liveness
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
@@ -105,9 +106,7 @@ def fork_text(run) -> str:
 def status_text(run) -> Text:
     """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
     if run.status == "running" and getattr(run, "stalled", False):
-        age = getattr(run, "last_step_age_s", None)
-        text = f"stalled {fmt.duration(age)}" if age is not None else "stalled"
-        return Text(text, fmt.no_color("bold yellow"))
+        return Text(liveness.stall_label(run), fmt.no_color("bold yellow"))
     phase = phase_text(run, time.time(), short=True)
     if phase:  # a long eval or save: running, just not stepping
         return Text(phase, fmt.no_color("cyan"))
@@ -292,7 +291,7 @@ class RunsScreen(Screen):
             # (on_runs_changed wakes the loop after the refresh: parsing thousands of records
             # in this thread would otherwise hold the GIL while the first frame is drawn).
             self._paged = True
-            page = store.list_runs(limit=FIRST_PAGE)
+            page = liveness.view_runs(store, limit=FIRST_PAGE)
             self.row_reads += len(page)
             return RunsChanged([r.id for r in page], {r.id: r for r in page})
         if not self._page_shown:
@@ -308,12 +307,12 @@ class RunsScreen(Screen):
         changed_ids = [i for i, fp in fps if self._fps.get(i) != fp]
         live = [i for i in self._live if i in self._fps and i not in changed_ids]
         if full or len(changed_ids) > MAX_ROW_READS:
-            changed = {r.id: r for r in store.list_runs()}
+            changed = {r.id: r for r in liveness.view_runs(store)}
         else:
             changed = {}
             for i in [*changed_ids, *live]:  # live runs: liveness and stall are read each poll
                 try:
-                    changed[i] = store.get_run(i)
+                    changed[i] = liveness.view_run(store, i)
                 except LookupError:  # deleted between the two reads: the next poll drops it
                     pass
         self.row_reads += len(changed)

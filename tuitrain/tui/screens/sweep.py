@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from tuitrain.runs import liveness
 from tuitrain.tui import fmt
 from tuitrain.tui.messages import Launched
 
@@ -193,7 +194,7 @@ class SweepScreen(Screen):
             self.post_message(SweepLoaded(None, {}, str(exc)))
             return
         with Store(runs_dir) as store:
-            runs = {r.id: r for r in store.list_runs(sweep_id=rec.id)}
+            runs = {r.id: r for r in liveness.view_runs(store, sweep_id=rec.id)}
         self.post_message(SweepLoaded(rec, runs))
 
     def on_sweep_loaded(self, msg: SweepLoaded) -> None:

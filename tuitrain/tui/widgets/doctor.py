@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.widgets import Static
 
+from tuitrain.runs import liveness
 from tuitrain.tui import fmt
 
 if TYPE_CHECKING:  # chart.py loads plotext, which the runs list does not need
@@ -79,7 +80,7 @@ class DoctorLine(Static):
                 return
             self._version, self._since = version, time.monotonic()
             try:
-                run = store.get_run(self.run_ref)
+                run = liveness.view_run(store, self.run_ref)
             except LookupError:
                 return  # the monitor's header says the run is missing
             diags = diagnose_run(store, run, now=self.app.now())  # type: ignore[attr-defined]

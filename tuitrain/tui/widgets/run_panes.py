@@ -33,13 +33,10 @@ def thousands(value: float | None) -> str:
 
 
 def stalled_text(run) -> str:
-    """'stalled 3m' when the liveness check says the run's step stopped advancing, else ''.
+    """'stalled 3m' when the liveness check says the run's step stopped advancing, else ''."""
+    from tuitrain.runs.liveness import stall_label
 
-    Read with getattr: older stores have no stall fields on RunInfo."""
-    if not getattr(run, "stalled", False):
-        return ""
-    age = getattr(run, "last_step_age_s", None)
-    return f"stalled {fmt.duration(age)}" if age is not None else "stalled"
+    return stall_label(run)
 
 
 PHASE_SHOW_S = 5.0  # a phase shows once it has lasted this long (short evals would flicker)

@@ -1,6 +1,7 @@
 """Provides lane queues: several short runs (an LR race's branches) trained one after another in
 ONE training process, so the process start (imports, Accelerate, data) is paid once per slot,
-not once per branch. Torch-free: this is the race's side; tuitrain.train.lanes is the process.
+not once per branch. Torch-free: the queue file and LaneDriver (which starts the process) are
+here, shared by the race (tuitrain.lrfind) and the process itself (tuitrain.train.lanes).
 
 A queue is a JSON file `{"dirs": [run_dir, ...], "closed": false}` in RUNS_DIR/races/lanes/
 (beside it the driver's launch record and its own log, until its first run takes over). The
@@ -96,11 +97,11 @@ class LaneDriver:
             q["dirs"] = []
         cfg = resolved.config
         cmd = build_command(cfg, self.queue, module=MODULE)
-        info_path = self.races_dir / f"{stem}.launch.json"
-        self.proc = spawn_command(
-            cmd, cfg, self.races_dir / f"{stem}.log", info_path, extra_env=self.env
-        )
-        self.info = {**json.loads(info_path.read_text()), "lanes": str(self.queue)}
+        info_path, log = self.races_dir / f"{stem}.launch.json", self.races_dir / f"{stem}.log"
+        self.proc = spawn_command(cmd, cfg, log, info_path, extra_env=self.env)
+        # "log": where a run that never got its turn finds the driver's error (its own
+        # train.log stays empty), named in its failed status by tuitrain.runs.process.
+        self.info = {**json.loads(info_path.read_text()), "lanes": str(self.queue), "log": str(log)}
 
     def close(self) -> None:
         """No more runs: the driver exits after the queued ones (idempotent)."""

@@ -1,4 +1,4 @@
-"""Tests of the liveness model (tuitrain.store.liveness) with real processes: reused pids are
+"""Tests of the liveness rule (tuitrain.runs.liveness, tuitrain.runs.process) with real processes: reused pids are
 never signalled, commands of dead runs are rejected, stall thresholds, per-thread connections."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import time
 import pytest
 
 from tuitrain.cli import main
-from tuitrain.store import InvalidValue, RunInfo, RunNotFound, RunWriter, Store, liveness
-from tuitrain.store.liveness import proc_start, signal_target, stall_state
+from tuitrain.runs import liveness
+from tuitrain.runs.liveness import stall_state
+from tuitrain.runs.process import proc_start, signal_target
+from tuitrain.store import InvalidValue, RunInfo, RunNotFound, RunWriter, Store
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def test_reused_pid_survives_stop(store, procs, capsys):
     # Had stop signalled the group, it would have waited for it to die and said "stopped".
     assert rc == 0 and "not running" in out
     assert sl.poll() is None, "tuitrain stop killed an unrelated process"
-    got = store.get_run(run.id)
+    got = liveness.get_run(store, run.id)
     assert got.status == "crashed" and "now belongs to another process" in got.exit_reason
 
 
@@ -160,7 +162,7 @@ def test_ctl_wait_returns_when_the_trainer_crashes_after_claiming(store, procs, 
     assert time.monotonic() - t0 < 30
     cmd = store.commands(run.id)[0]
     assert cmd.claimed and cmd.status == "rejected"
-    assert store.get_run(run.id).status == "crashed"
+    assert liveness.get_run(store, run.id).status == "crashed"
 
 
 def test_claimed_command_of_an_ended_run_is_rejected_once_its_process_exits(store, procs):
@@ -171,10 +173,10 @@ def test_claimed_command_of_an_ended_run_is_rejected_once_its_process_exits(stor
     assert [c.id for c in store.claim_commands(run.id)] == [cid]
     store.set_status(run.id, "completed")
     # The trainer still lives: it may acknowledge in its last moments.
-    assert store.wait_command(cid, timeout=0.3).status == "pending"
+    assert liveness.wait_command(store, cid, timeout=0.3).status == "pending"
     sl.kill()
     sl.wait(timeout=10)
-    cmd = store.wait_command(cid, timeout=10)
+    cmd = liveness.wait_command(store, cid, timeout=10)
     assert cmd.status == "rejected" and cmd.reason == "run ended before applying it"
     assert any("ended before applying it" in e.message for e in store.events(run.id))
 
@@ -188,7 +190,7 @@ def test_marking_a_run_crashed_rejects_its_pending_commands(store, procs):
     b = store.send_command(run.id, "stop")
     sl.kill()
     sl.wait(timeout=10)
-    assert store.get_run(run.id).status == "crashed"
+    assert liveness.get_run(store, run.id).status == "crashed"
     for cid in (a, b):
         c = store.get_command(cid)
         assert c.status == "rejected" and c.reason == "run crashed before applying it"
@@ -267,7 +269,7 @@ def test_stall_thresholds_from_the_environment(monkeypatch):
 def test_writer_records_step_progress_and_median_step_time(store, monkeypatch):
     run = store.create_run({}, {})
     store.mark_started(run.id, os.getpid())
-    got = store.get_run(run.id)
+    got = liveness.view_run(store, run.id)
     assert got.step_advanced is None and got.stalled is False and got.last_step_age_s >= 0
     with RunWriter(store.runs_dir, run.id, flush_interval=0.1) as w:
         t = time.time()
@@ -283,10 +285,10 @@ def test_writer_records_step_progress_and_median_step_time(store, monkeypatch):
         w.event("warning", "no step in this batch")
         w.flush()
         assert store.get_run(run.id).step_advanced == stamp
-        wait_until(lambda: store.get_run(run.id).stalled, 10, "the run to read stalled")
+        wait_until(lambda: liveness.view_run(store, run.id).stalled, 10, "the run to read stalled")
         w.log(21, {"loss": 0.5})
         w.flush()
-        after = store.get_run(run.id)
+        after = liveness.view_run(store, run.id)
         assert after.step_advanced > stamp and not after.stalled
 
 
