@@ -1,5 +1,5 @@
 """Provides RunHook: the few points where a kind of run changes the training loop. The default
-changes nothing; an LR range test (tuitrain.lrfind.probe.RangeTest) ramps the LR, reads every
+changes nothing; an LR range test (tuitrain.train.range_test.RangeTest) ramps the LR, reads every
 step's loss, and neither evaluates nor saves."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ other nodes' system samples on multi-node runs). With N ranks the steering poll 
 about every 0.25 s (SteeringPoller turns 0.25 s into a step interval from the measured step
 time, so every rank meets it at the same step); a single process polls with a clock read and no
 collective. Evaluations and checkpoints sync too, between steps. An LR range test (its hook,
-tuitrain.lrfind.probe.RangeTest) reads every step's loss: one sync per step there.
+tuitrain.train.range_test.RangeTest) reads every step's loss: one sync per step there.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class Parts:
 def hook_for(cfg) -> RunHook:
     """The run kind's hook: an LR range test (run.kind lr_find) or a plain training run."""
     if cfg.run.kind == "lr_find":
-        from tuitrain.lrfind.probe import RangeTest
+        from tuitrain.train.range_test import RangeTest
 
         return RangeTest(cfg)
     return RunHook()
