@@ -104,10 +104,44 @@ class TuitrainApp(App):
     def open_editor(
         self, config: str | None = None, env: str | None = None, sets: tuple[str, ...] = ()
     ) -> None:
-        """Open the config editor (default: the bundled demo config)."""
+        """Open the config editor on a file; without one, on a fresh copy of the bundled demo
+        config written beside the runs directory (the package's own file is never edited)."""
         from tuitrain.tui.screens.editor import EditorScreen
 
+        if config is None:
+            self.new_config(lambda path: self.push_screen(EditorScreen(str(path), env, sets)))
+            return
         self.push_screen(EditorScreen(config, env, sets))
+
+    def new_config(self, then: Callable[[Path], None]) -> None:
+        """Copy the demo config to new-config.yaml beside the runs directory (or, when that
+        folder cannot be written, to a path the user types) and pass the copy on."""
+        from tuitrain.tui.configdoc import DEMO_CONFIG
+        from tuitrain.tui.configsave import new_config_copy
+        from tuitrain.tui.dialogs.prompt import PromptDialog
+
+        try:
+            path = new_config_copy(self.runs_dir, DEMO_CONFIG)
+        except OSError as exc:
+
+            def parse(text: str) -> Path:
+                p = Path(text.strip()).expanduser()
+                if not text.strip() or p.is_dir() or p.exists():
+                    raise ValueError("type the path of a new file, e.g. ~/my-run.yaml")
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_bytes(DEMO_CONFIG.read_bytes())
+                except OSError as err:
+                    raise ValueError(f"cannot write {p}: {err}") from None
+                return p
+
+            self.push_screen(
+                PromptDialog(f"Cannot write beside the runs dir ({exc}).\nNew config file:", parse),
+                lambda p: p is not None and then(p),
+            )
+            return
+        self.notify(f"new config: {path} (a copy of the demo)")
+        then(path)
 
     def open_monitor(self, run_ref: str, replace: bool = False) -> None:
         """Open the live monitor of a run (id or unique name)."""
@@ -122,6 +156,26 @@ class TuitrainApp(App):
         from tuitrain.tui.screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(run_ids))
+
+    async def action_quit(self) -> None:
+        """Quit, after asking when an editor holds unsaved edits or an LR race is running here
+        (it pauses the run and resumes it afterwards: quitting mid-race leaves the run paused)."""
+        from tuitrain.tui.dialogs.confirm import ConfirmDialog
+        from tuitrain.tui.screens.editor import EditorScreen
+
+        reasons = []
+        for screen in self.screen_stack:
+            if isinstance(screen, EditorScreen) and screen.unsaved:
+                n = len(screen.unsaved)
+                name = Path(screen.doc.source or "config").name
+                reasons.append(f"{n} unsaved edit{'s' if n != 1 else ''} to {name} will be lost")
+        if any(w.group == "lr-race" and not w.is_finished for w in self.workers):
+            reasons.append("the LR race stops half-way (a run it paused stays paused)")
+        if not reasons:
+            self.exit()
+            return
+        question = "Quit tuitrain?\n" + "\n".join(f"- {r}" for r in reasons)
+        self.push_screen(ConfirmDialog(question, "Quit", "Stay"), lambda yes: yes and self.exit())
 
     def action_back(self) -> None:
         """Go back one screen; the runs list is the last one."""

@@ -54,7 +54,11 @@ class BranchEditorScreen(EditorScreen):
             f"  [red]{escape(i.path or 'file')}: {escape(i.message)}[/]" for i in (other or [])
         )
         name = escape(self.parent_run.name or self.parent_run.id)
-        self.query_one("#editor-status", Static).update(f"config of run {name}  {state}{extra}")
+        edits = len(self.unsaved)
+        mark = f"[reverse]* {edits} edited[/] " if edits else ""
+        self.query_one("#editor-status", Static).update(
+            f"{mark}config of run {name}  {state}{extra}"
+        )
 
     def show_error(self, text: str) -> None:
         """Show why the branch cannot start, in the editor (it stays open with the edits)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from textual.worker import get_current_worker
 
 from tuitrain.config import ConfigError, ConfigIssue, resolve, save_yaml
 from tuitrain.config.rules import clear_partner
-from tuitrain.tui.configdoc import Document, load_document, validate
+from tuitrain.tui import configsave
+from tuitrain.tui.configdoc import DEMO_CONFIG, Document, load_document, validate
+from tuitrain.tui.configsave import changed_paths
+from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import DerivedReady, Launched
 from tuitrain.tui.widgets.derived import DerivedPanel, SchedulePreview
@@ -89,6 +93,8 @@ class EditorScreen(Screen):
         self.resolved = None
         self.generation = 0  # bumps on every edit; stale derived results are dropped
         self._derive_timer = None
+        # Saving over the opened file asks once; after a yes (or a save) it saves quietly.
+        self.confirmed_own = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="editor-top"):
@@ -258,13 +264,15 @@ class EditorScreen(Screen):
         except ValueError:
             pass
         env = f" [{self.doc.env}]" if self.doc.env else ""
+        edits = len(self.unsaved)
+        mark = f"[reverse]* {edits} unsaved[/] " if edits else ""
         n = len(self.issues)
         state = "[green]valid[/]" if not n else f"[red]{n} problem{'s' if n != 1 else ''}[/]"
         extra = "".join(
             f"  [red]{escape(i.path or 'file')}: {escape(i.message)}[/]" for i in (other or [])
         )
         self.query_one("#editor-status", Static).update(
-            f"{escape(src)}{escape(env)}  {state}{extra}"
+            f"{mark}{escape(src)}{escape(env)}  {state}{extra}"
         )
 
     async def jump_to(self, path: str) -> None:
@@ -280,6 +288,7 @@ class EditorScreen(Screen):
     def load(self, path: str | None, env: str | None) -> None:
         """Replace the document with a file (or a different env of it)."""
         self.doc = load_document(path, env)
+        self.confirmed_own = False
         for row in self.query(FieldRow):
             row.set_value(get_path(self.doc.data, row.spec.path))
         select = self.query_one("#env-select", Select)
@@ -300,15 +309,31 @@ class EditorScreen(Screen):
         )
 
     def action_back(self) -> None:
-        """Leave the editor."""
-        self.app.action_back()  # type: ignore[attr-defined]
+        """Leave the editor (asks first when edits are unsaved)."""
+        self.confirm_drop(self.app.action_back, "leave the editor")  # type: ignore[attr-defined]
 
     @on(Select.Changed, "#env-select")
     def env_changed(self, event: Select.Changed) -> None:
         """Reload the file with the chosen env overlay."""
         env = None if event.value in (NO_ENV, Select.NULL) else str(event.value)
-        if env != self.doc.env and self.doc.source:
+        if env == self.doc.env or not self.doc.source:
+            return
+
+        def undo() -> None:  # kept editing: the picker shows the env still in use
+            with self.prevent(Select.Changed):
+                event.select.value = self.doc.env or NO_ENV
+
+        if not self.unsaved:
             self.load(self.doc.source, env)
+            return
+        self.app.push_screen(
+            ConfirmDialog(
+                f"{len(self.unsaved)} unsaved edit(s). Drop them and load env {escape(env or NO_ENV)}?",
+                "Drop edits",
+                "Keep editing",
+            ),
+            lambda yes: self.load(self.doc.source, env) if yes else undo(),
+        )
 
     def action_pick_env(self) -> None:
         """Focus the env overlay picker (when the file defines envs)."""
@@ -330,24 +355,48 @@ class EditorScreen(Screen):
                 )
             return str(p)
 
-        self.app.push_screen(
-            PromptDialog("Open config file:", parse, self.doc.source or ""),
-            lambda p: p and self.load(p, None),
+        def ask() -> None:
+            self.app.push_screen(
+                PromptDialog("Open config file:", parse, self.doc.source or ""),
+                lambda p: p and self.load(p, None),
+            )
+
+        self.confirm_drop(ask, "open another file")
+
+    # -- saving and unsaved edits ---------------------------------------------------------
+
+    def _paths(self) -> list[str]:
+        return list(self.specs)
+
+    @property
+    def unsaved(self) -> list[str]:
+        """The fields edited since the file was loaded or last saved."""
+        return changed_paths(self.doc.data, self.doc.baseline, self._paths())
+
+    def _own_file(self) -> bool:
+        """Whether the source is the user's own config (not the package's, not a run's)."""
+        src = Path(self.doc.source or "").resolve()
+        runs = Path(self.app.runs_dir).resolve()
+        return bool(self.doc.source) and not (
+            src.is_relative_to(DEMO_CONFIG.parent) or src.is_relative_to(runs)
         )
 
+    def default_save_path(self) -> Path:
+        """Where ctrl+s offers to save: the opened file when it is the user's own, else a new
+        file beside the runs directory (a run's config.yaml or the package's demo stay as they are)."""
+        src = Path(self.doc.source or "config.yaml")
+        if self._own_file():
+            return src
+        runs = Path(self.app.runs_dir).resolve()
+        stem = src.parent.name if src.resolve().is_relative_to(runs) else src.stem
+        return runs.parent / f"{stem}.yaml"
+
     def action_save(self) -> None:
-        """Save the config (with the env applied) as YAML."""
+        """Save the edits into the file they came from (or a new one); ask before overwriting."""
         cfg, issues = validate(self.doc.data)
         if cfg is None:
             self.notify(f"fix {len(issues)} problem(s) before saving", severity="error")
             return
-        src = Path(self.doc.source) if self.doc.source else Path("config.yaml")
-        # Saving writes the effective config: the original's envs/extends would be flattened.
-        default = (
-            src
-            if not (self.doc.envs or self.doc.env)
-            else src.with_name(f"{src.stem}-{self.doc.env or 'edited'}{src.suffix}")
-        )
 
         def parse(text: str) -> Path:
             p = Path(text.strip()).expanduser()
@@ -355,19 +404,72 @@ class EditorScreen(Screen):
                 raise ValueError("type a file path, e.g. configs/my-run.yaml")
             return p
 
-        def done(path: Path | None) -> None:
+        def chosen(path: Path | None) -> None:
             if path is None:
                 return
-            try:
-                save_yaml(
-                    cfg, path, header=f"Saved by tuitrain edit from {self.doc.source or 'defaults'}"
-                )
-            except OSError as exc:
-                self.notify(f"cannot save {path}: {exc}", severity="error")
+            own = self._own_file() and path.resolve() == Path(self.doc.source or "").resolve()
+            if not path.exists() or (own and self.confirmed_own):
+                self.save_to(path)
                 return
-            self.notify(f"saved {path}")
+            n = len(self.unsaved)
+            question = (
+                f"Save {n} edited value{'s' if n != 1 else ''} into {escape(str(path))}?\n"
+                "Its comments, order, extends and envs stay as they are."
+                if own
+                else f"{escape(str(path))} exists. Replace it with this config?"
+            )
 
-        self.app.push_screen(PromptDialog("Save config as:", parse, str(default)), done)
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.confirmed_own = self.confirmed_own or own
+                    self.save_to(path)
+
+            self.app.push_screen(ConfirmDialog(question, "Save", "Cancel"), answered)
+
+        self.app.push_screen(
+            PromptDialog("Save config as:", parse, str(self.default_save_path())), chosen
+        )
+
+    def save_to(self, path: Path) -> None:
+        """Write the opened file with only the edited values changed; the editor then edits it."""
+        try:
+            if self.doc.load_issues:  # a file that did not load cannot be round-tripped
+                cfg, _ = validate(self.doc.data)
+                save_yaml(cfg, path, header=f"Saved by tuitrain edit from {self.doc.source}")
+            else:
+                text = configsave.render(
+                    self.doc.source or DEMO_CONFIG,
+                    path,
+                    self.doc.env,
+                    self.doc.data,
+                    self.doc.baseline,
+                    self._paths(),
+                )
+                configsave.write(path, text)
+        except (OSError, configsave.SaveError) as exc:
+            self.notify(f"cannot save {path}: {exc}", severity="error", timeout=10)
+            return
+        if not self.doc.load_issues:
+            self.doc.source = str(path)
+            self.doc.baseline = copy.deepcopy(self.doc.data)
+            self.confirmed_own = True  # the user chose this file: later saves go there quietly
+        self.update_status()
+        self.notify(f"saved {path}")
+
+    def confirm_drop(self, then: Callable[[], Any], doing: str) -> None:
+        """Run `then` now when nothing is unsaved, else after the user agrees to drop the edits."""
+        n = len(self.unsaved)
+        if not n:
+            then()
+            return
+        src = escape(Path(self.doc.source or "config").name)
+        question = (
+            f"{n} unsaved edit{'s' if n != 1 else ''} to {src}.\n"
+            f"Drop them and {doing}? (ctrl+s saves them)"
+        )
+        self.app.push_screen(
+            ConfirmDialog(question, "Drop edits", "Keep editing"), lambda yes: yes and then()
+        )
 
     def action_lr_find(self) -> None:
         """Run an LR range test of the edited config; its screen can write the answer back here."""
@@ -417,4 +519,5 @@ class EditorScreen(Screen):
         if msg.error:
             self.notify(msg.error, title="launch failed", severity="error", timeout=10)
             return
-        self.app.open_monitor(msg.run_id, replace=True)  # type: ignore[attr-defined]
+        # Pushed over the editor: escape in the monitor comes back here, edits intact.
+        self.app.open_monitor(msg.run_id)  # type: ignore[attr-defined]
