@@ -176,3 +176,33 @@ async def test_new_config_is_a_copy_beside_the_runs_dir(tmp_path, monkeypatch):
         await pilot.pause()
         assert "lr: 3e-4" in copy.read_text()
     assert DEMO_CONFIG.read_text() == package_text
+
+
+@aio
+async def test_arrows_move_between_fields_and_question_mark_lists_every_key(commented):
+    from tuitrain.tui.dialogs.help import KeysDialog
+
+    app = make_app(start="edit", config=str(commented))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, rounds=1)
+        await app.screen.jump_to("optimizer.name")  # a choice field, then number fields
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.focused.id == "f-optimizer--lr"
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.focused.id == "f-optimizer--weight_decay"
+        await pilot.press("up", "up")
+        await pilot.pause()
+        assert app.focused.id == "f-optimizer--name"
+        assert not app.screen.query_one("#f-optimizer--name").expanded  # moved, not opened
+        await pilot.press("f1")  # `?` types into a field; F1 works everywhere
+        await pilot.pause()
+        assert isinstance(app.screen, KeysDialog)
+        text = str(app.screen.query_one("#keys-text").render())
+        for key in ("ctrl+s", "ctrl+g", "ctrl+o", "ctrl+f", "ctrl+l", "ctrl+n", "down / up"):
+            assert key in text, key
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, EditorScreen)

@@ -61,7 +61,11 @@ class TuitrainApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitrain"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Every screen's footer ends with `? keys`: the overlay lists all of that screen's keys.
+        Binding("question_mark,f1", "help", "Keys", key_display="?"),
+    ]
 
     def __init__(
         self,
@@ -156,6 +160,13 @@ class TuitrainApp(App):
         from tuitrain.tui.screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(run_ids))
+
+    def action_help(self) -> None:
+        """The keys of the current screen, grouped (`?` / F1)."""
+        from tuitrain.tui.dialogs.help import KeysDialog
+
+        if not isinstance(self.screen, KeysDialog):
+            self.push_screen(KeysDialog(self.screen))
 
     async def action_quit(self) -> None:
         """Quit, after asking when an editor holds unsaved edits or an LR race is running here

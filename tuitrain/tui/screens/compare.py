@@ -11,12 +11,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
 from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
+from tuitrain.tui.widgets.keybar import KeyBar
 
 PREFERRED = (
     "loss",
@@ -160,7 +161,7 @@ class CompareScreen(Screen):
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('summary')", "Summary", show=False),
         Binding("3", "tab('diff')", "Config diff", show=False),
-        Binding("escape,b", "back", "Back"),
+        Binding("q,escape,b", "back", "Back", key_display="q"),
     ]
 
     def __init__(self, run_ids: list[str]) -> None:
@@ -185,7 +186,7 @@ class CompareScreen(Screen):
             with TabPane("Diff + steering (3)", id="diff"):
                 yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="interventions-table", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.load()

@@ -15,11 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.widgets.doctor import STYLE
+from tuitrain.tui.widgets.keybar import KeyBar
 
 ROLLBACK = "rollback"
 
@@ -64,7 +65,8 @@ async def open_child(app: Any, child_id: str) -> None:
 class DoctorScreen(Screen):
     """The doctor's findings for one run; selecting one offers its action."""
 
-    BINDINGS = [Binding("escape,b,h", "back", "Back")]
+    BINDINGS = [Binding("q,escape,b,h", "back", "Back", key_display="q")]
+    EXTRA_KEYS = {"Findings": [("up / down", "move"), ("enter", "apply the finding's action")]}
     DEFAULT_CSS = """
     DoctorScreen #doctor-title { height: 1; padding: 0 1; background: $panel; }
     DoctorScreen #doctor-list { height: 1fr; }
@@ -95,7 +97,7 @@ class DoctorScreen(Screen):
                 Option("nothing to report: no symptom of the doctor's table is open", disabled=True)
             ]
         yield OptionList(*opts, id="doctor-list")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#doctor-list", OptionList).focus()

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.command import CommandPalette, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, OptionList, Select, Static
+from textual.widgets import ContentSwitcher, OptionList, Select, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -30,10 +30,17 @@ from tuitrain.tui.messages import DerivedReady, Launched
 from tuitrain.tui.widgets.derived import DerivedPanel, SchedulePreview
 from tuitrain.tui.widgets.fields import FieldSpec, get_path, sections, set_path
 from tuitrain.tui.widgets.form import FieldRow, SectionPage, section_id
+from tuitrain.tui.widgets.keybar import KeyBar
 
 NO_ENV = "(no env)"
 # Estimating the dataset size reads files: wait for typing to pause before recomputing.
 DERIVE_DELAY_S = 0.3
+
+
+FILE = Binding.Group("File")
+RUN = Binding.Group("Run")
+MOVE = Binding.Group("Move")
+LEAVE = Binding.Group("Leave")
 
 
 class FieldsProvider(Provider):
@@ -68,14 +75,22 @@ class EditorScreen(Screen):
 
     COMMANDS = Screen.COMMANDS | {FieldsProvider}
     BINDINGS = [
-        Binding("ctrl+g", "launch", "Launch"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+o", "open", "Open"),
-        Binding("ctrl+f", "find", "Find field"),
-        Binding("ctrl+n", "pick_env", "Env"),  # ctrl+e is Input's end-of-line
-        Binding("ctrl+l", "lr_find", "LR find"),
-        Binding("escape", "back", "Back"),
+        Binding("ctrl+s", "save", "Save", group=FILE),
+        Binding("ctrl+g", "launch", "Launch", group=RUN),
+        Binding("ctrl+f", "find", "Find field", group=MOVE),
+        Binding("ctrl+o", "open", "Open", group=FILE),
+        Binding("ctrl+l", "lr_find", "LR find", group=RUN),
+        Binding("ctrl+n", "pick_env", "Env", group=FILE),  # ctrl+e is Input's end-of-line
+        Binding("escape", "back", "Back", group=LEAVE),
+        Binding("q", "back", "Back", show=False, group=LEAVE),  # typed into a field, q is a letter
     ]
+    EXTRA_KEYS = {
+        "Move": [
+            ("down / up", "next / previous field (tab / shift+tab too)"),
+            ("enter", "on a section: into its fields"),
+            ("enter / space", "on a choice: open its list"),
+        ]
+    }
 
     SCREEN_ID = "editor"  # subclasses (the branch editor) own one: both can be on the stack
 
@@ -116,7 +131,7 @@ class EditorScreen(Screen):
             yield DerivedPanel("", id="derived")
             with Vertical(id="schedule-box"):
                 yield SchedulePreview(id="schedule")
-        yield Footer()
+        yield KeyBar()
 
     def make_page(self, section: str) -> SectionPage:
         """A section's page with the document's current values."""

@@ -14,10 +14,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
 from tuitrain.tui.widgets.chart import Line, MetricChart
+from tuitrain.tui.widgets.keybar import KeyBar
 
 POLL_S = 0.5
 
@@ -37,7 +38,7 @@ class LRFindScreen(Screen):
     BINDINGS = [
         Binding("a", "apply", "Use suggestion"),
         Binding("x", "discard", "Discard"),
-        Binding("escape", "discard", "Back", show=False),
+        Binding("q,escape", "discard", "Back", key_display="q"),
     ]
 
     def __init__(
@@ -59,7 +60,7 @@ class LRFindScreen(Screen):
         yield Static("range test: starting…", id="lrfind-head")
         yield MetricChart("loss vs LR (x: log10 lr)", id="lrfind-chart")
         yield Static("", id="lrfind-answer")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         if self.run_ref is None and self.config is not None:

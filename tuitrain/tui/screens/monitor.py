@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 from textual.worker import get_current_worker
 
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
+from tuitrain.tui.dialogs.pick import PickDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
 from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
@@ -23,7 +24,8 @@ from tuitrain.tui.messages import NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
-from tuitrain.tui.widgets.events import EventsPane, filter_label, full_text
+from tuitrain.tui.widgets.events import EventsPane, filter_choices, full_text
+from tuitrain.tui.widgets.keybar import KeyBar
 from tuitrain.tui.widgets.run_panes import CommandsPane, NotesLine, RunHeader
 from tuitrain.tui.widgets.system import SystemStrip, chart_names, system_chart, wanted
 
@@ -52,6 +54,13 @@ STRIP_TWO_ROWS_FROM = 32
 LIVENESS_S = 2.0
 
 
+STEER = Binding.Group("Steer the run")
+VIEW = Binding.Group("View")
+RUN = Binding.Group("The run")
+RACE = Binding.Group("LR race")
+NAV = Binding.Group("Leave")
+
+
 def _sig_value(v: float) -> float | None:
     return None if isinstance(v, float) and math.isnan(v) else v
 
@@ -59,29 +68,31 @@ def _sig_value(v: float) -> float | None:
 class MonitorScreen(Screen):
     """Watch and steer one run; DB reads happen in a worker thread, charts redraw at a bounded rate."""
 
+    # Footer order is priority order (most used first); `?` lists every key by group.
     BINDINGS = [
-        Binding("u,plus", "lr_up", "LR up"),
-        Binding("d,minus", "lr_down", "LR down"),
-        Binding("l", "set_lr", "Set LR"),
-        Binding("s", "stop", "Stop"),
-        Binding("k", "checkpoint", "Ckpt"),
-        Binding("v", "eval", "Eval"),
-        Binding("z", "zoom", "Zoom"),
-        Binding("n", "next_chart(1)", "Next chart", show=False),  # hinted in the chart title
-        Binding("N", "next_chart(-1)", "Prev chart", show=False),
-        Binding("f", "filter_events", "Filter"),
-        Binding("e", "edit_notes", "Notes"),
-        Binding("B", "branch", "Branch"),
-        Binding("R", "lr_race", "LR race", show=False),  # tuitrain.tui.screens.lrfind
-        Binding("W", "apply_race", "Apply race LR", show=False),
-        Binding("G", "branch_race", "Branch race winner", show=False),
-        Binding("h", "doctor", "Doctor"),
-        # The grad-norm chart <-> GPU util/mem (CPU/RAM); hinted in the system strip (the footer is full).
-        Binding("g", "system_chart", "System", show=False),
-        Binding("y", "log_y", "Log y"),
-        Binding("m", "smooth", "Smooth"),
-        Binding("escape,b", "back", "Back"),
+        Binding("u,plus", "lr_up", "LR up", group=STEER),
+        Binding("d,minus", "lr_down", "LR down", group=STEER),
+        Binding("l", "set_lr", "Set LR", group=STEER),
+        Binding("s", "stop", "Stop", group=STEER),
+        Binding("h", "doctor", "Doctor", group=RUN),
+        Binding("f", "filter_events", "Filter", group=VIEW),
+        Binding("z", "zoom", "Zoom", group=VIEW),
+        Binding("k", "checkpoint", "Ckpt", group=STEER),
+        Binding("v", "eval", "Eval", group=STEER),
+        Binding("B", "branch", "Branch", group=RUN),
+        Binding("e", "edit_notes", "Notes", group=RUN),
+        Binding("q,escape,b", "back", "Back", key_display="q", group=NAV),
+        Binding("n", "next_chart(1)", "Next chart", show=False, group=VIEW),
+        Binding("N", "next_chart(-1)", "Prev chart", show=False, group=VIEW),
+        # The grad-norm chart <-> GPU util/mem (CPU/RAM).
+        Binding("g", "system_chart", "System chart", show=False, group=VIEW),
+        Binding("y", "log_y", "Log y", show=False, group=VIEW),
+        Binding("m", "smooth", "Smooth", show=False, group=VIEW),
+        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrfind
+        Binding("W", "apply_race", "Apply race LR", show=False, group=RACE),
+        Binding("G", "branch_race", "Branch race winner", show=False, group=RACE),
     ]
+    EXTRA_KEYS = {"View": [("tab", "focus the events list"), ("enter", "an event's full text")]}
 
     def __init__(self, run_ref: str) -> None:
         # A name, not an id: a branch opens the child's monitor over its parent's (ids must be unique).
@@ -129,7 +140,7 @@ class MonitorScreen(Screen):
         with Horizontal(id="monitor-bottom"):
             yield EventsPane(id="events")
             yield CommandsPane("", id="commands")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#run-notes", NotesLine).display = False
@@ -339,10 +350,16 @@ class MonitorScreen(Screen):
             self.app.push_screen(TextDialog(f"event #{e.id}", full_text(e)))
 
     def action_filter_events(self) -> None:
-        """Cycle the events filter: all, no generations, then only one kind."""
+        """Pick the events filter from a list: all, no generations, or only one kind (with counts)."""
         pane = self.query_one("#events", EventsPane)
-        pane.set_filter(pane.next_filter())
-        self.notify(f"events: {filter_label(pane.filter)}", timeout=1.5)
+
+        def picked(flt: Any) -> None:
+            if flt is not PickDialog.CANCEL:
+                pane.set_filter(flt)
+
+        self.app.push_screen(
+            PickDialog("Show which events?", filter_choices(pane.events), pane.filter), picked
+        )
 
     # -- drawing --------------------------------------------------------------------------
 

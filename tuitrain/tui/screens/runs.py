@@ -16,7 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
@@ -24,6 +24,7 @@ from tuitrain.tui import fmt
 from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
+from tuitrain.tui.widgets.keybar import KeyBar
 from tuitrain.tui.widgets.run_panes import phase_text
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
@@ -137,23 +138,31 @@ def detail_text(run) -> str:
     return " · ".join(parts)
 
 
+RUNS = Binding.Group("Runs")
+NEW = Binding.Group("Start")
+LIST = Binding.Group("The list")
+LEAVE = Binding.Group("Leave")
+
+
 class RunsScreen(Screen):
     """The runs list: open, mark for comparison, filter, start a new run."""
 
+    # Footer order is priority order (most used first); `?` lists every key by group.
     BINDINGS = [
-        Binding("enter", "open", "Open", show=True),
-        Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("w", "sweeps", "Sweeps"),
-        Binding("n", "new", "New run"),
-        Binding("e", "edit", "Edit config"),
-        Binding("B", "branch", "Branch"),
-        Binding("t", "tree", "Tree view"),
-        Binding("r", "refresh", "Refresh", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("enter", "open", "Open", show=True, group=RUNS),
+        Binding("n", "new", "New config", group=NEW),
+        Binding("slash", "filter", "Filter", key_display="/", group=LIST),
+        Binding("space", "mark", "Mark", group=RUNS),
+        Binding("c", "compare", "Compare", group=RUNS),
+        Binding("e", "edit", "Edit config", group=NEW),
+        Binding("B", "branch", "Branch", group=NEW),
+        Binding("w", "sweeps", "Sweeps", group=RUNS),
+        Binding("t", "tree", "Tree view", group=LIST),
+        Binding("q", "app.quit", "Quit", group=LEAVE),
+        Binding("r", "refresh", "Refresh", show=False, group=LIST),
+        Binding("escape", "clear_filter", "Clear filter", show=False, group=LIST),
     ]
+    EXTRA_KEYS = {"The list": [("up / down", "move the cursor")]}
 
     def __init__(self) -> None:
         super().__init__(id="runs")
@@ -192,7 +201,7 @@ class RunsScreen(Screen):
             placeholder="filter by name or tag; enter: keep, escape: clear", id="runs-filter"
         )
         yield Static("", id="runs-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)

@@ -14,10 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tuitrain.tui import fmt
 from tuitrain.tui.messages import Launched
+from tuitrain.tui.widgets.keybar import KeyBar
 
 POLL_S = 2.0
 COMPARE_BEST = 3
@@ -73,7 +74,7 @@ class SweepsScreen(Screen):
 
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
-        Binding("escape", "app.back", "Back"),
+        Binding("q,escape", "app.back", "Back", key_display="q"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
@@ -84,7 +85,7 @@ class SweepsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="sweeps-status")
         yield DataTable(id="sweeps-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#sweeps-table", DataTable)
@@ -154,7 +155,7 @@ class SweepScreen(Screen):
         Binding("c", "compare", "Compare marked"),
         Binding("b", "compare_best", f"Compare best {COMPARE_BEST}"),
         Binding("P", "promote", "Promote"),
-        Binding("escape", "app.back", "Back"),
+        Binding("q,escape", "app.back", "Back", key_display="q"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
@@ -170,7 +171,7 @@ class SweepScreen(Screen):
         yield Static("loading sweep…", id="sweep-head")
         yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sweep-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.action_refresh()
