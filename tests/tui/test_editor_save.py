@@ -175,6 +175,15 @@ async def test_new_config_is_a_copy_beside_the_runs_dir(tmp_path, monkeypatch):
         await pilot.press("y")
         await pilot.pause()
         assert "lr: 3e-4" in copy.read_text()
+        await pilot.press("escape")  # saved: leaves without a question
+        await pilot.pause()
+        await pilot.press("n")  # a second new config, left untouched: its copy goes on leaving
+        await settle(pilot, rounds=1)
+        second = tmp_path / "new-config-2.yaml"
+        assert second.is_file() and Path(app.screen.doc.source).resolve() == second.resolve()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not second.exists() and copy.is_file()
     assert DEMO_CONFIG.read_text() == package_text
 
 

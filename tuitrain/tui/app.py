@@ -113,7 +113,11 @@ class TuitrainApp(App):
         from tuitrain.tui.screens.editor import EditorScreen
 
         if config is None:
-            self.new_config(lambda path: self.push_screen(EditorScreen(str(path), env, sets)))
+            from tuitrain.tui.configdoc import DEMO_CONFIG
+
+            self.new_config(
+                lambda path: self.push_screen(EditorScreen(str(path), env, sets, DEMO_CONFIG))
+            )
             return
         self.push_screen(EditorScreen(config, env, sets))
 

@@ -99,8 +99,11 @@ class EditorScreen(Screen):
         path: str | Path | None = None,
         env: str | None = None,
         sets: tuple[str, ...] | list[str] = (),
+        template: Path | None = None,
     ) -> None:
         super().__init__(id=self.SCREEN_ID)
+        # `n`: the file is a fresh copy of this template; left unchanged, it is removed on leaving.
+        self.template = template
         self.doc: Document = load_document(path, env, sets)
         self.sections = sections()
         self.specs = {s.path: s for specs in self.sections.values() for s in specs}
@@ -150,6 +153,14 @@ class EditorScreen(Screen):
             self.mark_page(page)
         switcher.current = page.id
         return page
+
+    def on_unmount(self) -> None:
+        src = Path(self.doc.source or "")
+        try:
+            if self.template and src.is_file() and src.read_bytes() == self.template.read_bytes():
+                src.unlink()  # an untouched `n` copy: no stray new-config-N.yaml files
+        except OSError:
+            pass
 
     def on_mount(self) -> None:
         self.query_one("#env-select").display = bool(self.doc.envs)
