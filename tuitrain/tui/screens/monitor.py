@@ -85,7 +85,7 @@ class MonitorScreen(Screen):
         Binding("n", "next_chart(1)", "Next chart", show=False, group=VIEW),
         Binding("N", "next_chart(-1)", "Prev chart", show=False, group=VIEW),
         # The grad-norm chart <-> GPU util/mem (CPU/RAM).
-        Binding("g", "system_chart", "System chart", show=False, group=VIEW),
+        Binding("g", "system_chart", "System", show=False, group=VIEW),
         Binding("y", "log_y", "Log y", show=False, group=VIEW),
         Binding("m", "smooth", "Smooth", show=False, group=VIEW),
         Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrfind
