@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
+from tuitrain.runs.columns import best_value, cut_middle
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
@@ -39,6 +40,26 @@ COLUMNS = (
 )
 # The tree view (t): where each branch began instead of when it started.
 TREE_COLUMNS = (*COLUMNS[:-1], ("fork", "from", 11))
+# Below this many cells for names, columns go (started, then elapsed, then from); status,
+# progress and best always stay (60x20 keeps them).
+MIN_NAME = 16
+DROPPABLE = ("started", "elapsed", "fork")  # the tree view keeps its "from" longest
+
+
+def fit_columns(columns: tuple, width: int) -> tuple[tuple, int]:
+    """(the columns that fit `width`, the name column's width: all that the others leave)."""
+    cols = list(columns)
+
+    def left() -> int:
+        return width - sum(w for _, _, w in cols) - 2 * len(cols) - 2  # cell padding, scrollbar
+
+    for key in DROPPABLE:
+        if left() >= MIN_NAME:
+            break
+        cols = [c for c in cols if c[0] != key]
+    return tuple(cols), max(8, left())
+
+
 MAX_COMPARE = 4
 # A full re-list is cheaper than this many single-row reads.
 MAX_ROW_READS = 200
@@ -50,9 +71,12 @@ ROWS_PER_FRAME = 250
 
 
 def best_text(run) -> str:
-    """The run's best monitored value, e.g. '1.234' (the metric name is in the status line)."""
-    s = run.summary or {}
-    return fmt.number(s.get("best_value"), 4)
+    """The run's best monitored value, e.g. '1.234' (the metric name is in the status line):
+    the poll loop sets run.best from the logged metrics (tuitrain.runs.columns)."""
+    best = getattr(run, "best", None)
+    if best is None:
+        best = (run.summary or {}).get("best_value")
+    return fmt.number(best, 4)
 
 
 def total_steps(run) -> int | None:
@@ -167,6 +191,8 @@ class RunsScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="runs")
         self.runs: list = []  # the shown (filtered) runs, in table order
+        self._name_width = 12  # set with the columns: what the other columns leave
+        self._shown_cols: tuple | None = None
         self.all_runs: dict[str, Any] = {}  # run id -> RunInfo, every run
         self.order: list[str] = []  # every run id, newest first
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
@@ -213,21 +239,36 @@ class RunsScreen(Screen):
 
     @property
     def columns(self) -> tuple:
-        """The columns of the current view."""
-        return TREE_COLUMNS if self.tree_view else COLUMNS
+        """The shown columns of the current view (as many as the width allows)."""
+        return fit_columns(TREE_COLUMNS if self.tree_view else COLUMNS, self._width())[0]
+
+    def _width(self) -> int:
+        return self.size.width or self.app.size.width
 
     def _add_columns(self, table: DataTable) -> None:
-        cols = self.columns
-        fixed = sum(w for _, _, w in cols) + 2 * len(cols)  # cell padding: 1 each side
+        cols, self._name_width = fit_columns(
+            TREE_COLUMNS if self.tree_view else COLUMNS, self._width()
+        )
+        self._shown_cols = (cols, self._name_width)
         for key, label, width in cols:
-            table.add_column(
-                label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
-            )
+            table.add_column(label, key=key, width=width or self._name_width)
+
+    def on_resize(self) -> None:
+        """Another width: the name column takes what is left, narrow terminals drop columns."""
+        if self._shown_cols is None:
+            return
+        shown = fit_columns(TREE_COLUMNS if self.tree_view else COLUMNS, self._width())
+        if shown != self._shown_cols:
+            self._rebuild_columns()
 
     def action_tree(self) -> None:
         """Toggle the tree view: each branch under its parent with the fork step and the
         parent's val_loss there (the 'from' column, in place of 'started')."""
         self.tree_view = not self.tree_view
+        self._rebuild_columns()
+        self.update_status()
+
+    def _rebuild_columns(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         run = self.current_run()
         self._keep = run.id if run is not None else None  # the cursor stays on its run
@@ -236,7 +277,6 @@ class RunsScreen(Screen):
         self._target = None  # rebuild every row with the new cells
         self._cells = {}
         self.fill_table()
-        self.update_status()
 
     def on_screen_resume(self) -> None:
         self._active = True
@@ -333,6 +373,8 @@ class RunsScreen(Screen):
                 if self._fork_values.get(key) is None:
                     self._fork_values[key] = fork_value(store, r)
                 r.fork_value = self._fork_values[key]
+        for r in changed.values():
+            r.best = best_value(store, r)[1]  # live runs: from the metrics logged so far
         self._doctor.update(store, changed.values())  # sets run.doctor for the status marker
         self._fps = dict(fps)
         self._live = {i for i in self._live if i in self._fps}
@@ -361,10 +403,10 @@ class RunsScreen(Screen):
     def row_cells(self, run) -> list:
         """The table cells of one run."""
         now = self.app.now()  # type: ignore[attr-defined]
+        prefix = name_prefix(self._depth.get(run.id, 0))
+        room = max(4, self._name_width - len(prefix))
         name = Text(
-            name_prefix(self._depth.get(run.id, 0)) + (run.name or run.id),
-            overflow="ellipsis",
-            no_wrap=True,
+            prefix + cut_middle(run.name or run.id, room), overflow="ellipsis", no_wrap=True
         )
         tags = tags_of(run)
         if tags:
@@ -374,16 +416,18 @@ class RunsScreen(Screen):
             if self.tree_view
             else Text(fmt.clock(run.started or run.created))
         )
-        return [
-            Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
-            name,
-            with_doctor_mark(status_text(run), run),
+        cells = {
+            "mark": Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
+            "name": name,
+            "status": with_doctor_mark(status_text(run), run),
             # Text, not str: a DataTable parses str cells as markup (2000 runs: ~1 s of it).
-            Text(progress_text(run.last_step, total_steps(run))),
-            Text(best_text(run)),
-            Text(fmt.duration(fmt.elapsed(run, now))),
-            last,
-        ]
+            "progress": Text(progress_text(run.last_step, total_steps(run))),
+            "best": Text(best_text(run)),
+            "elapsed": Text(fmt.duration(fmt.elapsed(run, now))),
+            "started": last,
+            "fork": last,
+        }
+        return [cells[key] for key, _, _ in self.columns]
 
     def fill_table(self, changed: set[str] | None = None) -> None:
         """Update the changed rows' changed cells; rebuild (keeping the cursor) only when the
