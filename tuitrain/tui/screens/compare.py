@@ -86,9 +86,17 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Labels, not settings: a sweep's tags (50+ characters) pushed the trials off the screen.
+NOT_SETTINGS = ("run.tags", "run.notes")
+
+
 def config_diff(configs: list[dict]) -> list[tuple[str, list[Any]]]:
-    """Only the keys whose values differ between the configs (a missing key counts as different)."""
+    """Only the settings whose values differ between the configs (a missing key counts as
+    different); tags and notes are not settings and stay out."""
     flats = [flatten(c or {}) for c in configs]
+    for f in flats:
+        for k in NOT_SETTINGS:
+            f.pop(k, None)
     keys = sorted(set().union(*flats))
     missing = object()
     rows = []

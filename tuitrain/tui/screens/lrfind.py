@@ -120,7 +120,8 @@ class LRFindScreen(Screen):
         run = msg.run
         pretrained = bool((run.config.get("model") or {}).get("name_or_path"))
         self.sug = suggest(self.points, pretrained=pretrained)
-        total = run.derived.get("total_steps") or (run.config.get("lr_find") or {}).get("steps")
+        # The ramp's length (lr_find.steps), not the full run's total_steps the config derives.
+        total = (run.config.get("lr_find") or {}).get("steps") or run.derived.get("total_steps")
         head.update(
             f"[b]range test[/b] {escape(run.name)} [dim]{run.id}[/dim]  "
             f"step {len(self.points)}/{total}  {escape(run.status)}"

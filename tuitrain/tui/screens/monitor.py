@@ -302,8 +302,10 @@ class MonitorScreen(Screen):
         if self.run is not None and self.run.status != msg.run.status:
             bad = msg.run.status in ("failed", "diverged", "crashed")
             why = f": {msg.run.exit_reason}" if msg.run.exit_reason else ""
+            name = msg.run.name or msg.run.id
+            state = "is running" if msg.run.status == "running" else msg.run.status
             self.notify(
-                f"run {msg.run.status}{why}", severity="error" if bad else "information", timeout=8
+                f"{name} {state}{why}", severity="error" if bad else "information", timeout=8
             )
         self.run = msg.run
         if msg.series is not None:

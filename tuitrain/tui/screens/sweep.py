@@ -126,7 +126,7 @@ class SweepsScreen(Screen):
             table.move_cursor(row=min(max(row, 0), len(self.sweeps) - 1))
         empty = " · none yet: tuitrain sweep configs/sweep-demo.yaml" if not self.sweeps else ""
         self.query_one("#sweeps-status", Static).update(
-            f"[b]{self.app.runs_dir}[/b] · {len(self.sweeps)} sweeps{empty}"
+            f"[b]{self.app.runs_dir}[/b] · {len(self.sweeps)} sweep{'s' if len(self.sweeps) != 1 else ''}{empty}"
         )  # type: ignore[attr-defined]
 
     @on(DataTable.RowSelected, "#sweeps-table")
