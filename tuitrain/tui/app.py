@@ -159,6 +159,17 @@ class TuitrainApp(App):
             self.pop_screen()
         self.push_screen(MonitorScreen(run_ref))
 
+    async def open_instead(self, run_id: str) -> None:
+        """A run's monitor in place of the top screen and the monitor under it (the doctor's
+        rollback: the old run stops, its child goes on). Awaited pops: a monitor's screen name
+        is reused, so the old one must be gone first."""
+        from tuitrain.tui.screens.monitor import MonitorScreen
+
+        await self.pop_screen()
+        if isinstance(self.screen, MonitorScreen) and len(self.screen_stack) > 2:
+            await self.pop_screen()
+        self.open_monitor(run_id)
+
     def open_compare(self, run_ids: list[str]) -> None:
         """Open the comparison of 2-4 runs."""
         from tuitrain.tui.screens.compare import CompareScreen

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from tuitrain.tui import fmt
+from tuitrain.tui.context import app_of
 from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
 from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
@@ -198,7 +199,7 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.load()
-        self.set_interval(self.app.settings.list_poll_s, self.refresh_if_live)  # type: ignore[attr-defined]
+        self.set_interval(app_of(self).settings.list_poll_s, self.refresh_if_live)
 
     def refresh_if_live(self) -> None:
         """Re-read while any compared run is still running."""
@@ -210,7 +211,7 @@ class CompareScreen(Screen):
         """Read the runs and their downsampled series (own Store in this thread)."""
         from tuitrain.store import Store
 
-        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+        with Store(app_of(self).runs_dir) as store:
             runs = [store.get_run(r) for r in self.run_ids]
             series: dict[str, dict[str, list]] = {}
             events: dict[str, list] = {}
@@ -256,7 +257,7 @@ class CompareScreen(Screen):
                 continue
             ys = [p[3] for p in pts]
             if self.smooth:
-                ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
+                ys = ema(ys, app_of(self).settings.smoothing)
             lines.append(
                 Line(self.names[i], tuple(p[0] for p in pts), tuple(ys), COLORS[i % len(COLORS)])
             )
@@ -277,7 +278,7 @@ class CompareScreen(Screen):
         table = self.query_one("#summary-table", DataTable)
         table.clear(columns=True)
         table.add_columns("", *names)
-        for label, values in summary_rows(self.runs, self.series, self.app.now()):  # type: ignore[attr-defined]
+        for label, values in summary_rows(self.runs, self.series, app_of(self).now()):
             table.add_row(label, *values)
         diff = self.query_one("#diff-table", DataTable)
         diff.clear(columns=True)
@@ -319,4 +320,4 @@ class CompareScreen(Screen):
 
     def action_back(self) -> None:
         """Back to the runs list."""
-        self.app.action_back()  # type: ignore[attr-defined]
+        app_of(self).action_back()

@@ -24,6 +24,7 @@ from tuitrain.config.rules import clear_partner
 from tuitrain.tui import configsave
 from tuitrain.tui.configdoc import DEMO_CONFIG, Document, load_document, validate
 from tuitrain.tui.configsave import changed_paths
+from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import DerivedReady, Launched
@@ -46,19 +47,24 @@ LEAVE = Binding.Group("Leave")
 class FieldsProvider(Provider):
     """Command-palette entries that jump to a config field by its dotted name or help text."""
 
+    def _editor(self) -> EditorScreen:
+        screen = self.screen
+        assert isinstance(screen, EditorScreen), screen  # the provider is the editor's
+        return screen
+
     def _fields(self) -> list[FieldSpec]:
         return [s for specs in sections().values() for s in specs]
 
     async def discover(self) -> Hits:
         """Every field, for browsing with an empty query."""
-        screen = self.screen
+        screen = self._editor()
         for spec in self._fields():
-            yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)  # type: ignore[attr-defined]
+            yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)
 
     async def search(self, query: str) -> Hits:
         """Fields whose dotted path matches the query."""
         matcher = self.matcher(query)
-        screen = self.screen
+        screen = self._editor()
         for spec in self._fields():
             score = matcher.match(spec.path)
             if score > 0:
@@ -67,7 +73,7 @@ class FieldsProvider(Provider):
                     matcher.highlight(spec.path),
                     partial(screen.jump_to, spec.path),
                     help=spec.help,
-                )  # type: ignore[attr-defined]
+                )
 
 
 class EditorScreen(Screen):
@@ -336,7 +342,7 @@ class EditorScreen(Screen):
 
     def action_back(self) -> None:
         """Leave the editor (asks first when edits are unsaved)."""
-        self.confirm_drop(self.app.action_back, "leave the editor")  # type: ignore[attr-defined]
+        self.confirm_drop(app_of(self).action_back, "leave the editor")
 
     @on(Select.Changed, "#env-select")
     def env_changed(self, event: Select.Changed) -> None:
@@ -402,7 +408,7 @@ class EditorScreen(Screen):
     def _own_file(self) -> bool:
         """Whether the source is the user's own config (not the package's, not a run's)."""
         src = Path(self.doc.source or "").resolve()
-        runs = Path(self.app.runs_dir).resolve()
+        runs = Path(app_of(self).runs_dir).resolve()
         return bool(self.doc.source) and not (
             src.is_relative_to(DEMO_CONFIG.parent) or src.is_relative_to(runs)
         )
@@ -413,7 +419,7 @@ class EditorScreen(Screen):
         src = Path(self.doc.source or "config.yaml")
         if self._own_file():
             return src
-        runs = Path(self.app.runs_dir).resolve()
+        runs = Path(app_of(self).runs_dir).resolve()
         stem = src.parent.name if src.resolve().is_relative_to(runs) else src.stem
         return runs.parent / f"{stem}.yaml"
 
@@ -532,7 +538,7 @@ class EditorScreen(Screen):
             from tuitrain.runs.launch import launch
 
             resolved = resolve(cfg, self.doc.source)
-            info = launch(resolved, self.app.runs_dir)  # type: ignore[attr-defined]
+            info = launch(resolved, app_of(self).runs_dir)
         except ConfigError as exc:
             self.post_message(Launched(None, str(exc)))
             return
@@ -546,4 +552,4 @@ class EditorScreen(Screen):
             self.notify(msg.error, title="launch failed", severity="error", timeout=10)
             return
         # Pushed over the editor: escape in the monitor comes back here, edits intact.
-        self.app.open_monitor(msg.run_id)  # type: ignore[attr-defined]
+        app_of(self).open_monitor(msg.run_id)

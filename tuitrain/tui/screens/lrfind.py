@@ -17,6 +17,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
+from tuitrain.tui.context import app_of
+from tuitrain.tui.messages import RaceDone
 from tuitrain.tui.widgets.chart import Line, MetricChart
 from tuitrain.tui.widgets.keybar import KeyBar
 
@@ -78,7 +80,7 @@ class LRFindScreen(Screen):
         from tuitrain.lrfind.probe import launch_probe
 
         try:
-            info = launch_probe(resolve(self.config, self.source), self.app.runs_dir)  # type: ignore[attr-defined]
+            info = launch_probe(resolve(self.config, self.source), app_of(self).runs_dir)
         except Exception as exc:  # a config or launcher problem: show it, keep the editor
             self.post_message(ProbeRead(None, [], f"{type(exc).__name__}: {exc}"))
             return
@@ -102,7 +104,7 @@ class LRFindScreen(Screen):
         from tuitrain.store import RunNotFound, Store
 
         try:
-            with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+            with Store(app_of(self).runs_dir) as store:
                 run = store.get_run(self.run_ref)
                 pts = read_points(store, run.id)
         except RunNotFound as exc:
@@ -318,8 +320,8 @@ def _race(screen: Any, run: Any, pause: bool) -> None:
             )
             return
         lr = rec["winning_lr"]
-        screen.race = (start, verdict, rec)
-        screen.race_lr = lr
+        # The worker thread never sets screen attributes: the screen takes the result itself.
+        screen.post_message(RaceDone(start, verdict, rec, lr))
         close = " (too close to call)" if verdict.too_close else ""
         margin = verdict.margin if verdict.margin is not None else float("nan")
         say(

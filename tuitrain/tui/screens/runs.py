@@ -19,12 +19,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from tuitrain.runs.columns import best_value, cut_middle
+from tuitrain.runs.columns import cut_middle
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
-from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
+from tuitrain.tui.context import app_of
+from tuitrain.tui.lineage import lineage_text, name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
-from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
+from tuitrain.tui.pollers.runs import RunsReader
+from tuitrain.tui.widgets.doctor import with_doctor_mark
 from tuitrain.tui.widgets.keybar import KeyBar
 from tuitrain.tui.widgets.run_panes import phase_text
 
@@ -61,12 +63,8 @@ def fit_columns(columns: tuple, width: int) -> tuple[tuple, int]:
 
 
 MAX_COMPARE = 4
-# A full re-list is cheaper than this many single-row reads.
-MAX_ROW_READS = 200
 # Rows added at once when the table is rebuilt (more than any screen shows), then per frame.
 FIRST_ROWS = 80
-# Runs read by the very first query (a screenful at 120x40 and more), before the full list.
-FIRST_PAGE = 60
 ROWS_PER_FRAME = 250
 
 
@@ -198,27 +196,25 @@ class RunsScreen(Screen):
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
         self.query_text = ""
         self.tree_view = False  # t: the tree view (branches with their fork step and parent value)
-        self._fork_values: dict[tuple, float | None] = {}  # (parent, step) -> value (poll thread)
         self._cells: dict[str, tuple] = {}  # run id -> the cells last written (skip no-op updates)
         self._target: list[str] | None = None  # the ids the table shows (or is adding)
         self._fill_gen = 0
         self._depth: dict[str, int] = {}  # run id -> lineage depth in the shown list (children > 0)
-        self._doctor = DoctorIndex()  # open doctor warnings per run, from its events (poll thread)
-        # The poll loop's state (its thread only).
-        self._version: int | None = None
-        self._fps: dict[str, tuple] = {}
-        self._live: set[str] = set()
+        # The poll loop's reads and their state (tuitrain.tui.pollers.runs).
+        self.reader = RunsReader()
         # Set by the main thread, read by the loop.
         self._wake = threading.Event()
         self._active = True
         self._closed = False
-        self._full = False  # next read re-lists everything (r: refresh)
-        self._paged = False  # the first screenful was read (poll thread)
         self._page_shown = False  # ...and shown (main thread): time for the full listing
         self._keep: str | None = None  # the run the cursor goes back to after a column change
         self.polls = 0  # reads done by the loop (tests wait on it)
-        self.row_reads = 0  # run records read by the loop (the bench and tests read it)
         self.last_changed: set[str] = set()  # ids in the last RunsChanged (tests read it)
+
+    @property
+    def row_reads(self) -> int:
+        """Run records read by the poll loop (the bench and tests read it)."""
+        return self.reader.row_reads
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
@@ -298,7 +294,7 @@ class RunsScreen(Screen):
 
     def action_refresh(self) -> None:
         """Re-read every run (the loop otherwise reads only what changed)."""
-        self._full = True
+        self.reader.full = True
         self.poll()
 
     # -- reading (poll loop thread) ---------------------------------------------------------
@@ -310,9 +306,9 @@ class RunsScreen(Screen):
         An idle list costs one PRAGMA per poll: nothing is read when no other connection
         committed (data_version) and no run is live; otherwise only the changed rows are."""
         worker = get_current_worker()
-        settings = self.app.settings  # type: ignore[attr-defined]
+        settings = app_of(self).settings
         try:
-            store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+            store = Store(app_of(self).runs_dir)
         except Exception as exc:  # the worker would end quietly and the list stay empty
             self.app.call_from_thread(self.notify, f"cannot open runs: {exc}", severity="error")
             raise
@@ -320,7 +316,7 @@ class RunsScreen(Screen):
             while not (worker.is_cancelled or self._closed):
                 if self._active:
                     try:
-                        msg = self._read(store)
+                        msg = self.reader.read(store, self._page_shown)
                     except Exception as exc:  # a DB error must not end the list's updates
                         msg = None
                         self.app.call_from_thread(
@@ -333,56 +329,6 @@ class RunsScreen(Screen):
                 self._wake.clear()
         finally:
             store.close()
-
-    def _read(self, store: Any) -> RunsChanged | None:
-        if self._version is None and not self._paged:
-            # The first read lists only a screenful (one small query, a few JSON parses), so
-            # the list opens at once; the full listing follows once that page is on screen
-            # (on_runs_changed wakes the loop after the refresh: parsing thousands of records
-            # in this thread would otherwise hold the GIL while the first frame is drawn).
-            self._paged = True
-            page = store.list_runs(limit=FIRST_PAGE)
-            self.row_reads += len(page)
-            return RunsChanged([r.id for r in page], {r.id: r for r in page})
-        if not self._page_shown:
-            return None  # the page is not drawn yet: on_runs_changed wakes the loop when it is
-        version = store.data_version()
-        full, self._full = self._full or self._version is None, False
-        if version == self._version and not self._live and not full:
-            return None
-        self._version = version
-        fps = store.run_fingerprints()
-        ids = [i for i, _ in fps]
-        order = ids if full or ids != list(self._fps) else None
-        changed_ids = [i for i, fp in fps if self._fps.get(i) != fp]
-        live = [i for i in self._live if i in self._fps and i not in changed_ids]
-        if full or len(changed_ids) > MAX_ROW_READS:
-            changed = {r.id: r for r in store.list_runs()}
-        else:
-            changed = {}
-            for i in [*changed_ids, *live]:  # live runs: liveness and stall are read each poll
-                try:
-                    changed[i] = store.get_run(i)
-                except LookupError:  # deleted between the two reads: the next poll drops it
-                    pass
-        self.row_reads += len(changed)
-        for r in changed.values():
-            if r.parent and r.fork_step is not None:
-                # The parent's points up to the fork never change once the child exists.
-                key = (r.parent, r.fork_step)
-                if self._fork_values.get(key) is None:
-                    self._fork_values[key] = fork_value(store, r)
-                r.fork_value = self._fork_values[key]
-        for r in changed.values():
-            r.best = best_value(store, r)[1]  # live runs: from the metrics logged so far
-        self._doctor.update(store, changed.values())  # sets run.doctor for the status marker
-        self._fps = dict(fps)
-        self._live = {i for i in self._live if i in self._fps}
-        for i, r in changed.items():
-            (self._live.discard if r.terminal else self._live.add)(i)
-        if order is None and not changed:
-            return None
-        return RunsChanged(order, changed)
 
     # -- showing (main thread) ---------------------------------------------------------------
 
@@ -402,7 +348,7 @@ class RunsScreen(Screen):
 
     def row_cells(self, run) -> list:
         """The table cells of one run."""
-        now = self.app.now()  # type: ignore[attr-defined]
+        now = app_of(self).now()
         prefix = name_prefix(self._depth.get(run.id, 0))
         room = max(4, self._name_width - len(prefix))
         name = Text(
@@ -508,8 +454,8 @@ class RunsScreen(Screen):
             else ""
         )
         self.query_one("#runs-status", Static).update(
-            f"[b]{self.app.runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
-        )  # type: ignore[attr-defined]
+            f"[b]{app_of(self).runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
+        )
 
     def show_detail(self) -> None:
         """The detail line of the run under the cursor."""
@@ -573,7 +519,7 @@ class RunsScreen(Screen):
         """Open the monitor of the run under the cursor."""
         run = self.current_run()
         if run is not None:
-            self.app.open_monitor(run.id)  # type: ignore[attr-defined]
+            app_of(self).open_monitor(run.id)
 
     def action_mark(self) -> None:
         """Mark / unmark the run under the cursor for comparison."""
@@ -600,7 +546,7 @@ class RunsScreen(Screen):
         if len(self.marked) < 2:
             self.notify("mark 2 to 4 runs with space first", severity="warning")
             return
-        self.app.open_compare(list(self.marked))  # type: ignore[attr-defined]
+        app_of(self).open_compare(list(self.marked))
 
     def action_sweeps(self) -> None:
         """The sweep of the run under the cursor, else the list of sweeps."""
@@ -613,7 +559,7 @@ class RunsScreen(Screen):
 
     def action_new(self) -> None:
         """Open the editor on the bundled demo config."""
-        self.app.open_editor()  # type: ignore[attr-defined]
+        app_of(self).open_editor()
 
     def action_edit(self) -> None:
         """Open the editor on the config of the run under the cursor (to tweak and relaunch)."""
@@ -624,7 +570,7 @@ class RunsScreen(Screen):
         if not path.is_file():
             self.notify(f"{path} is missing", severity="error")
             return
-        self.app.open_editor(str(path))  # type: ignore[attr-defined]
+        app_of(self).open_editor(str(path))
 
     def action_branch(self) -> None:
         """Branch the run under the cursor: the editor on its config with a checkpoint picker."""
