@@ -88,12 +88,12 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 # Labels, not settings: a sweep's tags (50+ characters) pushed the trials off the screen.
-NOT_SETTINGS = ("run.tags", "run.notes")
+NOT_SETTINGS = ("run.tags",)
 
 
 def config_diff(configs: list[dict]) -> list[tuple[str, list[Any]]]:
     """Only the settings whose values differ between the configs (a missing key counts as
-    different); tags and notes are not settings and stay out."""
+    different); tags are labels, not settings, and stay out."""
     flats = [flatten(c or {}) for c in configs]
     for f in flats:
         for k in NOT_SETTINGS:
