@@ -120,7 +120,7 @@ async def _refresh_cost(
     """(DB read ms: series + header tail, chart build ms, naive full-resolution build ms, points)."""
     from tuitrain.store import Store
     from tuitrain.tui.app import TuitrainApp
-    from tuitrain.tui.screens.monitor import HEADER_METRICS
+    from tuitrain.tui.pollers.run import HEADER_METRICS
     from tuitrain.tui.widgets.chart import Line
 
     app = TuitrainApp(runs_dir=runs_dir, start="watch", run=run_id)

@@ -9,7 +9,7 @@ from tuitrain.cli import main
 from tuitrain.cli.table import Column, cut, render
 from tuitrain.store import Store
 
-ALL = ("ID", "NAME", "STATUS", "STEP", "BEST", "CREATED", "PID", "SWEEP")
+ALL = ("ID", "NAME", "STATUS", "STEP", "BEST", "CREATED", "PID", "SWEEP", "TAGS")
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def test_ls_fits_80_columns(runs, monkeypatch, capsys):
         assert i in body  # ids are never cut: they are what other commands take
     assert "1000/1000" in body and "2.34568" in body and "early_stopped" in body
     assert "demo-sweep-t003" in body  # short names stay whole
-    assert "a-very-long-run" in body and "…" in body  # long ones are cut, visibly
+    # Long ones are cut visibly, in the middle: both ends stay (trials differ at the end).
+    assert "a-very-long" in body and "…" in body and "for-ever" in body
 
 
 def test_ls_wide_shows_every_column_uncut(runs, monkeypatch, capsys):

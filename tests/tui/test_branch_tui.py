@@ -353,3 +353,27 @@ def test_snapshot_branch_editor_with_picker(snap_compare, runs, size):
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_branch_picker_open_and_weights_only(snap_compare, runs, size):
+    """The checkpoint list open over the editor (drawn on its own background, nothing showing
+    through) and weights only switched on: its state written as text."""
+    _lineage(runs)
+    app = make_app()
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await _cursor_to(pilot, "baseline")
+        await pilot.press("B")
+        await until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
+        await _settle_snap(pilot)
+        box = pilot.app.screen.query_one("#weights-only")
+        box.value = True
+        await pilot.pause()
+        assert "weights only: on" in str(box.label)
+        pilot.app.screen.query_one("#ckpt-select").action_show_overlay()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert app.return_code == 0

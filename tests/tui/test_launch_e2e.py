@@ -83,6 +83,10 @@ async def test_launch_from_editor_runs_training_and_monitor_shows_points(tmp_pat
                 str(pane.get_option_at_index(i).prompt) for i in range(pane.option_count)
             )
             assert "eval" in events
+            # The monitor was opened from the editor: escape goes back there, not to the list.
+            await pilot.press("escape")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "EditorScreen"
         with Store("runs") as s:
             (info,) = s.list_runs()
             assert info.name == "tui-e2e" and info.last_step == 40

@@ -106,3 +106,26 @@ async def test_discard_leaves_the_config(tmp_path, monkeypatch):
         await pilot.press("x")
         await pilot.pause()
         assert pilot.app.screen is editor and editor.doc.data["optimizer"]["lr"] == before
+
+
+@aio
+async def test_header_counts_the_ramp_not_the_full_run(tmp_path, monkeypatch):
+    """A range test's derived total_steps is the full run's (600 here): the header counts the
+    ramp's lr_find.steps (60)."""
+    monkeypatch.chdir(tmp_path)
+    r = load_config(DEMO)
+    cfg = probe_config(r.config, 1e-6, 1.0, 60)
+    with Store("runs") as s:
+        run = s.create_run(to_dict(cfg), {**r.derived.as_dict(), "total_steps": 600}, name="p")
+        s.log_metrics(run.id, [(1, "lr", 1e-6, 0.0), (1, "loss", 5.0, 0.0)])
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, rounds=1)
+        screen = LRFindScreen(run.id)
+        pilot.app.push_screen(screen)
+        deadline = time.monotonic() + 30
+        while screen.run is None:
+            assert time.monotonic() < deadline, "the screen never read the range test"
+            await pilot.pause(0.05)
+        head = str(screen.query_one("#lrfind-head").render())
+        assert "step 1/60" in head and "/600" not in head

@@ -160,7 +160,8 @@ async def test_runs_list_shows_new_runs_and_compares_marked_ones(runs):
 def test_config_diff_keeps_only_differing_keys():
     a = {"optimizer": {"lr": 1e-3, "name": "adamw"}, "batch": {"size": 8}}
     b = {"optimizer": {"lr": 5e-4, "name": "adamw"}, "batch": {"size": 8}, "run": {"tags": ["x"]}}
-    assert config_diff([a, b]) == [("optimizer.lr", [1e-3, 5e-4]), ("run.tags", [None, ["x"]])]
+    # Tags are labels, not settings: left out of the diff (issue 23).
+    assert config_diff([a, b]) == [("optimizer.lr", [1e-3, 5e-4])]
 
 
 @aio

@@ -14,6 +14,7 @@ from tests.tui.conftest import aio, make_app, settle
 from tuitrain.runs import liveness
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
+from tuitrain.tui.dialogs.pick import PickDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.screens.monitor import MonitorScreen
@@ -157,12 +158,18 @@ async def test_events_are_one_line_each_enter_opens_one_and_generations_can_be_h
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, MonitorScreen)
-        await pilot.press("f")  # all -> no generations
+        await pilot.press("f")  # the picker: all, no generations, then each kind with its count
+        await pilot.pause()
+        assert isinstance(app.screen, PickDialog)
+        labels = [label for label, _ in app.screen.choices]
+        assert labels[0].startswith("all events (") and labels[1].startswith("no generations (")
+        assert any(label.startswith("only generation") and "(1)" in label for label in labels)
+        await pilot.press("down", "enter")  # all -> no generations
         await pilot.pause()
         assert not [ln for ln in _events(app) if "generation" in ln]
         assert any("checkpoint" in ln for ln in _events(app))
         assert "no generations" in pane.border_title
-        await pilot.press("f")  # -> only one kind (the first present, alphabetically)
+        await pilot.press("f", "down", "enter")  # -> only one kind (the first, alphabetically)
         await pilot.pause()
         kinds = {ln.split()[1] for ln in _events(app)}
         assert len(kinds) == 1

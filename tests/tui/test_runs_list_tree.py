@@ -12,7 +12,8 @@ from tests.tui.test_branch_tui import _lineage
 from tuitrain.store import InvalidValue, Store
 from tuitrain.tui import fmt
 from tuitrain.tui.app import Settings, redraw_hz
-from tuitrain.tui.screens.runs import FIRST_PAGE, RunsScreen
+from tuitrain.tui.pollers.runs import FIRST_PAGE
+from tuitrain.tui.screens.runs import RunsScreen
 
 FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]

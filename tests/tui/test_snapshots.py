@@ -141,7 +141,7 @@ def test_monitor_events_filtered(snap_compare, runs, size):
 
     async def run_before(pilot: Pilot) -> None:
         await _settle_snap(pilot)
-        await pilot.press("f")
+        await pilot.press("f", "down", "enter")
         await _settle_snap(pilot)
 
     app = make_app(start="watch", run=runs["running"])

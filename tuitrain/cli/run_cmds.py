@@ -131,6 +131,12 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def _tags(r: Any) -> list[str]:
+    group = (r.config or {}).get("run") if isinstance(r.config, dict) else None
+    tags = group.get("tags") if isinstance(group, dict) else None
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
 def _run_json(r: Any) -> dict[str, Any]:
     return {
         "id": r.id,
@@ -151,6 +157,9 @@ def _run_json(r: Any) -> dict[str, Any]:
         "last_step_age_s": r.last_step_age_s,
         "phase": r.phase if r.status == "running" else None,  # eval | save between steps
         "phase_since": r.phase_since if r.status == "running" else None,
+        "tags": _tags(r),  # run.tags of its config
+        # The best monitored value so far (a live run's from its logged metrics: tuitrain.runs.columns).
+        "best": getattr(r, "best", None),
         "summary": r.summary,
         "run_dir": str(r.run_dir),
     }
@@ -164,8 +173,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not (Path(args.runs_dir) / DB_NAME).is_file():
         runs = []
     else:
+        from tuitrain.runs.columns import best_value
+
         with _open(args) as store:
             runs = liveness.list_runs(store, sweep_id=args.sweep)
+            for r in runs:
+                r.best = best_value(store, r)[1]
     if args.format == "json":
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
         return 0
@@ -180,19 +193,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _ls_columns(runs: list[Any]) -> list[Column]:
     """The runs table; on a narrow terminal (80 columns) the long forms and the least useful
     columns go first, and names are cut last (as the TUI's runs list does)."""
+    from tuitrain.runs.columns import monitored
+
     steps, best, best_short = [], [], []
     for r in runs:
         total = r.derived.get("total_steps")
         step = "-" if r.last_step is None else str(r.last_step)
         steps.append(f"{step}/{total}" if total else step)
-        value = r.summary.get("best_value")
-        best.append(
-            f"{r.summary.get('best_metric', '')}={_num(value)}" if value is not None else "-"
-        )
+        value = getattr(r, "best", None)
+        metric = monitored(r)[0]
+        best.append(f"{metric}={_num(value)}" if value is not None else "-")
         best_short.append(_num(value) if value is not None else "-")
     return [
         Column("ID", [r.id for r in runs], priority=-1),
-        Column("NAME", [_safe(r.name) for r in runs], priority=-1, min_width=16),
+        Column("NAME", [_safe(r.name) for r in runs], priority=-1, min_width=16, middle=True),
         Column("STATUS", [liveness.stall_label(r) or r.status for r in runs], priority=-1),
         Column("STEP", steps, priority=6),
         Column("BEST", best, priority=5, compact=best_short),
@@ -204,6 +218,7 @@ def _ls_columns(runs: list[Any]) -> list[Column]:
         ),  # fmt: skip
         Column("PID", [str(r.pid or "-") for r in runs], priority=1),
         Column("SWEEP", [r.sweep_id or "-" for r in runs], priority=0),
+        Column("TAGS", [_safe(" ".join(_tags(r))) or "-" for r in runs], priority=2, min_width=8),
     ]
 
 
@@ -237,6 +252,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         events = store.events(run.id)[-args.events :] if args.events > 0 else []
         commands = store.commands(run.id)
         steered = interventions(store, run)
+        from tuitrain.runs.columns import best_value
+
+        run.best = best_value(store, run)[1]
     if args.format == "json":
         doc = {
             **_run_json(run),

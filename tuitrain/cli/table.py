@@ -21,6 +21,7 @@ class Column:
     priority: int = 0  # columns with the lowest priority are dropped first; < 0: never dropped
     min_width: int | None = None  # shrinkable down to this many cells; None: never cut
     compact: list[str] | None = field(default=None)  # a shorter form tried before dropping
+    middle: bool = False  # cut in the middle (names: `walk-sw…t002` keeps the trial number)
 
     def width(self) -> int:
         return max(cell_len(c) for c in [self.header, *self.cells])
@@ -75,7 +76,12 @@ def fit(columns: list[Column], width: int | None) -> list[Column]:
             break  # render() cuts the lines themselves
         c = max(shrink, key=lambda c: c.width())
         new = max(c.min_width or 1, c.width() - (total() - width))
-        c.cells = [cut(v, new) for v in c.cells]
+        if c.middle:
+            from tuitrain.runs.columns import cut_middle
+
+            c.cells = [cut_middle(v, new) for v in c.cells]
+        else:
+            c.cells = [cut(v, new) for v in c.cells]
         c.header = cut(c.header, new)
     return cols
 

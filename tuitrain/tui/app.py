@@ -61,7 +61,11 @@ class TuitrainApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "tuitrain"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Every screen's footer ends with `? keys`: the overlay lists all of that screen's keys.
+        Binding("question_mark,f1", "help", "Keys", key_display="?"),
+    ]
 
     def __init__(
         self,
@@ -107,10 +111,48 @@ class TuitrainApp(App):
     def open_editor(
         self, config: str | None = None, env: str | None = None, sets: tuple[str, ...] = ()
     ) -> None:
-        """Open the config editor (default: the bundled demo config)."""
+        """Open the config editor on a file; without one, on a fresh copy of the bundled demo
+        config written beside the runs directory (the package's own file is never edited)."""
         from tuitrain.tui.screens.editor import EditorScreen
 
+        if config is None:
+            from tuitrain.tui.configdoc import DEMO_CONFIG
+
+            self.new_config(
+                lambda path: self.push_screen(EditorScreen(str(path), env, sets, DEMO_CONFIG))
+            )
+            return
         self.push_screen(EditorScreen(config, env, sets))
+
+    def new_config(self, then: Callable[[Path], None]) -> None:
+        """Copy the demo config to new-config.yaml beside the runs directory (or, when that
+        folder cannot be written, to a path the user types) and pass the copy on."""
+        from tuitrain.tui.configdoc import DEMO_CONFIG
+        from tuitrain.tui.configsave import new_config_copy
+        from tuitrain.tui.dialogs.prompt import PromptDialog
+
+        try:
+            path = new_config_copy(self.runs_dir, DEMO_CONFIG)
+        except OSError as exc:
+
+            def parse(text: str) -> Path:
+                p = Path(text.strip()).expanduser()
+                if not text.strip() or p.is_dir() or p.exists():
+                    raise ValueError("type the path of a new file, e.g. ~/my-run.yaml")
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_bytes(DEMO_CONFIG.read_bytes())
+                except OSError as err:
+                    raise ValueError(f"cannot write {p}: {err}") from None
+                return p
+
+            self.push_screen(
+                PromptDialog(f"Cannot write beside the runs dir ({exc}).\nNew config file:", parse),
+                lambda p: p is not None and then(p),
+            )
+            return
+        self.notify(f"new config: {path} (a copy of the demo)")
+        then(path)
 
     def open_monitor(self, run_ref: str, replace: bool = False) -> None:
         """Open the live monitor of a run (id or unique name)."""
@@ -120,11 +162,49 @@ class TuitrainApp(App):
             self.pop_screen()
         self.push_screen(MonitorScreen(run_ref))
 
+    async def open_instead(self, run_id: str) -> None:
+        """A run's monitor in place of the top screen and the monitor under it (the doctor's
+        rollback: the old run stops, its child goes on). Awaited pops: a monitor's screen name
+        is reused, so the old one must be gone first."""
+        from tuitrain.tui.screens.monitor import MonitorScreen
+
+        await self.pop_screen()
+        if isinstance(self.screen, MonitorScreen) and len(self.screen_stack) > 2:
+            await self.pop_screen()
+        self.open_monitor(run_id)
+
     def open_compare(self, run_ids: list[str]) -> None:
         """Open the comparison of 2-4 runs."""
         from tuitrain.tui.screens.compare import CompareScreen
 
         self.push_screen(CompareScreen(run_ids))
+
+    def action_help(self) -> None:
+        """The keys of the current screen, grouped (`?` / F1)."""
+        from tuitrain.tui.dialogs.help import KeysDialog
+
+        if not isinstance(self.screen, KeysDialog):
+            self.push_screen(KeysDialog(self.screen))
+
+    async def action_quit(self) -> None:
+        """Quit, after asking when an editor holds unsaved edits or an LR race is running here
+        (it pauses the run and resumes it afterwards: quitting mid-race leaves the run paused)."""
+        from tuitrain.tui.dialogs.confirm import ConfirmDialog
+        from tuitrain.tui.screens.editor import EditorScreen
+
+        reasons = []
+        for screen in self.screen_stack:
+            if isinstance(screen, EditorScreen) and screen.unsaved:
+                n = len(screen.unsaved)
+                name = Path(screen.doc.source or "config").name
+                reasons.append(f"{n} unsaved edit{'s' if n != 1 else ''} to {name} will be lost")
+        if any(w.group == "lr-race" and not w.is_finished for w in self.workers):
+            reasons.append("the LR race stops half-way (a run it paused stays paused)")
+        if not reasons:
+            self.exit()
+            return
+        question = "Quit tuitrain?\n" + "\n".join(f"- {r}" for r in reasons)
+        self.push_screen(ConfirmDialog(question, "Quit", "Stay"), lambda yes: yes and self.exit())
 
     def action_back(self) -> None:
         """Go back one screen; the runs list is the last one."""

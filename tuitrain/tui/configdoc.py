@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Document:
     env: str | None = None
     envs: list[str] = field(default_factory=list)
     load_issues: list[ConfigIssue] = field(default_factory=list)
+    # The values as the file gives them (before --set and edits): what a save compares against.
+    baseline: dict = field(default_factory=dict)
 
 
 def defaults() -> dict:
@@ -37,7 +40,7 @@ def load_document(
     try:
         raw, _ = read_with_extends(path)
     except ConfigError as exc:
-        return Document(defaults(), str(path), None, [], exc.issues)
+        return Document(defaults(), str(path), None, [], exc.issues, defaults())
     envs = sorted((raw.get("envs") or {}).keys())
     issues: list[ConfigIssue] = []
     try:
@@ -46,10 +49,14 @@ def load_document(
         issues += exc.issues
         env = None
         data = {k: v for k, v in raw.items() if k != "envs"}
+    base = copy.deepcopy(data)
+    anchor_paths(base, path.resolve().parent)
     if sets:
         data = apply_sets(data, sets)
     anchor_paths(data, path.resolve().parent)
-    return Document(deep_merge(defaults(), data), str(path), env, envs, issues)
+    return Document(
+        deep_merge(defaults(), data), str(path), env, envs, issues, deep_merge(defaults(), base)
+    )
 
 
 def validate(data: dict) -> tuple[TrainConfig | None, list[ConfigIssue]]:

@@ -86,3 +86,21 @@ class Launched(Message):
 
     run_id: str | None
     error: str | None = None
+
+
+@dataclass
+class RaceDone(Message):
+    """The monitor's LR race has a winner (W sets its LR, G branches from it)."""
+
+    start: Any  # tuitrain.lrfind.race's start of the race
+    verdict: Any
+    record: dict
+    lr: float
+
+
+@dataclass
+class Diagnosed(Message):
+    """The doctor's open findings of the monitored run (read by the monitor's poll thread)."""
+
+    run_id: str
+    diagnoses: list

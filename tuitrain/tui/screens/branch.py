@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from tuitrain.config import ConfigError, resolve
 from tuitrain.tui.configdoc import validate
+from tuitrain.tui.context import app_of
 from tuitrain.tui.messages import Launched
 from tuitrain.tui.screens.editor import EditorScreen
 from tuitrain.tui.widgets.ckpt_picker import CheckpointPicker
@@ -54,7 +55,11 @@ class BranchEditorScreen(EditorScreen):
             f"  [red]{escape(i.path or 'file')}: {escape(i.message)}[/]" for i in (other or [])
         )
         name = escape(self.parent_run.name or self.parent_run.id)
-        self.query_one("#editor-status", Static).update(f"config of run {name}  {state}{extra}")
+        edits = len(self.unsaved)
+        mark = f"[reverse]* {edits} edited[/] " if edits else ""
+        self.query_one("#editor-status", Static).update(
+            f"{mark}config of run {name}  {state}{extra}"
+        )
 
     def show_error(self, text: str) -> None:
         """Show why the branch cannot start, in the editor (it stays open with the edits)."""
@@ -83,7 +88,7 @@ class BranchEditorScreen(EditorScreen):
         try:
             child = resolve(cfg, self.doc.source)
             branch = plan_branch(self.parent_run, child, step, weights_only)
-            info = start_branch(branch, self.app.runs_dir)  # type: ignore[attr-defined]
+            info = start_branch(branch, app_of(self).runs_dir)
         except BranchRefused as exc:
             # The CLI's lines: 'error: ...' per refused field, then the fix.
             text = "\n".join([*(f"error: {m}" for m in exc.lines), *([f"fix: {exc.fix}"] if exc.fix else [])])  # fmt: skip
@@ -103,7 +108,7 @@ class BranchEditorScreen(EditorScreen):
             self.show_error(msg.error)
             self.notify("branch refused (see the top of the editor)", severity="error", timeout=6)
             return
-        self.app.open_monitor(msg.run_id, replace=True)  # type: ignore[attr-defined]
+        app_of(self).open_monitor(msg.run_id, replace=True)
 
 
 def open_branch(app: Any, run: Any) -> None:

@@ -11,13 +11,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from tuitrain.runs import liveness
 from tuitrain.tui import fmt
+from tuitrain.tui.context import app_of
 from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
 from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
+from tuitrain.tui.widgets.keybar import KeyBar
 
 PREFERRED = (
     "loss",
@@ -86,9 +88,17 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Labels, not settings: a sweep's tags (50+ characters) pushed the trials off the screen.
+NOT_SETTINGS = ("run.tags",)
+
+
 def config_diff(configs: list[dict]) -> list[tuple[str, list[Any]]]:
-    """Only the keys whose values differ between the configs (a missing key counts as different)."""
+    """Only the settings whose values differ between the configs (a missing key counts as
+    different); tags are labels, not settings, and stay out."""
     flats = [flatten(c or {}) for c in configs]
+    for f in flats:
+        for k in NOT_SETTINGS:
+            f.pop(k, None)
     keys = sorted(set().union(*flats))
     missing = object()
     rows = []
@@ -161,7 +171,7 @@ class CompareScreen(Screen):
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('summary')", "Summary", show=False),
         Binding("3", "tab('diff')", "Config diff", show=False),
-        Binding("escape,b", "back", "Back"),
+        Binding("q,escape,b", "back", "Back", key_display="q"),
     ]
 
     def __init__(self, run_ids: list[str]) -> None:
@@ -186,11 +196,11 @@ class CompareScreen(Screen):
             with TabPane("Diff + steering (3)", id="diff"):
                 yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="interventions-table", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.load()
-        self.set_interval(self.app.settings.list_poll_s, self.refresh_if_live)  # type: ignore[attr-defined]
+        self.set_interval(app_of(self).settings.list_poll_s, self.refresh_if_live)
 
     def refresh_if_live(self) -> None:
         """Re-read while any compared run is still running."""
@@ -202,7 +212,7 @@ class CompareScreen(Screen):
         """Read the runs and their downsampled series (own Store in this thread)."""
         from tuitrain.store import Store
 
-        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+        with Store(app_of(self).runs_dir) as store:
             runs = [liveness.view_run(store, r) for r in self.run_ids]
             series: dict[str, dict[str, list]] = {}
             events: dict[str, list] = {}
@@ -248,7 +258,7 @@ class CompareScreen(Screen):
                 continue
             ys = [p[3] for p in pts]
             if self.smooth:
-                ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
+                ys = ema(ys, app_of(self).settings.smoothing)
             lines.append(
                 Line(self.names[i], tuple(p[0] for p in pts), tuple(ys), COLORS[i % len(COLORS)])
             )
@@ -269,7 +279,7 @@ class CompareScreen(Screen):
         table = self.query_one("#summary-table", DataTable)
         table.clear(columns=True)
         table.add_columns("", *names)
-        for label, values in summary_rows(self.runs, self.series, self.app.now()):  # type: ignore[attr-defined]
+        for label, values in summary_rows(self.runs, self.series, app_of(self).now()):
             table.add_row(label, *values)
         diff = self.query_one("#diff-table", DataTable)
         diff.clear(columns=True)
@@ -311,4 +321,4 @@ class CompareScreen(Screen):
 
     def action_back(self) -> None:
         """Back to the runs list."""
-        self.app.action_back()  # type: ignore[attr-defined]
+        app_of(self).action_back()

@@ -15,11 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.widgets.doctor import STYLE
+from tuitrain.tui.widgets.keybar import KeyBar
 
 ROLLBACK = "rollback"
 
@@ -50,21 +52,11 @@ def option_text(d: Any, live: bool) -> str:
     return "\n".join(lines)
 
 
-async def open_child(app: Any, child_id: str) -> None:
-    """The child's monitor in place of the doctor screen and the parent's monitor (that run
-    stops). Awaited pops: a screen id is reused, so the old monitor must be gone first."""
-    from tuitrain.tui.screens.monitor import MonitorScreen
-
-    await app.pop_screen()  # the doctor screen
-    if isinstance(app.screen, MonitorScreen) and len(app.screen_stack) > 2:
-        await app.pop_screen()
-    app.open_monitor(child_id)
-
-
 class DoctorScreen(Screen):
     """The doctor's findings for one run; selecting one offers its action."""
 
-    BINDINGS = [Binding("escape,b,h", "back", "Back")]
+    BINDINGS = [Binding("q,escape,b,h", "back", "Back", key_display="q")]
+    EXTRA_KEYS = {"Findings": [("up / down", "move"), ("enter", "apply the finding's action")]}
     DEFAULT_CSS = """
     DoctorScreen #doctor-title { height: 1; padding: 0 1; background: $panel; }
     DoctorScreen #doctor-list { height: 1fr; }
@@ -95,7 +87,7 @@ class DoctorScreen(Screen):
                 Option("nothing to report: no symptom of the doctor's table is open", disabled=True)
             ]
         yield OptionList(*opts, id="doctor-list")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#doctor-list", OptionList).focus()
@@ -141,7 +133,7 @@ class DoctorScreen(Screen):
 
         try:
             rb = plan_rollback(self.run, [d])
-            done = apply_rollback(rb, self.app.runs_dir, who="user")  # type: ignore[attr-defined]
+            done = apply_rollback(rb, app_of(self).runs_dir, who="user")
         except Exception as exc:  # refused, no config, launcher failed: say why, stay here
             lines = getattr(exc, "lines", None)
             self.post_message(RolledBack(None, "; ".join(lines) if lines else str(exc)))
@@ -155,7 +147,7 @@ class DoctorScreen(Screen):
             return
         stop = f"; run {self.run.name} stops at its next step" if msg.stopped else ""
         self.app.notify(f"rollback: child run {msg.child_id} started{stop}", timeout=6)
-        self.app.call_next(open_child, self.app, msg.child_id)
+        app_of(self).call_next(app_of(self).open_instead, msg.child_id)
 
     def _apply(self, kind: str, payload: dict) -> None:
         assert self.send is not None

@@ -14,40 +14,55 @@ from textual.binding import Binding
 from textual.command import CommandPalette, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, OptionList, Select, Static
+from textual.widgets import ContentSwitcher, OptionList, Select, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from tuitrain.config import ConfigError, ConfigIssue, resolve, save_yaml
+from tuitrain.config import ConfigError, ConfigIssue, resolve
 from tuitrain.config.rules import clear_partner
 from tuitrain.tui.configdoc import Document, load_document, validate
+from tuitrain.tui.context import app_of
+from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import DerivedReady, Launched
+from tuitrain.tui.screens.editor_save import SavingMixin
 from tuitrain.tui.widgets.derived import DerivedPanel, DerivedScroll, SchedulePreview
 from tuitrain.tui.widgets.fields import FieldSpec, get_path, sections, set_path
 from tuitrain.tui.widgets.form import FieldRow, SectionPage, section_id
+from tuitrain.tui.widgets.keybar import KeyBar
 
 NO_ENV = "(no env)"
 # Estimating the dataset size reads files: wait for typing to pause before recomputing.
 DERIVE_DELAY_S = 0.3
 
 
+FILE = Binding.Group("File")
+RUN = Binding.Group("Run")
+MOVE = Binding.Group("Move")
+LEAVE = Binding.Group("Leave")
+
+
 class FieldsProvider(Provider):
     """Command-palette entries that jump to a config field by its dotted name or help text."""
+
+    def _editor(self) -> EditorScreen:
+        screen = self.screen
+        assert isinstance(screen, EditorScreen), screen  # the provider is the editor's
+        return screen
 
     def _fields(self) -> list[FieldSpec]:
         return [s for specs in sections().values() for s in specs]
 
     async def discover(self) -> Hits:
         """Every field, for browsing with an empty query."""
-        screen = self.screen
+        screen = self._editor()
         for spec in self._fields():
-            yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)  # type: ignore[attr-defined]
+            yield Hit(0, spec.path, partial(screen.jump_to, spec.path), help=spec.help)
 
     async def search(self, query: str) -> Hits:
         """Fields whose dotted path matches the query."""
         matcher = self.matcher(query)
-        screen = self.screen
+        screen = self._editor()
         for spec in self._fields():
             score = matcher.match(spec.path)
             if score > 0:
@@ -56,22 +71,30 @@ class FieldsProvider(Provider):
                     matcher.highlight(spec.path),
                     partial(screen.jump_to, spec.path),
                     help=spec.help,
-                )  # type: ignore[attr-defined]
+                )
 
 
-class EditorScreen(Screen):
+class EditorScreen(SavingMixin, Screen):
     """Edit a config: one page per section, inline errors, derived values and the LR schedule."""
 
     COMMANDS = Screen.COMMANDS | {FieldsProvider}
     BINDINGS = [
-        Binding("ctrl+g", "launch", "Launch"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+o", "open", "Open"),
-        Binding("ctrl+f", "find", "Find field"),
-        Binding("ctrl+n", "pick_env", "Env"),  # ctrl+e is Input's end-of-line
-        Binding("ctrl+l", "lr_find", "LR find"),
-        Binding("escape", "back", "Back"),
+        Binding("ctrl+s", "save", "Save", group=FILE),
+        Binding("ctrl+g", "launch", "Launch", group=RUN),
+        Binding("ctrl+f", "find", "Find field", group=MOVE),
+        Binding("ctrl+o", "open", "Open", group=FILE),
+        Binding("ctrl+l", "lr_find", "LR find", group=RUN),
+        Binding("ctrl+n", "pick_env", "Env", group=FILE),  # ctrl+e is Input's end-of-line
+        Binding("escape", "back", "Back", group=LEAVE),
+        Binding("q", "back", "Back", show=False, group=LEAVE),  # typed into a field, q is a letter
     ]
+    EXTRA_KEYS = {
+        "Move": [
+            ("down / up", "next / previous field (tab / shift+tab too)"),
+            ("enter", "on a section: into its fields"),
+            ("enter / space", "on a choice: open its list"),
+        ]
+    }
 
     SCREEN_ID = "editor"  # subclasses (the branch editor) own one: both can be on the stack
 
@@ -80,8 +103,11 @@ class EditorScreen(Screen):
         path: str | Path | None = None,
         env: str | None = None,
         sets: tuple[str, ...] | list[str] = (),
+        template: Path | None = None,
     ) -> None:
         super().__init__(id=self.SCREEN_ID)
+        # `n`: the file is a fresh copy of this template; left unchanged, it is removed on leaving.
+        self.template = template
         self.doc: Document = load_document(path, env, sets)
         self.sections = sections()
         self.specs = {s.path: s for specs in self.sections.values() for s in specs}
@@ -89,6 +115,8 @@ class EditorScreen(Screen):
         self.resolved = None
         self.generation = 0  # bumps on every edit; stale derived results are dropped
         self._derive_timer = None
+        # Saving over the opened file asks once; after a yes (or a save) it saves quietly.
+        self.confirmed_own = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="editor-top"):
@@ -111,7 +139,7 @@ class EditorScreen(Screen):
                 yield DerivedPanel("", id="derived")
             with Vertical(id="schedule-box"):
                 yield SchedulePreview(id="schedule")
-        yield Footer()
+        yield KeyBar()
 
     def make_page(self, section: str) -> SectionPage:
         """A section's page with the document's current values."""
@@ -130,6 +158,14 @@ class EditorScreen(Screen):
             self.mark_page(page)
         switcher.current = page.id
         return page
+
+    def on_unmount(self) -> None:
+        src = Path(self.doc.source or "")
+        try:
+            if self.template and src.is_file() and src.read_bytes() == self.template.read_bytes():
+                src.unlink()  # an untouched `n` copy: no stray new-config-N.yaml files
+        except OSError:
+            pass
 
     def on_mount(self) -> None:
         self.query_one("#env-select").display = bool(self.doc.envs)
@@ -261,13 +297,15 @@ class EditorScreen(Screen):
         except ValueError:
             pass
         env = f" [{self.doc.env}]" if self.doc.env else ""
+        edits = len(self.unsaved)
+        mark = f"[reverse]* {edits} unsaved[/] " if edits else ""
         n = len(self.issues)
         state = "[green]valid[/]" if not n else f"[red]{n} problem{'s' if n != 1 else ''}[/]"
         extra = "".join(
             f"  [red]{escape(i.path or 'file')}: {escape(i.message)}[/]" for i in (other or [])
         )
         self.query_one("#editor-status", Static).update(
-            f"{escape(src)}{escape(env)}  {state}{extra}"
+            f"{mark}{escape(src)}{escape(env)}  {state}{extra}"
         )
 
     async def jump_to(self, path: str) -> None:
@@ -283,6 +321,7 @@ class EditorScreen(Screen):
     def load(self, path: str | None, env: str | None) -> None:
         """Replace the document with a file (or a different env of it)."""
         self.doc = load_document(path, env)
+        self.confirmed_own = False
         for row in self.query(FieldRow):
             row.set_value(get_path(self.doc.data, row.spec.path))
         select = self.query_one("#env-select", Select)
@@ -303,15 +342,31 @@ class EditorScreen(Screen):
         )
 
     def action_back(self) -> None:
-        """Leave the editor."""
-        self.app.action_back()  # type: ignore[attr-defined]
+        """Leave the editor (asks first when edits are unsaved)."""
+        self.confirm_drop(app_of(self).action_back, "leave the editor")
 
     @on(Select.Changed, "#env-select")
     def env_changed(self, event: Select.Changed) -> None:
         """Reload the file with the chosen env overlay."""
         env = None if event.value in (NO_ENV, Select.NULL) else str(event.value)
-        if env != self.doc.env and self.doc.source:
+        if env == self.doc.env or not self.doc.source:
+            return
+
+        def undo() -> None:  # kept editing: the picker shows the env still in use
+            with self.prevent(Select.Changed):
+                event.select.value = self.doc.env or NO_ENV
+
+        if not self.unsaved:
             self.load(self.doc.source, env)
+            return
+        self.app.push_screen(
+            ConfirmDialog(
+                f"{len(self.unsaved)} unsaved edit(s). Drop them and load env {escape(env or NO_ENV)}?",
+                "Drop edits",
+                "Keep editing",
+            ),
+            lambda yes: self.load(self.doc.source, env) if yes else undo(),
+        )
 
     def action_pick_env(self) -> None:
         """Focus the env overlay picker (when the file defines envs)."""
@@ -333,44 +388,13 @@ class EditorScreen(Screen):
                 )
             return str(p)
 
-        self.app.push_screen(
-            PromptDialog("Open config file:", parse, self.doc.source or ""),
-            lambda p: p and self.load(p, None),
-        )
+        def ask() -> None:
+            self.app.push_screen(
+                PromptDialog("Open config file:", parse, self.doc.source or ""),
+                lambda p: p and self.load(p, None),
+            )
 
-    def action_save(self) -> None:
-        """Save the config (with the env applied) as YAML."""
-        cfg, issues = validate(self.doc.data)
-        if cfg is None:
-            self.notify(f"fix {len(issues)} problem(s) before saving", severity="error")
-            return
-        src = Path(self.doc.source) if self.doc.source else Path("config.yaml")
-        # Saving writes the effective config: the original's envs/extends would be flattened.
-        default = (
-            src
-            if not (self.doc.envs or self.doc.env)
-            else src.with_name(f"{src.stem}-{self.doc.env or 'edited'}{src.suffix}")
-        )
-
-        def parse(text: str) -> Path:
-            p = Path(text.strip()).expanduser()
-            if not text.strip() or p.is_dir():
-                raise ValueError("type a file path, e.g. configs/my-run.yaml")
-            return p
-
-        def done(path: Path | None) -> None:
-            if path is None:
-                return
-            try:
-                save_yaml(
-                    cfg, path, header=f"Saved by tuitrain edit from {self.doc.source or 'defaults'}"
-                )
-            except OSError as exc:
-                self.notify(f"cannot save {path}: {exc}", severity="error")
-                return
-            self.notify(f"saved {path}")
-
-        self.app.push_screen(PromptDialog("Save config as:", parse, str(default)), done)
+        self.confirm_drop(ask, "open another file")
 
     def action_lr_find(self) -> None:
         """Run an LR range test of the edited config; its screen can write the answer back here."""
@@ -408,7 +432,7 @@ class EditorScreen(Screen):
             from tuitrain.runs.launch import launch
 
             resolved = with_data(resolve(cfg, self.doc.source))
-            info = launch(resolved, self.app.runs_dir)  # type: ignore[attr-defined]
+            info = launch(resolved, app_of(self).runs_dir)
         except ConfigError as exc:
             self.post_message(Launched(None, str(exc)))
             return
@@ -421,4 +445,5 @@ class EditorScreen(Screen):
         if msg.error:
             self.notify(msg.error, title="launch failed", severity="error", timeout=10)
             return
-        self.app.open_monitor(msg.run_id, replace=True)  # type: ignore[attr-defined]
+        # Pushed over the editor: escape in the monitor comes back here, edits intact.
+        app_of(self).open_monitor(msg.run_id)

@@ -14,11 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
 from tuitrain.runs import liveness
+from tuitrain.tui.context import app_of
+from tuitrain.tui.messages import RaceDone
 from tuitrain.tui.widgets.chart import Line, MetricChart
+from tuitrain.tui.widgets.keybar import KeyBar
 
 POLL_S = 0.5
 
@@ -38,7 +41,7 @@ class LRFindScreen(Screen):
     BINDINGS = [
         Binding("a", "apply", "Use suggestion"),
         Binding("x", "discard", "Discard"),
-        Binding("escape", "discard", "Back", show=False),
+        Binding("q,escape", "discard", "Back", key_display="q"),
     ]
 
     def __init__(
@@ -60,7 +63,7 @@ class LRFindScreen(Screen):
         yield Static("range test: starting…", id="lrfind-head")
         yield MetricChart("loss vs LR (x: log10 lr)", id="lrfind-chart")
         yield Static("", id="lrfind-answer")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         if self.run_ref is None and self.config is not None:
@@ -78,7 +81,7 @@ class LRFindScreen(Screen):
         from tuitrain.lrfind.probe import launch_probe
 
         try:
-            info = launch_probe(resolve(self.config, self.source), self.app.runs_dir)  # type: ignore[attr-defined]
+            info = launch_probe(resolve(self.config, self.source), app_of(self).runs_dir)
         except Exception as exc:  # a config or launcher problem: show it, keep the editor
             self.post_message(ProbeRead(None, [], f"{type(exc).__name__}: {exc}"))
             return
@@ -102,7 +105,7 @@ class LRFindScreen(Screen):
         from tuitrain.store import RunNotFound, Store
 
         try:
-            with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+            with Store(app_of(self).runs_dir) as store:
                 run = liveness.view_run(store, self.run_ref)
                 pts = read_points(store, run.id)
         except RunNotFound as exc:
@@ -120,7 +123,8 @@ class LRFindScreen(Screen):
         run = msg.run
         pretrained = bool((run.config.get("model") or {}).get("name_or_path"))
         self.sug = suggest(self.points, pretrained=pretrained)
-        total = run.derived.get("total_steps") or (run.config.get("lr_find") or {}).get("steps")
+        # The ramp's length (lr_find.steps), not the full run's total_steps the config derives.
+        total = (run.config.get("lr_find") or {}).get("steps") or run.derived.get("total_steps")
         head.update(
             f"[b]range test[/b] {escape(run.name)} [dim]{run.id}[/dim]  "
             f"step {len(self.points)}/{total}  {escape(run.status)}"
@@ -313,8 +317,8 @@ def _race(screen: Any, run: Any, pause: bool) -> None:
             )
             return
         lr = rec["winning_lr"]
-        screen.race = (start, verdict, rec)
-        screen.race_lr = lr
+        # The worker thread never sets screen attributes: the screen takes the result itself.
+        screen.post_message(RaceDone(start, verdict, rec, lr))
         close = " (too close to call)" if verdict.too_close else ""
         margin = verdict.margin if verdict.margin is not None else float("nan")
         say(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
@@ -12,35 +11,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 from textual.worker import get_current_worker
 
-from tuitrain.runs import liveness
+from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
+from tuitrain.tui.dialogs.pick import PickDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
 from tuitrain.tui.dialogs.text import TextDialog
-from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
-from tuitrain.tui.messages import NewEvents, RunMissing, RunSnapshot
+from tuitrain.tui.lineage import PARENT_KEY, prefix_line
+from tuitrain.tui.messages import Diagnosed, NewEvents, RaceDone, RunMissing, RunSnapshot
+from tuitrain.tui.pollers.run import RunReader
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
-from tuitrain.tui.widgets.events import EventsPane, filter_label, full_text
+from tuitrain.tui.widgets.events import EventsPane, filter_choices, full_text
+from tuitrain.tui.widgets.keybar import KeyBar
 from tuitrain.tui.widgets.run_panes import CommandsPane, NotesLine, RunHeader
-from tuitrain.tui.widgets.system import SystemStrip, chart_names, system_chart, wanted
+from tuitrain.tui.widgets.system import SystemStrip, system_chart, wanted
 
-CHART_METRICS = ("loss", "val_loss", "lr", "grad_norm", "val_accuracy")  # accuracy: header only
-HEADER_METRICS = (
-    "loss",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "grad_norm",
-    "epoch",
-    "tokens_per_s",
-    "gpu_mem_gb",  # runs from before the split into allocated / peak
-    "gpu_mem_alloc_gb",
-    "gpu_mem_peak_gb",
-)
 CHARTS = ("#chart-loss", "#chart-lr", "#chart-grad")
 # Below this many rows per chart (title, axes and ~3 plot rows) a chart cannot be read:
 # show one chart at a time instead (n switches).
@@ -48,41 +37,43 @@ MIN_CHART_ROWS = 7
 BOTTOM_ROWS = 7  # events + commands
 # From this height the system strip takes two lines (hardware, then step times) when it has both.
 STRIP_TWO_ROWS_FROM = 32
-# An unchanged database is re-read anyway this often, so a run whose process died
-# (which commits nothing) is still found crashed (tuitrain.runs.liveness.view_run).
-LIVENESS_S = 2.0
 
 
-def _sig_value(v: float) -> float | None:
-    return None if isinstance(v, float) and math.isnan(v) else v
+STEER = Binding.Group("Steer the run")
+VIEW = Binding.Group("View")
+RUN = Binding.Group("The run")
+RACE = Binding.Group("LR race")
+NAV = Binding.Group("Leave")
 
 
 class MonitorScreen(Screen):
     """Watch and steer one run; DB reads happen in a worker thread, charts redraw at a bounded rate."""
 
+    # Footer order is priority order (most used first); `?` lists every key by group.
     BINDINGS = [
-        Binding("u,plus", "lr_up", "LR up"),
-        Binding("d,minus", "lr_down", "LR down"),
-        Binding("l", "set_lr", "Set LR"),
-        Binding("s", "stop", "Stop"),
-        Binding("k", "checkpoint", "Ckpt"),
-        Binding("v", "eval", "Eval"),
-        Binding("z", "zoom", "Zoom"),
-        Binding("n", "next_chart(1)", "Next chart", show=False),  # hinted in the chart title
-        Binding("N", "next_chart(-1)", "Prev chart", show=False),
-        Binding("f", "filter_events", "Filter"),
-        Binding("e", "edit_notes", "Notes"),
-        Binding("B", "branch", "Branch"),
-        Binding("R", "lr_race", "LR race", show=False),  # tuitrain.tui.screens.lrfind
-        Binding("W", "apply_race", "Apply race LR", show=False),
-        Binding("G", "branch_race", "Branch race winner", show=False),
-        Binding("h", "doctor", "Doctor"),
-        # The grad-norm chart <-> GPU util/mem (CPU/RAM); hinted in the system strip (the footer is full).
-        Binding("g", "system_chart", "System", show=False),
-        Binding("y", "log_y", "Log y"),
-        Binding("m", "smooth", "Smooth"),
-        Binding("escape,b", "back", "Back"),
+        Binding("u,plus", "lr_up", "LR up", group=STEER),
+        Binding("d,minus", "lr_down", "LR down", group=STEER),
+        Binding("l", "set_lr", "Set LR", group=STEER),
+        Binding("s", "stop", "Stop", group=STEER),
+        Binding("h", "doctor", "Doctor", group=RUN),
+        Binding("f", "filter_events", "Filter", group=VIEW),
+        Binding("z", "zoom", "Zoom", group=VIEW),
+        Binding("k", "checkpoint", "Ckpt", group=STEER),
+        Binding("v", "eval", "Eval", group=STEER),
+        Binding("B", "branch", "Branch", group=RUN),
+        Binding("e", "edit_notes", "Notes", group=RUN),
+        Binding("q,escape,b", "back", "Back", key_display="q", group=NAV),
+        Binding("n", "next_chart(1)", "Next chart", show=False, group=VIEW),
+        Binding("N", "next_chart(-1)", "Prev chart", show=False, group=VIEW),
+        # The grad-norm chart <-> GPU util/mem (CPU/RAM).
+        Binding("g", "system_chart", "System", show=False, group=VIEW),
+        Binding("y", "log_y", "Log y", show=False, group=VIEW),
+        Binding("m", "smooth", "Smooth", show=False, group=VIEW),
+        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrfind
+        Binding("W", "apply_race", "Apply race LR", show=False, group=RACE),
+        Binding("G", "branch_race", "Branch race winner", show=False, group=RACE),
     ]
+    EXTRA_KEYS = {"View": [("tab", "focus the events list"), ("enter", "an event's full text")]}
 
     def __init__(self, run_ref: str) -> None:
         # A name, not an id: a branch opens the child's monitor over its parent's (ids must be unique).
@@ -98,14 +89,8 @@ class MonitorScreen(Screen):
         self.current = 0  # index in CHARTS of the chart shown when zoomed or single
         self.sys_chart = False  # g: the grad-norm chart shows the system (GPU or CPU/RAM) instead
         self._strip_rows = 0  # rows the system strip takes (0: the run has no sys/ or time/ values)
-        # The poll loop's state: only its thread touches these.
-        self._after_event = 0
-        self._sig: tuple | None = None
-        self._seen_buckets = 0
-        self._version: int | None = None
-        self._full_read = 0.0
-        self._run_terminal = False
-        self._seen_sys = False  # the loop read the system chart's series at its last read
+        # The poll loop's reads and their state (tuitrain.tui.pollers.run): its thread's alone.
+        self.reader: RunReader | None = None
         # Set by the main thread, read by the loop (plain values: no lock needed).
         self._wake = threading.Event()
         self._active = True
@@ -120,7 +105,7 @@ class MonitorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield RunHeader("loading…", id="run-header")
         yield SystemStrip("", id="sys-strip")
-        yield DoctorLine(self.run_ref, id="doctor-line")
+        yield DoctorLine(id="doctor-line")
         yield NotesLine("", id="run-notes")
         with Horizontal(id="charts-top"):
             yield MetricChart("loss (train, val)", live=True, id="chart-loss")
@@ -130,7 +115,7 @@ class MonitorScreen(Screen):
         with Horizontal(id="monitor-bottom"):
             yield EventsPane(id="events")
             yield CommandsPane("", id="commands")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#run-notes", NotesLine).display = False
@@ -225,66 +210,29 @@ class MonitorScreen(Screen):
         from tuitrain.store import Store
 
         worker = get_current_worker()
-        settings = self.app.settings  # type: ignore[attr-defined]
-        store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+        settings = app_of(self).settings
+        store = Store(app_of(self).runs_dir)
+        reader = self.reader = RunReader(self.run_ref, app_of(self).now)
         try:
             while not (worker.is_cancelled or self._closed):
                 if self._active:
                     try:
-                        messages = self._read(store, self._buckets)
+                        messages = reader.read(store, self._buckets, self.sys_chart)
                     except Exception as exc:  # a DB error must not end the monitor's updates
                         self.loop_error = exc
                         messages = [RunMissing(self.run_ref, f"cannot read the run: {exc}")]
                     for msg in messages:
                         self.post_message(msg)
                     self.polls += 1
-                ended = self._run_terminal
+                ended = reader.terminal
                 self._wake.wait(settings.list_poll_s if ended else settings.poll_s)
                 self._wake.clear()
         finally:
             store.close()
             self.loop_done = True
 
-    def _read(self, store: Any, buckets: int) -> list:
-        """One poll: nothing when the DB did not change; series when any watched series gained a row."""
-        version = store.data_version()
-        now = time.monotonic()
-        if (
-            self._version == version
-            and buckets == self._seen_buckets
-            and self.sys_chart == self._seen_sys
-            and now - self._full_read < LIVENESS_S
-        ):
-            return []  # no other connection committed anything: nothing to show
-        self._version, self._full_read = version, now
-        try:
-            # A dead 'running' run reads crashed (in memory: this poll thread never writes).
-            run = liveness.view_run(store, self.run_ref)
-        except LookupError as exc:  # RunNotFound: deleted meanwhile, or a typo
-            return [RunMissing(self.run_ref, str(exc))]
-        self._run_terminal = run.terminal  # an ended run changes rarely: poll it slower
-        out: list = []
-        events = store.events(run.id, self._after_event)
-        if events:
-            self._after_event = events[-1].id
-            out.append(NewEvents(run.id, events))
-        # The newest point of every series: a val_* row written at a step already read (an
-        # eval lands after that step's train metrics; a finished run's final eval) changes
-        # this signature even though the run's last step did not move.
-        last = store.last_values(run.id)
-        sig = tuple(sorted((n, p.step, _sig_value(p.value)) for n, p in last.items()))
-        series = latest = None
-        want_sys = self.sys_chart
-        if sig != self._sig or buckets != self._seen_buckets or want_sys != self._seen_sys:
-            names = set(last)
-            series = {n: store.series(run.id, n, buckets) for n in CHART_METRICS if n in names}
-            series.update(parent_series(store, run, CHART_METRICS, buckets))  # a branch's prefix
-            if want_sys:  # g: the system chart's series (GPU util/mem, or CPU/RAM)
-                series.update({n: store.series(run.id, n, buckets) for n in chart_names(names)})
-            latest = {n: p.value for n, p in last.items() if n in HEADER_METRICS or wanted(n)}
-            self._sig, self._seen_buckets, self._seen_sys = sig, buckets, want_sys
-        out.append(RunSnapshot(run.id, run, latest, run.last_step, store.commands(run.id), series))
-        return out
+    def on_diagnosed(self, msg: Diagnosed) -> None:
+        self.query_one("#doctor-line", DoctorLine).show(msg.diagnoses)
 
     def on_run_missing(self, msg: RunMissing) -> None:
         self.query_one("#run-header", RunHeader).update(f"[red]{msg.error}[/]")
@@ -293,8 +241,10 @@ class MonitorScreen(Screen):
         if self.run is not None and self.run.status != msg.run.status:
             bad = msg.run.status in ("failed", "diverged", "crashed")
             why = f": {msg.run.exit_reason}" if msg.run.exit_reason else ""
+            name = msg.run.name or msg.run.id
+            state = "is running" if msg.run.status == "running" else msg.run.status
             self.notify(
-                f"run {msg.run.status}{why}", severity="error" if bad else "information", timeout=8
+                f"{name} {state}{why}", severity="error" if bad else "information", timeout=8
             )
         self.run = msg.run
         if msg.series is not None:
@@ -302,8 +252,8 @@ class MonitorScreen(Screen):
         if msg.latest is not None:
             self.latest = msg.latest
         self.query_one("#run-header", RunHeader).show(
-            msg.run, self.latest, total_steps(msg.run), self.app.now()
-        )  # type: ignore[attr-defined]
+            msg.run, self.latest, total_steps(msg.run), app_of(self).now()
+        )
         self.show_strip()
         notes_line = self.query_one("#run-notes", NotesLine)
         shown = notes_line.display
@@ -341,16 +291,22 @@ class MonitorScreen(Screen):
             self.app.push_screen(TextDialog(f"event #{e.id}", full_text(e)))
 
     def action_filter_events(self) -> None:
-        """Cycle the events filter: all, no generations, then only one kind."""
+        """Pick the events filter from a list: all, no generations, or only one kind (with counts)."""
         pane = self.query_one("#events", EventsPane)
-        pane.set_filter(pane.next_filter())
-        self.notify(f"events: {filter_label(pane.filter)}", timeout=1.5)
+
+        def picked(flt: Any) -> None:
+            if flt is not PickDialog.CANCEL:
+                pane.set_filter(flt)
+
+        self.app.push_screen(
+            PickDialog("Show which events?", filter_choices(pane.events), pane.filter), picked
+        )
 
     # -- drawing --------------------------------------------------------------------------
 
     def request_redraw(self) -> None:
         """Redraw now, or at the next allowed moment (at most max_redraw_hz)."""
-        settings = self.app.settings  # type: ignore[attr-defined]
+        settings = app_of(self).settings
         cost = sum(c.build_s for c in self.query(MetricChart))  # of the previous draw
         gap = max(
             1.0 / max(0.1, settings.max_redraw_hz), cost / max(1e-3, settings.chart_cpu_budget)
@@ -368,7 +324,7 @@ class MonitorScreen(Screen):
             return None
         ys = [p[3] for p in pts]
         if smooth and self.smooth:
-            ys = ema(ys, self.app.settings.smoothing)  # type: ignore[attr-defined]
+            ys = ema(ys, app_of(self).settings.smoothing)
         return Line(
             label,
             tuple(p[0] for p in pts),
@@ -426,7 +382,7 @@ class MonitorScreen(Screen):
         """Queue a command row for the trainer (a DB write: never on the main thread)."""
         from tuitrain.store import Store
 
-        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+        with Store(app_of(self).runs_dir) as store:
             try:
                 cid = store.send_command(self.run.id, kind, payload)
             except Exception as exc:  # refused (run ended) or invalid: say why
@@ -451,12 +407,12 @@ class MonitorScreen(Screen):
     def action_lr_up(self) -> None:
         """Multiply the LR (the remaining schedule keeps its shape)."""
         if self._steerable():
-            self.send("scale_lr", {"factor": self.app.settings.lr_factor})  # type: ignore[attr-defined]
+            self.send("scale_lr", {"factor": app_of(self).settings.lr_factor})
 
     def action_lr_down(self) -> None:
         """Divide the LR."""
         if self._steerable():
-            self.send("scale_lr", {"factor": 1.0 / self.app.settings.lr_factor})  # type: ignore[attr-defined]
+            self.send("scale_lr", {"factor": 1.0 / app_of(self).settings.lr_factor})
 
     def action_set_lr(self) -> None:
         """Ask for an LR (5e-5 style) and set it."""
@@ -509,7 +465,7 @@ class MonitorScreen(Screen):
         """Write the notes (a DB write: never on the main thread), then re-read the run."""
         from tuitrain.store import Store
 
-        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
+        with Store(app_of(self).runs_dir) as store:
             try:
                 store.set_notes(self.run.id, text)
             except Exception as exc:  # the run was deleted meanwhile
@@ -549,6 +505,10 @@ class MonitorScreen(Screen):
 
         start_race(self, self.run)
 
+    def on_race_done(self, msg: RaceDone) -> None:
+        """The race's winner, for W (set its LR) and G (branch from it)."""
+        self.race, self.race_lr = (msg.start, msg.verdict, msg.record), msg.lr
+
     def action_apply_race(self) -> None:
         """Set the LR to the last race's winner (a normal set_lr command)."""
         from tuitrain.tui.screens.lrfind import apply_race
@@ -564,4 +524,4 @@ class MonitorScreen(Screen):
 
     def action_back(self) -> None:
         """Back to the previous screen (the run keeps going)."""
-        self.app.action_back()  # type: ignore[attr-defined]
+        app_of(self).action_back()

@@ -7,7 +7,6 @@ To add a screen reachable from here (e.g. sweeps), add a Binding to BINDINGS and
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from rich.markup import escape
@@ -16,173 +15,93 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from tuitrain.runs import liveness
+from tuitrain.runs.columns import cut_middle
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
-from tuitrain.tui.lineage import fork_value, lineage_text, name_prefix, tree_order
+from tuitrain.tui.context import app_of
+from tuitrain.tui.lineage import name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
-from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
-from tuitrain.tui.widgets.run_panes import phase_text
-
-# (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
-COLUMNS = (
-    ("mark", " ", 1),
-    ("name", "name", 0),
-    ("status", "status", 13),
-    ("progress", "progress", 14),  # "1000/1000 100%" whole
-    ("best", "best", 7),
-    ("elapsed", "elapsed", 7),
-    ("started", "started", 11),
+from tuitrain.tui.pollers.runs import RunsReader
+from tuitrain.tui.screens.runs_cells import (  # noqa: F401  (total_steps, detail_text, ...: imported from here)
+    COLUMNS,
+    TREE_COLUMNS,
+    best_text,
+    detail_text,
+    fit_columns,
+    fork_text,
+    matches,
+    progress_text,
+    status_text,
+    tags_of,
+    total_steps,
 )
-# The tree view (t): where each branch began instead of when it started.
-TREE_COLUMNS = (*COLUMNS[:-1], ("fork", "from", 11))
+from tuitrain.tui.widgets.doctor import with_doctor_mark
+from tuitrain.tui.widgets.keybar import KeyBar
+
 MAX_COMPARE = 4
-# A full re-list is cheaper than this many single-row reads.
-MAX_ROW_READS = 200
 # Rows added at once when the table is rebuilt (more than any screen shows), then per frame.
 FIRST_ROWS = 80
-# Runs read by the very first query (a screenful at 120x40 and more), before the full list.
-FIRST_PAGE = 60
 ROWS_PER_FRAME = 250
 
 
-def best_text(run) -> str:
-    """The run's best monitored value, e.g. '1.234' (the metric name is in the status line)."""
-    s = run.summary or {}
-    return fmt.number(s.get("best_value"), 4)
-
-
-def total_steps(run) -> int | None:
-    """Planned optimizer steps from the run's derived values (or its summary)."""
-    return (run.derived or {}).get("total_steps") or (run.summary or {}).get("total_steps")
-
-
-def _count(n: int) -> str:
-    """9999, 12k, 999k, 1.2M, 12M: at most 4 characters."""
-    if n < 10_000:
-        return str(n)
-    if round(n / 1000) < 1000:
-        return f"{round(n / 1000)}k"
-    m = n / 1e6
-    return f"{m:.1f}M" if m < 9.95 else f"{round(m)}M"
-
-
-def progress_text(step: int | None, total: int | None) -> str:
-    """'120/400 30%', '1000/1000 100%', '12k/100k 12%': always within the column's 14 cells."""
-    if step is None:
-        return "-"
-    if not total:
-        return _count(step)
-    return f"{_count(step)}/{_count(total)} {100 * step / total:.0f}%"
-
-
-def tags_of(run) -> list[str]:
-    """run.tags from the run's config (free-form configs of scripts may have none)."""
-    cfg = run.config if isinstance(run.config, dict) else {}
-    group = cfg.get("run") if isinstance(cfg.get("run"), dict) else {}
-    tags = group.get("tags") or []
-    return [str(t) for t in tags] if isinstance(tags, list) else []
-
-
-def matches(run, query: str) -> bool:
-    """Whether a run passes the `/` filter: every word is in its name, id or one of its tags."""
-    hay = [(run.name or "").lower(), run.id.lower(), *(t.lower() for t in tags_of(run))]
-    return all(any(word in h for h in hay) for word in query.lower().split())
-
-
-def fork_text(run) -> str:
-    """The tree view's 'from' cell of a branch: the parent's val_loss at the fork and the fork
-    step, e.g. '2.412 @200' ('@200' when the parent has no val_loss by then; '' for a root)."""
-    if not getattr(run, "parent", None) or getattr(run, "fork_step", None) is None:
-        return ""
-    val = getattr(run, "fork_value", None)
-    step = f"@{_count(run.fork_step)}"
-    return f"{fmt.number(val, 4)} {step}" if val is not None else step
-
-
-def status_text(run) -> Text:
-    """The status cell: 'stalled 3m' (yellow) for a running run whose step stopped advancing."""
-    if run.status == "running" and getattr(run, "stalled", False):
-        return Text(liveness.stall_label(run), fmt.no_color("bold yellow"))
-    phase = phase_text(run, time.time(), short=True)
-    if phase:  # a long eval or save: running, just not stepping
-        return Text(phase, fmt.no_color("cyan"))
-    return Text(run.status, fmt.status_style(run.status))
-
-
-def detail_text(run) -> str:
-    """One line about the highlighted run: why it ended (or stalled), its tags and notes."""
-    from tuitrain.tui.widgets.events import one_line
-
-    parts = [f"[b]{escape(run.name or run.id)}[/b] {fmt.status(run.status)}"]
-    if getattr(run, "stalled", False):
-        age = getattr(run, "last_step_age_s", None)
-        parts.append(fmt.styled("bold yellow", f"no new step for {fmt.duration(age)}"))
-    if run.terminal and run.exit_reason:
-        style = "red" if run.status in ("failed", "crashed", "diverged") else "dim"
-        parts.append(fmt.styled(style, escape(one_line(run.exit_reason.strip()))))
-    if lineage_text(run):
-        parts.append("[dim]" + escape(lineage_text(run)) + "[/]")
-    tags = tags_of(run)
-    if tags:
-        parts.append("[dim]tags:[/] " + escape(" ".join(tags)))
-    cfg = run.config if isinstance(run.config, dict) else {}
-    notes = (cfg.get("run") or {}).get("notes") if isinstance(cfg.get("run"), dict) else None
-    if isinstance(notes, str) and notes.strip():
-        parts.append("[dim]notes:[/] " + escape(one_line(notes.strip())))
-    return " · ".join(parts)
+RUNS = Binding.Group("Runs")
+NEW = Binding.Group("Start")
+LIST = Binding.Group("The list")
+LEAVE = Binding.Group("Leave")
 
 
 class RunsScreen(Screen):
     """The runs list: open, mark for comparison, filter, start a new run."""
 
+    # Footer order is priority order (most used first); `?` lists every key by group.
     BINDINGS = [
-        Binding("enter", "open", "Open", show=True),
-        Binding("space", "mark", "Mark"),
-        Binding("c", "compare", "Compare"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("w", "sweeps", "Sweeps"),
-        Binding("n", "new", "New run"),
-        Binding("e", "edit", "Edit config"),
-        Binding("B", "branch", "Branch"),
-        Binding("t", "tree", "Tree view"),
-        Binding("r", "refresh", "Refresh", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("enter", "open", "Open", show=True, group=RUNS),
+        Binding("n", "new", "New config", group=NEW),
+        Binding("slash", "filter", "Filter", key_display="/", group=LIST),
+        Binding("space", "mark", "Mark", group=RUNS),
+        Binding("c", "compare", "Compare", group=RUNS),
+        Binding("e", "edit", "Edit config", group=NEW),
+        Binding("B", "branch", "Branch", group=NEW),
+        Binding("w", "sweeps", "Sweeps", group=RUNS),
+        Binding("t", "tree", "Tree view", group=LIST),
+        Binding("q", "app.quit", "Quit", group=LEAVE),
+        Binding("r", "refresh", "Refresh", show=False, group=LIST),
+        Binding("escape", "clear_filter", "Clear filter", show=False, group=LIST),
     ]
+    EXTRA_KEYS = {"The list": [("up / down", "move the cursor")]}
 
     def __init__(self) -> None:
         super().__init__(id="runs")
         self.runs: list = []  # the shown (filtered) runs, in table order
+        self._name_width = 12  # set with the columns: what the other columns leave
+        self._shown_cols: tuple | None = None
         self.all_runs: dict[str, Any] = {}  # run id -> RunInfo, every run
         self.order: list[str] = []  # every run id, newest first
         self.marked: list[str] = []  # run ids, in marking order (= colour order in Compare)
         self.query_text = ""
         self.tree_view = False  # t: the tree view (branches with their fork step and parent value)
-        self._fork_values: dict[tuple, float | None] = {}  # (parent, step) -> value (poll thread)
         self._cells: dict[str, tuple] = {}  # run id -> the cells last written (skip no-op updates)
         self._target: list[str] | None = None  # the ids the table shows (or is adding)
         self._fill_gen = 0
         self._depth: dict[str, int] = {}  # run id -> lineage depth in the shown list (children > 0)
-        self._doctor = DoctorIndex()  # open doctor warnings per run, from its events (poll thread)
-        # The poll loop's state (its thread only).
-        self._version: int | None = None
-        self._fps: dict[str, tuple] = {}
-        self._live: set[str] = set()
+        # The poll loop's reads and their state (tuitrain.tui.pollers.runs).
+        self.reader = RunsReader()
         # Set by the main thread, read by the loop.
         self._wake = threading.Event()
         self._active = True
         self._closed = False
-        self._full = False  # next read re-lists everything (r: refresh)
-        self._paged = False  # the first screenful was read (poll thread)
         self._page_shown = False  # ...and shown (main thread): time for the full listing
         self._keep: str | None = None  # the run the cursor goes back to after a column change
         self.polls = 0  # reads done by the loop (tests wait on it)
-        self.row_reads = 0  # run records read by the loop (the bench and tests read it)
         self.last_changed: set[str] = set()  # ids in the last RunsChanged (tests read it)
+
+    @property
+    def row_reads(self) -> int:
+        """Run records read by the poll loop (the bench and tests read it)."""
+        return self.reader.row_reads
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-status")
@@ -191,7 +110,7 @@ class RunsScreen(Screen):
             placeholder="filter by name or tag; enter: keep, escape: clear", id="runs-filter"
         )
         yield Static("", id="runs-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -203,21 +122,36 @@ class RunsScreen(Screen):
 
     @property
     def columns(self) -> tuple:
-        """The columns of the current view."""
-        return TREE_COLUMNS if self.tree_view else COLUMNS
+        """The shown columns of the current view (as many as the width allows)."""
+        return fit_columns(TREE_COLUMNS if self.tree_view else COLUMNS, self._width())[0]
+
+    def _width(self) -> int:
+        return self.size.width or self.app.size.width
 
     def _add_columns(self, table: DataTable) -> None:
-        cols = self.columns
-        fixed = sum(w for _, _, w in cols) + 2 * len(cols)  # cell padding: 1 each side
+        cols, self._name_width = fit_columns(
+            TREE_COLUMNS if self.tree_view else COLUMNS, self._width()
+        )
+        self._shown_cols = (cols, self._name_width)
         for key, label, width in cols:
-            table.add_column(
-                label, key=key, width=width or max(12, min(48, self.app.size.width - fixed - 2))
-            )
+            table.add_column(label, key=key, width=width or self._name_width)
+
+    def on_resize(self) -> None:
+        """Another width: the name column takes what is left, narrow terminals drop columns."""
+        if self._shown_cols is None:
+            return
+        shown = fit_columns(TREE_COLUMNS if self.tree_view else COLUMNS, self._width())
+        if shown != self._shown_cols:
+            self._rebuild_columns()
 
     def action_tree(self) -> None:
         """Toggle the tree view: each branch under its parent with the fork step and the
         parent's val_loss there (the 'from' column, in place of 'started')."""
         self.tree_view = not self.tree_view
+        self._rebuild_columns()
+        self.update_status()
+
+    def _rebuild_columns(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         run = self.current_run()
         self._keep = run.id if run is not None else None  # the cursor stays on its run
@@ -226,7 +160,6 @@ class RunsScreen(Screen):
         self._target = None  # rebuild every row with the new cells
         self._cells = {}
         self.fill_table()
-        self.update_status()
 
     def on_screen_resume(self) -> None:
         self._active = True
@@ -248,7 +181,7 @@ class RunsScreen(Screen):
 
     def action_refresh(self) -> None:
         """Re-read every run (the loop otherwise reads only what changed)."""
-        self._full = True
+        self.reader.full = True
         self.poll()
 
     # -- reading (poll loop thread) ---------------------------------------------------------
@@ -260,9 +193,9 @@ class RunsScreen(Screen):
         An idle list costs one PRAGMA per poll: nothing is read when no other connection
         committed (data_version) and no run is live; otherwise only the changed rows are."""
         worker = get_current_worker()
-        settings = self.app.settings  # type: ignore[attr-defined]
+        settings = app_of(self).settings
         try:
-            store = Store(self.app.runs_dir)  # type: ignore[attr-defined]
+            store = Store(app_of(self).runs_dir)
         except Exception as exc:  # the worker would end quietly and the list stay empty
             self.app.call_from_thread(self.notify, f"cannot open runs: {exc}", severity="error")
             raise
@@ -270,7 +203,7 @@ class RunsScreen(Screen):
             while not (worker.is_cancelled or self._closed):
                 if self._active:
                     try:
-                        msg = self._read(store)
+                        msg = self.reader.read(store, self._page_shown)
                     except Exception as exc:  # a DB error must not end the list's updates
                         msg = None
                         self.app.call_from_thread(
@@ -283,54 +216,6 @@ class RunsScreen(Screen):
                 self._wake.clear()
         finally:
             store.close()
-
-    def _read(self, store: Any) -> RunsChanged | None:
-        if self._version is None and not self._paged:
-            # The first read lists only a screenful (one small query, a few JSON parses), so
-            # the list opens at once; the full listing follows once that page is on screen
-            # (on_runs_changed wakes the loop after the refresh: parsing thousands of records
-            # in this thread would otherwise hold the GIL while the first frame is drawn).
-            self._paged = True
-            page = liveness.view_runs(store, limit=FIRST_PAGE)
-            self.row_reads += len(page)
-            return RunsChanged([r.id for r in page], {r.id: r for r in page})
-        if not self._page_shown:
-            return None  # the page is not drawn yet: on_runs_changed wakes the loop when it is
-        version = store.data_version()
-        full, self._full = self._full or self._version is None, False
-        if version == self._version and not self._live and not full:
-            return None
-        self._version = version
-        fps = store.run_fingerprints()
-        ids = [i for i, _ in fps]
-        order = ids if full or ids != list(self._fps) else None
-        changed_ids = [i for i, fp in fps if self._fps.get(i) != fp]
-        live = [i for i in self._live if i in self._fps and i not in changed_ids]
-        if full or len(changed_ids) > MAX_ROW_READS:
-            changed = {r.id: r for r in liveness.view_runs(store)}
-        else:
-            changed = {}
-            for i in [*changed_ids, *live]:  # live runs: liveness and stall are read each poll
-                try:
-                    changed[i] = liveness.view_run(store, i)
-                except LookupError:  # deleted between the two reads: the next poll drops it
-                    pass
-        self.row_reads += len(changed)
-        for r in changed.values():
-            if r.parent and r.fork_step is not None:
-                # The parent's points up to the fork never change once the child exists.
-                key = (r.parent, r.fork_step)
-                if self._fork_values.get(key) is None:
-                    self._fork_values[key] = fork_value(store, r)
-                r.fork_value = self._fork_values[key]
-        self._doctor.update(store, changed.values())  # sets run.doctor for the status marker
-        self._fps = dict(fps)
-        self._live = {i for i in self._live if i in self._fps}
-        for i, r in changed.items():
-            (self._live.discard if r.terminal else self._live.add)(i)
-        if order is None and not changed:
-            return None
-        return RunsChanged(order, changed)
 
     # -- showing (main thread) ---------------------------------------------------------------
 
@@ -350,11 +235,11 @@ class RunsScreen(Screen):
 
     def row_cells(self, run) -> list:
         """The table cells of one run."""
-        now = self.app.now()  # type: ignore[attr-defined]
+        now = app_of(self).now()
+        prefix = name_prefix(self._depth.get(run.id, 0))
+        room = max(4, self._name_width - len(prefix))
         name = Text(
-            name_prefix(self._depth.get(run.id, 0)) + (run.name or run.id),
-            overflow="ellipsis",
-            no_wrap=True,
+            prefix + cut_middle(run.name or run.id, room), overflow="ellipsis", no_wrap=True
         )
         tags = tags_of(run)
         if tags:
@@ -364,16 +249,18 @@ class RunsScreen(Screen):
             if self.tree_view
             else Text(fmt.clock(run.started or run.created))
         )
-        return [
-            Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
-            name,
-            with_doctor_mark(status_text(run), run),
+        cells = {
+            "mark": Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
+            "name": name,
+            "status": with_doctor_mark(status_text(run), run),
             # Text, not str: a DataTable parses str cells as markup (2000 runs: ~1 s of it).
-            Text(progress_text(run.last_step, total_steps(run))),
-            Text(best_text(run)),
-            Text(fmt.duration(fmt.elapsed(run, now))),
-            last,
-        ]
+            "progress": Text(progress_text(run.last_step, total_steps(run))),
+            "best": Text(best_text(run)),
+            "elapsed": Text(fmt.duration(fmt.elapsed(run, now))),
+            "started": last,
+            "fork": last,
+        }
+        return [cells[key] for key, _, _ in self.columns]
 
     def fill_table(self, changed: set[str] | None = None) -> None:
         """Update the changed rows' changed cells; rebuild (keeping the cursor) only when the
@@ -454,8 +341,8 @@ class RunsScreen(Screen):
             else ""
         )
         self.query_one("#runs-status", Static).update(
-            f"[b]{self.app.runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
-        )  # type: ignore[attr-defined]
+            f"[b]{app_of(self).runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
+        )
 
     def show_detail(self) -> None:
         """The detail line of the run under the cursor."""
@@ -519,7 +406,7 @@ class RunsScreen(Screen):
         """Open the monitor of the run under the cursor."""
         run = self.current_run()
         if run is not None:
-            self.app.open_monitor(run.id)  # type: ignore[attr-defined]
+            app_of(self).open_monitor(run.id)
 
     def action_mark(self) -> None:
         """Mark / unmark the run under the cursor for comparison."""
@@ -546,7 +433,7 @@ class RunsScreen(Screen):
         if len(self.marked) < 2:
             self.notify("mark 2 to 4 runs with space first", severity="warning")
             return
-        self.app.open_compare(list(self.marked))  # type: ignore[attr-defined]
+        app_of(self).open_compare(list(self.marked))
 
     def action_sweeps(self) -> None:
         """The sweep of the run under the cursor, else the list of sweeps."""
@@ -559,7 +446,7 @@ class RunsScreen(Screen):
 
     def action_new(self) -> None:
         """Open the editor on the bundled demo config."""
-        self.app.open_editor()  # type: ignore[attr-defined]
+        app_of(self).open_editor()
 
     def action_edit(self) -> None:
         """Open the editor on the config of the run under the cursor (to tweak and relaunch)."""
@@ -570,7 +457,7 @@ class RunsScreen(Screen):
         if not path.is_file():
             self.notify(f"{path} is missing", severity="error")
             return
-        self.app.open_editor(str(path))  # type: ignore[attr-defined]
+        app_of(self).open_editor(str(path))
 
     def action_branch(self) -> None:
         """Branch the run under the cursor: the editor on its config with a checkpoint picker."""

@@ -14,11 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tuitrain.runs import liveness
 from tuitrain.tui import fmt
+from tuitrain.tui.context import app_of
 from tuitrain.tui.messages import Launched
+from tuitrain.tui.widgets.keybar import KeyBar
 
 POLL_S = 2.0
 COMPARE_BEST = 3
@@ -74,7 +76,7 @@ class SweepsScreen(Screen):
 
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
-        Binding("escape", "app.back", "Back"),
+        Binding("q,escape", "app.back", "Back", key_display="q"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
@@ -85,7 +87,7 @@ class SweepsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="sweeps-status")
         yield DataTable(id="sweeps-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#sweeps-table", DataTable)
@@ -103,7 +105,7 @@ class SweepsScreen(Screen):
         """Read the records: plain JSON files, no Optuna needed."""
         from tuitrain.sweep.records import list_sweeps
 
-        self.post_message(SweepsLoaded(list_sweeps(self.app.runs_dir)))  # type: ignore[attr-defined]
+        self.post_message(SweepsLoaded(list_sweeps(app_of(self).runs_dir)))
 
     def on_sweeps_loaded(self, msg: SweepsLoaded) -> None:
         self.sweeps = msg.sweeps
@@ -125,9 +127,10 @@ class SweepsScreen(Screen):
         if self.sweeps:
             table.move_cursor(row=min(max(row, 0), len(self.sweeps) - 1))
         empty = " · none yet: tuitrain sweep configs/sweep-demo.yaml" if not self.sweeps else ""
+        n = len(self.sweeps)
         self.query_one("#sweeps-status", Static).update(
-            f"[b]{self.app.runs_dir}[/b] · {len(self.sweeps)} sweeps{empty}"
-        )  # type: ignore[attr-defined]
+            f"[b]{app_of(self).runs_dir}[/b] · {n} sweep{'s' if n != 1 else ''}{empty}"
+        )
 
     @on(DataTable.RowSelected, "#sweeps-table")
     def row_selected(self, event: DataTable.RowSelected) -> None:
@@ -155,7 +158,7 @@ class SweepScreen(Screen):
         Binding("c", "compare", "Compare marked"),
         Binding("b", "compare_best", f"Compare best {COMPARE_BEST}"),
         Binding("P", "promote", "Promote"),
-        Binding("escape", "app.back", "Back"),
+        Binding("q,escape", "app.back", "Back", key_display="q"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
@@ -171,7 +174,7 @@ class SweepScreen(Screen):
         yield Static("loading sweep…", id="sweep-head")
         yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sweep-detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -187,7 +190,7 @@ class SweepScreen(Screen):
         from tuitrain.store import Store
         from tuitrain.sweep.records import SweepNotFound, get_sweep
 
-        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
+        runs_dir = app_of(self).runs_dir
         try:
             rec = get_sweep(runs_dir, self.sweep_ref)
         except SweepNotFound as exc:
@@ -302,7 +305,7 @@ class SweepScreen(Screen):
         if t.run_id is None:
             self.notify(f"trial {t.number} never ran: {t.error}", severity="warning")
             return
-        self.app.open_monitor(t.run_id)  # type: ignore[attr-defined]
+        app_of(self).open_monitor(t.run_id)
 
     def action_mark(self) -> None:
         """Mark / unmark the trial under the cursor for comparison."""
@@ -322,7 +325,7 @@ class SweepScreen(Screen):
         if len(self.marked) < 2:
             self.notify("mark 2 to 4 trials with space first (or b: best few)", severity="warning")
             return
-        self.app.open_compare(list(self.marked))  # type: ignore[attr-defined]
+        app_of(self).open_compare(list(self.marked))
 
     def action_compare_best(self) -> None:
         """Compare the best few scored trials."""
@@ -332,7 +335,7 @@ class SweepScreen(Screen):
         if len(best) < 2:
             self.notify("fewer than 2 trials have a value yet", severity="warning")
             return
-        self.app.open_compare(best)  # type: ignore[attr-defined]
+        app_of(self).open_compare(best)
 
     def action_promote(self) -> None:
         """Check the trial under the cursor for promotion (in a worker), then ask to confirm."""
@@ -347,7 +350,7 @@ class SweepScreen(Screen):
         from tuitrain.sweep.promote import plan_promote
 
         try:
-            p = plan_promote(self.app.runs_dir, sweep_id, number)  # type: ignore[attr-defined]
+            p = plan_promote(app_of(self).runs_dir, sweep_id, number)
         except Exception as exc:  # every refusal, as text: the screen stays usable
             self.post_message(PromotePlanned(None, _refusal(exc)))
             return
@@ -375,7 +378,7 @@ class SweepScreen(Screen):
         from tuitrain.sweep.promote import launch_promotion
 
         try:
-            info = launch_promotion(p, self.app.runs_dir)  # type: ignore[attr-defined]
+            info = launch_promotion(p, app_of(self).runs_dir)
         except Exception as exc:  # a taken name, a launcher that failed: say so, keep the view
             self.post_message(Launched(None, _refusal(exc)))
             return
@@ -387,7 +390,7 @@ class SweepScreen(Screen):
                 msg.error, title="promote failed", severity="error", timeout=12, markup=False
             )
             return
-        self.app.open_monitor(msg.run_id)  # type: ignore[attr-defined]
+        app_of(self).open_monitor(msg.run_id)
 
 
 def _refusal(exc: Exception) -> str:

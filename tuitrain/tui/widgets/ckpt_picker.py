@@ -16,6 +16,9 @@ class CheckpointPicker(Horizontal):
     CheckpointPicker #branch-label { width: auto; padding: 0 1; }
     CheckpointPicker Select { width: 20; }
     CheckpointPicker Checkbox { width: auto; border: none; padding: 0 1; height: 1; }
+    /* The open list is a framed box on its own background: without a frame its lines ran into
+       the help text under the bar ("run: Rstep 200  oducibility."). */
+    CheckpointPicker SelectOverlay.-textual-compact { border: round $accent !important; background: $surface; width: 24; }
     """
 
     def __init__(self, parent_label: str, steps: list[int], *, id: str | None = None) -> None:
@@ -33,7 +36,11 @@ class CheckpointPicker(Horizontal):
             id="ckpt-select",
             compact=True,
         )
-        yield Checkbox("weights only", id="weights-only", compact=True)
+        # The box alone looks the same on and off without colour (NO_COLOR): the label says it.
+        yield Checkbox("weights only: off", id="weights-only", compact=True)
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = f"weights only: {'on' if event.value else 'off'}"
 
     @property
     def step(self) -> int | None:

@@ -8,18 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
-from textual import work
 from textual.widgets import Static
 
-from tuitrain.runs import liveness
 from tuitrain.tui import fmt
 
 if TYPE_CHECKING:  # chart.py loads plotext, which the runs list does not need
     from tuitrain.tui.widgets.chart import Line
 
-# A live run is re-diagnosed this often (each diagnosis reads downsampled series: a few ms).
-LIVE_S = 5.0
-ENDED_S = 30.0
 STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
 MARK = {"critical": "!!", "warning": "!"}
 ORDER = ("info", "warning", "critical")
@@ -41,51 +36,19 @@ def line_text(diags: list[Any]) -> str:
 
 class DoctorLine(Static):
     """One line under the monitor header: the run's most severe open diagnosis (hidden when
-    none is a warning or critical)."""
+    none is a warning or critical). The monitor's poll thread diagnoses (tui/pollers/run.py)."""
 
     DEFAULT_CSS = """
     DoctorLine { display: none; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self, run_ref: str, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
-        self.run_ref = run_ref
         self.diagnoses: list[Any] = []
-        self.checks = 0  # diagnoses done (tests wait on it)
-        self._version: int | None = None
-        self._ended = False
-        self._since = 0.0
+        self.checks = 0  # diagnoses shown (tests wait on it)
 
     def on_mount(self) -> None:
         self.display = False
-        self.check()
-        self.set_interval(LIVE_S, self.check)
-
-    def check(self) -> None:
-        """Diagnose again (in a thread) unless the run ended and nothing changed."""
-        self.diagnose()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="doctor-line")
-    def diagnose(self) -> None:
-        """Read the run and diagnose it with its own Store; the result comes back to show()."""
-        import time
-
-        from tuitrain.doctor import diagnose_run
-        from tuitrain.store import Store
-
-        with Store(self.app.runs_dir) as store:  # type: ignore[attr-defined]
-            version = store.data_version()
-            stale = time.monotonic() - self._since > ENDED_S
-            if self._ended and version == self._version and not stale:
-                return
-            self._version, self._since = version, time.monotonic()
-            try:
-                run = liveness.view_run(store, self.run_ref)
-            except LookupError:
-                return  # the monitor's header says the run is missing
-            diags = diagnose_run(store, run, now=self.app.now())  # type: ignore[attr-defined]
-        self._ended = run.terminal
-        self.app.call_from_thread(self.show, diags)
 
     def show(self, diags: list[Any]) -> None:
         """Show the most severe diagnosis; relayout the screen when the line appears or goes."""

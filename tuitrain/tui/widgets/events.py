@@ -66,6 +66,21 @@ def matches(kind: str, flt: str | None) -> bool:
     return kind == flt
 
 
+def filter_choices(events: list) -> list[tuple[str, str | None]]:
+    """The filter picker's lines: all, no generations, then only each kind present, with counts."""
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    gens = counts.get(HIDE_GENERATIONS[1:], 0)
+    out: list[tuple[str, str | None]] = [
+        (f"all events ({len(events)})", None),
+        (f"no generations ({len(events) - gens})", HIDE_GENERATIONS),
+    ]
+    width = max((len(k) for k in counts), default=0)
+    out += [(f"only {k:<{width}} ({n})", k) for k, n in sorted(counts.items())]
+    return out
+
+
 def filter_label(flt: str | None) -> str:
     """How the pane's title names the filter."""
     if flt is None:
@@ -119,13 +134,6 @@ class EventsPane(OptionList):
         if self.option_count:
             self.highlighted = self.option_count - 1
         self.border_title = f"events: {filter_label(flt)}" if flt else "events"
-
-    def next_filter(self) -> str | None:
-        """The filter after the current one: all, no generations, then only each kind present."""
-        kinds = sorted({e.kind for e in self.events})
-        order: list[str | None] = [None, HIDE_GENERATIONS, *kinds]
-        i = order.index(self.filter) if self.filter in order else 0
-        return order[(i + 1) % len(order)]
 
     def selected_event(self):
         """The event under the cursor, or None."""

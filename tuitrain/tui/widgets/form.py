@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -22,6 +23,19 @@ def section_id(section: str) -> str:
 def _on_off(value: Any) -> str:
     """The text beside a boolean field's switch."""
     return "on" if value else "off"
+
+
+# up/down move between fields as tab / shift+tab do (a page would scroll, a choice would open).
+FIELD_MOVES = [
+    Binding("down", "app.focus_next", "Next field", show=False),
+    Binding("up", "app.focus_previous", "Previous field", show=False),
+]
+
+
+class FieldSelect(Select, inherit_bindings=False):
+    """A choice field: enter or space opens its list; up/down move to the next field."""
+
+    BINDINGS = [Binding("enter,space", "show_overlay", "Show menu", show=False), *FIELD_MOVES]
 
 
 class FieldRow(Horizontal):
@@ -64,7 +78,7 @@ class FieldRow(Horizontal):
         if spec.kind == "choice":
             options = [(str(c), c) for c in spec.choices]
             current = value if value in spec.choices else Select.NULL
-            return Select(
+            return FieldSelect(
                 options,
                 allow_blank=spec.optional or current is Select.NULL,
                 value=current,
@@ -120,8 +134,11 @@ class FieldRow(Horizontal):
         self.post_message(self.Focused(self.spec))
 
 
-class SectionPage(VerticalScroll):
-    """One config section: its description, a section-level error line, and its field rows."""
+class SectionPage(VerticalScroll, can_focus=False):
+    """One config section: its description, a section-level error line, and its field rows
+    (focus moving through the fields scrolls the page)."""
+
+    BINDINGS = FIELD_MOVES
 
     def __init__(self, section: str, specs: list[FieldSpec], values: dict[str, Any]) -> None:
         super().__init__(id=section_id(section), classes="section-page")
