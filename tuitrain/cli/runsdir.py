@@ -38,6 +38,7 @@ USES = {
     None: "tui",  # bare `tuitrain`
     "validate": None,
     "schema": None,
+    "notify": None,  # its own checks: test logs beside the runs dir when it exists, log reads it
 }
 
 
