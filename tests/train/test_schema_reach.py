@@ -299,6 +299,25 @@ def doctor_watch(cfg: TrainConfig) -> Any:
         return ticks, events, cmds
 
 
+def notify_watch(cfg: TrainConfig) -> Any:
+    """The notifications the notifier's Watcher makes for a run with this config that completes
+    (real Store; the user's settings at their defaults)."""
+    import tempfile
+
+    from tuitrain.config import to_dict
+    from tuitrain.notify.rules import Watcher
+    from tuitrain.notify.settings import Settings
+    from tuitrain.store import Store
+
+    with tempfile.TemporaryDirectory() as d, Store(Path(d) / "runs") as store:
+        w = Watcher(store, Settings())
+        run = store.create_run(to_dict(cfg), {"total_steps": 100}, name="reach", status="running")
+        store.mark_started(run.id, os.getpid())
+        w.poll()
+        store.set_status(run.id, "completed")
+        return sorted(n.event for n in w.poll())
+
+
 def doctor_episodes(cfg: TrainConfig) -> Any:
     """The trainer-side watch over a constructed run whose loss spikes at step 500, recovers and
     leaves the window, ticked every 20 steps: the doctor events it writes (opens, closes)."""
@@ -571,6 +590,9 @@ REACH: dict[str, Reach] = {
     "doctor.interval_s": Reach(1.0, doctor_watch),
     "doctor.auto": Reach(["scale_lr_on_spike"], doctor_watch),
     "doctor.auto_max": Reach(0, doctor_watch, base={"doctor.auto": ["scale_lr_on_spike"]}),
+    # notify: the notifier's Watcher over a run with this config that completes
+    "notify.enabled": Reach(False, notify_watch),
+    "notify.events": Reach(["crashed"], notify_watch),
     "doctor.persist_steps": Reach(400, doctor_episodes),
     "doctor.hold_steps": Reach(0, doctor_episodes),
     "doctor.window": Reach(30, doctor),
