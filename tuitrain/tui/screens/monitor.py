@@ -15,13 +15,13 @@ from textual.widgets import OptionList
 from textual.worker import get_current_worker
 
 from tuitrain.tui.context import app_of
-from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.dialogs.pick import PickDialog
-from tuitrain.tui.dialogs.prompt import PromptDialog, parse_lr
+from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.lineage import PARENT_KEY, prefix_line
-from tuitrain.tui.messages import Diagnosed, NewEvents, RaceDone, RunMissing, RunSnapshot
+from tuitrain.tui.messages import Diagnosed, NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.pollers.run import RunReader
+from tuitrain.tui.screens.monitor_actions import SteeringActions
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
@@ -46,7 +46,7 @@ RACE = Binding.Group("LR race")
 NAV = Binding.Group("Leave")
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(SteeringActions, Screen):
     """Watch and steer one run; DB reads happen in a worker thread, charts redraw at a bounded rate."""
 
     # Footer order is priority order (most used first); `?` lists every key by group.
@@ -375,74 +375,7 @@ class MonitorScreen(Screen):
         else:
             self.query_one("#chart-grad", MetricChart).set_lines(grad, self.log_y)
 
-    # -- steering -------------------------------------------------------------------------
-
-    @work(thread=True, exit_on_error=False, group="monitor-send")
-    def send(self, kind: str, payload: dict | None = None) -> None:
-        """Queue a command row for the trainer (a DB write: never on the main thread)."""
-        from tuitrain.store import Store
-
-        with Store(app_of(self).runs_dir) as store:
-            try:
-                cid = store.send_command(self.run.id, kind, payload)
-            except Exception as exc:  # refused (run ended) or invalid: say why
-                self.app.call_from_thread(self.notify, str(exc), severity="error")
-                return
-        self.app.call_from_thread(
-            self.notify, f"command #{cid} {kind} sent; pending until the trainer applies it"
-        )
-        self.app.call_from_thread(self.poll)
-
-    def _steerable(self) -> bool:
-        if self.run is None:
-            self.notify(
-                "the run is still loading; press the key again in a moment", severity="warning"
-            )
-            return False
-        if self.run.terminal:
-            self.notify(f"run is {self.run.status}: nothing to steer", severity="warning")
-            return False
-        return True
-
-    def action_lr_up(self) -> None:
-        """Multiply the LR (the remaining schedule keeps its shape)."""
-        if self._steerable():
-            self.send("scale_lr", {"factor": app_of(self).settings.lr_factor})
-
-    def action_lr_down(self) -> None:
-        """Divide the LR."""
-        if self._steerable():
-            self.send("scale_lr", {"factor": 1.0 / app_of(self).settings.lr_factor})
-
-    def action_set_lr(self) -> None:
-        """Ask for an LR (5e-5 style) and set it."""
-        if not self._steerable():
-            return
-        current = self.latest.get("lr")
-        value = f"{current:.3g}" if current else ""
-        self.app.push_screen(
-            PromptDialog("Set the learning rate to (e.g. 5e-5):", parse_lr, value),
-            lambda lr: lr and self.send("set_lr", {"lr": lr}),
-        )
-
-    def action_stop(self) -> None:
-        """Stop the run early (after confirmation); the trainer saves and ends cleanly."""
-        if not self._steerable():
-            return
-        question = f"Stop run {self.run.name} now? It finishes the current step, saves a checkpoint and ends."
-        self.app.push_screen(
-            ConfirmDialog(question, yes="Stop"), lambda ok: ok and self.send("stop")
-        )
-
-    def action_checkpoint(self) -> None:
-        """Save a checkpoint at the next step."""
-        if self._steerable():
-            self.send("checkpoint")
-
-    def action_eval(self) -> None:
-        """Evaluate at the next step."""
-        if self._steerable():
-            self.send("eval")
+    # -- other keys (steering: monitor_actions.SteeringActions) ------------------------------
 
     def action_doctor(self) -> None:
         """Open the doctor's findings; Enter on one applies its action (after a confirmation)."""
@@ -498,29 +431,6 @@ class MonitorScreen(Screen):
         from tuitrain.tui.screens.branch import open_branch
 
         open_branch(self.app, self.run)
-
-    def action_lr_race(self) -> None:
-        """Race LR factors from the latest checkpoint (a dialog asks: keep running or pause); W applies the winner, G branches from it."""
-        from tuitrain.tui.screens.lrfind import start_race
-
-        start_race(self, self.run)
-
-    def on_race_done(self, msg: RaceDone) -> None:
-        """The race's winner, for W (set its LR) and G (branch from it)."""
-        self.race, self.race_lr = (msg.start, msg.verdict, msg.record), msg.lr
-
-    def action_apply_race(self) -> None:
-        """Set the LR to the last race's winner (a normal set_lr command)."""
-        from tuitrain.tui.screens.lrfind import apply_race
-
-        if self._steerable():
-            apply_race(self)
-
-    def action_branch_race(self) -> None:
-        """Continue the last race's winner as a full-length run (a branch of the winning branch)."""
-        from tuitrain.tui.screens.lrfind import branch_race
-
-        branch_race(self)
 
     def action_back(self) -> None:
         """Back to the previous screen (the run keeps going)."""
