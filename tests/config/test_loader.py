@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from tuitrain.config import ConfigError, load_config, parse
-from tuitrain.config.loader import (
-    apply_sets,
-    dump_yaml,
-    loads_yaml,
-    parse_scalar,
-    read_with_extends,
-)
+from tuitrain.config.dump import dump_yaml, loads_yaml
+from tuitrain.config.loader import apply_sets, parse_scalar, read_with_extends
 
 BASE = """\
 model:

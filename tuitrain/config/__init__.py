@@ -1,18 +1,9 @@
 """Provides the typed training config: schema, loading, validation, derived values, JSON Schema."""
 
 from tuitrain.config.derived import Derived, compute
+from tuitrain.config.dump import dump_yaml, loads_yaml, save_yaml, to_dict
 from tuitrain.config.errors import ConfigError, ConfigIssue
-from tuitrain.config.loader import (
-    Resolved,
-    apply_sets,
-    dump_yaml,
-    load_config,
-    loads_yaml,
-    parse,
-    resolve,
-    save_yaml,
-    to_dict,
-)
+from tuitrain.config.loader import Resolved, apply_sets, load_config, parse, resolve
 from tuitrain.config.schema import GROUPS, TrainConfig
 
 __all__ = [

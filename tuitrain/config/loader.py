@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from ruamel.yaml.error import YAMLError
 
 from tuitrain.config.derived import Derived, compute
 from tuitrain.config.errors import ConfigError, ConfigIssue
-from tuitrain.config.files import LineMap, UnsafeYaml, load_yaml_text, plain, read_file, yaml
+from tuitrain.config.files import LineMap, UnsafeYaml, load_yaml_text, plain, read_file
 from tuitrain.config.rules import (
     clear_partner,
     clear_partners,
@@ -467,42 +466,3 @@ def anchor_paths(data: dict, base: Path) -> None:
                 node[key] = str((base / p).resolve())
         except (RuntimeError, OSError, ValueError):
             continue  # not a usable path; the field's own check reports it
-
-
-def to_dict(cfg: TrainConfig) -> dict:
-    """The config as plain JSON-compatible data (every field, defaults included)."""
-    return cfg.model_dump(mode="json")
-
-
-def dump_yaml(cfg: TrainConfig | dict, header: str | None = None) -> str:
-    """YAML text for a config; loading it back gives an equal config."""
-    data = to_dict(cfg) if isinstance(cfg, TrainConfig) else cfg
-    buf = io.StringIO()
-    y = yaml()
-    y.version = None  # no %YAML directive in files people edit
-    if header:
-        buf.write("".join(f"# {line}\n" for line in header.splitlines()))
-    y.dump(data, buf)
-    return buf.getvalue()
-
-
-def loads_yaml(text: str) -> dict:
-    """Parse YAML text (1.2 rules) into plain data."""
-    data = plain(load_yaml_text(text))
-    return data or {}
-
-
-def save_yaml(cfg: TrainConfig, path: str | Path, header: str | None = None) -> Path:
-    """Write a config as YAML (atomically: a crash never leaves half a file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.is_dir():
-        raise IsADirectoryError(21, "Is a directory", str(p))
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        tmp.write_text(dump_yaml(cfg, header), encoding="utf-8")
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p

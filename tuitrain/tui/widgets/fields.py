@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from tuitrain.config.loader import loads_yaml
+from tuitrain.config.dump import loads_yaml
 from tuitrain.config.schema import TrainConfig
 
 
