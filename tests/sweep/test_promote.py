@@ -46,3 +46,14 @@ def test_promote_trial_without_checkpoint_says_how_to_fix(cli):
     rc, out = cli.run("sweep", "promote", rec.id, "--trial", "2", "--runs-dir", "runs", timeout=60)
     assert rc == 1, out
     assert "has no complete checkpoint" in out and "training.save_every" in out
+
+
+def test_promote_help_is_promotes_own_usage(capsys):
+    from tuitrain.cli import main
+
+    assert main(["sweep", "promote", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tuitrain sweep promote") and "--trial N" in out
+    assert "--n-trials" not in out  # the sweep's own options are not promote's
+    assert main(["--runs-dir", "/nonexistent", "sweep", "promote", "-h"]) == 0
+    assert "usage: tuitrain sweep promote" in capsys.readouterr().out

@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tuitrain` console script: run the command, turn every error into a
     message and an exit code (tuitrain.cli.exits); never a traceback unless TUITRAIN_DEBUG=1."""
     parser = build_parser()
+    if sweep_cmds.wants_promote_help(sys.argv[1:] if argv is None else argv):
+        print(sweep_cmds.promote_help(), end="")
+        return exits.OK
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -60,6 +60,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_sweeps)
 
 
+def promote_help() -> str:
+    """`tuitrain sweep promote --help`: promote's own usage (argparse knows it only as a
+    positional word of `sweep`, so it would print the sweep's)."""
+    p = argparse.ArgumentParser(
+        prog="tuitrain sweep promote",
+        description="Continue the best trial (or --trial N) of SWEEP as a full-length run: a branch "
+        "from its last checkpoint under the sweep's base config, without the trials' shortened "
+        "training.max_steps/epochs, with the trial's params. Prints the new run's id.",
+    )
+    p.add_argument("sweep", metavar="SWEEP", help="sweep id or name")
+    p.add_argument("--trial", type=int, metavar="N", help="the trial (default: the best)")
+    p.add_argument("--set", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--name", help="the new run's name (default: TRIAL-full)")
+    p.add_argument("--runs-dir", metavar="DIR", help="runs directory (default: ./runs)")
+    return p.format_help()
+
+
+def wants_promote_help(argv: list[str]) -> bool:
+    """argv asks for `sweep promote --help` (global options may come first)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return (
+        any(a in ("-h", "--help") for a in argv)
+        and "sweep" in words
+        and words[words.index("sweep") + 1 : words.index("sweep") + 2] == ["promote"]
+    )
+
+
 def _say(text: str) -> None:
     try:
         print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)

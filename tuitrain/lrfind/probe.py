@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,11 @@ def launch_probe(
     from tuitrain.runs.launch import launch
 
     cfg = probe_config(resolved.config, min_lr, max_lr, steps)
-    probe = resolve(cfg, source=resolved.source)
+    d = resolved.derived
+    probe = resolve(cfg, source=resolved.source, samples=(d.train_samples, d.samples_estimated))
+    # The run record's total is the test's length (the trainer says the same once it starts), so
+    # the progress reads "step 3/60", not the full run's 600.
+    probe = replace(probe, derived=replace(probe.derived, total_steps=cfg.lr_find.steps))
     stem = Path(resolved.source).stem if resolved.source else "config"
     name = f"{resolved.config.run.name or stem}-lr-find"
     return launch(probe, runs_dir, name=name, extra_env=extra_env)
