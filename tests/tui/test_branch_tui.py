@@ -17,7 +17,7 @@ from tests.tui.conftest import kill_runs, make_app, settle, until
 from tests.tui.fixture_db import NOW, _curve, pin_times
 from tuitrain.config import load_config, save_yaml
 from tuitrain.store import Store
-from tuitrain.tui.lineage import PARENT_KEY, PREFIX_COLOR, name_prefix, tree_order
+from tuitrain.tui.lineage_view import PARENT_KEY, PREFIX_COLOR, name_prefix, tree_order
 from tuitrain.tui.screens.branch import BranchEditorScreen
 from tuitrain.tui.widgets.chart import MetricChart
 from tuitrain.tui.widgets.ckpt_picker import CheckpointPicker

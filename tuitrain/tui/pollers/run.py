@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuitrain.runs import liveness
-from tuitrain.tui.lineage import parent_series
+from tuitrain.tui.lineage_view import parent_series
 from tuitrain.tui.messages import Diagnosed, NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.widgets.system import chart_names, wanted
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tuitrain.runs import liveness
 from tuitrain.runs.columns import best_value
-from tuitrain.tui.lineage import fork_value
+from tuitrain.tui.lineage_view import fork_value
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.widgets.doctor import DoctorIndex
 

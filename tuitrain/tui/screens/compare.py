@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from tuitrain.runs import liveness
 from tuitrain.tui import fmt
 from tuitrain.tui.context import app_of
-from tuitrain.tui.lineage import PARENT_KEY, parent_series, prefix_line
+from tuitrain.tui.lineage_view import PARENT_KEY, parent_series, prefix_line
 from tuitrain.tui.messages import CompareLoaded
 from tuitrain.tui.widgets.chart import COLORS, Line, MetricChart, ema
 from tuitrain.tui.widgets.keybar import KeyBar

@@ -18,7 +18,7 @@ from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.pick import PickDialog
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.dialogs.text import TextDialog
-from tuitrain.tui.lineage import PARENT_KEY, prefix_line
+from tuitrain.tui.lineage_view import PARENT_KEY, prefix_line
 from tuitrain.tui.messages import Diagnosed, NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.pollers.run import RunReader
 from tuitrain.tui.screens.monitor_actions import SteeringActions

@@ -22,7 +22,7 @@ from tuitrain.runs.columns import cut_middle
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
 from tuitrain.tui import fmt
 from tuitrain.tui.context import app_of
-from tuitrain.tui.lineage import name_prefix, tree_order
+from tuitrain.tui.lineage_view import name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.pollers.runs import RunsReader
 from tuitrain.tui.screens.runs_cells import (  # noqa: F401  (total_steps, detail_text, ...: imported from here)

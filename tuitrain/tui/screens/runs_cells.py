@@ -10,7 +10,7 @@ from rich.text import Text
 
 from tuitrain.runs import liveness
 from tuitrain.tui import fmt
-from tuitrain.tui.lineage import lineage_text
+from tuitrain.tui.lineage_view import lineage_text
 from tuitrain.tui.widgets.run_panes import phase_text
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
