@@ -90,7 +90,7 @@ def test_api_run_ends_stopped_on_sigterm(tmp_path, script, code):
         assert ("checkpoint" in kinds) == (script is POLLING)  # only the polling loop saved
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(150)
 def test_hf_trainer_saves_and_ends_stopped_on_sigterm(tmp_path):
     pytest.importorskip("transformers")

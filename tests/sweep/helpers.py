@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,18 @@ def promo_sweep(cli: Cli, save: str = "training.save_every=3"):
     cli.write("s.yaml", PROMO_SWEEP.format(save=save))
     rc, out = cli.run("sweep", "s.yaml", "--runs-dir", "runs")
     assert rc == 0, out
+    (rec,) = list_sweeps(cli.runs_dir)
+    return rec
+
+
+def promo_copy(cli: Cli, trained: Path):
+    """promo_sweep's result without running it again: the folder of a session's promo_sweep
+    (sweep files, runs dir with the database, the trial's run folder and checkpoints) copied
+    into this test's folder; its SweepRecord. The store finds run folders as runs_dir/<id> and
+    the sweep's spec file is relative to the folder, so the copy stands on its own."""
+    from tuitrain.sweep.records import list_sweeps
+
+    shutil.copytree(trained, cli.dir, dirs_exist_ok=True)
     (rec,) = list_sweeps(cli.runs_dir)
     return rec
 

@@ -19,7 +19,7 @@ from tuitrain.store.liveness import launch_info, run_processes
 
 from .helpers import ENV, REPO, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 FAILS_AT_IMPORT = "raise ImportError('accelerate is broken here: rendezvous library missing')\n"
 

@@ -194,6 +194,7 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
     asyncio.run(go())
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> None:
     """Pick step 100, launch: a real child run (parent, fork_step 100, branch.json naming the
@@ -258,6 +259,7 @@ def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
     asyncio.run(go())
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_B_on_monitor_opens_branch_editor_and_the_child_monitor_over_the_parents(runs) -> None:
     """B on the parent's monitor opens the branch editor of that run; launching opens the

@@ -61,6 +61,7 @@ def test_snapshot_rollback_confirm(snap_compare, runs, size):
     assert app.return_code == 0
 
 
+@pytest.mark.e2e  # launches the child run: a real trainer
 @aio
 async def test_rollback_from_doctor_screen_branches_and_stops_the_parent(runs):
     rid = add_spiky_with_checkpoints()
