@@ -39,6 +39,15 @@ generation: {{enabled: false}}
 """
 
 
+def _start_time(pid: int) -> int | None:
+    """The process's start time (/proc/PID/stat field 22, as launch.json records it), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class Cli:
     """Runs `python -m tuitrain ...` in tmp_path; remembers every process group for cleanup."""
 
@@ -86,8 +95,15 @@ class Cli:
         return p.returncode, out
 
     def trainer_groups(self) -> list[int]:
-        """Process groups of every trainer launched under the runs dir."""
-        return [json.loads(f.read_text())["pgid"] for f in self.runs_dir.glob("*/launch.json")]
+        """Process groups of every trainer launched under the runs dir whose leader is still the
+        recorded launcher (same start time): a launch.json copied from a session's sweep, or one
+        whose group ended long ago, never names a group that reused the pid."""
+        groups = []
+        for f in self.runs_dir.glob("*/launch.json"):
+            info = json.loads(f.read_text())
+            if _start_time(info["pgid"]) == info.get("start"):
+                groups.append(info["pgid"])
+        return groups
 
     def run_processes(self) -> list[int]:
         """Live pids whose command line names this test's runs directory."""
