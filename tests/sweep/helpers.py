@@ -95,9 +95,14 @@ class Cli:
         return p.returncode, out
 
     def trainer_groups(self) -> list[int]:
-        """Process groups of every trainer launched under the runs dir whose leader is still the
-        recorded launcher (same start time): a launch.json copied from a session's sweep, or one
-        whose group ended long ago, never names a group that reused the pid."""
+        """Process groups of every trainer launched under the runs dir."""
+        return [json.loads(f.read_text())["pgid"] for f in self.runs_dir.glob("*/launch.json")]
+
+    def own_trainer_groups(self) -> list[int]:
+        """trainer_groups whose leader is still the recorded launcher (same start time): a
+        launch.json copied from a session's sweep, or one whose group ended long ago, never
+        names a group that reused the pid (ranks outliving their launcher are found by
+        run_processes)."""
         groups = []
         for f in self.runs_dir.glob("*/launch.json"):
             info = json.loads(f.read_text())
@@ -127,7 +132,7 @@ class Cli:
         """SIGKILL every group we started (CLI and trainers), pass or fail, and every process
         whose command line names our runs directory: torchrun starts each rank in a session of
         its own, so the launcher's group does not hold them."""
-        for pgid in [p.pid for p in self.procs] + self.groups + self.trainer_groups():
+        for pgid in [p.pid for p in self.procs] + self.groups + self.own_trainer_groups():
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
