@@ -43,7 +43,7 @@ TOKEN_VAR = "TUITRAIN_TEST_SESSION"
 TRAINER_SIGNS = (
     b"accelerate.commands.launch",
     b"accelerate launch",
-    b"tuitrain.train",
+    b"-m tuitrain.train",  # the trainer (and tuitrain.train.lanes), not `import tuitrain.train`
     b"torch.distributed.run",
     b"torchrun",
     b"_script.py",  # tests/integrations/*_script.py: DDP loops through the public API
