@@ -117,7 +117,7 @@ def test_run_with_a_taken_name_fails_before_launching(tmp_path):
         assert [r.id for r in s.list_runs()] == [holder.id]  # no second run, no process
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_launching_the_demo_twice_gives_demo_and_demo_2(tmp_path):
     """Real launches (tiny: one step), then `tuitrain show demo` finds one run."""
     runs = tmp_path / "runs"

@@ -56,7 +56,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     return venv, env
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_installed_package_is_the_wheel(installed, tmp_path):
     venv, env = installed
     code = "import tuitrain, pathlib; print(pathlib.Path(tuitrain.__file__).resolve())"
@@ -69,7 +69,7 @@ def test_installed_package_is_the_wheel(installed, tmp_path):
     assert "reviews.jsonl" in DATA
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_bundled_config_validates_from_the_wheel(installed, tmp_path, name):
     venv, env = installed

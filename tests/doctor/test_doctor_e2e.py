@@ -17,7 +17,7 @@ import pytest
 from tests.train.helpers import DEMO, ENV, TINY
 from tuitrain.store import Store
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 # Long enough after the spike that a fast machine's doctor (a check every 0.5 s, at 50+
 # steps/s) sees it while the run is live: the final check sends no command.

@@ -17,7 +17,7 @@ import pytest
 from tests.doctor.test_doctor_e2e import SPIKY
 from tests.train.helpers import ENV, Launcher
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 # The e2e spike (SGD ramping to LR 10, clipped at 1.0: the loss jumps at about step 20-25),
 # shortened to 40 steps with a checkpoint every 10; the doctor's own watch is off (not tested here).

@@ -37,7 +37,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(150)
 def test_doc_example_runs_as_written_and_records_its_run(tmp_path):
     (tmp_path / "accelerate_tracker.py").write_text(doc_example("accelerate_tracker.py"))
@@ -73,7 +73,7 @@ def test_tracker_is_a_general_tracker_with_accelerates_attributes(tmp_path):
         TuiTrainTracker(config=["lr"])  # type: ignore[arg-type]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_two_ranks_one_record_and_commands_at_the_same_step(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"

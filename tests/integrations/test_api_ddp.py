@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(150)
 def test_two_ranks_share_one_run_and_its_commands(tmp_path):
     pytest.importorskip("torch")

@@ -36,18 +36,23 @@ def test_the_doc_has_both_examples():
 @pytest.mark.parametrize(
     ("script", "name", "metrics"),
     [
-        pytest.param("custom_loop.py", "my-loop", {"loss", "lr"}, marks=pytest.mark.timeout(120)),
+        pytest.param(
+            "custom_loop.py",
+            "my-loop",
+            {"loss", "lr"},
+            marks=[pytest.mark.e2e, pytest.mark.timeout(120)],
+        ),
         pytest.param(
             "accelerate_loop.py",
             "my-accelerate-loop",
             {"loss", "lr"},
-            marks=[pytest.mark.slow, pytest.mark.timeout(120)],
+            marks=[pytest.mark.e2e, pytest.mark.timeout(120)],
         ),
         pytest.param(
             "hf_trainer.py",
             "tiny-gpt2",
             {"loss", "lr", "grad_norm", "eval_loss", "val_loss", "val_perplexity"},
-            marks=[pytest.mark.slow, pytest.mark.timeout(180)],
+            marks=[pytest.mark.e2e, pytest.mark.timeout(180)],
         ),
     ],
 )

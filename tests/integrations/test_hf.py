@@ -120,7 +120,7 @@ def lr_by_step(store: Store, run_id: str) -> dict[int, float]:
     return {p.step: p.value for p in store.tail(run_id, names=["lr"])}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_trainer_steered_from_store_then_resumed(tmp_path):
     torch.set_num_threads(1)

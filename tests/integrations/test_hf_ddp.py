@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_two_ranks_apply_commands_at_the_same_step(tmp_path):
     pytest.importorskip("transformers")

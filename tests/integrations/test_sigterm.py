@@ -101,7 +101,7 @@ def test_api_run_ends_stopped_on_sigterm(tmp_path, script, code):
         assert steps == list(range(1, len(steps) + 1)) and steps[-1] >= last
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(150)
 def test_hf_trainer_saves_and_ends_stopped_on_sigterm(tmp_path):
     pytest.importorskip("transformers")

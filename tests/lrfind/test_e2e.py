@@ -20,7 +20,7 @@ from tuitrain.lrfind.probe import with_lr
 from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 CLI_TIMEOUT_S = 420
 CLI_ENV = {**os.environ, **ENV}
 # A live parent: runs until the test ends, a checkpoint every 20 steps, a loss every step.

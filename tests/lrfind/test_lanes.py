@@ -17,7 +17,7 @@ from tuitrain.runs import liveness
 from tuitrain.runs.lane_queue import LANES_DIR, LaneDriver, read
 from tuitrain.runs.launch import launch_lane, stop
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 LONG = [*TINY, "training.max_steps=100000", "training.log_every=1", "doctor.enabled=false"]
 SHORT = [*TINY, "training.max_steps=6", "training.eval_every=6", "doctor.enabled=false"]
 

@@ -98,7 +98,7 @@ echo 127.0.0.1
 """
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_sbatch_script_runs_both_nodes_with_the_same_accelerate_command(tmp_path):
     runs = tmp_path / "runs"

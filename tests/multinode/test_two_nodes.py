@@ -20,7 +20,7 @@ from tests.train.helpers import DEMO, ENV, REPO, TINY, free_port
 from tuitrain.runs.nodes import NODES_DIR
 from tuitrain.store import DB_NAME, Store
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 DEADLINE_S = 240.0  # the whole two-node run, both nodes, on a loaded 2-core machine
 

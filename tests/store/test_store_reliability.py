@@ -170,7 +170,7 @@ LOAD_READER = """
 """
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_three_writers_two_readers_never_locked(tmp_path, procs):
     duration = 20.0
     store = Store(tmp_path)

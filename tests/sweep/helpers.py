@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,15 @@ scheduler: {{warmup_ratio: 0.0}}
 training: {{max_steps: 6, eval_every: 2, eval_max_batches: 1, log_every: 1, save_every: 100000}}
 generation: {{enabled: false}}
 """
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (/proc/PID/stat field 22, as launch.json records it), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class Cli:
@@ -88,6 +98,18 @@ class Cli:
         """Process groups of every trainer launched under the runs dir."""
         return [json.loads(f.read_text())["pgid"] for f in self.runs_dir.glob("*/launch.json")]
 
+    def own_trainer_groups(self) -> list[int]:
+        """trainer_groups whose leader is still the recorded launcher (same start time): a
+        launch.json copied from a session's sweep, or one whose group ended long ago, never
+        names a group that reused the pid (ranks outliving their launcher are found by
+        run_processes)."""
+        groups = []
+        for f in self.runs_dir.glob("*/launch.json"):
+            info = json.loads(f.read_text())
+            if _start_time(info["pgid"]) == info.get("start"):
+                groups.append(info["pgid"])
+        return groups
+
     def run_processes(self) -> list[int]:
         """Live pids whose command line names this test's runs directory."""
         tag = os.fsencode(str(self.runs_dir))
@@ -110,7 +132,7 @@ class Cli:
         """SIGKILL every group we started (CLI and trainers), pass or fail, and every process
         whose command line names our runs directory: torchrun starts each rank in a session of
         its own, so the launcher's group does not hold them."""
-        for pgid in [p.pid for p in self.procs] + self.groups + self.trainer_groups():
+        for pgid in [p.pid for p in self.procs] + self.groups + self.own_trainer_groups():
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -146,6 +168,18 @@ def promo_sweep(cli: Cli, save: str = "training.save_every=3"):
     cli.write("s.yaml", PROMO_SWEEP.format(save=save))
     rc, out = cli.run("sweep", "s.yaml", "--runs-dir", "runs")
     assert rc == 0, out
+    (rec,) = list_sweeps(cli.runs_dir)
+    return rec
+
+
+def promo_copy(cli: Cli, trained: Path):
+    """promo_sweep's result without running it again: the folder of a session's promo_sweep
+    (sweep files, runs dir with the database, the trial's run folder and checkpoints) copied
+    into this test's folder; its SweepRecord. The store finds run folders as runs_dir/<id> and
+    the sweep's spec file is relative to the folder, so the copy stands on its own."""
+    from tuitrain.sweep.records import list_sweeps
+
+    shutil.copytree(trained, cli.dir, dirs_exist_ok=True)
     (rec,) = list_sweeps(cli.runs_dir)
     return rec
 

@@ -55,7 +55,7 @@ pruning: {enabled: false, doctor: true, grace_s: 30}
 """
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_doctor_prunes_the_diverging_trial_and_the_other_completes(cli):
     cli.write("dp.yaml", SWEEP)

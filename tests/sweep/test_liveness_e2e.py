@@ -20,7 +20,7 @@ from tuitrain.store import Store
 
 from .helpers import ENV, REPO, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 FAILS_AT_IMPORT = "raise ImportError('accelerate is broken here: rendezvous library missing')\n"
 

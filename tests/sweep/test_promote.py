@@ -9,13 +9,13 @@ import pytest
 
 from tuitrain.store import Store
 
-from .helpers import build_sweep, promo_sweep, wait_for
+from .helpers import build_sweep, promo_copy, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-def test_promote_best_trial_branches_full_length_run(cli):
-    rec = promo_sweep(cli)
+def test_promote_best_trial_branches_full_length_run(cli, promo_trained):
+    rec = promo_copy(cli, promo_trained)  # promo_sweep(cli), run once per session
     best = rec.best()
     rc, out = cli.run("sweep", "promote", rec.name, "--runs-dir", "runs", timeout=120)
     assert rc == 0, out

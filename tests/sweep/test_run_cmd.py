@@ -22,7 +22,7 @@ def test_invalid_config_exits_2_naming_the_field(cli):
     assert not (cli.runs_dir / "tuitrain.db").exists() or not Store(cli.runs_dir).list_runs()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_foreground_run_prints_plain_progress_and_exits_0(cli):
     rc, out = cli.run("run", "tiny.yaml", "--name", "fg", "--runs-dir", "runs", timeout=180)
     assert rc == 0, out
@@ -33,7 +33,7 @@ def test_foreground_run_prints_plain_progress_and_exits_0(cli):
         assert s.get_run("fg").status == "completed"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_detach_returns_at_once_and_training_goes_on(cli):
     t0 = time.monotonic()
     rc, out = cli.run("run", "tiny.yaml", "--detach", "--runs-dir", "runs", timeout=60)
@@ -47,7 +47,7 @@ def test_detach_returns_at_once_and_training_goes_on(cli):
         )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ctrl_c_stops_gracefully_and_exits_nonzero(cli):
     proc = cli.start(
         "run",

@@ -14,7 +14,7 @@ from tuitrain.sweep.records import list_sweeps
 
 from .helpers import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def only_sweep(cli):

@@ -18,7 +18,7 @@ from tuitrain.tui.app import TuitrainApp
 from tuitrain.tui.dialogs.promote import PromoteDialog
 from tuitrain.tui.screens.sweep import SweepScreen
 
-from .helpers import PRUNE_REASON, build_sweep, promo_sweep
+from .helpers import PRUNE_REASON, build_sweep, promo_copy
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -62,13 +62,13 @@ def _run_count(runs_dir: Path) -> int:
         return len(s.list_runs())
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_P_promotes_trial_and_opens_the_new_runs_monitor(cli):
+def test_P_promotes_trial_and_opens_the_new_runs_monitor(cli, promo_trained):
     """A real 6-step trial (checkpoints at 3 and 6, base length 12): P, the dialog says step 6
     and 12 steps, enter launches; the child's parent is the trial's run, fork_step 6, and the
     child's monitor is the current screen."""
-    rec = promo_sweep(cli)
+    rec = promo_copy(cli, promo_trained)  # promo_sweep(cli), run once per session
     (trial,) = rec.trials
 
     async def go() -> str:

@@ -1,10 +1,12 @@
 """Provides helpers for trainer tests: tiny configs, real detached launches with a time bound,
-and cleanup of every process group a test started."""
+cleanup of every process group a test started, and per-test copies of a runs directory trained
+once per session (see tests/train/conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -44,6 +46,29 @@ TINY = [
 ]
 
 
+class Trained:
+    """A runs directory holding one ended run, trained once (a session fixture) and copied per
+    test with Launcher.adopt."""
+
+    def __init__(self, runs_dir: Path, run_id: str):
+        self.runs_dir = runs_dir
+        self.run_id = run_id
+
+
+def train_once(folder: Path, sets: list[str], name: str = "t", timeout: float = 300.0) -> Trained:
+    """Train `sets` on the demo config to its end under folder/runs; fails with the log if the
+    run does not complete. Every process has exited when it returns (the copy is quiescent)."""
+    lx = Launcher(folder)
+    try:
+        run = lx.start(sets, name=name)
+        info = lx.wait(run, timeout=timeout)
+        assert info.status == "completed", lx.log(run)[-3000:]
+        lx.wait_exit(run)
+        return Trained(lx.runs_dir, run.id)
+    finally:
+        lx.kill_all()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for the 2-rank rendezvous)."""
     with socket.socket() as s:
@@ -64,6 +89,15 @@ class Launcher:
         run = launch(resolved, self.runs_dir, name=name, extra_env=ENV)
         self.track(run)
         return run
+
+    def adopt(self, trained: Trained):
+        """Copy a runs directory trained once per session (database, run folders, checkpoints)
+        into this test's runs dir; the copied run's RunInfo, ended, with nothing to track. The
+        store keys runs by id and finds a run's folder as runs_dir/<id>, so a copy is a store
+        of its own: what a test writes to it never reaches the original or another test."""
+        shutil.copytree(trained.runs_dir, self.runs_dir)
+        with self.store() as s:
+            return s.get_run(trained.run_id)
 
     def track(self, run) -> None:
         """Remember the run's process group for cleanup."""

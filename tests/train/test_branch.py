@@ -13,7 +13,7 @@ import pytest
 
 from .helpers import ENV, TINY, Launcher, losses
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 PARENT = [
     *TINY,

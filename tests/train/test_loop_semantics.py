@@ -15,7 +15,7 @@ from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import TINY, losses
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import ENV, TINY, Launcher, losses
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # Deterministic, 60 steps, evals/checkpoints on a cadence, early stopping armed (its memory must
 # survive the resume too) but with a patience that never ends the run.

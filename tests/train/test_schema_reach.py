@@ -728,7 +728,7 @@ def loop_runs(tmp_path_factory):
     return json.loads((tmp / "out.json").read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(1000)
 @pytest.mark.parametrize("name", _cases("loop"))
 def test_loop_field_changes_what_the_run_does(name, loop_runs):
@@ -739,7 +739,7 @@ def test_loop_field_changes_what_the_run_does(name, loop_runs):
     assert before != after, f"{name}={entry.value!r} changed nothing in the run"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(1000)
 def test_loop_probe_sees_no_change_when_nothing_changed(loop_runs):
     # Without this control a loop probe that differed on every run would prove nothing.

@@ -14,7 +14,7 @@ from tuitrain.data.summary import DATA_KEYS
 
 from .helpers import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 SFT_DEMO = REPO / "configs" / "sft-demo.yaml"
 SHORT = [

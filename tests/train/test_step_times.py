@@ -15,10 +15,10 @@ from .helpers import DEMO, TINY
 TIMES = ("time/data_s", "time/compute_s", "time/overhead_s")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(240)
-def test_cpu_run_stores_the_step_time_split_and_tokens_per_s(launcher):
-    run = launcher.start(TINY)
+def test_cpu_run_stores_the_step_time_split_and_tokens_per_s(launcher, tiny_trained):
+    run = launcher.adopt(tiny_trained)  # TINY, trained once per session
     info = launcher.wait(run, timeout=180)
     assert info.status == "completed", launcher.log(run)[-3000:]
     with launcher.store() as s:

@@ -7,7 +7,7 @@ import pytest
 from tests.train.helpers import TINY, Launcher
 from tuitrain.runs.launch import stop
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def test_stop_right_after_launch_reads_as_stopped(tmp_path):

@@ -6,13 +6,13 @@ import importlib.util
 
 import pytest
 
-from .helpers import TINY, losses
+from .helpers import losses
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-def test_training_run_stores_system_metrics(launcher):
-    run = launcher.start(TINY)
+def test_training_run_stores_system_metrics(launcher, tiny_trained):
+    run = launcher.adopt(tiny_trained)  # TINY, trained once per session
     info = launcher.wait(run, timeout=150)
     assert info.status == "completed", launcher.log(run)[-3000:]
     with launcher.store() as s:

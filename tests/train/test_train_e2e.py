@@ -15,11 +15,11 @@ from tuitrain.train.checkpoint import best_steps, periodic
 
 from .helpers import ENV, REPO, TINY, free_port, losses
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-def test_demo_config_trains_and_loss_falls(launcher):
-    run = launcher.start(TINY)
+def test_demo_config_trains_and_loss_falls(launcher, tiny_trained):
+    run = launcher.adopt(tiny_trained)  # TINY, trained once per session
     info = launcher.wait(run, timeout=150)
     assert info.status == "completed", launcher.log(run)[-3000:]
     with launcher.store() as s:

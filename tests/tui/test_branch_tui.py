@@ -141,8 +141,9 @@ def test_B_on_run_without_config_says_why(runs) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
             await _cursor_to(pilot, "low-lr")
+            shown = len(app._notifications)
             await pilot.press("B")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: len(app._notifications) > shown, "the notification")
             assert not isinstance(app.screen, BranchEditorScreen)
             texts = [str(n.message) for n in app._notifications]
             assert any(f"run {runs['early']} has no tuitrain config" in t for t in texts), texts
@@ -180,7 +181,9 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
             await screen.jump_to("batch.size")
             await pilot.pause()
             app.focused.value = "32"
-            await pilot.pause(0.5)
+            from tuitrain.tui.widgets.fields import get_path
+
+            await until(pilot, lambda: get_path(screen.doc.data, "batch.size") == 32, "the edit")
             await pilot.press("ctrl+g")
             await until(pilot, lambda: bool(screen.last_error), "the refusal")
             assert screen.last_error.splitlines() == cli_lines
@@ -194,6 +197,7 @@ def test_incompatible_edit_refused_with_the_cli_message(runs) -> None:
     asyncio.run(go())
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_launch_from_branch_editor_starts_child_and_opens_its_monitor(runs) -> None:
     """Pick step 100, launch: a real child run (parent, fork_step 100, branch.json naming the
@@ -250,14 +254,16 @@ def test_child_monitor_draws_parent_prefix_dimmer(runs) -> None:
             assert lines[0].color == PREFIX_COLOR and lines[0].label == "parent"
             assert min(lines[1].xs) > 200
             # B on the monitor: the branch editor of this run (the child has no config.yaml).
+            shown = len(app._notifications)
             await pilot.press("B")
-            await pilot.pause(0.2)
+            await until(pilot, lambda: len(app._notifications) > shown, "the notification")
             texts = [str(n.message) for n in app._notifications]
             assert any("has no tuitrain config" in t for t in texts), texts
 
     asyncio.run(go())
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_B_on_monitor_opens_branch_editor_and_the_child_monitor_over_the_parents(runs) -> None:
     """B on the parent's monitor opens the branch editor of that run; launching opens the

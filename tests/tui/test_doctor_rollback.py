@@ -61,6 +61,7 @@ def test_snapshot_rollback_confirm(snap_compare, runs, size):
     assert app.return_code == 0
 
 
+@pytest.mark.e2e  # launches the child run: a real trainer
 @aio
 async def test_rollback_from_doctor_screen_branches_and_stops_the_parent(runs):
     rid = add_spiky_with_checkpoints()
@@ -71,7 +72,7 @@ async def test_rollback_from_doctor_screen_branches_and_stops_the_parent(runs):
             question = app.screen.question
             assert "branch from step 100 with lr 0.001 -> 0.0005, stop the current run" in question
             await pilot.press("n")  # no: nothing happens
-            await pilot.pause(0.2)
+            await until(pilot, lambda: app.screen.id == "doctor", "the dialog to close")
             assert app.screen.id == "doctor"
             with Store("runs") as store:
                 assert [r.id for r in store.list_runs() if r.parent == rid] == []

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import aio, make_app, settle
+from tests.tui.conftest import aio, make_app, settle, until
 from tests.tui.fixture_db import NOW, add_run, pin_times
 from tuitrain.store import Store
+from tuitrain.tui.dialogs.confirm import ConfirmDialog
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -65,6 +66,7 @@ def test_doctor_screen(snap_compare, runs, size):
     async def run_before(pilot: Pilot) -> None:
         await doctor_ready(pilot)
         await pilot.press("h")
+        await until(pilot, lambda: pilot.app.screen.id == "doctor", "the doctor screen")
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -82,10 +84,10 @@ async def test_doctor_action_goes_through_steering(runs):
         line = app.screen.query_one("#doctor-line")
         assert line.display and "CRITICAL" in str(line.render())
         await pilot.press("h")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: app.screen.id == "doctor", "the doctor screen")
         assert app.screen.id == "doctor"
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm dialog")
         await pilot.press("y")
         deadline = time.monotonic() + 20
         store = Store("runs")

@@ -47,7 +47,7 @@ def _kill_runs(runs_dir: Path) -> None:
             pass
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(DEADLINE_S + 60)
 @aio
 async def test_launch_from_editor_runs_training_and_monitor_shows_points(tmp_path, monkeypatch):

@@ -73,7 +73,7 @@ async def test_race_dialog_escape_starts_nothing_and_w_needs_a_race(runs):
         assert [r.id for r in s.list_runs() if r.parent == rid] == []
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(900)
 @aio
 async def test_r_races_a_live_run_w_applies_g_branches(tmp_path, monkeypatch):
