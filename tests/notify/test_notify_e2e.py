@@ -19,7 +19,7 @@ from tests.train.helpers import TINY, Launcher
 from tuitrain.notify.daemon import running_pid
 from tuitrain.notify.log import read
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 TOKEN = "t0p-s3cret"  # a path part of the target URL: must never be stored or printed
 
 

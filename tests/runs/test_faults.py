@@ -125,7 +125,7 @@ def _handles_sigterm(pid: int) -> bool:
 LAUNCHER_KILL_AFTER_S = 5.0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_stop_while_the_trainer_starts_up_is_stopped(tmp_path):
     """`tuitrain stop` the moment the trainer has installed its SIGTERM handler, while it still

@@ -164,7 +164,7 @@ def test_old_pickled_loop_state_loads_with_weights_only(tmp_path):
         load(Acc(), d, {"lr": lr, "loop": TrainState()})
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_truncated_newest_checkpoint_resumes_from_the_one_before(launcher):
     sets = [*TINY, "training.max_steps=4000", "training.eval_every=1000", "training.save_every=10",
