@@ -8,14 +8,15 @@ from typing import Any
 
 
 def run_state(
-    store: Any, run_id: str, now: float | None = None
+    store: Any, run_id: str, now: float | None = None, record: bool = True
 ) -> tuple[Any, str, float | None, float | None]:
     """(run, state, seconds since its step advanced, stall threshold). state: "queued", "alive",
     "stalled", or the run's final status. The store's reader applies the liveness model (a run
     whose process is gone is recorded crashed by this writer); the stall rule is the one it uses."""
-    from tuitrain.runs.liveness import get_run, stall_state
+    from tuitrain.runs.liveness import get_run, stall_state, view_run
 
-    run = get_run(store, run_id)
+    # The notifier daemon acts on runs (records a dead one crashed); a TUI only reads.
+    run = get_run(store, run_id) if record else view_run(store, run_id)
     if run.terminal or run.status == "queued":
         return run, run.status, None, None
     stalled, age, limit = stall_state(run, time.time() if now is None else now)

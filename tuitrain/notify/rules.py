@@ -50,12 +50,13 @@ class Watcher:
 
     def __init__(self, store: Any, settings: Settings, sent: set[str] | None = None,
                  now: float | None = None, on_suppress: Any = None,
-                 baseline: bool = False) -> None:  # fmt: skip
+                 baseline: bool = False, record: bool = True) -> None:  # fmt: skip
         self.store, self.settings = store, settings
         self.sent = set(sent or ())  # keys already handled (from the notify log)
         self.start = time.time() if now is None else now
         self.on_suppress = on_suppress  # called with each notification the rate limit holds back
         self.baseline = baseline  # the first poll only learns the state (a TUI that just opened)
+        self.record = record  # write a dead run's crashed status (the daemon) or only read (a TUI)
         self.fps: dict[str, tuple] = {}
         self.status: dict[str, str] = {}
         self.after: dict[str, int] = {}  # last event id read per run
@@ -96,7 +97,7 @@ class Watcher:
                 self.status[rid] = status  # ended long before we started: not news
                 continue
             try:
-                run, state, age, limit = run_state(self.store, rid, now)
+                run, state, age, limit = run_state(self.store, rid, now, self.record)
             except LookupError:
                 continue  # deleted meanwhile
             live |= run.status in ACTIVE

@@ -71,7 +71,7 @@ class TerminalNotifier:
             except NotifySettingsError:
                 settings = Settings()  # `tuitrain notify test` says what is wrong with them
             self.store = Store(self.runs_dir)
-            self.watcher = Watcher(self.store, settings, baseline=True)
+            self.watcher = Watcher(self.store, settings, baseline=True, record=False)  # reads only
         notes = self.watcher.poll()
         if notes:
             self.app.call_from_thread(self.emit, notes)
