@@ -19,8 +19,8 @@ from tuitrain.lrfind.records import RECORD_DIR, list_records
 from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
-from tuitrain.tui.screens import lrfind
-from tuitrain.tui.screens.lrfind import RaceDialog
+from tuitrain.tui.screens import lrrace as lrfind
+from tuitrain.tui.screens.lrrace import RaceDialog
 from tuitrain.tui.screens.monitor import MonitorScreen
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]

@@ -69,7 +69,7 @@ class MonitorScreen(SteeringActions, Screen):
         Binding("g", "system_chart", "System", show=False, group=VIEW),
         Binding("y", "log_y", "Log y", show=False, group=VIEW),
         Binding("m", "smooth", "Smooth", show=False, group=VIEW),
-        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrfind
+        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrrace
         Binding("W", "apply_race", "Apply race LR", show=False, group=RACE),
         Binding("G", "branch_race", "Branch race winner", show=False, group=RACE),
     ]
