@@ -59,11 +59,13 @@ class RaceDialog(ModalScreen[RacePlan | None]):
             )
             with Horizontal(classes="field-row"):
                 yield Label("factors ")
-                yield Input(",".join(f"{f:g}" for f in self.factors), id="race-factors")
+                yield Input(
+                    ",".join(f"{f:g}" for f in self.factors), id="race-factors", compact=True
+                )
             with Horizontal(classes="field-row"):
                 yield Label("steps   ")
-                yield Input(str(self.steps), id="race-steps")
-            yield Static("", id="race-error")
+                yield Input(str(self.steps), id="race-steps", compact=True)
+            yield Static("", id="race-error")  # the fields' error, when one is wrong
             yield Static(
                 "Keep the run going meanwhile, or pause it (it stops at a checkpoint, the race "
                 "starts there, and it resumes after)?",
@@ -283,3 +285,20 @@ def branch_race(screen: Any) -> None:
         )
 
     screen.run_worker(branch, thread=True, group="lr-race-branch", exit_on_error=False)
+
+
+class RaceLine(Static):
+    """The monitor's line on the newest LR race from its run (progress, then the result);
+    hidden when the run was never raced."""
+
+    DEFAULT_CSS = """
+    RaceLine { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def show(self, text: str) -> None:
+        """Show the race's line, or hide it."""
+        if text == getattr(self, "_shown", None):
+            return
+        self._shown = text
+        self.display = bool(text)
+        self.update(f"[b]{escape(text)}[/]")
