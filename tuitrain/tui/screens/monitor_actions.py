@@ -89,7 +89,7 @@ class SteeringActions:
         start_race(self, self.run)
 
     def on_race_done(self, msg: RaceDone) -> None:
-        """The race's winner, for W (set its LR) and G (branch from it)."""
+        """The race's winner, for W (apply it: tuitrain.lrfind.apply) and G (branch from it)."""
         self.race, self.race_lr = (msg.start, msg.verdict, msg.record), msg.lr
 
     def action_apply_race(self) -> None:
