@@ -23,7 +23,7 @@ from tuitrain.store import Store
 from tuitrain.tui.app import Settings
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
 from tuitrain.tui.screens import lrrace as lrfind
-from tuitrain.tui.screens.lrrace import RaceDialog, RacePlan
+from tuitrain.tui.screens.lrrace import RaceDialog, RaceLine, RacePlan
 from tuitrain.tui.screens.monitor import MonitorScreen
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -168,6 +168,14 @@ async def test_r_races_a_live_run_w_applies_g_branches(tmp_path, monkeypatch):
             assert cmd.kind == "scale_lr" and cmd.status == "applied"
             assert cmd.payload["factor"] == pytest.approx(verdict.winner.factor)
             assert cmd.applied_step > start.fork_step
+            # The monitor's race line: the race, its winner and what was applied.
+            line = monitor.query_one("#race-line", RaceLine)
+
+            def race_line() -> str:
+                return str(line.render()) if line.display else ""
+
+            await until(pilot, lambda: "applied scale_lr" in race_line(), 60, "race line")
+            assert f"LR race {rec['race_id']}: x{verdict.winner.factor:g} won" in race_line()
             await pilot.press("G")
 
             def branched() -> list:
