@@ -91,4 +91,4 @@ def test_race_line_shows_progress_then_the_result(tmp_path):
     rec["applied"] = {"run": "p", "kind": "scale_lr", "value": 3.0, "status": "applied", "step": 7}
     write_record(tmp_path, rec)
     with Store(tmp_path) as s:
-        assert "x3 won; applied scale_lr x3 to p (applied at step 7)" in race_progress(s, "p")
+        assert race_progress(s, "p").endswith("x3 won; scale_lr x3 applied @7")

@@ -174,7 +174,12 @@ async def test_r_races_a_live_run_w_applies_g_branches(tmp_path, monkeypatch):
             def race_line() -> str:
                 return str(line.render()) if line.display else ""
 
-            await until(pilot, lambda: "applied scale_lr" in race_line(), 60, "race line")
+            await until(
+                pilot,
+                lambda: "scale_lr" in race_line() and "applied @" in race_line(),
+                60,
+                "race line",
+            )
             assert f"LR race {rec['race_id']}: x{verdict.winner.factor:g} won" in race_line()
             await pilot.press("G")
 

@@ -124,12 +124,14 @@ def race_progress(store: Any, run_id: str) -> str:
     win = (rec.get("verdict") or {}).get("winner")
     if rec["status"] != "done" or not win:
         return f"LR race {rid}: {rec['status']}, no winner ({len(branches)} branches)"
-    close = " (too close to call)" if rec["verdict"].get("too_close") else ""
+    close = " (too close)" if rec["verdict"].get("too_close") else ""
     out = f"LR race {rid}: x{win['factor']:g} won{close}"
-    if rec.get("applied"):
-        from tuitrain.lrfind.apply import describe_applied
-
-        return f"{out}; applied {describe_applied(rec['applied'])}"
+    a = rec.get("applied")
+    if a:
+        kind, value = a.get("kind", "set_lr"), a.get("value", a.get("lr"))
+        what = f"x{value:.3g}" if kind == "scale_lr" else f"{value:.3g}"
+        at = f" @{a['step']}" if a.get("step") is not None else ""
+        return f"{out}; {kind} {what} {a['status']}{at}"
     if rec.get("not_applied"):
         return f"{out}; not applied"
     return f"{out}; W applies it, G branches from it"

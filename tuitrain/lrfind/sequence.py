@@ -89,7 +89,10 @@ def race(
         if steps < 1:
             if paused is not None:
                 resume_run(paused.id, runs_dir)
-            raise RuntimeError(f"{note}: nothing left to race")
+            raise RuntimeError(
+                f"the race would start at step {start.fork_step}, where the run ends "
+                f"(its max step): nothing left to race"
+            )
     race_id = new_race_id()
     rec = new_record(start, race_id, list(factors), steps, paused=paused is not None)
     if note:
