@@ -102,7 +102,10 @@ def test_range_test_on_demo_suggests_and_writes_config(launcher, tmp_path):
     assert again.derived.scaled_lr == pytest.approx(out["suggested_lr"], rel=0.01)
 
 
-def test_two_branch_race_applies_winner_to_live_run(launcher):
+def test_two_branch_race_applied_late_sends_the_factor_to_the_live_run(launcher):
+    """The run trains on during the race, so its schedule has moved on when the race ends: the
+    winner goes as scale_lr with the winning factor (the winning branch's LR / the base LR),
+    not as the LR measured at the race's start. (--force: a race too close to call applies too.)"""
     runs_dir = launcher.runs_dir
     parent = live_parent(launcher)
     r = cli(
@@ -115,6 +118,7 @@ def test_two_branch_race_applies_winner_to_live_run(launcher):
         "--extend",
         "0",
         "--apply",
+        "--force",
         "--format",
         "json",
         runs_dir=runs_dir,
@@ -130,9 +134,13 @@ def test_two_branch_race_applies_winner_to_live_run(launcher):
         for lane in out["lanes"]:
             child = s.get_run(lane["run_id"])
             assert child.parent == parent.id and child.terminal
-        cmds = [c for c in s.commands(parent.id) if c.kind == "set_lr"]
-        assert len(cmds) == 1 and cmds[0].status == "applied"
-        assert cmds[0].payload["lr"] == pytest.approx(out["apply_lr"])
+        (cmd,) = s.commands(parent.id)
+        assert cmd.kind == "scale_lr" and cmd.status == "applied"
+        assert cmd.payload == {"factor": pytest.approx(out["winning_factor"])}
+        win = s.get_run(out["winner"]["run_id"])
+        ratio = win.config["optimizer"]["lr"] / s.get_run(parent.id).config["optimizer"]["lr"]
+        assert cmd.payload["factor"] == pytest.approx(ratio)  # the winning LR / the base LR
+        assert cmd.applied_step > out["fork_step"]  # the run had trained on meanwhile
         assert not s.get_run(parent.id).terminal  # the live run goes on with the new LR
     # The race's own record: branches, LRs, scores and winner, as `lr-race show` reads it.
     shown = cli(
@@ -144,7 +152,10 @@ def test_two_branch_race_applies_winner_to_live_run(launcher):
     assert sorted(b["run_id"] for b in rec["branches"]) == sorted(x["run_id"] for x in out["lanes"])
     assert rec["verdict"]["winner"]["run_id"] == out["winner"]["run_id"]
     assert rec["winning_lr"] == pytest.approx(out["apply_lr"])
-    assert rec["applied"] == {"run": parent.id, "lr": rec["winning_lr"], "status": "applied"}
+    assert rec["applied"] == {
+        "run": parent.id, "kind": "scale_lr", "value": pytest.approx(out["winning_factor"]),
+        "status": "applied", "step": cmd.applied_step, "forced": out["too_close"],
+    }  # fmt: skip
     text = cli("lr-race", "show", out["race_id"][:15], runs_dir=runs_dir, tiny=False)
     assert text.returncode == 0 and f"winner: x{out['winning_factor']:g}" in text.stdout
     listing = cli("lr-race", "show", runs_dir=runs_dir, tiny=False)
@@ -167,6 +178,7 @@ def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):
         "0",
         "--pause",
         "--apply",
+        "--force",  # applied even when too close to call: this test is about what is sent
         "--branch",
         "--format",
         "json",
@@ -186,10 +198,13 @@ def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):
             assert lane_run.fork_step == pause_step
             plan = json.loads((Path(lane_run.run_dir) / "branch.json").read_text())
             assert plan["checkpoint"].endswith(f"step-{pause_step}"), plan
-        # Resumed in the same run, then the winner's LR applied to it.
-        cmds = [c for c in s.commands(parent.id) if c.kind == "set_lr"]
-        assert len(cmds) == 1 and cmds[0].status == "applied"
-        assert cmds[0].applied_step >= pause_step
+        # Resumed in the same run, then the winner's LR applied to it: still standing at the
+        # race's start, so the absolute LR (the LR raced from x the winning factor).
+        (cmd,) = s.commands(parent.id)
+        assert cmd.kind == "set_lr" and cmd.status == "applied"
+        assert cmd.payload["lr"] == pytest.approx(out["apply_lr"])
+        assert cmd.applied_step >= pause_step
+        assert out["applied"]["kind"] == "set_lr" and out["applied"]["step"] == cmd.applied_step
         assert not s.get_run(parent.id).terminal
         # The winner continued as a full-length run: a branch of the winning branch, at its LR.
         child = s.get_run(out["branched"])
@@ -198,6 +213,28 @@ def test_paused_race_resumes_the_run_applies_and_branches_the_winner(launcher):
         assert child.config["optimizer"]["lr"] == pytest.approx(win.config["optimizer"]["lr"])
         assert child.config["training"]["max_steps"] == 100000
         assert not any(t.startswith("race") for t in child.config["run"].get("tags", []))
+
+
+def test_a_race_too_close_to_call_applies_nothing_without_force(launcher):
+    """x1 against x1.001: the val losses differ by far less than the noise. --apply sends
+    nothing (exit 1, the reason printed and recorded); the run goes on at its own LR."""
+    runs_dir = launcher.runs_dir
+    parent = live_parent(launcher)
+    r = cli(
+        "lr-race", parent.id, "--factors", "1,1.001", "--steps", "6", "--extend", "0", "--apply",
+        runs_dir=runs_dir,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "not applied: too close to call" in r.stdout and "--apply --force" in r.stdout
+    race_id = r.stdout.split("record: tuitrain lr-race show ")[1].split()[0]
+    with Store(runs_dir) as s:
+        assert s.commands(parent.id) == []  # nothing sent
+        assert not s.get_run(parent.id).terminal
+        rec = s.races.get(race_id)
+    assert rec["verdict"]["too_close"] and rec["verdict"]["winner"] is not None
+    assert rec.get("applied") is None and "too close to call" in rec["not_applied"]
+    shown = cli("lr-race", "show", race_id, runs_dir=runs_dir, tiny=False)
+    assert "not applied: too close to call" in shown.stdout
 
 
 def test_a_race_whose_lane_driver_is_killed_has_no_winner(launcher):

@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.train.helpers import ENV, TINY, Launcher
 from tests.tui.conftest import aio, make_app, settle
+from tuitrain.lrfind.apply import clamp_steps, default_steps
 from tuitrain.lrfind.records import RECORD_DIR, list_records
 from tuitrain.runs.launch import LAUNCH_FILE
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
-from tuitrain.tui.screens import lrfind
-from tuitrain.tui.screens.lrfind import RaceDialog
+from tuitrain.tui.dialogs.confirm import ConfirmDialog
+from tuitrain.tui.screens import lrrace as lrfind
+from tuitrain.tui.screens.lrrace import RaceDialog, RaceLine, RacePlan
 from tuitrain.tui.screens.monitor import MonitorScreen
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -50,6 +53,45 @@ def test_race_dialog(snap_compare, runs, size):
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
+
+
+@aio
+async def test_race_dialog_defaults_to_a_tenth_of_the_remaining_steps_and_clamps_to_the_end(runs):
+    """The running fixture run is at step 160 of 400: 240 left, so 24 steps per branch by
+    default; 500 would train past step 400 and is clamped to 240; bad fields say which and why."""
+    app = make_app(start="watch", run=runs["running"], settings=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, wait=0.3)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RaceDialog), 20, "race dialog")
+        dialog = app.screen
+        assert dialog.query_one("#race-steps", Input).value == "24"
+        assert dialog.query_one("#race-factors", Input).value == "0.3,1,3"
+        assert dialog.plan(False) == RacePlan(False, [0.3, 1.0, 3.0], 24)
+        dialog.query_one("#race-steps", Input).value = "500"
+        dialog.query_one("#race-factors", Input).value = "0.5,2"
+        plan = dialog.plan(True)
+        assert (plan.pause, plan.factors, plan.steps) == (True, [0.5, 2.0], 240)
+        assert "past the run's end (step 400): clamped to 240" in plan.note
+        dialog.query_one("#race-factors", Input).value = "2"
+        await pilot.press("k")  # refused: the error shows, the dialog stays
+        await settle(pilot, wait=0.2)
+        assert isinstance(app.screen, RaceDialog)
+        assert "at least two positive factors" in str(dialog.query_one("#race-error").render())
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), 20, "back to monitor")
+    assert not any(w.group == "lr-race" for w in app.workers)
+
+
+def test_default_steps_and_clamp():
+    assert default_steps(400, 160) == 24
+    assert default_steps(300, 194) == 10  # the issue's run: 106 left
+    assert default_steps(100000, 20) == 200  # a long run: the 200-step default
+    assert default_steps(None, 5) == 200 and default_steps(10, 9) == 1
+    assert clamp_steps(200, 300, 194) == (106, clamp_steps(200, 300, 194)[1])
+    assert "clamped to 106" in clamp_steps(200, 300, 194)[1]
+    assert clamp_steps(50, 300, 194) == (50, "") and clamp_steps(5, None, 10) == (5, "")
+    assert clamp_steps(5, 300, 300)[0] == 0  # at its end: nothing to race
 
 
 @aio
@@ -112,18 +154,33 @@ async def test_r_races_a_live_run_w_applies_g_branches(tmp_path, monkeypatch):
                 for lane in verdict.lanes:
                     assert s.get_run(lane.run_id).parent == parent.id
             await pilot.press("W")
+            if verdict.too_close:  # a second confirmation before it applies anything
+                await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 20, "confirm")
+                await pilot.press("y")
 
             def applied() -> list:
                 with Store(runs_dir) as s:
-                    return [
-                        c
-                        for c in s.commands(parent.id)
-                        if c.kind == "set_lr" and c.status != "pending"
-                    ]
+                    return [c for c in s.commands(parent.id) if c.status != "pending"]
 
-            await until(pilot, applied, 120, "set_lr applied")
+            await until(pilot, applied, 120, "the winner applied")
             (cmd,) = applied()
-            assert cmd.status == "applied" and cmd.payload["lr"] == pytest.approx(monitor.race_lr)
+            # The run trained on during the race: a factor on its schedule, not an absolute LR.
+            assert cmd.kind == "scale_lr" and cmd.status == "applied"
+            assert cmd.payload["factor"] == pytest.approx(verdict.winner.factor)
+            assert cmd.applied_step > start.fork_step
+            # The monitor's race line: the race, its winner and what was applied.
+            line = monitor.query_one("#race-line", RaceLine)
+
+            def race_line() -> str:
+                return str(line.render()) if line.display else ""
+
+            await until(
+                pilot,
+                lambda: "scale_lr" in race_line() and "applied @" in race_line(),
+                60,
+                "race line",
+            )
+            assert f"LR race {rec['race_id']}: x{verdict.winner.factor:g} won" in race_line()
             await pilot.press("G")
 
             def branched() -> list:
@@ -141,7 +198,8 @@ async def test_r_races_a_live_run_w_applies_g_branches(tmp_path, monkeypatch):
         (stored,) = list_records(runs_dir)
         assert stored["race_id"] == rec["race_id"] and stored["status"] == "done"
         assert stored["verdict"]["winner"]["run_id"] == verdict.winner.run_id
-        assert stored["applied"]["lr"] == pytest.approx(cmd.payload["lr"])
+        assert stored["applied"]["kind"] == "scale_lr"
+        assert stored["applied"]["value"] == pytest.approx(verdict.winner.factor)
         assert stored["branched"] == child.id and not stored["paused"]
     finally:
         lx.kill_all()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tuitrain.cli import exits
+from tuitrain.lrfind.apply import parse_factors
 from tuitrain.runs import liveness
 
 # `--factors -1,1` is a value, not an option: argparse's own pattern takes only `-1` or `-.5`.
@@ -158,7 +159,16 @@ def register_race(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--env", default=None, help="apply the named overlay from the config's envs:")
     add_sets(p, "override a field of every branch (repeatable)")
     p.add_argument(
-        "--apply", action="store_true", help="racing a live run: send it set_lr with the winning LR"
+        "--apply",
+        action="store_true",
+        help="racing a live run: apply the winner to it, as scale_lr x the winning factor on its "
+        "schedule as it is now (set_lr with the winning LR only when it was paused for the race "
+        "and has not trained since); a race too close to call applies nothing without --force",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --apply: apply the winner even when the race was too close to call",
     )
     p.add_argument(
         "--pause",
@@ -173,21 +183,6 @@ def register_race(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler=cmd_lr_race)
-
-
-def parse_factors(text: str) -> list[float]:
-    """`0.3,1,3` -> [0.3, 1.0, 3.0]; an error names the flag and the fix."""
-    import math
-
-    try:
-        out = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--factors {text!r}: comma-separated numbers, e.g. 0.3,1,3") from None
-    if len(out) < 2 or any(not (math.isfinite(f) and f > 0) for f in out):
-        raise ValueError(f"--factors {text!r}: at least two positive factors, e.g. 0.3,1,3")
-    if len(set(out)) != len(out):
-        raise ValueError(f"--factors {text!r}: each factor once")
-    return out
 
 
 def _count_errors(args: argparse.Namespace) -> str | None:
@@ -243,12 +238,14 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
             else "the config's initial weights"
         )
         print(
-            f"race {rec['race_id']}: {len(factors)} branches x {args.steps} steps from {where}, "
+            f"race {rec['race_id']}: {len(factors)} branches x {rec['steps']} steps from {where}, "
             f"LR {start.current_lr:.3g} x {', '.join(f'{f:g}' for f in factors)}"
             + (f" (up to {args.extend} more past a winning edge)" if args.extend else ""),
             file=out,
             flush=True,
         )
+        if rec.get("steps_note"):
+            print(f"note: {rec['steps_note']}", file=out, flush=True)
 
     def launched(f: float, info) -> None:
         print(f"  x{f:g}: run {info.id} ({info.name})", file=out, flush=True)
@@ -280,8 +277,10 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
             file=out,
             flush=True,
         )
+    if args.force and not args.apply:
+        print("note: --force only matters with --apply; nothing applied", file=out)
     if verdict.winner is not None and args.apply:
-        code = apply_winner(runs_dir, start, apply_lr, out, rec)
+        code = apply_winner(runs_dir, start, verdict, out, rec, force=args.force)
     if verdict.winner is not None and args.branch:
         try:
             child = race.branch_winner(runs_dir, start, verdict)
@@ -309,12 +308,16 @@ def cmd_lr_race(args: argparse.Namespace) -> int:
 
 def extras(rec: dict) -> dict:
     """What a race's JSON adds to its verdict: ids and what was done with the winner."""
-    keys = ("race_id", "status", "parent", "fork_step", "paused", "resumed", "applied", "branched")
+    keys = (
+        "race_id", "status", "parent", "fork_step", "steps", "paused", "resumed", "applied",
+        "not_applied", "branched",
+    )  # fmt: skip
     return {k: rec.get(k) for k in keys}
 
 
 def cmd_race_show(args: argparse.Namespace) -> int:
     """`lr-race show`: the races (one line each); `lr-race show RACE`: one race's record."""
+    from tuitrain.lrfind.apply import describe_applied
     from tuitrain.lrfind.race import verdict_of_record
     from tuitrain.lrfind.records import list_records, read_record
 
@@ -357,8 +360,9 @@ def cmd_race_show(args: argparse.Namespace) -> int:
         return 0
     print(format_verdict(verdict, rec.get("winning_lr")))
     if rec.get("applied"):
-        a = rec["applied"]
-        print(f"applied: set_lr {a['lr']:.3g} to {a['run']} ({a['status']})")
+        print(f"applied: {describe_applied(rec['applied'])}")
+    elif rec.get("not_applied"):
+        print(f"not applied: {rec['not_applied']}")
     if rec.get("branched"):
         print(f"branched: run {rec['branched']} continues the winner")
     return 0
@@ -382,27 +386,35 @@ def format_verdict(verdict, apply_lr: float | None) -> str:
     return "\n".join(lines)
 
 
-def apply_winner(runs_dir: Path, start, lr: float | None, out, rec: dict | None = None) -> int:
-    """Send the raced run a set_lr with the winning LR and wait for its acknowledgement."""
+def apply_winner(runs_dir: Path, start, verdict, out, rec: dict, force: bool = False) -> int:
+    """Apply the winner to the raced run (tuitrain.lrfind.apply.decide: scale_lr with the winning
+    factor, or set_lr while the paused run stands where the race started), wait for its
+    acknowledgement and record what was sent; a race too close to call sends nothing unforced."""
+    from tuitrain.lrfind.apply import applied_entry, decide
     from tuitrain.store import CommandRefused, Store
 
-    if start.parent is None or lr is None:
+    if start.parent is None:
         print("--apply needs a run to race from (not a config)", file=sys.stderr)
         return exits.BAD_INPUT
     with Store(runs_dir) as store:
+        last = store.last_values(start.parent.id).get("lr")
+        d = decide(rec, verdict, None if last is None else last.step, force)
+        if d.refused:
+            rec["not_applied"] = d.refused
+            print(f"not applied: {d.refused}", file=out)
+            return 1
         try:
-            cid = store.send_command(start.parent.id, "set_lr", {"lr": lr})
+            cid = store.send_command(start.parent.id, d.kind, d.payload())
         except CommandRefused as exc:
             print(f"error: cannot apply to {start.parent.id}: {exc}", file=sys.stderr)
             return exits.FAILED
         # A resumed (paused) run loads its model before it claims commands: wait longer.
-        cmd = liveness.wait_command(
-            store, cid, timeout=300.0 if rec and rec.get("paused") else 30.0
-        )
-    if rec is not None:
-        rec["applied"] = {"run": start.parent.id, "lr": lr, "status": cmd.status}
+        cmd = liveness.wait_command(store, cid, timeout=300.0 if rec.get("paused") else 30.0)
+    forced = bool(force and verdict.too_close)
+    rec["applied"] = applied_entry(start.parent.id, d, cmd.status, cmd.applied_step, forced)
     print(
-        f"applied set_lr {lr:.3g} to {start.parent.id}: {cmd.status} at step {cmd.applied_step} {cmd.reason or ''}",
+        f"applied {d.describe()} to {start.parent.id} ({d.why}): {cmd.status} at step "
+        f"{cmd.applied_step} {cmd.reason or ''}".rstrip(),
         file=out,
     )
     return 0 if cmd.status == "applied" else 1

@@ -101,3 +101,37 @@ def finish_record(
     rec["verdict"] = verdict.as_json()
     rec["winning_lr"] = None if verdict.winner is None else current_lr * verdict.winner.factor
     write_record(runs_dir, rec)
+
+
+def race_progress(store: Any, run_id: str) -> str:
+    """One line on the newest race raced from `run_id` ('' when none): its id, branches done /
+    raced, whether the run is paused for it; once over, the winner and what was applied."""
+    recs = [r for r in store.races.all() if r.get("parent") == run_id]
+    if not recs:
+        return ""
+    rec = max(recs, key=lambda r: r.get("created") or 0)
+    rid, branches = rec["race_id"], rec.get("branches") or []
+    if rec["status"] == "running":
+        done = 0
+        for b in branches:
+            try:
+                done += bool(store.get_run(b["run_id"]).terminal)
+            except LookupError:
+                pass  # deleted meanwhile
+        total = max(len(branches), len(rec.get("factors") or []))
+        paused = "; the run is paused for it" if rec.get("paused") else ""
+        return f"LR race {rid}: {done}/{total} branches done, {rec['steps']} steps each{paused}"
+    win = (rec.get("verdict") or {}).get("winner")
+    if rec["status"] != "done" or not win:
+        return f"LR race {rid}: {rec['status']}, no winner ({len(branches)} branches)"
+    close = " (too close)" if rec["verdict"].get("too_close") else ""
+    out = f"LR race {rid}: x{win['factor']:g} won{close}"
+    a = rec.get("applied")
+    if a:
+        kind, value = a.get("kind", "set_lr"), a.get("value", a.get("lr"))
+        what = f"x{value:.3g}" if kind == "scale_lr" else f"{value:.3g}"
+        at = f" @{a['step']}" if a.get("step") is not None else ""
+        return f"{out}; {kind} {what} {a['status']}{at}"
+    if rec.get("not_applied"):
+        return f"{out}; not applied"
+    return f"{out}; W applies it, G branches from it"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuitrain.lrfind.apply import clamp_steps
 from tuitrain.lrfind.race import (
     Start,
     Verdict,
@@ -81,8 +82,21 @@ def race(
             on_pause(run)
         paused = pause_run(run.id, runs_dir)
     start = start_from(source, runs_dir, env, sets)
+    asked, note = steps, ""
+    if start.parent is not None:
+        # A branch never trains past the run's own end (its max step).
+        steps, note = clamp_steps(steps, start.parent.derived.get("total_steps"), start.fork_step)
+        if steps < 1:
+            if paused is not None:
+                resume_run(paused.id, runs_dir)
+            raise RuntimeError(
+                f"the race would start at step {start.fork_step}, where the run ends "
+                f"(its max step): nothing left to race"
+            )
     race_id = new_race_id()
     rec = new_record(start, race_id, list(factors), steps, paused=paused is not None)
+    if note:
+        rec.update(steps_asked=asked, steps_note=note)
     if on_start is not None:
         on_start(start, rec)
     resumed, resume = None, paused is not None

@@ -30,6 +30,7 @@ class RunSnapshot(Message):
     last_step: int | None
     commands: list[Any]  # list[Command]
     series: dict[str, list[tuple[int, float, float, float]]] | None = None  # None: unchanged
+    race: str = ""  # the newest LR race from this run (tuitrain.lrfind.records.race_progress)
 
     def can_replace(self, message: Message) -> bool:
         """Collapse queued snapshots of the same run, never dropping series data."""

@@ -99,7 +99,11 @@ class RunReader:
                 series.update({n: store.series(run.id, n, buckets) for n in chart_names(names)})
             latest = {n: p.value for n, p in last.items() if n in HEADER_METRICS or wanted(n)}
             self._sig, self._seen_buckets, self._seen_sys = sig, buckets, want_sys
-        out.append(RunSnapshot(run.id, run, latest, run.last_step, store.commands(run.id), series))
+        from tuitrain.lrfind.records import race_progress
+
+        race = race_progress(store, run.id)
+        cmds = store.commands(run.id)
+        out.append(RunSnapshot(run.id, run, latest, run.last_step, cmds, series, race))
         return out
 
     def _diagnose(self, store: Any, version: int, now: float) -> Diagnosed | None:

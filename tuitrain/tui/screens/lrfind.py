@@ -1,4 +1,4 @@
-"""Provides LRFindScreen: a range test's loss against LR (log x) live, its suggestion marked, and keys to use or discard it."""
+"""Provides LRFindScreen: a range test's loss against LR (log x) live, its suggestion marked, and keys to use or discard it (the monitor's LR race is tuitrain.tui.screens.lrrace)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Static
+from textual.screen import Screen
+from textual.widgets import Static
 
 from tuitrain.lrfind.curve import Suggestion, suggest
 from tuitrain.runs import liveness
 from tuitrain.tui.context import app_of
-from tuitrain.tui.messages import RaceDone
 from tuitrain.tui.widgets.chart import Line, MetricChart
 from tuitrain.tui.widgets.keybar import KeyBar
 
@@ -224,150 +222,3 @@ class LRFindScreen(Screen):
 
 def _g(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
-
-
-# ---- the monitor's LR race: R starts it (keep running / pause), W applies the winner, G branches ----
-RACE_FACTORS = (0.3, 1.0, 3.0)
-RACE_STEPS = 200
-RACE_EXTEND = 2  # as `tuitrain lr-race --extend`
-
-
-class RaceDialog(ModalScreen[str | None]):
-    """R's question: race while the run keeps going, or pause it meanwhile; None cancels."""
-
-    BINDINGS = [
-        Binding("k", "answer('keep')", "Keep running"),
-        Binding("p", "answer('pause')", "Pause"),
-        Binding("escape,c", "answer(None)", "Cancel"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-text")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Keep running (k)", variant="primary", id="keep", compact=True)
-                yield Button("Pause (p)", id="pause", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#keep", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(None if event.button.id == "cancel" else event.button.id)
-
-    def action_answer(self, choice: str | None) -> None:
-        self.dismiss(choice)
-
-
-def start_race(screen: Any, run: Any) -> None:
-    """Ask keep running / pause, then race the run's latest checkpoint at RACE_FACTORS x its LR."""
-    if run is None or run.terminal:
-        screen.notify("a race starts from a live run's latest checkpoint", severity="warning")
-        return
-    question = (
-        f"LR race from the latest checkpoint of {run.name}: x"
-        + ", x".join(f"{f:g}" for f in RACE_FACTORS)
-        + f" of its LR, {RACE_STEPS} steps each (more past a winning edge). "
-        "Keep the run going meanwhile, or pause it (it stops at a checkpoint, the race starts "
-        "there, and it resumes after)?"
-    )
-    screen.app.push_screen(
-        RaceDialog(question), lambda choice: choice and _race(screen, run, choice == "pause")
-    )
-
-
-def _race(screen: Any, run: Any, pause: bool) -> None:
-    runs_dir = screen.app.runs_dir
-    say = screen.app.call_from_thread
-
-    def race() -> None:
-        from tuitrain.lrfind.sequence import race as run_sequence
-        from tuitrain.runs.lineage import BranchError
-        from tuitrain.store import CommandRefused, RunNotFound
-
-        def pausing(_run: Any) -> None:
-            say(screen.notify, f"LR race: pausing {run.name} at a checkpoint…")
-
-        def started(start: Any, _rec: dict) -> None:
-            say(
-                screen.notify,
-                f"LR race from step {start.fork_step}: "
-                f"x{', x'.join(f'{f:g}' for f in RACE_FACTORS)}"
-                f" of lr {start.current_lr:.3g}, {RACE_STEPS} steps each",
-            )
-
-        try:
-            result = run_sequence(
-                run.id, runs_dir, RACE_FACTORS, RACE_STEPS, pause=pause, extend=RACE_EXTEND,
-                on_pause=pausing, on_start=started,
-            )  # fmt: skip
-        except (BranchError, CommandRefused, RunNotFound, RuntimeError) as exc:
-            say(screen.notify, f"LR race: {exc}", severity="error")
-            return
-        start, verdict, rec, rid = result.start, result.verdict, result.record, result.race_id
-        if verdict.winner is None:
-            say(
-                screen.notify,
-                "LR race: no winner (" + "; ".join(verdict.notes) + ")",
-                severity="error",
-            )
-            return
-        lr = rec["winning_lr"]
-        # The worker thread never sets screen attributes: the screen takes the result itself.
-        screen.post_message(RaceDone(start, verdict, rec, lr))
-        close = " (too close to call)" if verdict.too_close else ""
-        margin = verdict.margin if verdict.margin is not None else float("nan")
-        say(
-            screen.notify,
-            f"LR race {rid}: x{verdict.winner.factor:g} wins{close}, margin {margin:.3g}; "
-            f"W sets lr {lr:.3g}, G branches a full run from the winner",
-            timeout=30,
-        )
-
-    screen.run_worker(race, thread=True, group="lr-race", exclusive=True, exit_on_error=False)
-
-
-def apply_race(screen: Any) -> None:
-    """Send the live run a set_lr with the last race's winning LR."""
-    lr = getattr(screen, "race_lr", None)
-    if lr is None:
-        screen.notify("no finished LR race yet (R starts one)", severity="warning")
-        return
-    start, _, rec = screen.race
-    rec["applied"] = {"run": start.parent.id, "lr": lr, "status": "sent"}
-    screen.send("set_lr", {"lr": lr})
-
-
-def branch_race(screen: Any) -> None:
-    """Continue the last race's winner as a full-length run (tuitrain.runs.branching)."""
-    race = getattr(screen, "race", None)
-    if race is None:
-        screen.notify("no finished LR race yet (R starts one)", severity="warning")
-        return
-    start, verdict, rec = race
-    runs_dir = screen.app.runs_dir
-    say = screen.app.call_from_thread
-
-    def branch() -> None:
-        from tuitrain.lrfind.race import branch_winner
-        from tuitrain.lrfind.records import write_record
-        from tuitrain.runs.lineage import BranchError
-
-        try:
-            child = branch_winner(runs_dir, start, verdict)
-        except BranchError as exc:
-            say(screen.notify, f"cannot branch from the winner: {exc}", severity="error")
-            return
-        rec["branched"] = child.id
-        write_record(runs_dir, rec)
-        say(
-            screen.notify,
-            f"branched {child.name} ({child.id}) from the winner at lr {rec['winning_lr']:.3g}",
-            timeout=15,
-        )
-
-    screen.run_worker(branch, thread=True, group="lr-race-branch", exit_on_error=False)

@@ -21,6 +21,7 @@ from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.lineage_view import PARENT_KEY, prefix_line
 from tuitrain.tui.messages import Diagnosed, NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.pollers.run import RunReader
+from tuitrain.tui.screens.lrrace import RaceLine
 from tuitrain.tui.screens.monitor_actions import SteeringActions
 from tuitrain.tui.screens.runs import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
@@ -69,7 +70,7 @@ class MonitorScreen(SteeringActions, Screen):
         Binding("g", "system_chart", "System", show=False, group=VIEW),
         Binding("y", "log_y", "Log y", show=False, group=VIEW),
         Binding("m", "smooth", "Smooth", show=False, group=VIEW),
-        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrfind
+        Binding("R", "lr_race", "LR race", show=False, group=RACE),  # tuitrain.tui.screens.lrrace
         Binding("W", "apply_race", "Apply race LR", show=False, group=RACE),
         Binding("G", "branch_race", "Branch race winner", show=False, group=RACE),
     ]
@@ -107,6 +108,7 @@ class MonitorScreen(SteeringActions, Screen):
         yield SystemStrip("", id="sys-strip")
         yield DoctorLine(id="doctor-line")
         yield NotesLine("", id="run-notes")
+        yield RaceLine("", id="race-line")
         with Horizontal(id="charts-top"):
             yield MetricChart("loss (train, val)", live=True, id="chart-loss")
         with Horizontal(id="charts-bottom"):
@@ -119,6 +121,7 @@ class MonitorScreen(SteeringActions, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#run-notes", NotesLine).display = False
+        self.query_one("#race-line", RaceLine).display = False
         self.query_one("#sys-strip", SystemStrip).display = False
         self.query_one("#events", EventsPane).focus()
         # First read after layout, so the series are fetched at the charts' real width.
@@ -145,6 +148,7 @@ class MonitorScreen(SteeringActions, Screen):
         height = self.size.height or 24
         notes = 1 if self.query_one("#run-notes", NotesLine).display else 0
         notes += 1 if self.query_one("#doctor-line", DoctorLine).display else 0
+        notes += 1 if self.query_one("#race-line", RaceLine).display else 0
         bottom = BOTTOM_ROWS
         top = 2 + notes + self._strip_rows
         rows = (height - top - 1 - bottom) // 2
@@ -258,7 +262,10 @@ class MonitorScreen(SteeringActions, Screen):
         notes_line = self.query_one("#run-notes", NotesLine)
         shown = notes_line.display
         notes_line.show(self.notes())
-        if notes_line.display != shown:
+        race_line = self.query_one("#race-line", RaceLine)
+        shown = (shown, race_line.display)
+        race_line.show(msg.race)
+        if (notes_line.display, race_line.display) != shown:
             self.apply_layout()
         self.query_one("#commands", CommandsPane).show(msg.commands)
         if msg.series is not None:

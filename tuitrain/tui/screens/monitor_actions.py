@@ -84,23 +84,23 @@ class SteeringActions:
 
     def action_lr_race(self) -> None:
         """Race LR factors from the latest checkpoint (a dialog asks: keep running or pause); W applies the winner, G branches from it."""
-        from tuitrain.tui.screens.lrfind import start_race
+        from tuitrain.tui.screens.lrrace import start_race
 
         start_race(self, self.run)
 
     def on_race_done(self, msg: RaceDone) -> None:
-        """The race's winner, for W (set its LR) and G (branch from it)."""
+        """The race's winner, for W (apply it: tuitrain.lrfind.apply) and G (branch from it)."""
         self.race, self.race_lr = (msg.start, msg.verdict, msg.record), msg.lr
 
     def action_apply_race(self) -> None:
-        """Set the LR to the last race's winner (a normal set_lr command)."""
-        from tuitrain.tui.screens.lrfind import apply_race
+        """Apply the last race's winner: x its factor on the run's schedule (tuitrain.lrfind.apply)."""
+        from tuitrain.tui.screens.lrrace import apply_race
 
         if self._steerable():
             apply_race(self)
 
     def action_branch_race(self) -> None:
         """Continue the last race's winner as a full-length run (a branch of the winning branch)."""
-        from tuitrain.tui.screens.lrfind import branch_race
+        from tuitrain.tui.screens.lrrace import branch_race
 
         branch_race(self)
