@@ -59,7 +59,22 @@ def with_specials(tok, ids: list[int], max_len: int) -> list[int]:
     """A classification input: the text cut so that it fits max_len with the tokenizer's own
     special tokens around it (as `tok(text, truncation=True)` does)."""
     room = max(0, max_len - tok.num_special_tokens_to_add())
-    return list(tok.build_inputs_with_special_tokens(ids[:room]))
+    build = getattr(tok, "build_inputs_with_special_tokens", None)
+    if build is not None:
+        return list(build(ids[:room]))
+    pre, post = special_frame(tok)  # transformers 5's tokenizers backend has no build_inputs
+    return [*pre, *ids[:room], *post]
+
+
+def special_frame(tok) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after one text ([CLS] / [SEP]), read off
+    how it encodes a sample text with and without them."""
+    full = list(tok("a b", add_special_tokens=True)["input_ids"])
+    bare = list(tok("a b", add_special_tokens=False)["input_ids"])
+    for i in range(len(full) - len(bare) + 1):
+        if full[i : i + len(bare)] == bare:
+            return full[:i], full[i + len(bare) :]
+    return [], []
 
 
 def tokenizer_id(tok) -> str:
