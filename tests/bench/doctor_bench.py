@@ -183,9 +183,14 @@ def watch_replay(store: Store, fx: dict, every: int = 5, parent: str | None = No
         store.log_metrics(run.id, batch)
         if k % every and k != len(steps) - 1:
             continue
-        # liveness reads the fixture's clock (a replayed run has no process)
+        # The watch runs inside the trainer and reads the wall clock: the replayed run is live
+        # as of now (its last row just logged), not stalled since the fixture's recorded time.
+        now = time.time()
         store_run = dataclasses.replace(
-            store.get_run(run.id), heartbeat=batch[-1][3], started=replay.T0
+            store.get_run(run.id),
+            heartbeat=now,
+            started=now - (batch[-1][3] - replay.T0),
+            step_advanced=now,
         )
         w.store = _Pinned(store, store_run)
         w.check(step)

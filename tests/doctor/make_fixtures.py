@@ -2,6 +2,7 @@
 settings that provoke each symptom and stores each run's metric rows as a small JSON fixture.
 
     python tests/doctor/make_fixtures.py [CASE ...]     # all cases by default; ~1-2 min CPU each
+    HF_HUB_OFFLINE=1 python tests/doctor/make_fixtures.py stock-demo stock-sft-demo stock-seq-cls tiny-epochs
 
 Each case is the demo config (configs/demo.yaml) with a few --set overrides, 240 optimizer steps,
 one process on CPU, single-threaded so several engineers can share the machine. The labels (which
@@ -65,6 +66,27 @@ CASES: dict[str, list[str]] = {
     ],
     "sgd-spike-clipped": ["optimizer.name=sgd", "optimizer.lr=10", "scheduler.warmup_ratio=0.8"],
 }
+# The stock configs at their defaults (shortened where a full run is minutes of CPU here), each
+# recorded once: a healthy run of each must raise no warning. Only the rows the doctor's training
+# rules read are kept (no throughput rows: this shared machine's load is not the config's).
+STOCK_SETS = ["generation.enabled=false", "doctor.enabled=false", "training.save_every=100000"]
+STOCK: dict[str, tuple[str, list[str]]] = {
+    "stock-demo": ("configs/demo.yaml", ["training.max_steps=300"]),
+    "stock-sft-demo": ("configs/sft-demo.yaml", []),
+    "stock-seq-cls": ("configs/seq-cls-minilm.yaml", []),
+    # A tiny data set: 96 examples, 6 batches an epoch, 40 epochs: an epoch boundary every 6 steps.
+    "tiny-epochs": (
+        "configs/demo.yaml",
+        [
+            "data.max_train_samples=96",
+            "training.epochs=40",
+            "training.max_steps=240",
+            "training.log_every=1",
+            "training.eval_every=30",
+        ],
+    ),
+}
+STOCK_KEEP = ("loss", "grad_norm", "lr", "epoch")  # and every val_* row
 TIMEOUT_S = 900.0
 
 
@@ -77,11 +99,14 @@ def sig(v: float) -> float | None:
     return float(f"{v:.5g}")
 
 
-def make(name: str, sets: list[str]) -> Path:
-    """Train one case in a scratch runs directory and write fixtures/<name>.json."""
+def make(
+    name: str, sets: list[str], config: Path = DEMO, keep: tuple[str, ...] | None = None
+) -> Path:
+    """Train one case in a scratch runs directory and write fixtures/<name>.json (with `keep`:
+    only those metrics and the val_* ones)."""
     with tempfile.TemporaryDirectory(prefix="doctor-fx-") as tmp:
         runs = Path(tmp) / "runs"
-        resolved = load_config(DEMO, sets=[*COMMON, *sets])
+        resolved = load_config(config, sets=sets)
         run = launch(resolved, runs, name=name, extra_env=ENV)
         t0 = time.monotonic()
         with Store(runs) as store:
@@ -99,6 +124,8 @@ def make(name: str, sets: list[str]) -> Path:
             for p in pts:
                 if p.name == "gpu_mem_gb":
                     continue
+                if keep is not None and p.name not in keep and not p.name.startswith("val_"):
+                    continue
                 metrics.setdefault(p.name, []).append(
                     [p.step, sig(p.value), round(p.time - start, 3)]
                 )
@@ -109,7 +136,8 @@ def make(name: str, sets: list[str]) -> Path:
             ]
         out = {
             "case": name,
-            "sets": [*COMMON, *sets],
+            "config_file": str(config.relative_to(REPO)),
+            "sets": sets,
             "status": info.status,
             "exit_reason": info.exit_reason,
             "config": info.config,
@@ -126,14 +154,19 @@ def make(name: str, sets: list[str]) -> Path:
 
 def main(argv: list[str]) -> int:
     """Make the named cases (default: all)."""
-    names = argv or list(CASES)
-    unknown = [n for n in names if n not in CASES]
+    names = argv or list(CASES)  # the STOCK cases only when named
+    unknown = [n for n in names if n not in CASES and n not in STOCK]
     if unknown:
-        print(f"unknown case(s) {unknown}; known: {', '.join(CASES)}", file=sys.stderr)
+        known = ", ".join([*CASES, *STOCK])
+        print(f"unknown case(s) {unknown}; known: {known}", file=sys.stderr)
         return 2
     FIXTURES.mkdir(parents=True, exist_ok=True)
     for n in names:
-        path = make(n, CASES[n])
+        if n in STOCK:
+            cfg, sets = STOCK[n]
+            path = make(n, [*STOCK_SETS, *sets], REPO / cfg, STOCK_KEEP)
+        else:
+            path = make(n, [*COMMON, *CASES[n]])
         data = json.loads(path.read_text())
         print(f"{n}: {data['status']} in {data['wall_s']} s -> {path.name}", flush=True)
     return 0

@@ -85,6 +85,8 @@ def diagnose(data: RunData, th: Thresholds | None = None) -> list[Diagnosis]:
     train_over = data.overview.get("loss", [])
     lr_over = data.overview.get("lr", [])
     lr_peak = max((p[2] for p in lr_over if p[2] is not None and math.isfinite(p[2])), default=None)
+    if data.lineage_lr_peak is not None:  # a branch: the schedule's peak was before its fork
+        lr_peak = max(lr_peak or 0.0, data.lineage_lr_peak)
     lowest, lowest_at = _lowest_level(train_over)
     lr_now = next((x for x in reversed(lr.values) if math.isfinite(x)), None)
     out: list[Diagnosis | None] = [

@@ -21,7 +21,8 @@ def slow_convergence(
 ) -> Diagnosis | None:
     """Once `slow_after` of the post-warmup steps are done, the loss has fallen less than
     `slow_min_drop` of its starting level (and is near its lowest so far: a loss that fell and
-    came back up is a spike or a divergence, not slow progress)."""
+    came back up is a spike or a divergence, not slow progress), and at its current rate would
+    not have fallen that much by the end of training either."""
     start, now = finite(first_loss)[:5], finite(recent_loss)[-10:]
     if not total_steps or not start or len(now) < 3 or not recent_steps:
         return None
@@ -36,6 +37,12 @@ def slow_convergence(
         return None
     if lowest is not None and math.isfinite(lowest) and lc > lowest * (1 + th.spike_rise):
         return None
+    # Slow means it will not get there: a loss that fell little so far but falls steadily now
+    # (a fine-tune's fresh head leaving chance level) reaches the expected drop at its current
+    # rate before the run ends.
+    ahead = lc + _rate(recent_steps, recent_loss) * max(0, total_steps - step)
+    if math.isfinite(ahead) and rel_drop(l0, ahead) >= th.slow_min_drop:
+        return None
     return Diagnosis(
         "slow_convergence",
         "warning",
@@ -46,6 +53,21 @@ def slow_convergence(
         scale_lr(2.0),
         {"start": l0, "now": lc, "drop": drop, "progress": step / total_steps},
     )
+
+
+def _rate(steps: Sequence[int], values: Sequence[float], n: int = 20) -> float:
+    """The loss's recent change per step (<= 0 when falling): the difference of the medians of
+    the two halves of its last `n` finite points over the steps between them (robust to a noisy
+    batch); 0.0 with too few points or when it rises (a rising loss is never projected)."""
+    pts = [(st, v) for st, v in zip(steps, values, strict=False) if math.isfinite(v)][-n:]
+    if len(pts) < 6:
+        return 0.0
+    half = len(pts) // 2
+    a, b = pts[:half], pts[half:]
+    span = median([st for st, _ in b]) - median([st for st, _ in a])
+    if span <= 0:
+        return 0.0
+    return min(0.0, (median([v for _, v in b]) - median([v for _, v in a])) / span)
 
 
 def late_stall(
@@ -149,7 +171,8 @@ def underfitting(
     th: Thresholds,
 ) -> Diagnosis | None:
     """Late in training (or at the end), train and validation loss both still above
-    `underfit_level` of the chance-level loss (a model that learned nothing)."""
+    `underfit_level` of the chance-level loss (a model that learned nothing), and the train loss
+    would not get below it by the end at its current rate."""
     now = finite(recent_loss)[-10:]
     if not chance_loss or chance_loss <= 0 or len(now) < 3 or not recent_steps:
         return None
@@ -165,6 +188,10 @@ def underfitting(
         return None
     if lc > chance_loss * (1 + th.spike_rise):
         return None  # far above chance: diverged (loss_spike), not a model that learned too little
+    if not ended and total_steps:  # falling steadily, it gets below the limit before the end
+        ahead = lc + _rate(recent_steps, recent_loss) * max(0, total_steps - step)
+        if ahead <= limit:
+            return None
     val_txt = f", val_loss {num4(vc)}" if vc is not None else ""
     return Diagnosis(
         "underfitting",

@@ -43,6 +43,7 @@ class RunData:
     last_step: int | None = None
     now: float = 0.0
     stall: tuple[bool, float | None, float | None] = (False, None, None)  # liveness verdict
+    lineage_lr_peak: float | None = None  # a branch's ancestors' highest LR before its fork
 
     @property
     def ended(self) -> bool:
@@ -126,8 +127,28 @@ def read_run(store: Any, run_ref: Any, window: int = 100, now: float | None = No
     for n in OVERVIEW:
         if n in names:
             data.overview[n] = store.series(run.id, n, OVERVIEW_BUCKETS)
+    if root is not run:
+        data.lineage_lr_peak = _lineage_peak(store, run, "lr")
     data.commands = store.commands(run.id)
     return data
+
+
+def _lineage_peak(store: Any, run: Any, name: str, depth: int = 16) -> float | None:
+    """The highest `name` a branch's ancestors logged up to where each was forked from (a branch
+    that starts mid-schedule is judged against the schedule's real peak, not its fork's LR)."""
+    peak: float | None = None
+    for _ in range(depth):
+        if not getattr(run, "parent", None):
+            break
+        fork = getattr(run, "fork_step", None)
+        try:
+            run = store.get_run(run.parent)
+        except Exception:  # the parent was removed: its history is gone
+            break
+        for p in store.series(run.id, name, OVERVIEW_BUCKETS):
+            if (fork is None or p[0] <= fork) and p[2] is not None and math.isfinite(p[2]):
+                peak = p[2] if peak is None else max(peak, p[2])
+    return peak
 
 
 def _root(store: Any, run: Any, depth: int = 16) -> Any:

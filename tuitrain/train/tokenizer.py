@@ -59,27 +59,30 @@ def with_specials(tok, ids: list[int], max_len: int) -> list[int]:
     """A classification input: the text cut so that it fits max_len with the tokenizer's own
     special tokens around it (as `tok(text, truncation=True)` does)."""
     room = max(0, max_len - tok.num_special_tokens_to_add())
-    if hasattr(tok, "build_inputs_with_special_tokens"):  # the byte tokenizer, transformers 4
-        return list(tok.build_inputs_with_special_tokens(ids[:room]))
-    prefix, suffix = _special_frame(tok)  # transformers 5 tokenizers have no such method
-    return [*prefix, *ids[:room], *suffix]
+    build = getattr(tok, "build_inputs_with_special_tokens", None)
+    if build is not None:  # the byte tokenizer, transformers 4
+        return list(build(ids[:room]))
+    pre, post = special_frame(tok)  # transformers 5's tokenizers backend has no build_inputs
+    return [*pre, *ids[:room], *post]
 
 
-def _special_frame(tok) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a text ([CLS] ... [SEP] for BERT),
-    read off how it encodes one word with and without them."""
+def special_frame(tok) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after one text ([CLS] / [SEP]), read off
+    how it encodes a sample text with and without them (once per tokenizer: kept on it)."""
     frame = getattr(tok, "_tuitrain_special_frame", None)
-    if frame is None:
-        bare = tok("hello", add_special_tokens=False)["input_ids"]
-        full = tok("hello")["input_ids"]
-        at = next(
-            (i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare), None
-        )
-        frame = ([], []) if at is None else (full[:at], full[at + len(bare) :])
-        try:
-            tok._tuitrain_special_frame = frame
-        except AttributeError:  # a tokenizer that refuses new attributes: recompute next time
-            pass
+    if frame is not None:
+        return frame
+    full = list(tok("a b", add_special_tokens=True)["input_ids"])
+    bare = list(tok("a b", add_special_tokens=False)["input_ids"])
+    frame = next(
+        ((full[:i], full[i + len(bare) :]) for i in range(len(full) - len(bare) + 1)
+         if full[i : i + len(bare)] == bare),
+        ([], []),
+    )  # fmt: skip
+    try:
+        tok._tuitrain_special_frame = frame
+    except AttributeError:  # a tokenizer that refuses new attributes: read it again next time
+        pass
     return frame
 
 

@@ -79,6 +79,7 @@ class CompareLoaded(Message):
         default_factory=dict
     )
     events: dict[str, list[Any]] = field(default_factory=dict)  # run id -> its lr/stop events
+    doctor: dict[str, list[dict]] = field(default_factory=dict)  # run id -> doctor history
 
 
 @dataclass
@@ -105,3 +106,5 @@ class Diagnosed(Message):
 
     run_id: str
     diagnoses: list
+    # tuitrain.doctor.history.combined: the open diagnoses, then every closed episode (dicts)
+    history: list = field(default_factory=list)

@@ -121,4 +121,7 @@ class RunReader:
             run = liveness.view_run(store, self.run_ref)
         except LookupError:
             return None  # the header says the run is missing
-        return Diagnosed(run.id, diagnose_run(store, run, now=self.now()))
+        from tuitrain.tui.widgets.doctor import run_history
+
+        diags = diagnose_run(store, run, now=self.now())
+        return Diagnosed(run.id, diags, run_history(store, run, diags))

@@ -1,4 +1,5 @@
-"""Provides CompareScreen: 2-4 runs overlaid per metric, summaries side by side, config diff."""
+"""Provides CompareScreen: 2-4 runs overlaid per metric, summaries side by side, config diff, and
+each run's doctor history (open diagnoses, then closed episodes: tuitrain.doctor.history)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,7 @@ class CompareScreen(Screen):
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('summary')", "Summary", show=False),
         Binding("3", "tab('diff')", "Config diff", show=False),
+        Binding("4", "tab('doctor')", "Doctor", show=False),
         Binding("q,escape,b", "back", "Back", key_display="q"),
     ]
 
@@ -185,6 +187,7 @@ class CompareScreen(Screen):
         self.smooth = False
         self.names: list[str] = []  # unique display names, one per run
         self.steered: dict[str, list[tuple[int, str, str]]] = {}  # run id -> interventions
+        self.doctor: dict[str, list[dict]] = {}  # run id -> doctor history (open, then closed)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-legend")
@@ -196,6 +199,8 @@ class CompareScreen(Screen):
             with TabPane("Diff + steering (3)", id="diff"):
                 yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="interventions-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Doctor (4)", id="doctor"):
+                yield DataTable(id="doctor-table", cursor_type="row", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -210,13 +215,18 @@ class CompareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def load(self) -> None:
         """Read the runs and their downsampled series (own Store in this thread)."""
+        from tuitrain.doctor import diagnose_run
         from tuitrain.store import Store
+        from tuitrain.tui.widgets.doctor import run_history
 
         with Store(app_of(self).runs_dir) as store:
             runs = [liveness.view_run(store, r) for r in self.run_ids]
             series: dict[str, dict[str, list]] = {}
             events: dict[str, list] = {}
+            doctor: dict[str, list[dict]] = {}
             for run in runs:
+                diags = diagnose_run(store, run, now=app_of(self).now())
+                doctor[run.id] = run_history(store, run, diags)
                 for name in store.metric_names(run.id):
                     if name in PREFERRED:
                         series.setdefault(name, {})[run.id] = store.series(run.id, name, BUCKETS)
@@ -224,10 +234,10 @@ class CompareScreen(Screen):
                 if run.parent not in {r.id for r in runs}:  # a branch without its parent here
                     for key, pts in parent_series(store, run, PREFERRED, BUCKETS).items():
                         series.setdefault(key, {})[run.id] = pts  # its prefix, drawn dim
-        self.post_message(CompareLoaded(runs, series, events))
+        self.post_message(CompareLoaded(runs, series, events, doctor))
 
     def on_compare_loaded(self, msg: CompareLoaded) -> None:
-        self.runs, self.series = msg.runs, msg.series
+        self.runs, self.series, self.doctor = msg.runs, msg.series, msg.doctor
         self.names = unique_names(self.runs)
         self.steered = {
             r.id: interventions(r, msg.events.get(r.id, []), self.series.get("lr", {}).get(r.id))
@@ -297,6 +307,31 @@ class CompareScreen(Screen):
                 steps.add_row(names[i], "-" if step < 0 else str(step), kind, what)
         if not any(self.steered.values()):
             steps.add_row("(none)", "", "no LR change, stop or plateau cut in these runs", "")
+        self.fill_doctor(names)
+
+    def fill_doctor(self, names: list[Text]) -> None:
+        """Each run's doctor history: open diagnoses, then closed episodes (newest first)."""
+        from tuitrain.tui.widgets.doctor import STYLE, steps_text
+
+        table = self.query_one("#doctor-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("run", "state", "diagnosis", "steps", "peak", "closed", "consequences")
+        for i, run in enumerate(self.runs):
+            entries = self.doctor.get(run.id, [])
+            for e in entries:
+                table.add_row(
+                    names[i],
+                    e["state"],
+                    Text(f"{e['severity'].upper()} {e['id']}", style=STYLE.get(e["severity"], "")),
+                    steps_text(e),
+                    str((e.get("peak") or {}).get("evidence", "")),
+                    e.get("closed_reason") or "",
+                    ", ".join(e.get("consequences") or []),
+                )
+            if not entries:
+                table.add_row(
+                    names[i], "", "(nothing: no diagnosis, none in this run)", "", "", "", ""
+                )
 
     def action_metric(self, step: int) -> None:
         """Show the next (or previous) metric."""

@@ -1,4 +1,6 @@
-"""Provides DoctorScreen: a run's open diagnoses with evidence, remedy and action; Enter applies
+"""Provides DoctorScreen: a run's open diagnoses with evidence, remedy and action, and under them
+its closed episodes (tuitrain.doctor.history.combined: steps, peak, why closed, consequences), so
+a finished run still says what went wrong; Enter applies
 the selected action through the normal steering path after a confirmation, or for a rollback
 branches the run from the checkpoint before the spike (tuitrain.doctor.rollback) and opens the
 child's monitor."""
@@ -20,7 +22,7 @@ from textual.widgets.option_list import Option
 
 from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.confirm import ConfirmDialog
-from tuitrain.tui.widgets.doctor import STYLE
+from tuitrain.tui.widgets.doctor import STYLE, closed_of, episode_text, steps_text
 from tuitrain.tui.widgets.keybar import KeyBar
 
 ROLLBACK = "rollback"
@@ -35,15 +37,24 @@ class RolledBack(Message):
     stopped: bool = False  # the parent got a stop command
 
 
-def option_text(d: Any, live: bool) -> str:
-    """One diagnosis as a list entry: headline, evidence, remedy, action."""
+def option_text(d: Any, live: bool, entry: dict | None = None) -> str:
+    """One diagnosis as a list entry: headline, evidence, remedy, action; with its history
+    `entry`, the episode's steps, its peak and its consequences."""
     at = f" from step {d.step}" if d.step is not None else ""
+    if entry is not None and steps_text(entry):
+        at = f" {steps_text(entry)}"
     style = STYLE.get(d.severity, "")
     lines = [
         f"[{style}]{d.severity.upper()}[/] [b]{d.id}[/b]{at}",
         f"  evidence: {escape(d.evidence)}",
         f"  remedy:   {escape(d.remedy)}",
     ]
+    peak = str(((entry or {}).get("peak") or {}).get("evidence", ""))
+    if peak and peak != d.evidence:
+        lines.append(f"  peak:     {escape(peak)}")
+    if (entry or {}).get("consequences"):
+        also = ", ".join(entry["consequences"])  # type: ignore[index]
+        lines.append(f"  also:     {escape(also)} [dim](consequences, not opened separately)[/]")
     if d.action is not None:
         how = "Enter: apply" if d.action.steerable and live else "advice"
         if d.action.kind == ROLLBACK:
@@ -63,10 +74,15 @@ class DoctorScreen(Screen):
     """
 
     def __init__(
-        self, run: Any, diagnoses: list[Any], send: Callable[[str, dict], Any] | None = None
+        self,
+        run: Any,
+        diagnoses: list[Any],
+        send: Callable[[str, dict], Any] | None = None,
+        history: list[dict] | None = None,
     ) -> None:
         super().__init__(id="doctor")
         self.run, self.diagnoses, self.send = run, diagnoses, send
+        self.history = history or []  # tuitrain.doctor.history.combined of the run
 
     @property
     def live(self) -> bool:
@@ -76,15 +92,26 @@ class DoctorScreen(Screen):
     def compose(self) -> ComposeResult:
         name = escape(self.run.name if self.run is not None else "?")
         n = len(self.diagnoses)
+        closed = closed_of(self.history)
+        past = f", {len(closed)} closed episode{'' if len(closed) == 1 else 's'}" if closed else ""
         yield Static(
-            f"[b]doctor[/b]: run {name}: {n} open diagnos{'is' if n == 1 else 'es'}"
+            f"[b]doctor[/b]: run {name}: {n} open diagnos{'is' if n == 1 else 'es'}{past}"
             + ("" if self.live else " [dim](run ended: advice only)[/]"),
             id="doctor-title",
         )
-        opts = [Option(option_text(d, self.live), id=str(i)) for i, d in enumerate(self.diagnoses)]
+        entries = {e["id"]: e for e in self.history if e.get("state") == "open"}
+        opts: list[Option | None] = [
+            Option(option_text(d, self.live, entries.get(d.id)), id=str(i))
+            for i, d in enumerate(self.diagnoses)
+        ]
         if not opts:
-            opts = [
-                Option("nothing to report: no symptom of the doctor's table is open", disabled=True)
+            none = "nothing open now" if closed else "nothing to report"
+            opts = [Option(f"{none}: no symptom of the doctor's table is open", disabled=True)]
+        if closed:
+            opts.append(None)  # a separator: the history under the open ones, newest first
+            opts += [
+                Option(episode_text(e), id=f"closed-{k}", disabled=True)
+                for k, e in enumerate(closed)
             ]
         yield OptionList(*opts, id="doctor-list")
         yield KeyBar()
@@ -94,6 +121,8 @@ class DoctorScreen(Screen):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Enter: confirm, then send the diagnosis's action as a steering command."""
+        if not (event.option.id or "0").isdigit():
+            return  # a closed episode: history, nothing to apply
         d = self.diagnoses[int(event.option.id or 0)]
         a = d.action
         if a is None:

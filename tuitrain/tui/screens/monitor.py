@@ -236,7 +236,7 @@ class MonitorScreen(SteeringActions, Screen):
             self.loop_done = True
 
     def on_diagnosed(self, msg: Diagnosed) -> None:
-        self.query_one("#doctor-line", DoctorLine).show(msg.diagnoses)
+        self.query_one("#doctor-line", DoctorLine).show(msg.diagnoses, msg.history)
 
     def on_run_missing(self, msg: RunMissing) -> None:
         self.query_one("#run-header", RunHeader).update(f"[red]{msg.error}[/]")
@@ -388,8 +388,8 @@ class MonitorScreen(SteeringActions, Screen):
         """Open the doctor's findings; Enter on one applies its action (after a confirmation)."""
         from tuitrain.tui.screens.doctor import DoctorScreen
 
-        diags = self.query_one("#doctor-line", DoctorLine).diagnoses
-        self.app.push_screen(DoctorScreen(self.run, diags, self.send))
+        line = self.query_one("#doctor-line", DoctorLine)
+        self.app.push_screen(DoctorScreen(self.run, line.diagnoses, self.send, line.history))
 
     def action_edit_notes(self) -> None:
         """Edit the run's notes (what you were trying); saved in the run record."""

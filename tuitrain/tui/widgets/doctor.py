@@ -20,6 +20,56 @@ MARK = {"critical": "!!", "warning": "!"}
 ORDER = ("info", "warning", "critical")
 
 
+def run_history(store: Any, run: Any, diags: list[Any]) -> list[dict]:
+    """The run's doctor history as `tuitrain doctor` lists it (tuitrain.doctor.history.combined):
+    the open diagnoses, then every closed episode, newest first."""
+    from tuitrain.doctor.history import combined, history
+
+    last = store.last_step(run.id)
+    episodes = history(store.events(run.id), ended=run.terminal, last_step=last)
+    return combined(diags, episodes, last)
+
+
+def closed_of(entries: list[dict]) -> list[dict]:
+    """The closed episodes of a combined history (those listed under the open ones)."""
+    return [e for e in entries if e.get("state") == "closed"]
+
+
+def steps_text(e: dict) -> str:
+    """'steps 5-40' (or 'step 5' for a one-step episode)."""
+    a, b = e.get("first_step"), e.get("last_step")
+    if a is None:
+        return ""
+    return f"step {a}" if b in (None, a) else f"steps {a}-{b}"
+
+
+def episode_text(e: dict) -> str:
+    """A closed episode as list text: severity, id, steps, closed reason; peak; consequences."""
+    style = STYLE.get(e["severity"], "")
+    lines = [
+        f"[dim]closed[/] [{style}]{e['severity'].upper()}[/] [b]{e['id']}[/b] "
+        f"{steps_text(e)}: {escape(str(e.get('closed_reason') or ''))}",
+        f"  peak:     {escape(str((e.get('peak') or {}).get('evidence', '')))}",
+    ]
+    if e.get("consequences"):
+        also = ", ".join(e["consequences"])
+        lines.append(f"  also:     {escape(also)} [dim](consequences, not opened separately)[/]")
+    return "\n".join(lines)
+
+
+def past_text(entries: list[dict]) -> str:
+    """The doctor line of a run with nothing open but a past: its worst closed episode."""
+    worst = [e for e in closed_of(entries) if e["severity"] != "info"]
+    if not worst:
+        return ""
+    e = max(worst, key=lambda x: ORDER.index(x["severity"]))
+    more = f" +{len(worst) - 1}" if len(worst) > 1 else ""
+    head = fmt.styled(
+        STYLE.get(e["severity"], ""), f"doctor (h): was {e['severity'].upper()} {e['id']}{more}"
+    )
+    return f"{head} {steps_text(e)}, {escape(str(e.get('closed_reason') or ''))}"
+
+
 def line_text(diags: list[Any]) -> str:
     """'doctor (h): CRITICAL exploding_gradients @804 +1: grad norm ...' (the key first: the
     evidence is cut at the screen's width)."""
@@ -45,19 +95,23 @@ class DoctorLine(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.diagnoses: list[Any] = []
+        self.history: list[dict] = []  # tuitrain.doctor.history.combined of the run
         self.checks = 0  # diagnoses shown (tests wait on it)
 
     def on_mount(self) -> None:
         self.display = False
 
-    def show(self, diags: list[Any]) -> None:
-        """Show the most severe diagnosis; relayout the screen when the line appears or goes."""
+    def show(self, diags: list[Any], history: list[dict] | None = None) -> None:
+        """Show the most severe diagnosis (or, with none open, the worst closed episode: a
+        finished run still says what went wrong); relayout when the line appears or goes."""
         self.diagnoses = diags
+        self.history = history or []
         self.checks += 1
         # Info findings (nothing to act on: the trainer's watch ignores them too, and the runs
         # list marks none) take no row from the charts; they stay listed under h.
         shown = any(d.severity != "info" for d in diags)
-        text = line_text(diags) if shown else ""
+        text = line_text(diags) if shown else past_text(self.history)
+        shown = bool(text)
         if text != getattr(self, "_shown", None):  # checked on a timer: repaint only a change
             self._shown = text
             self.update(text)
