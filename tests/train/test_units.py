@@ -11,6 +11,7 @@ import torch
 from tuitrain.cli import main as cli_main
 from tuitrain.config import TrainConfig, load_config, parse
 from tuitrain.config.derived import steps_per_epoch
+from tuitrain.config.schedule import lr_factor
 from tuitrain.data.estimate import estimate_train_samples
 from tuitrain.data.sources import DataError
 from tuitrain.runs.launch import build_command, build_env
@@ -107,8 +108,24 @@ def test_lr_control_set_lr_keeps_schedule_shape_and_survives_weights_only(tmp_pa
         100,
         10,
     )
-    with pytest.raises(ValueError, match="warmup"):
-        warm.set_lr(1e-3, step=0)
+    # During the warmup the set LR is its target: the warmup climbs on to it, never past it.
+    warm.set_lr(2e-4, step=9)
+    assert warm.in_warmup(9) and not warm.in_warmup(10)
+    assert warm.lr(10) == pytest.approx(2e-4)
+    assert warm.lr(9) == pytest.approx(2e-4 * lr_factor(9, warm.sched, 100, 10, 1e-3))
+    assert max(warm.lr(s) for s in range(100)) == pytest.approx(2e-4)
+    warm.set_lr(5e-4, step=0)  # even at the warmup's start (the schedule's 0 there)
+    assert warm.lr(10) == pytest.approx(5e-4)
+    warm.set_lr(3e-4, step=30)  # after the warmup: the next update's LR
+    assert warm.lr(30) == pytest.approx(3e-4)
+    decayed = LRControl(
+        load_config(DEMO, sets=["scheduler.name=linear", "scheduler.eta_min=0"]).config,
+        1e-3,
+        100,
+        0,
+    )
+    with pytest.raises(ValueError, match="end of decay"):
+        decayed.set_lr(1e-3, step=100)
 
 
 @pytest.mark.parametrize(

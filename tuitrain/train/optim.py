@@ -137,12 +137,21 @@ class LRControl:
             g["lr"] = g["base_lr"] * f
         return self.base_lr * f
 
+    def in_warmup(self, step: int) -> bool:
+        """True while the update after `step` completed steps is still in the warmup."""
+        return self.ramp is None and 0 < self.warmup and step < self.warmup
+
     def set_lr(self, lr: float, step: int) -> None:
-        """Pick the multiplier that makes the LR of the next update `lr`; the schedule keeps its shape."""
-        sched = lr_factor(step, self.sched, self.total, self.warmup, self.base_lr) * self.plateau
+        """Pick the multiplier that makes the LR `lr`; the schedule keeps its shape.
+
+        After the warmup `lr` is the LR of the next update. During the warmup it is the warmup's
+        target (the LR it reaches at its last step): the warmup goes on climbing towards it, as
+        the configured peak would, instead of overshooting `lr` by 1/(warmup fraction)."""
+        at = self.warmup if self.in_warmup(step) else step
+        sched = lr_factor(at, self.sched, self.total, self.warmup, self.base_lr) * self.plateau
         if sched <= 0:
             raise ValueError(
-                "the schedule is at 0 here (warmup start); use scale-lr or wait a step"
+                "the schedule is at 0 here (end of decay); use scale-lr or wait a step"
             )
         self.multiplier = lr / (self.base_lr * sched)
 
