@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,37 @@ def test_rerun_of_a_steered_run_is_exact(launcher):
     ]
     events = [(x["step"], x["kind"]) for x in lines if x.get("event") == "intervention"]
     assert events == applied
+
+
+def test_longer_cosine_branch_rewarms_instead_of_jumping(parent):
+    """A branch at step 30 of the 40-step cosine parent with max_steps 120 would start at ~4x the
+    parent's LR there: by default it re-warms from the parent's LR (printed before the launch,
+    kept in the branch plan); `--rewarm 0` jumps, which is what the default avoids."""
+    lx, run, _ = parent
+    longer = ("--step", "30", "--set", "training.max_steps=120")
+    shown = cli(lx, "branch", run.id, *longer, "--rewarm", "-1", "--detach")
+    assert shown.returncode == 2 and "--rewarm must be" in shown.stderr, shown
+    out = cli(lx, "branch", run.id, *longer, "--name", "rewarmed", "--detach")
+    assert out.returncode == 0, out.stderr
+    # 5% of the 90 remaining steps is 5: the minimum, 10.
+    assert "re-warm from" in out.stderr and "over 10 steps" in out.stderr, out.stderr
+    with lx.store() as s:
+        rewarmed = s.get_run(out.stdout.strip().splitlines()[-1])
+    lx.track(rewarmed)
+    jumped = start_child(lx, "branch", run.id, *longer, "--rewarm", "0", "--name", "jumped")
+    for child in (rewarmed, jumped):
+        info = lx.wait(child, timeout=300)
+        assert info.status == "completed", lx.log(child)[-3000:]
+    with lx.store() as s:
+        parent_lr = {p.step: p.value for p in s.tail(run.id, ["lr"])}[31]  # the LR at the fork
+        lrs = {c.id: {p.step: p.value for p in s.tail(c.id, ["lr"])} for c in (rewarmed, jumped)}
+        ev = next(e for e in s.events(rewarmed.id) if e.kind == "branched")
+    plan = json.loads((Path(rewarmed.run_dir) / "branch.json").read_text())
+    assert plan["rewarm_steps"] == 10 and plan["parent_lr"] == pytest.approx(parent_lr, rel=1e-6)
+    assert ev.data["rewarm_steps"] == 10 and "re-warm from" in ev.message
+    got, jump = lrs[rewarmed.id], lrs[jumped.id]
+    assert 0.5 < got[31] / parent_lr < 2, (got[31], parent_lr)
+    assert got[31] == pytest.approx(parent_lr, rel=1e-6)
+    assert all(got[s] < got[s + 1] for s in range(31, 40))  # climbing to the new schedule
+    assert got[41] == pytest.approx(jump[41], rel=1e-6)  # ...and on it from step 41
+    assert jump[31] / parent_lr > 2, (jump[31], parent_lr)  # without: the jump it avoids

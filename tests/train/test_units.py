@@ -11,6 +11,7 @@ import torch
 from tuitrain.cli import main as cli_main
 from tuitrain.config import TrainConfig, load_config, parse
 from tuitrain.config.derived import steps_per_epoch
+from tuitrain.config.schedule import lr_factor
 from tuitrain.data.estimate import estimate_train_samples
 from tuitrain.data.sources import DataError
 from tuitrain.runs.launch import build_command, build_env
@@ -107,8 +108,59 @@ def test_lr_control_set_lr_keeps_schedule_shape_and_survives_weights_only(tmp_pa
         100,
         10,
     )
-    with pytest.raises(ValueError, match="warmup"):
-        warm.set_lr(1e-3, step=0)
+    # During the warmup the set LR is its target: the warmup climbs on to it, never past it.
+    warm.set_lr(2e-4, step=9)
+    assert warm.in_warmup(9) and not warm.in_warmup(10)
+    assert warm.lr(10) == pytest.approx(2e-4)
+    assert warm.lr(9) == pytest.approx(2e-4 * lr_factor(9, warm.sched, 100, 10, 1e-3))
+    assert max(warm.lr(s) for s in range(100)) == pytest.approx(2e-4)
+    warm.set_lr(5e-4, step=0)  # even at the warmup's start (the schedule's 0 there)
+    assert warm.lr(10) == pytest.approx(5e-4)
+    warm.set_lr(3e-4, step=30)  # after the warmup: the next update's LR
+    assert warm.lr(30) == pytest.approx(3e-4)
+    decayed = LRControl(
+        load_config(DEMO, sets=["scheduler.name=linear", "scheduler.eta_min=0"]).config,
+        1e-3,
+        100,
+        0,
+    )
+    with pytest.raises(ValueError, match="end of decay"):
+        decayed.set_lr(1e-3, step=100)
+
+
+def test_lr_control_rewarm_ramps_to_the_schedule_and_composes_with_steering(tmp_path):
+    """A branch's re-warm: the next update uses the parent's LR, then a straight line to the
+    schedule over N steps; scale_lr multiplies the ramp too; set_lr during it sets the target at
+    its end; it survives a checkpoint (and a checkpoint from before re-warms loads)."""
+    cfg = load_config(
+        DEMO, sets=["scheduler.name=cosine", "scheduler.warmup_ratio=0", "scheduler.eta_min=0"]
+    ).config
+    lrc = LRControl(cfg, 1e-3, total_steps=200, warmup_steps=0)
+    sched = [lrc.lr(s) for s in range(200)]
+    lrc.start_rewarm(100, 20, 1e-5)
+    assert lrc.lr(100) == pytest.approx(1e-5)
+    # Linear in the factor: the share of the schedule grows by the same step each update.
+    shares = [lrc.lr(s) / sched[s] for s in range(100, 121)]
+    steps = [b - a for a, b in zip(shares, shares[1:], strict=False)]
+    assert all(d == pytest.approx(steps[0]) for d in steps[:20]) and steps[0] > 0
+    assert lrc.lr(120) == pytest.approx(sched[120]) and lrc.lr(150) == pytest.approx(sched[150])
+    assert lrc.lr(99) == pytest.approx(sched[99])  # before the fork: untouched
+    lrc.scale_lr(2.0)
+    assert lrc.lr(105) == pytest.approx(2 * shares[5] * sched[105])
+    assert lrc.in_warmup(105) and lrc.warmup_progress(105) == ("re-warm", 25.0)
+    lrc.set_lr(4e-4, step=105)
+    assert lrc.lr(120) == pytest.approx(4e-4)  # the target, at the re-warm's end
+    state = json.loads(json.dumps(lrc.state_dict()))
+    again = LRControl(cfg, 1e-3, 200, 0)
+    again.load_state_dict(state)
+    assert again.lr(110) == pytest.approx(lrc.lr(110))
+    old = {k: v for k, v in state.items() if not k.startswith("rewarm")}
+    plain = LRControl(cfg, 1e-3, 200, 0)
+    plain.load_state_dict(old)
+    assert plain.rewarm(110) == 1.0 and not plain.in_warmup(110)
+    off = LRControl(cfg, 1e-3, 200, 0)
+    off.start_rewarm(100, 0, 1e-5)
+    assert off.lr(100) == pytest.approx(sched[100])
 
 
 @pytest.mark.parametrize(

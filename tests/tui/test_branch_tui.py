@@ -383,3 +383,83 @@ def test_snapshot_branch_picker_open_and_weights_only(snap_compare, runs, size):
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
+
+
+async def _to_rewarm_prompt(pilot) -> None:
+    """Open baseline's branch editor, raise optimizer.lr 10x (the LR at the fork would jump),
+    launch: the re-warm question opens."""
+    from tuitrain.tui.dialogs.prompt import PromptDialog
+
+    await settle(pilot)
+    await _cursor_to(pilot, "baseline")
+    await pilot.press("B")
+    await until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
+    pilot.app.screen.set_lr(1e-2)
+    await pilot.pause()
+    await pilot.press("ctrl+g")
+    await until(pilot, lambda: isinstance(pilot.app.screen, PromptDialog), "re-warm question")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_branch_rewarm_question(snap_compare, runs, size):
+    """A branch whose LR would jump at the fork: the parent's and the new LR, and the re-warm
+    steps (default 10: 5% of the 100 remaining steps, at least 10) to accept or change."""
+    _lineage(runs)
+    app = make_app()
+
+    async def run_before(pilot) -> None:
+        await _to_rewarm_prompt(pilot)
+        await _settle_snap(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert app.return_code == 0
+
+
+def test_rewarm_question_escape_starts_nothing(runs) -> None:
+    import asyncio
+
+    _lineage(runs)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _to_rewarm_prompt(pilot)
+            dialog = app.screen
+            assert dialog.initial == "10" and "(x9.56)" in dialog.title_text, dialog.title_text
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, BranchEditorScreen), "editor")
+            await pilot.pause()
+        with Store(Path("runs")) as store:
+            assert not [r for r in store.list_runs() if r.name.startswith("baseline-b")][1:]
+
+    asyncio.run(go())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_rewarm_steps_chosen_in_the_dialog_reach_the_branch_plan(runs) -> None:
+    """Type 25 in the re-warm question: the child starts with rewarm_steps 25 in branch.json."""
+    import asyncio
+
+    ids = _lineage(runs)
+
+    async def go() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _to_rewarm_prompt(pilot)
+            app.screen.query_one("#prompt-input", Input).value = "25"
+            await pilot.press("enter")
+            await until(
+                pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "child monitor"
+            )
+            ref = app.screen.run_ref
+        with Store(Path("runs")) as store:
+            child = store.get_run(ref)
+        assert child.parent == ids["parent"] and child.fork_step == 300
+        plan = json.loads((Path("runs") / child.id / "branch.json").read_text())
+        assert plan["rewarm_steps"] == 25 and plan["child_lr"] > 2 * plan["parent_lr"]
+
+    try:
+        asyncio.run(go())
+    finally:
+        kill_runs(Path("runs"))

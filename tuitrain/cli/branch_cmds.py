@@ -37,6 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="load only the parent's weights (what fits); fresh optimizer, schedule and data order",
     )
+    p.add_argument(
+        "--rewarm",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ramp from the parent's LR at the fork to the new schedule over N steps (default: "
+        "on when the LR would rise more than 2x: 5%% of the remaining steps, at least 10; "
+        "0 turns it off)",
+    )
     p.set_defaults(handler=cmd_branch)
 
     p = sub.add_parser(
@@ -91,6 +100,13 @@ def cmd_branch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exits.BAD_INPUT
+    if args.rewarm is not None and not 0 <= args.rewarm <= MAX_STEPS:
+        print(
+            f"error: --rewarm must be a number of steps from 0 to {MAX_STEPS:,} (0: no "
+            f"re-warm), got {args.rewarm}",
+            file=sys.stderr,
+        )
+        return exits.BAD_INPUT
     try:
         with Store(args.runs_dir) as store:
             parent = liveness.get_run(store, args.run)
@@ -101,7 +117,7 @@ def cmd_branch(args: argparse.Namespace) -> int:
         child = load_config(parent_config(parent), env=args.env, sets=args.sets)
         for w in child.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        branch = plan_branch(parent, child, args.step, args.weights_only)
+        branch = plan_branch(parent, child, args.step, args.weights_only, args.rewarm)
     except BranchRefused as exc:
         for msg in exc.lines:
             print(f"error: {msg}", file=sys.stderr)
@@ -113,6 +129,9 @@ def cmd_branch(args: argparse.Namespace) -> int:
         return exits.FAILED
     if args.step is not None and branch.step != args.step:
         print(f"branching at step {branch.step}: the newest complete checkpoint <= {args.step}")
+    if branch.rewarm is not None:
+        # With --detach stdout is the child's id alone: the choice goes to stderr then.
+        print(branch.rewarm.describe(), file=sys.stderr if args.detach else sys.stdout)
     try:
         info = start_branch(branch, args.runs_dir, args.name)
     except (LaunchError, InvalidValue) as exc:

@@ -162,11 +162,20 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except (BranchError, LaunchError, InvalidValue) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exits.FAILED
+    from tuitrain.runs.lineage import read_plan
+
     print(info.id, flush=True)
     total = (info.derived or {}).get("total_steps")
+    plan = read_plan(info.run_dir)
+    rewarm = ""
+    if plan is not None and plan.rewarm_steps > 0 and plan.parent_lr and plan.child_lr:
+        rewarm = (
+            f"; its LR at the fork would jump from {plan.parent_lr:.3g} to {plan.child_lr:.3g}: "
+            f"it re-warms over {plan.rewarm_steps} steps"
+        )
     print(
         f"promoted trial {trial.number} (run {trial.run_id}) as run {info.name}: from step "
-        f"{info.fork_step} to {total}; follow it with `tuitrain watch {info.id}`",
+        f"{info.fork_step} to {total}{rewarm}; follow it with `tuitrain watch {info.id}`",
         file=sys.stderr,
     )
     return 0

@@ -133,6 +133,11 @@ class BranchPlan:
     checkpoint: str
     fork_step: int
     weights_only: bool = False
+    # The re-warm (tuitrain.runs.branching.Rewarm): from the parent's LR at the fork, a linear
+    # ramp to the child's schedule over rewarm_steps steps (0: none).
+    rewarm_steps: int = 0
+    parent_lr: float | None = None
+    child_lr: float | None = None
 
     def to_json(self) -> str:
         """The file's text."""

@@ -115,6 +115,24 @@ class LRControl:
         self.ramp: Callable[[int], float] | None = None
         self.plateau_best = math.nan
         self.plateau_bad = 0
+        # A branch's re-warm: from step `rewarm_from` the LR starts at `rewarm_ratio` x what the
+        # schedule gives and ramps linearly to 1x over `rewarm_steps` steps (0: none).
+        self.rewarm_from, self.rewarm_steps, self.rewarm_ratio = 0, 0, 1.0
+
+    def start_rewarm(self, step: int, steps: int, start_lr: float) -> None:
+        """Re-warm from `step`: the next update uses `start_lr`, then a linear ramp over `steps`
+        steps to the schedule (steering multipliers apply on top, as ever)."""
+        self.rewarm_from, self.rewarm_steps, self.rewarm_ratio = step, 0, 1.0
+        now = self.lr(step)
+        if steps > 0 and now > 0 and start_lr > 0:
+            self.rewarm_from, self.rewarm_steps, self.rewarm_ratio = step, steps, start_lr / now
+
+    def rewarm(self, step: int) -> float:
+        """The re-warm's factor for the update after `step` (1 outside the re-warm)."""
+        if self.rewarm_steps <= 0 or not 0 <= step - self.rewarm_from < self.rewarm_steps:
+            return 1.0
+        t = (step - self.rewarm_from) / self.rewarm_steps
+        return self.rewarm_ratio + (1.0 - self.rewarm_ratio) * t
 
     def factor(self, step: int) -> float:
         """Multiplier on each group's base LR for the update after `step` completed steps."""
@@ -124,6 +142,7 @@ class LRControl:
             lr_factor(step, self.sched, self.total, self.warmup, self.base_lr)
             * self.plateau
             * self.multiplier
+            * self.rewarm(step)
         )
 
     def lr(self, step: int) -> float:
@@ -137,12 +156,37 @@ class LRControl:
             g["lr"] = g["base_lr"] * f
         return self.base_lr * f
 
+    def in_warmup(self, step: int) -> bool:
+        """True while the update after `step` completed steps is still in the warmup (or a
+        branch's re-warm)."""
+        if self.ramp is not None:
+            return False
+        return step < self.warmup_end() and (self.warmup > 0 or self.rewarm_steps > 0)
+
+    def warmup_end(self) -> int:
+        """The step at which the warmup (or a re-warm) has reached the schedule."""
+        end = self.warmup
+        if self.rewarm_steps > 0:
+            end = max(end, self.rewarm_from + self.rewarm_steps)
+        return end
+
+    def warmup_progress(self, step: int) -> tuple[str, float]:
+        """("warmup" or "re-warm", percent done) at `step` (inside in_warmup)."""
+        if self.rewarm_steps > 0 and step >= self.rewarm_from and step >= self.warmup:
+            return "re-warm", 100 * (step - self.rewarm_from) / self.rewarm_steps
+        return "warmup", 100 * step / max(1, self.warmup)
+
     def set_lr(self, lr: float, step: int) -> None:
-        """Pick the multiplier that makes the LR of the next update `lr`; the schedule keeps its shape."""
-        sched = lr_factor(step, self.sched, self.total, self.warmup, self.base_lr) * self.plateau
+        """Pick the multiplier that makes the LR `lr`; the schedule keeps its shape.
+
+        After the warmup `lr` is the LR of the next update. During the warmup it is the warmup's
+        target (the LR it reaches at its last step): the warmup goes on climbing towards it, as
+        the configured peak would, instead of overshooting `lr` by 1/(warmup fraction)."""
+        at = self.warmup_end() if self.in_warmup(step) else step
+        sched = lr_factor(at, self.sched, self.total, self.warmup, self.base_lr) * self.plateau
         if sched <= 0:
             raise ValueError(
-                "the schedule is at 0 here (warmup start); use scale-lr or wait a step"
+                "the schedule is at 0 here (end of decay); use scale-lr or wait a step"
             )
         self.multiplier = lr / (self.base_lr * sched)
 
@@ -176,6 +220,9 @@ class LRControl:
             "plateau": self.plateau,
             "plateau_best": self.plateau_best,
             "plateau_bad": self.plateau_bad,
+            "rewarm_from": self.rewarm_from,
+            "rewarm_steps": self.rewarm_steps,
+            "rewarm_ratio": self.rewarm_ratio,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -184,3 +231,7 @@ class LRControl:
         self.plateau = float(state["plateau"])
         self.plateau_best = float(state["plateau_best"])
         self.plateau_bad = int(state["plateau_bad"])
+        # Checkpoints from before re-warms have none.
+        self.rewarm_from = int(state.get("rewarm_from", 0))
+        self.rewarm_steps = int(state.get("rewarm_steps", 0))
+        self.rewarm_ratio = float(state.get("rewarm_ratio", 1.0))

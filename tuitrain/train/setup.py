@@ -253,9 +253,23 @@ def start_from_branch(tr, plan: BranchPlan) -> None:
             f"branched from run {plan.parent} at step {st.step} ({src.name}, LR multiplier "
             f"{tr.lrc.multiplier:g}); logging from step {st.step + 1}"
         )
+        if plan.rewarm_steps > 0 and plan.parent_lr:
+            # The LR would jump at the fork: start at the parent's and ramp to this schedule.
+            target = tr.lrc.lr(st.step)
+            tr.lrc.start_rewarm(st.step, plan.rewarm_steps, plan.parent_lr)
+            msg += (
+                f"; re-warm from the parent's lr {plan.parent_lr:.3g} to this schedule's "
+                f"{target:.3g} over {plan.rewarm_steps} steps"
+            )
     tr.report.event(
         "branched",
         msg,
         st.step,
-        {"parent": plan.parent, "fork_step": plan.fork_step, "weights_only": plan.weights_only},
+        {
+            "parent": plan.parent,
+            "fork_step": plan.fork_step,
+            "weights_only": plan.weights_only,
+            "rewarm_steps": plan.rewarm_steps,
+            "parent_lr": plan.parent_lr,
+        },
     )

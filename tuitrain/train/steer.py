@@ -89,9 +89,17 @@ class Steering:
             self.poller.reject(cmd, str(exc), step)
             return False
         new = self.lrc.lr(step)
-        msg = (
-            f"lr {old:.3g} -> {new:.3g} from step {step + 1} (multiplier {self.lrc.multiplier:.4g})"
-        )
+        mult = f"multiplier {self.lrc.multiplier:.4g}"
+        if cmd.kind == "set_lr" and self.lrc.in_warmup(step):
+            # During the warmup the set LR is its target (LRControl.set_lr): say so.
+            warm = self.lrc.warmup_end()
+            what, pct = self.lrc.warmup_progress(step)
+            msg = (
+                f"{cmd.value:.3g} is the target (reached at step {warm}); {what} "
+                f"{pct:.0f}%: {new:.3g} now ({mult})"
+            )
+        else:
+            msg = f"lr {old:.3g} -> {new:.3g} from step {step + 1} ({mult})"
         self.poller.ack(cmd, step, msg)
         self.report.event(
             "lr",

@@ -4,20 +4,41 @@ checkpoint picker; launching starts the child through tuitrain.runs.branching (a
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.widgets import Static
 
 from tuitrain.config import ConfigError, resolve
 from tuitrain.tui.configdoc import validate
 from tuitrain.tui.context import app_of
+from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import Launched
 from tuitrain.tui.screens.editor import EditorScreen
 from tuitrain.tui.widgets.ckpt_picker import CheckpointPicker
+
+
+@dataclass
+class BranchPlanned(Message):
+    """A checked branch whose LR would jump at the fork: the screen asks for its re-warm."""
+
+    branch: Any  # tuitrain.runs.branching.Branch
+
+
+def parse_steps(text: str) -> int:
+    """A re-warm length typed by a person: a whole number of steps, 0 for none."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text.strip() or 'empty'!r} is not a whole number of steps (e.g. 20; 0: none)") from None  # fmt: skip
+    if value < 0:
+        raise ValueError(f"{value} steps: type 0 (no re-warm) or more")
+    return value
 
 
 class BranchEditorScreen(EditorScreen):
@@ -80,14 +101,23 @@ class BranchEditorScreen(EditorScreen):
         self.launch_branch(copy.deepcopy(cfg), picker.step, picker.weights_only)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
-    def launch_branch(self, cfg: Any, step: int | None, weights_only: bool) -> None:
-        """The CLI's checks and launch (tuitrain.runs.branching), off the main thread."""
+    def launch_branch(
+        self, cfg: Any, step: int | None, weights_only: bool, planned: Any = None
+    ) -> None:
+        """The CLI's checks and launch (tuitrain.runs.branching), off the main thread. A branch
+        whose LR would jump at the fork goes back to the screen first (BranchPlanned): the user
+        picks its re-warm, and it comes back here as `planned`."""
         from tuitrain.runs.branching import BranchRefused, plan_branch, start_branch
         from tuitrain.runs.lineage import BranchError
 
         try:
-            child = resolve(cfg, self.doc.source)
-            branch = plan_branch(self.parent_run, child, step, weights_only)
+            branch = planned
+            if branch is None:
+                child = resolve(cfg, self.doc.source)
+                branch = plan_branch(self.parent_run, child, step, weights_only)
+                if branch.rewarm is not None and branch.rewarm.default > 0:
+                    self.post_message(BranchPlanned(branch))
+                    return
             info = start_branch(branch, app_of(self).runs_dir)
         except BranchRefused as exc:
             # The CLI's lines: 'error: ...' per refused field, then the fix.
@@ -101,6 +131,24 @@ class BranchEditorScreen(EditorScreen):
             self.post_message(Launched(None, f"error: {type(exc).__name__}: {exc}"))
             return
         self.post_message(Launched(info.id))
+
+    def on_branch_planned(self, msg: BranchPlanned) -> None:
+        """Show how the LR continues at the fork and ask for the re-warm steps (0: none)."""
+        rw = msg.branch.rewarm
+        question = (
+            f"LR at the fork (step {msg.branch.step}): the parent's {rw.parent_lr:.3g}, this "
+            f"config's {rw.child_lr:.3g} (x{rw.jump:.3g}). Re-warm from the parent's LR to the "
+            "new schedule over how many steps? (0: jump at once)"
+        )
+
+        def chosen(steps: int | None) -> None:
+            if steps is None:
+                self.notify("branch not started")
+                return
+            self.notify("branching…")
+            self.launch_branch(None, None, False, msg.branch.with_rewarm(steps))
+
+        self.app.push_screen(PromptDialog(question, parse_steps, str(rw.default)), chosen)
 
     def on_launched(self, msg: Launched) -> None:
         msg.prevent_default()  # EditorScreen.on_launched must not run too (it would notify/open)

@@ -154,17 +154,26 @@ class LRFindScreen(Screen):
             ]
         else:
             lines = []
-        chart.marks = [(math.log10(sug.suggested_lr), "green")] if sug and sug.suggested_lr else []
+        # While the test runs the value is provisional: marked grey, never the green answer.
+        colour = "green" if self.finished else "gray"
+        chart.marks = [(math.log10(sug.suggested_lr), colour)] if sug and sug.suggested_lr else []
         chart.set_lines(lines)
         self.query_one("#lrfind-answer", Static).update(self.answer_text())
+
+    @property
+    def finished(self) -> bool:
+        """The range test has ended: only then is its suggestion an answer (and `a` may use it)."""
+        return self.run is not None and self.run.terminal
 
     def answer_text(self) -> str:
         """The suggestion, both methods, the warnings, and what `a` would write."""
         sug = self.sug
-        if sug is None:
+        if sug is None or (not self.points and not self.finished):
             return "waiting for the first steps…"
+        if not self.finished:
+            return self.running_text(sug)
         if sug.suggested_lr is None:
-            return "[yellow]no suggestion yet:[/yellow] " + escape("; ".join(sug.warnings))
+            return "[yellow]no suggestion:[/yellow] " + escape("; ".join(sug.warnings))
         parts = [
             f"[b]suggested lr {sug.suggested_lr:.3g}[/b] (method: {sug.method})   "
             f"steepest {_g(sug.steepest_lr)}   minimum/10 {_g(sug.min10_lr)} "
@@ -183,9 +192,19 @@ class LRFindScreen(Screen):
             parts.append(f"[yellow]warning:[/yellow] {escape(w)}")
         return "\n".join(parts)
 
+    def running_text(self, sug: Suggestion) -> str:
+        """While the test runs: at most a dim provisional value, never one `a` would write."""
+        head = f"[dim]range test running: {len(self.points)} steps so far"
+        if sug.suggested_lr is None:
+            return head + "; the suggestion shows when it finishes[/dim]"
+        return (
+            head + f"; provisional lr {sug.suggested_lr:.3g} (method: {sug.method}) may still "
+            "change: `a` uses the suggestion once the test has finished[/dim]"
+        )
+
     def write_value(self) -> tuple[float, float, float] | None:
         """(value for optimizer.lr, lr_scaling factor, configured lr), through the config model."""
-        if self.sug is None or self.sug.suggested_lr is None:
+        if not self.finished or self.sug is None or self.sug.suggested_lr is None:
             return None
         from tuitrain.config import parse
         from tuitrain.lrfind.probe import with_lr
@@ -205,9 +224,15 @@ class LRFindScreen(Screen):
 
     def action_apply(self) -> None:
         """Write the suggestion into the editor's optimizer.lr and go back."""
+        if not self.finished:
+            self.notify(
+                "the range test is still running: its suggestion can be used when it finishes",
+                severity="warning",
+            )
+            return
         write = self.write_value()
         if write is None:
-            self.notify("no suggestion to use yet", severity="warning")
+            self.notify("the range test gave no suggestion to use", severity="warning")
             return
         if self.on_apply is None:
             self.notify(f"suggested optimizer.lr {write[0]:.3g} (open the editor to use it)")

@@ -267,7 +267,8 @@ class MonitorScreen(SteeringActions, Screen):
         race_line.show(msg.race)
         if (notes_line.display, race_line.display) != shown:
             self.apply_layout()
-        self.query_one("#commands", CommandsPane).show(msg.commands)
+        warmup = (msg.run.derived or {}).get("warmup_steps") or 0
+        self.query_one("#commands", CommandsPane).show(msg.commands, warmup)
         if msg.series is not None:
             self.request_redraw()
 

@@ -147,8 +147,11 @@ class NotesLine(Static):
         self.update(f"[dim]notes:[/] {escape(one_line(notes))}  [dim](e: edit)[/]")
 
 
-def command_text(cmd, pending_local: bool = False) -> str:
-    """One command with its state: pending, applied at step N, or rejected with the reason."""
+def command_text(cmd, pending_local: bool = False, warmup: int = 0) -> str:
+    """One command with its state: pending, applied at step N, or rejected with the reason.
+
+    A set_lr applied during the warmup (`warmup` steps) sets the warmup's target, not the LR now:
+    the trainer's acknowledgement says so ("2e-4 is the target ...; warmup 90%: 1.8e-4 now")."""
     p = cmd.payload or {}
     what = {
         "set_lr": lambda: f"set LR {fmt.lr(p.get('lr'))}",
@@ -156,6 +159,9 @@ def command_text(cmd, pending_local: bool = False) -> str:
     }.get(cmd.kind, lambda: cmd.kind)()
     if cmd.status == "applied":
         state = f"[green]applied @{cmd.applied_step}[/]"
+        step = cmd.applied_step
+        if cmd.kind == "set_lr" and cmd.reason and step is not None and step < warmup:
+            state += f" [dim]{escape(cmd.reason)}[/]"
     elif cmd.status == "rejected":
         state = f"[red]rejected: {escape(cmd.reason or '')}[/]"
     else:
@@ -166,12 +172,14 @@ def command_text(cmd, pending_local: bool = False) -> str:
 class CommandsPane(Static):
     """The run's latest steering commands and their states."""
 
-    def show(self, commands: list) -> None:
-        """Show the newest few commands (newest last)."""
+    def show(self, commands: list, warmup: int = 0) -> None:
+        """Show the newest few commands (newest last); `warmup`: the run's warmup steps."""
         if not commands:
             text = "[b]Commands[/b]\n[dim]none yet[/]\n[dim]u/d: LR x/÷, l: set LR[/]"
         else:
-            text = "[b]Commands[/b]\n" + "\n".join(command_text(c) for c in commands[-5:])
+            text = "[b]Commands[/b]\n" + "\n".join(
+                command_text(c, warmup=warmup) for c in commands[-5:]
+            )
         if text != getattr(self, "_shown", None):  # polled twice a second: skip no-op relayouts
             self._shown = text
             self.update(text, layout=False)
