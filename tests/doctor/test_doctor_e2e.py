@@ -127,6 +127,15 @@ def test_spiking_run_gets_critical_diagnosis_and_scale_lr_is_applied(tmp_path):
         assert lines, text[-3000:]
         assert len(lines) == len(set(lines))
         assert "doctor: auto (scale_lr_on_spike): scale_lr 0.5" in text
+        # The post-mortem of the finished run still lists the spike (issue 24: a memory).
+        post = subprocess.run(
+            [sys.executable, "-m", "tuitrain", "doctor", run.id, "--runs-dir", str(runs), "--format", "json"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert post.returncode == 0, post.stderr
+        past = [d for d in json.loads(post.stdout) if d["id"] == crit[0].data["id"]]
+        assert past and past[-1]["peak"]["severity"] == "critical", post.stdout[-3000:]
+        assert past[-1]["state"] in ("open", "closed") and past[-1]["first_step"] is not None
         store.close()
     finally:
         if proc.poll() is None:
