@@ -80,17 +80,22 @@ def test_branch_without_edits_reproduces_the_parent_after_the_fork(parent):
         lrs = {p.step: p.value for p in s.tail(edited.id, ["lr"])}
         info = s.get_run(same.id)
         branched = [e for e in s.events(same.id) if e.kind == "branched"]
-        alarms = [  # a branch of a healthy run is judged with its lineage: healthy (issue 24)
-            e.message
-            for e in s.events(same.id)
-            if e.kind == "doctor" and (e.data or {}).get("severity") in ("warning", "critical")
-        ]
+        # A branch is judged with its lineage (issue 24): an unedited branch raises no doctor
+        # warning its parent did not (this 40-step toy parent ends close to chance level).
+        alarms = {
+            run_id: {
+                e.data["id"]
+                for e in s.events(run_id)
+                if e.kind == "doctor" and (e.data or {}).get("severity") in ("warning", "critical")
+            }
+            for run_id in (run.id, same.id)
+        }
     # The newest complete checkpoint <= 25 is step 20; the child logs from step 21.
     assert info.parent == run.id and info.fork_step == 20
     assert sorted(got) == list(range(21, 41))
     assert max(rel(got[s], ref[s]) for s in got) < 1e-5, {s: (got[s], ref[s]) for s in got}
     assert branched and branched[0].step == 20 and branched[0].data["parent"] == run.id
-    assert alarms == []
+    assert alarms[same.id] <= alarms[run.id], alarms
     # The edited child trains with its own config from step 21: constant LR 2e-4 x the
     # parent's multiplier (1), to its own max_steps.
     assert sorted(lrs) == list(range(21, 31))
