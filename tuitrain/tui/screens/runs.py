@@ -341,7 +341,7 @@ class RunsScreen(Screen):
             else ""
         )
         self.query_one("#runs-status", Static).update(
-            f"[b]{app_of(self).runs_dir}[/b] · {n} runs, {running} running{marked}{shown}{empty}"
+            f"[b]{app_of(self).runs_dir}[/b] · {n} run{'' if n == 1 else 's'}, {running} running{marked}{shown}{empty}"
         )
 
     def show_detail(self) -> None:
