@@ -7,6 +7,7 @@ a training process fails loudly at teardown (how the tiers are kept honest:
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import uuid
 
@@ -150,3 +151,14 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("tests that start a training process, not marked e2e")
         for node, cmds in _flagged.items():
             terminalreporter.write_line(f"{node}: {cmds[0]}")
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts (append them): killed and reaped after it, whatever happened."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)

@@ -28,16 +28,6 @@ def store(tmp_path):
     s.close()
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:  # no orphans, whatever happened
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-
-
 def wait_until(pred, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:

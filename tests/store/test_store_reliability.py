@@ -32,16 +32,6 @@ def spawn(code: str, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for p in started:  # no orphans, whatever happened
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-
-
 def wait_until(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():

@@ -9,7 +9,7 @@ step 91), the consequences attached to it, and why it closed (`recovered`, `run 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuitrain.doctor.diagnosis import RANK
@@ -36,10 +36,6 @@ class Episode:
     closed_reason: str | None = None
     consequences: list[str] = field(default_factory=list)
     opened: int = 1  # how many times it (re)opened within this episode
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of `tuitrain doctor --format json` for a closed or past episode."""
-        return asdict(self)
 
 
 def magnitude(values: dict[str, Any] | None) -> float:
@@ -142,11 +138,6 @@ def history(events: list[Any], ended: bool = False, last_step: int | None = None
         if ended:
             ep.state, ep.closed_reason = "closed", "run ended"
     return episodes
-
-
-def peak_line(ep: Episode) -> str:
-    """The peak as one line: `loss 139 at step 91 (critical)`."""
-    return f"{ep.peak['evidence']} ({ep.peak['severity']})" if ep.peak else ""
 
 
 def combined(open_now: list[Any], episodes: list[Episode], last_step: int | None) -> list[dict]:

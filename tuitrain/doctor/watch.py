@@ -11,10 +11,10 @@ from typing import Any
 
 from tuitrain.doctor.diagnose import diagnose
 from tuitrain.doctor.diagnosis import Diagnosis
+from tuitrain.doctor.history import EVENT_KIND
 from tuitrain.doctor.rundata import read_run
 from tuitrain.doctor.thresholds import Thresholds
 
-EVENT_KIND = "doctor"
 PIN_ON = ("loss_spike", "exploding_gradients")  # diagnoses whose remedy may be a rollback
 STATES = ("open", "update", "closed")  # of a diagnosis; "auto" events record actions taken
 WHO = "doctor"
