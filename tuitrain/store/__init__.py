@@ -13,6 +13,7 @@ from tuitrain.store.models import (
     MetricPoint,
     RunInfo,
     RunNotFound,
+    Sample,
     StoreError,
 )
 from tuitrain.store.store import NetworkFilesystemWarning, Store
@@ -34,6 +35,7 @@ __all__ = [
     "RunInfo",
     "RunNotFound",
     "RunWriter",
+    "Sample",
     "Store",
     "StoreError",
     "network_fs_warning",

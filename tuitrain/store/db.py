@@ -301,6 +301,18 @@ def put_race_row(conn: sqlite3.Connection, rec: dict, replace: bool = True) -> N
     )
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """Generation samples: one row per answer the model gave to a prompt (at an evaluation, or
+    asked of a checkpoint afterwards), with the reference answer, scores and decoding settings."""
+    conn.execute(
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER,"
+        " prompt_id TEXT NOT NULL, source TEXT NOT NULL, prompt TEXT NOT NULL, messages TEXT,"
+        " reference TEXT, output TEXT NOT NULL, tokens INTEGER, seconds REAL, settings TEXT,"
+        " exact_match REAL, similarity REAL, repetition REAL, created REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX idx_samples_run ON samples (run_id, step, prompt_id)")
+
+
 # Ordered forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. A migration
 # may return a callable to run after the commit (file moves must not happen before it).
 MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [
@@ -309,6 +321,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], Callable[[], None] | None]] = [
     _v3,
     _v4,
     _v5,
+    _v6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -65,6 +65,34 @@ class Event:
     data: dict[str, Any] | None = None
 
 
+SAMPLE_SOURCES = ("prompt", "val", "ask")  # generation.prompts, held-out validation, asked later
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One answer the model gave to one prompt at one step (an evaluation, or a checkpoint asked
+    afterwards). `prompt` is the prompt as shown (its last user turn); `messages` the whole chat
+    (list of {role, content}) when the run is chat/instruction; `reference` the held-out answer
+    (None where none exists); scores are None where they do not apply."""
+
+    id: int
+    run_id: str
+    step: int | None
+    prompt_id: str
+    source: str
+    prompt: str
+    output: str
+    messages: list[dict[str, str]] | None = None
+    reference: str | None = None
+    tokens: int | None = None
+    seconds: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    exact_match: float | None = None
+    similarity: float | None = None
+    repetition: float | None = None
+    created: float = 0.0
+
+
 @dataclass(frozen=True)
 class Command:
     """A steering command: pending until the trainer applies it (at applied_step) or rejects it."""

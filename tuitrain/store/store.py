@@ -29,6 +29,7 @@ from tuitrain.store.models import (
     StoreError,
 )
 from tuitrain.store.races import RaceTable
+from tuitrain.store.samples import SampleTable
 from tuitrain.store.sweeps import SweepTable
 
 __all__ = ["NetworkFilesystemWarning", "Store"]
@@ -91,6 +92,7 @@ class Store(MetricsMixin, CommandsMixin):
         self.conn  # noqa: B018 -- open (and migrate) now: errors belong to the constructor
         self.sweeps = SweepTable(lambda: self.conn)
         self.races = RaceTable(lambda: self.conn)
+        self.samples = SampleTable(lambda: self.conn)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -390,7 +392,7 @@ class Store(MetricsMixin, CommandsMixin):
             self.conn.execute("UPDATE runs SET config = ? WHERE id = ?", (_dumps(config), run_id))
 
     def delete_run(self, run_id: str, files: bool = True) -> None:
-        """Delete the run's rows (metrics, rollups, events, commands) and, with files, its directory."""
+        """Delete the run's rows (metrics, rollups, events, commands, samples) and, with files, its directory."""
         with immediate(self.conn):
             sids = [
                 r[0]
@@ -401,7 +403,7 @@ class Store(MetricsMixin, CommandsMixin):
             for sid in sids:
                 self.conn.execute("DELETE FROM metrics WHERE sid = ?", (sid,))
                 self.conn.execute("DELETE FROM rollup WHERE sid = ?", (sid,))
-            for table in ("series", "events", "commands"):
+            for table in ("series", "events", "commands", "samples"):
                 self.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             cur = self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             if not cur.rowcount:
