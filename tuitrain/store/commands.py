@@ -4,7 +4,6 @@ decided by tuitrain.runs.liveness, which looks at processes)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -12,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tuitrain.steering.kinds import VALUE_KEYS, kind_error, value_of
+from tuitrain.store.db import dumps as _dumps
 from tuitrain.store.db import immediate
+from tuitrain.store.db import loads as _loads
 from tuitrain.store.models import (
     TERMINAL_STATUSES,
     Command,
@@ -30,14 +31,6 @@ _CMD_COLS = "id, run_id, kind, payload, created, status, claimed, finished, appl
 def ended_reason(status: str) -> str:
     """Why a pending command of a run that ended with this status is rejected."""
     return CRASHED_BEFORE_APPLYING if status in ("crashed", "failed") else ENDED_BEFORE_APPLYING
-
-
-def _loads(text: str | None, default: Any) -> Any:
-    return default if text is None else json.loads(text)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
 
 
 class CommandsMixin:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("tuitrain.store")
 
@@ -74,6 +76,16 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def loads(text: str | None, default: Any) -> Any:
+    """A JSON column's value (default when NULL)."""
+    return default if text is None else json.loads(text)
+
+
+def dumps(obj: Any) -> str:
+    """A JSON column's text; allow_nan keeps NaN/inf summaries (a diverged run) readable by Python's json."""
+    return json.dumps(obj, default=str)
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -286,8 +298,6 @@ def _import_race_files(conn: sqlite3.Connection) -> Callable[[], None]:
 
 def put_race_row(conn: sqlite3.Connection, rec: dict, replace: bool = True) -> None:
     """Insert (or replace) one race record (race_id, status, created, ended + the whole record)."""
-    import json
-
     verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
     conn.execute(
         f"{verb} INTO races (id, status, created, ended, record) VALUES (?, ?, ?, ?, ?)",

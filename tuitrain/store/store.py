@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -18,11 +17,13 @@ from typing import Any
 
 from tuitrain.store.commands import CommandsMixin, ended_reason
 from tuitrain.store.db import DB_NAME, connect, immediate, mount_fstype, network_fs_warning
+from tuitrain.store.db import dumps as _dumps
+from tuitrain.store.db import loads as _loads
+from tuitrain.store.events import EventsMixin
 from tuitrain.store.metrics import MetricsMixin
 from tuitrain.store.models import (
     STATUSES,
     TERMINAL_STATUSES,
-    Event,
     InvalidValue,
     RunInfo,
     RunNotFound,
@@ -46,15 +47,6 @@ class NetworkFilesystemWarning(UserWarning):
     """The runs directory is on a network filesystem, where SQLite WAL locking is unreliable."""
 
 
-def _loads(text: str | None, default: Any) -> Any:
-    return default if text is None else json.loads(text)
-
-
-def _dumps(obj: Any) -> str:
-    # allow_nan keeps NaN/inf summaries (a diverged run) readable by Python's json.
-    return json.dumps(obj, default=str)
-
-
 def validate_run_id(run_id: str) -> str:
     """Return run_id if it is a safe directory name (letters, digits, '-', '_'), else raise InvalidValue."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
@@ -71,7 +63,7 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
-class Store(MetricsMixin, CommandsMixin):
+class Store(MetricsMixin, CommandsMixin, EventsMixin):
     """<runs_dir>/tuitrain.db with one SQLite connection per thread: threads may share a Store,
     each thread's queries and transactions run on its own connection (no lock across them)."""
 
@@ -412,33 +404,6 @@ class Store(MetricsMixin, CommandsMixin):
             d = self.run_dir(run_id)
             if d.is_dir() and not d.is_symlink():
                 shutil.rmtree(d)
-
-    # ---- events -------------------------------------------------------------------------
-
-    def _add_event(
-        self, run_id: str, kind: str, message: str, step: int | None, data: Any, now: float
-    ) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO events (run_id, time, step, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, now, step, kind, message, None if data is None else _dumps(data)),
-        )
-        return int(cur.lastrowid)
-
-    def add_event(
-        self, run_id: str, kind: str, message: str, step: int | None = None, data: Any = None
-    ) -> int:
-        """Append an event to the run's timeline; returns its id."""
-        with immediate(self.conn):
-            return self._add_event(run_id, kind, message, step, data, time.time())
-
-    def events(self, run_id: str, after_id: int = 0) -> list[Event]:
-        """The run's events with id > after_id, oldest first."""
-        rows = self._q(
-            "SELECT id, run_id, time, step, kind, message, data FROM events"
-            " WHERE run_id = ? AND id > ? ORDER BY id",
-            (run_id, after_id),
-        )
-        return [Event(r[0], r[1], r[2], r[3], r[4], r[5] or "", _loads(r[6], None)) for r in rows]
 
 
 def _start_time(pid: int) -> int | None:
