@@ -12,7 +12,8 @@ import pytest
 from tuitrain.cli import main
 from tuitrain.config import ConfigError, load_config, parse
 from tuitrain.config.jsonschema import json_schema
-from tuitrain.config.loader import deep_merge, set_dotted
+from tuitrain.config.loader import deep_merge
+from tuitrain.config.overrides import set_dotted
 from tuitrain.config.rules import EXCLUSIVE, field_default
 from tuitrain.config.schema import TrainConfig
 

@@ -9,7 +9,8 @@ import pytest
 
 from tuitrain.config import ConfigError, load_config, parse
 from tuitrain.config.dump import dump_yaml, loads_yaml
-from tuitrain.config.loader import apply_sets, parse_scalar, read_with_extends
+from tuitrain.config.loader import read_with_extends
+from tuitrain.config.overrides import apply_sets, parse_scalar
 
 BASE = """\
 model:

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from tuitrain.config import ConfigError, load_config, parse, to_dict
 from tuitrain.config.derived import compute
-from tuitrain.config.loader import set_dotted
+from tuitrain.config.overrides import set_dotted
 from tuitrain.config.schema import TrainConfig
 
 from .helpers import DEMO, ENV, REPO, TINY

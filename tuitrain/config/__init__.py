@@ -3,7 +3,8 @@
 from tuitrain.config.derived import Derived, compute
 from tuitrain.config.dump import dump_yaml, loads_yaml, save_yaml, to_dict
 from tuitrain.config.errors import ConfigError, ConfigIssue
-from tuitrain.config.loader import Resolved, apply_sets, load_config, parse, resolve
+from tuitrain.config.loader import Resolved, load_config, parse, resolve
+from tuitrain.config.overrides import apply_sets
 from tuitrain.config.schema import GROUPS, TrainConfig
 
 __all__ = [

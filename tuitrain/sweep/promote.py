@@ -68,7 +68,7 @@ def full_config(
     """The trial's config at full length: base + the sweep's sets except the budget ones +
     the trial's params + `sets`, validated (a Resolved)."""
     from tuitrain.config import parse, resolve
-    from tuitrain.config.loader import apply_sets, set_dotted
+    from tuitrain.config.overrides import apply_sets, set_dotted
     from tuitrain.sweep.space import base_data
     from tuitrain.sweep.spec import parse_spec
 

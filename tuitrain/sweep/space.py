@@ -11,14 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tuitrain.config import ConfigError, ConfigIssue, Resolved, TrainConfig, parse, resolve
-from tuitrain.config.loader import (
-    anchor_paths,
-    apply_env,
-    apply_sets,
-    deep_merge,
-    read_with_extends,
-    set_dotted,
-)
+from tuitrain.config.loader import anchor_paths, apply_env, deep_merge, read_with_extends
+from tuitrain.config.overrides import apply_sets, set_dotted
 from tuitrain.sweep.spec import SweepSpec
 
 
