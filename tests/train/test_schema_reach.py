@@ -138,7 +138,7 @@ def tui(cfg: TrainConfig) -> Any:
     import tempfile
 
     from tuitrain.store import Store
-    from tuitrain.tui.screens.runs import detail_text
+    from tuitrain.tui.screens.runs_cells import detail_text
 
     with tempfile.TemporaryDirectory() as d, Store(d) as s:
         # launch() names a run `name or cfg.run.name`; the runs list shows config run.* fields.

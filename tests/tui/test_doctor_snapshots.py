@@ -108,7 +108,7 @@ async def test_doctor_action_goes_through_steering(runs):
 
 def test_runs_list_marks_open_warnings(runs):
     """A run whose doctor events leave a critical diagnosis open gets '!!' after its status."""
-    from tuitrain.tui.screens.runs import status_text
+    from tuitrain.tui.screens.runs_cells import status_text
     from tuitrain.tui.widgets.doctor import DoctorIndex, with_doctor_mark
 
     store = Store("runs")

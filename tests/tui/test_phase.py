@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.tui.conftest import aio, make_app, settle
 from tests.tui.fixture_db import NOW
 from tuitrain.store import RunInfo, Store
-from tuitrain.tui.screens.runs import status_text
+from tuitrain.tui.screens.runs_cells import status_text
 from tuitrain.tui.widgets.run_panes import RunHeader, phase_text
 
 

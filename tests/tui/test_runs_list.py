@@ -10,7 +10,8 @@ from tests.tui.fixture_db import add_run
 from tuitrain.store import Store
 from tuitrain.tui.app import Settings
 from tuitrain.tui.screens.monitor import MonitorScreen
-from tuitrain.tui.screens.runs import RunsScreen, progress_text, status_text
+from tuitrain.tui.screens.runs import RunsScreen
+from tuitrain.tui.screens.runs_cells import progress_text, status_text
 
 FAST = Settings(poll_s=0.2, list_poll_s=0.3, chart_cpu_budget=1.0)
 

@@ -150,7 +150,7 @@ def test_no_color_status_keeps_bold_and_drops_the_colour(monkeypatch):
     status cell carries only bold/italic/underline/reverse."""
     from rich.style import Style
 
-    from tuitrain.tui.screens.runs import status_text
+    from tuitrain.tui.screens.runs_cells import status_text
 
     class R:
         status, stalled = "crashed", False

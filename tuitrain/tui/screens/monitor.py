@@ -23,7 +23,7 @@ from tuitrain.tui.messages import Diagnosed, NewEvents, RunMissing, RunSnapshot
 from tuitrain.tui.pollers.run import RunReader
 from tuitrain.tui.screens.lrrace import RaceLine
 from tuitrain.tui.screens.monitor_actions import SteeringActions
-from tuitrain.tui.screens.runs import total_steps
+from tuitrain.tui.screens.runs_cells import total_steps
 from tuitrain.tui.widgets.chart import Line, MetricChart, ema
 from tuitrain.tui.widgets.doctor import DoctorLine, spike_lines
 from tuitrain.tui.widgets.events import EventsPane, filter_choices, full_text

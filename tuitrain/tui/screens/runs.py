@@ -18,27 +18,19 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from tuitrain.runs.columns import cut_middle
 from tuitrain.store import Store  # on the main thread, not first in the poll thread
-from tuitrain.tui import fmt
 from tuitrain.tui.context import app_of
 from tuitrain.tui.lineage_view import name_prefix, tree_order
 from tuitrain.tui.messages import RunsChanged
 from tuitrain.tui.pollers.runs import RunsReader
-from tuitrain.tui.screens.runs_cells import (  # noqa: F401  (total_steps, detail_text, ...: imported from here)
+from tuitrain.tui.screens.runs_cells import (
     COLUMNS,
     TREE_COLUMNS,
-    best_text,
     detail_text,
     fit_columns,
-    fork_text,
     matches,
-    progress_text,
-    status_text,
-    tags_of,
-    total_steps,
+    row_cells,
 )
-from tuitrain.tui.widgets.doctor import with_doctor_mark
 from tuitrain.tui.widgets.keybar import KeyBar
 
 MAX_COMPARE = 4
@@ -235,32 +227,15 @@ class RunsScreen(Screen):
 
     def row_cells(self, run) -> list:
         """The table cells of one run."""
-        now = app_of(self).now()
-        prefix = name_prefix(self._depth.get(run.id, 0))
-        room = max(4, self._name_width - len(prefix))
-        name = Text(
-            prefix + cut_middle(run.name or run.id, room), overflow="ellipsis", no_wrap=True
+        return row_cells(
+            run,
+            self.columns,
+            now=app_of(self).now(),
+            prefix=name_prefix(self._depth.get(run.id, 0)),
+            name_width=self._name_width,
+            tree_view=self.tree_view,
+            marked=run.id in self.marked,
         )
-        tags = tags_of(run)
-        if tags:
-            name.append(" " + " ".join(tags), style="dim")
-        last = (
-            Text(fork_text(run), style="dim")
-            if self.tree_view
-            else Text(fmt.clock(run.started or run.created))
-        )
-        cells = {
-            "mark": Text("*", style="bold yellow") if run.id in self.marked else Text(" "),
-            "name": name,
-            "status": with_doctor_mark(status_text(run), run),
-            # Text, not str: a DataTable parses str cells as markup (2000 runs: ~1 s of it).
-            "progress": Text(progress_text(run.last_step, total_steps(run))),
-            "best": Text(best_text(run)),
-            "elapsed": Text(fmt.duration(fmt.elapsed(run, now))),
-            "started": last,
-            "fork": last,
-        }
-        return [cells[key] for key, _, _ in self.columns]
 
     def fill_table(self, changed: set[str] | None = None) -> None:
         """Update the changed rows' changed cells; rebuild (keeping the cursor) only when the

@@ -9,8 +9,10 @@ from rich.markup import escape
 from rich.text import Text
 
 from tuitrain.runs import liveness
+from tuitrain.runs.columns import cut_middle
 from tuitrain.tui import fmt
 from tuitrain.tui.lineage_view import lineage_text
+from tuitrain.tui.widgets.doctor import with_doctor_mark
 from tuitrain.tui.widgets.run_panes import phase_text
 
 # (key, label, width): fixed widths, so rows never jump as values grow; name takes the rest.
@@ -133,3 +135,31 @@ def detail_text(run) -> str:
     if isinstance(notes, str) and notes.strip():
         parts.append("[dim]notes:[/] " + escape(one_line(notes.strip())))
     return " · ".join(parts)
+
+
+def row_cells(
+    run, columns: tuple, *, now: float, prefix: str, name_width: int, tree_view: bool, marked: bool
+) -> list:
+    """The runs table's cells of one run, in `columns` order (prefix: its lineage indent)."""
+    room = max(4, name_width - len(prefix))
+    name = Text(prefix + cut_middle(run.name or run.id, room), overflow="ellipsis", no_wrap=True)
+    tags = tags_of(run)
+    if tags:
+        name.append(" " + " ".join(tags), style="dim")
+    last = (
+        Text(fork_text(run), style="dim")
+        if tree_view
+        else Text(fmt.clock(run.started or run.created))
+    )
+    cells = {
+        "mark": Text("*", style="bold yellow") if marked else Text(" "),
+        "name": name,
+        "status": with_doctor_mark(status_text(run), run),
+        # Text, not str: a DataTable parses str cells as markup (2000 runs: ~1 s of it).
+        "progress": Text(progress_text(run.last_step, total_steps(run))),
+        "best": Text(best_text(run)),
+        "elapsed": Text(fmt.duration(fmt.elapsed(run, now))),
+        "started": last,
+        "fork": last,
+    }
+    return [cells[key] for key, _, _ in columns]
