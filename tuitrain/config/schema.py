@@ -728,6 +728,18 @@ class DoctorGroup(Group):
         lt=1.0,
         description="throughput_drop: recent steps/s or tokens/s below this fraction of the run's steady level.",
     )
+    repetition_level: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="repetitive_answers: mean samples/repetition (share of repeated n-grams in the answers) of an eval that is too high...",
+    )
+    repetition_rise: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="repetitive_answers: ...and this far above its lowest earlier eval (a model that repeated from the start is no change).",
+    )
     auto: list[Literal[DOCTOR_AUTO_ACTIONS]] = Field(  # type: ignore[valid-type]
         default_factory=list,
         description="Remedies the doctor applies without asking: scale_lr_on_spike, scale_lr_on_oscillation, decay_lr_on_stall, stop_on_overfit. Empty: none.",
