@@ -181,6 +181,6 @@ ONSETS = {
     "underfitting": {"slow_convergence": 288, "underfitting": 500},
     "clipping_saturated": {"clipping_saturated": 70},
     "throughput_drop": {"throughput_drop": 700},
-    "repetitive_answers": {"repetitive_answers": 600},
+    "repetitive_answers": {"repetitive_answers": 600},  # found at 700: two evals in a row
     "healthy": {},
 }

@@ -37,6 +37,17 @@ def test_repetition_of_degenerate_and_healthy_answers():
     twice = "the quick brown fox jumps over the lazy dog " * 2
     assert 0.4 < scores.repetition(twice) < 0.6
     assert scores.repetition("") == 0.0 and scores.repetition("abc") == 0.0
+    # a short looping answer of the SFT demo at step 50: word trigrams would see no repeat
+    demo = "Rend|>\nRe an a a arnd|im_end|>\nRe a a and|>\nRend|>\nRend|>\nRe"
+    assert scores.repetition(demo) > 0.4
+    # a long healthy paragraph (>= 32 words) counts word trigrams: common letter runs do not count
+    para = (
+        "The quick brown fox jumps over the lazy dog. Then the fox runs into the forest and the "
+        "dog sleeps in the sun, while the farmer walks to the barn to feed the horses and the "
+        "chickens."
+    )
+    assert scores.repetition(para) == 0.0
+    assert scores.repetition(" ".join([para] * 2)) > 0.4
     # CJK without spaces uses characters, so a repeated phrase is still seen
     assert scores.repetition("我爱北京我爱北京我爱北京我爱北京") > 0.5
 

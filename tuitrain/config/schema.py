@@ -735,7 +735,7 @@ class DoctorGroup(Group):
         description="repetitive_answers: mean samples/repetition (share of repeated n-grams in the answers) of an eval that is too high...",
     )
     repetition_rise: float = Field(
-        0.15,
+        0.2,
         ge=0.0,
         le=1.0,
         description="repetitive_answers: ...and this far above its lowest earlier eval (a model that repeated from the start is no change).",

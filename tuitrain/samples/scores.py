@@ -8,10 +8,13 @@ Every score lies in 0..1, so the three chart on one axis:
 - similarity: rapidfuzz's `fuzz.ratio` (normalised Indel similarity) of the two normalised texts,
   divided by 100: 1.0 identical, 0.0 nothing in common.
 - repetition: the share of the answer's n-grams that repeat an earlier n-gram of the same answer
-  (1 - distinct / total). Word trigrams when the answer has at least 6 words of ordinary length;
-  otherwise (short answers, text without spaces such as CJK, degenerate runs like `eeeeee`)
-  character 5-grams of the answer with whitespace collapsed. 0.0 when it has fewer than two
-  n-grams (nothing can repeat). `a a a a a` scores 0.6, a sentence with no repeated phrase 0.0.
+  (1 - distinct / total). Character 5-grams of the answer with whitespace collapsed, which see
+  the loops of a short answer (`Rend|> Rend|> Re a a and|>` 0.45; word trigrams miss them) and
+  work for text without spaces (CJK); word trigrams once the answer has at least 32 words of
+  ordinary length (12 characters or less on average), where common letter runs (` the `) would
+  make a long healthy answer look repetitive. 0.0 when it has fewer than two n-grams (nothing
+  can repeat). `a a a a a` scores 0.6; one-sentence healthy answers 0.0, a 180-character
+  paragraph about 0.1.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-WORD_N = 3  # word n-gram size
-CHAR_N = 5  # character n-gram size of the fallback
+WORD_N = 3  # word n-gram size (long answers)
+CHAR_N = 5  # character n-gram size (short answers)
+LONG_ANSWER = 32  # words from which an answer's repetition counts word n-grams
 LONG_WORD = 12.0  # mean word length above which the text is not split into words (CJK, no spaces)
 METRICS = ("samples/exact_match", "samples/similarity", "samples/repetition")
 
@@ -44,10 +48,10 @@ def similarity(output: str, reference: str) -> float:
 
 
 def ngrams(output: str, n: int = WORD_N, char_n: int = CHAR_N) -> list[tuple[str, ...] | str]:
-    """The n-grams repetition counts: word n-grams, or character n-grams for short or unspaced
-    text (see the module docstring)."""
+    """The n-grams repetition counts: character n-grams, or word n-grams for a long answer of
+    ordinary words (see the module docstring)."""
     words = str(output).split()
-    if len(words) >= 2 * n and sum(map(len, words)) / len(words) <= LONG_WORD:
+    if len(words) >= LONG_ANSWER and sum(map(len, words)) / len(words) <= LONG_WORD:
         return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     text = " ".join(words)
     return [text[i : i + char_n] for i in range(len(text) - char_n + 1)]
