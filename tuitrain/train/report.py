@@ -69,7 +69,8 @@ class Reporter:
             self.event("warning", msg, step)
         self.log(step, scores.means(rows))
         for r in rows:
-            text = " ".join(f"{r['prompt']} -> {r['output']}".split())  # one line in the pane
+            said = r["output"].strip() or "(empty answer)"
+            text = " ".join(f"{r['prompt']} -> {said}".split())  # one line in the events pane
             line = text if len(text) <= EVENT_CHARS else text[: EVENT_CHARS - 1] + "…"
             data = {"prompt": r["prompt"], "text": r["output"], "prompt_id": r["prompt_id"]}
             self.event("generation", line, step, data)
