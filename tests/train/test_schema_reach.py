@@ -615,6 +615,8 @@ REACH: dict[str, Reach] = {
     "doctor.clip_fraction": Reach(0.2, doctor),
     "doctor.clip_ratio": Reach(1.0, doctor),
     "doctor.throughput_ratio": Reach(0.95, doctor),
+    "doctor.repetition_level": Reach(0.9, doctor),
+    "doctor.repetition_rise": Reach(0.9, doctor),
     # launch
     "launch.num_processes": Reach(2, launcher),
     "launch.num_machines": Reach(
