@@ -62,6 +62,15 @@ def answer_with(store, t: Target, prompt: str, max_new_tokens: int | None) -> di
     tok = build_tokenizer(cfg)
     model = build_model(cfg, tok)
     if t.kind == "best":
+        if cfg.peft.method != "none" and not cfg.model.name_or_path:
+            # best-N holds the adapter only; a from-scratch base's frozen weights are in every
+            # step-N checkpoint, not in any init this process could redo
+            from tuitrain.runs.checkpoints import CheckpointError, choose_resume
+
+            try:
+                ckpt.copy_weights(model, choose_resume(t.run_dir, hashes=False)[0])
+            except CheckpointError:
+                raise AskError(f"run {t.run_id}: its best adapter has no checkpoint with the base weights beside it; use --checkpoint last", NOT_FOUND) from None  # fmt: skip
         unknown = ckpt.best_into(model, t.path)
         if unknown:
             raise AskError(f"{t.path} does not fit run {t.run_id}'s model: {', '.join(unknown[:3])}", FAILED)  # fmt: skip
