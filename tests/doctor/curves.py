@@ -44,6 +44,9 @@ def healthy_point(step: int, rng: random.Random) -> dict[str, float]:
 def make(kind: str, steps: int = TOTAL, seed: int = 0) -> dict[str, Any]:
     """A run in the fixture format: kind is 'healthy' or a symptom id (see SHAPES)."""
     rng = random.Random(f"{kind}-{seed}")
+    rep_rng = random.Random(
+        f"{kind}-{seed}-rep"
+    )  # its own stream: the other metrics stay as they were
     schedule = "constant" if kind == "late_stall" else "cosine"
     peak = 1e-3
     metrics: dict[str, list[list[float]]] = {}
@@ -62,6 +65,9 @@ def make(kind: str, steps: int = TOTAL, seed: int = 0) -> dict[str, Any]:
         if s % 100 == 0:
             metrics.setdefault("val_loss", []).append(
                 [s, VAL.get(kind, _val_healthy)(s, rng), round(t, 3)]
+            )
+            metrics.setdefault("samples/repetition", []).append(
+                [s, REP.get(kind, _rep_healthy)(s, rep_rng), round(t, 3)]
             )
     return {
         "case": f"constructed-{kind}",
@@ -84,6 +90,20 @@ def _val_overfit(s: int, rng: random.Random) -> float:
 def _val_underfit(s: int, rng: random.Random) -> float:
     return 5.45 + 0.01 * rng.gauss(0, 1)
 
+
+def _rep_healthy(s: int, rng: random.Random) -> float:
+    # The answers' repeated n-gram share: an untrained model babbles in loops, then it fades.
+    return max(0.0, 0.6 * math.exp(-s / 150) + 0.05 + 0.02 * rng.gauss(0, 1))
+
+
+def _rep_rising(s: int, rng: random.Random) -> float:
+    # Healthy until step 500, then the answers loop more at each eval (0.45 at step 600).
+    if s < 600:
+        return _rep_healthy(s, rng)
+    return min(1.0, 0.45 + 0.1 * (s - 600) / 100 + 0.02 * rng.gauss(0, 1))
+
+
+REP = {"repetitive_answers": _rep_rising}
 
 VAL = {
     "overfitting": _val_overfit,
@@ -148,6 +168,7 @@ SHAPES = {
     "clipping_saturated": _clipping,
     "throughput_drop": _throughput,
     "overfitting": lambda s, p, r: None,  # only the validation curve differs
+    "repetitive_answers": lambda s, p, r: None,  # only the answers' repetition differs
 }
 # The step each constructed symptom starts at (for detection delays).
 ONSETS = {
@@ -160,5 +181,6 @@ ONSETS = {
     "underfitting": {"slow_convergence": 288, "underfitting": 500},
     "clipping_saturated": {"clipping_saturated": 70},
     "throughput_drop": {"throughput_drop": 700},
+    "repetitive_answers": {"repetitive_answers": 600},  # found at 700: two evals in a row
     "healthy": {},
 }

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import random
 
+from tuitrain.doctor import answers, efficiency, progress
 from tuitrain.doctor import detectors as det
-from tuitrain.doctor import efficiency, progress
 from tuitrain.doctor.stats import mad, median, robust_z, step_noise
 from tuitrain.doctor.thresholds import Thresholds
 
@@ -198,3 +198,40 @@ def test_throughput_drop_and_stalled():
     assert s is not None and s.severity == "critical" and s.step == 812
     assert efficiency.stalled(812, True, 200.0, 120.0).severity == "warning"
     assert efficiency.stalled(812, False, 50.0, 120.0) is None
+
+
+def test_repetitive_answers_when_the_answers_start_looping():
+    steps = [100, 200, 300, 400, 500, 600, 700]
+    rising = [0.41, 0.2, 0.1, 0.08, 0.09, 0.45, 0.55]
+    d = answers.repetitive_answers(steps, rising, TH)
+    assert d is not None and d.id == "repetitive_answers" and d.severity == "warning"
+    assert d.step == 600 and d.values["lowest_step"] == 400 and d.values["repetition"] == 0.55
+    assert "samples/repetition 0.55 at step 700 vs 0.08 at step 400" in d.evidence
+    assert "fewer epochs" in d.remedy and "template" in d.remedy
+    # one eval above the limit is not yet a trend (a few prompts per eval are noisy)
+    assert answers.repetitive_answers(steps[:-1], rising[:-1], TH) is None
+    # the SFT demo's means (character 5-grams): a dip at 200, one high eval at 250
+    demo = [0.5, 0.49, 0.44, 0.23, 0.53, 0.38]
+    assert answers.repetitive_answers([50, 100, 150, 200, 250, 300], demo, TH) is None
+    # an untrained model repeats from the start and then learns: no change for the worse
+    falling = [0.7, 0.5, 0.35, 0.31, 0.3, 0.32, 0.33]
+    assert answers.repetitive_answers(steps, falling, TH) is None
+    # a rise that stays low (0.05 -> 0.25) is below the level
+    assert answers.repetitive_answers(steps, [0.3, 0.1, 0.05, 0.1, 0.2, 0.22, 0.25], TH) is None
+    # high but not risen enough above the lowest (0.25 -> 0.4 < 0.25 + 0.2)
+    assert answers.repetitive_answers(steps, [0.5, 0.3, 0.25, 0.3, 0.3, 0.42, 0.4], TH) is None
+    # recovered at the newest eval: closed
+    assert answers.repetitive_answers(steps, [*rising[:-1], 0.12], TH) is None
+    # three evals are not enough to know a lowest level before the newest two
+    assert answers.repetitive_answers([100, 200, 300], [0.05, 0.9, 0.9], TH) is None
+    assert answers.repetitive_answers(steps, [math.nan] * 4 + [0.1, 0.9, 0.9], TH) is None
+
+
+def test_repetitive_answers_over_the_constructed_series():
+    for kind, found in (("healthy", False), ("overfitting", False), ("repetitive_answers", True)):
+        pts = curves.make(kind)["metrics"]["samples/repetition"]
+        d = answers.repetitive_answers([p[0] for p in pts], [p[1] for p in pts], TH)
+        assert (d is not None) == found, (kind, d)
+    tight = Thresholds(repetition_level=0.9)
+    pts = curves.make("repetitive_answers")["metrics"]["samples/repetition"]
+    assert answers.repetitive_answers([p[0] for p in pts], [p[1] for p in pts], tight) is None

@@ -167,12 +167,13 @@ def sft_samples(cfg: TrainConfig) -> Any:
     import tempfile
 
     from tuitrain.train.data import build_splits
-    from tuitrain.train.sft import sample_prompts
+    from tuitrain.train.generate import eval_prompts
     from tuitrain.train.tokenizer import build_tokenizer
 
     tok = build_tokenizer(cfg)
     with tempfile.TemporaryDirectory() as cache:
-        return sample_prompts(cfg, tok, build_splits(cfg, tok, cache_dir=cache))
+        prompts, _ = eval_prompts(cfg, tok, build_splits(cfg, tok, cache_dir=cache))
+    return [(p.prompt_id, p.prompt, p.ids, p.reference) for p in prompts]
 
 
 def sft_outcome(cfg: TrainConfig) -> Any:
@@ -614,6 +615,8 @@ REACH: dict[str, Reach] = {
     "doctor.clip_fraction": Reach(0.2, doctor),
     "doctor.clip_ratio": Reach(1.0, doctor),
     "doctor.throughput_ratio": Reach(0.95, doctor),
+    "doctor.repetition_level": Reach(0.9, doctor),
+    "doctor.repetition_rise": Reach(0.9, doctor),
     # launch
     "launch.num_processes": Reach(2, launcher),
     "launch.num_machines": Reach(

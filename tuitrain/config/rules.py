@@ -292,6 +292,14 @@ def warnings(cfg: TrainConfig, d: Derived) -> list[str]:
         )
     if cfg.model.task == "seq-cls" and cfg.generation.prompts:
         out.append("generation.prompts: ignored for seq-cls")
+    g = cfg.generation
+    if g.temperature == 0 and (
+        g.top_k != field_default("generation.top_k") or g.top_p != field_default("generation.top_p")
+    ):
+        out.append(
+            "generation.top_k/top_p: used only when sampling; generation.temperature is 0 (greedy),"
+            " so set a temperature > 0 (e.g. 0.8) to sample with them"
+        )
     if (
         d.total_steps is not None
         and cfg.training.eval_every

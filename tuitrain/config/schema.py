@@ -560,19 +560,22 @@ class GenerationGroup(Group):
         64, ge=1, le=65536, description="Tokens to generate per prompt. 32-256."
     )
     temperature: float = Field(
-        0.8,
+        0.0,
         ge=0.0,
         le=10.0,
-        description="Logit temperature: low is conservative, high is diverse. 0.7-1.0; 0 is greedy.",
+        description="0 = greedy, the default: the most likely token each time, so steps and runs compare. >0 samples (with top_k/top_p): low is conservative, high is diverse, 0.7-1.0.",
     )
     top_k: int = Field(
-        50, ge=0, le=1_000_000, description="Keep the k most likely tokens (0 disables). ~50."
+        50,
+        ge=0,
+        le=1_000_000,
+        description="Sampling only (temperature > 0): keep the k most likely tokens (0 disables). ~50.",
     )
     top_p: float = Field(
         0.95,
         gt=0.0,
         le=1.0,
-        description="Keep the smallest token set with this cumulative probability. 0.9-0.95.",
+        description="Sampling only (temperature > 0): keep the smallest token set with this cumulative probability. 0.9-0.95.",
     )
 
 
@@ -724,6 +727,18 @@ class DoctorGroup(Group):
         gt=0.0,
         lt=1.0,
         description="throughput_drop: recent steps/s or tokens/s below this fraction of the run's steady level.",
+    )
+    repetition_level: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="repetitive_answers: mean samples/repetition (share of repeated n-grams in the answers) of an eval that is too high...",
+    )
+    repetition_rise: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="repetitive_answers: ...and this far above its lowest earlier eval (a model that repeated from the start is no change).",
     )
     auto: list[Literal[DOCTOR_AUTO_ACTIONS]] = Field(  # type: ignore[valid-type]
         default_factory=list,

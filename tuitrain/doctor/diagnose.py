@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tuitrain.doctor import answers, efficiency, progress
 from tuitrain.doctor import detectors as det
-from tuitrain.doctor import efficiency, progress
 from tuitrain.doctor.diagnosis import Diagnosis, sort
 from tuitrain.doctor.rundata import Curve, RunData, cfg_get, chance_loss
 from tuitrain.doctor.stats import median
@@ -111,6 +111,11 @@ def diagnose(data: RunData, th: Thresholds | None = None) -> list[Diagnosis]:
         ),
         progress.underfitting(
             loss.steps, loss.values, [p[3] for p in val], chance_loss(cfg), total, data.ended, th
+        ),
+        answers.repetitive_answers(
+            [p[0] for p in data.overview.get(answers.METRIC, [])],
+            [p[3] for p in data.overview.get(answers.METRIC, [])],
+            th,
         ),
         efficiency.clipping_saturated(grad.steps, grad.values, max_norm, warmup, th),
         efficiency.stalled(data.last_step, *data.stall),

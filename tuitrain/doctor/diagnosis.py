@@ -20,6 +20,7 @@ SYMPTOMS = (
     "stalled",
     "throughput_drop",
     "low_gpu_util",
+    "repetitive_answers",
 )
 
 # The remedy column of DOMAIN.md's symptom table, in words the user reads next to the evidence.
@@ -34,6 +35,7 @@ REMEDIES = {
     "clipping_saturated": "clipping is doing the LR's job: raise training.max_grad_norm or lower the LR (next run)",
     "stalled": "the process is alive but makes no steps: check train.log (data loading, a hung collective); stop it if it does not move",
     "throughput_drop": "check for other jobs on the machine, data loading (data.num_workers), thermal throttling or too frequent checkpoints",
+    "repetitive_answers": "lower the LR or train fewer epochs, and take the answers of the best evaluation's checkpoint (training.save_best); check that the chat template ends each answer (its end marker / eos), so the model learns where to stop",
     "low_gpu_util": "the GPUs wait for work: more data.num_workers if the step time is data wait, a larger batch.size, bf16 mixed precision; check for other jobs on the machine",
 }
 

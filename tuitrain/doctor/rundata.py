@@ -13,7 +13,9 @@ from tuitrain.runs import liveness
 
 # The metrics the detectors read; names as the trainer and the integrations log them.
 RECENT = ("loss", "grad_norm", "lr", "tokens_per_s", "samples_per_s")
-OVERVIEW = ("loss", "lr", "grad_norm", "val_loss", "tokens_per_s", "samples_per_s")
+OVERVIEW = (
+    "loss", "lr", "grad_norm", "val_loss", "tokens_per_s", "samples_per_s", "samples/repetition",
+)  # fmt: skip
 OVERVIEW_BUCKETS = 200
 GPU_UTIL = re.compile(r"^sys/gpu\d+_util$")
 BYTE_VOCAB = 259  # the byte tokenizer: 256 bytes + pad, bos, eos (docs/contracts.md)

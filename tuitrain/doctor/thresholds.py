@@ -28,6 +28,8 @@ class Thresholds:
     clip_fraction: float = 0.9
     clip_ratio: float = 3.0
     throughput_ratio: float = 0.5
+    repetition_level: float = 0.3
+    repetition_rise: float = 0.2
 
     @classmethod
     def from_group(cls, group: object) -> Thresholds:

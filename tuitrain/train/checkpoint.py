@@ -203,6 +203,13 @@ def _norm(name: str) -> str:
 def load_weights(accelerator, model, ckpt_dir: Path) -> tuple[int, int, list[str]]:
     """Copy the tensors of a step-N checkpoint's model that fit (same name and shape) into
     `model`; returns (loaded, tensors in the model, names skipped). For branch --weights-only."""
+    out = copy_weights(accelerator.unwrap_model(model), ckpt_dir)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def copy_weights(model, ckpt_dir: Path) -> tuple[int, int, list[str]]:
+    """load_weights for a plain (unwrapped) model in one process (`tuitrain ask`)."""
     from safetensors.torch import load_file
 
     files = sorted(Path(ckpt_dir).glob("model*.safetensors"))
@@ -211,7 +218,7 @@ def load_weights(accelerator, model, ckpt_dir: Path) -> tuple[int, int, list[str
     saved: dict[str, torch.Tensor] = {}
     for f in files:
         saved.update({_norm(k): v for k, v in load_file(str(f)).items()})
-    target = accelerator.unwrap_model(model).state_dict(keep_vars=True)
+    target = model.state_dict(keep_vars=True)
     loaded, missing, done = 0, [], set()
     with torch.no_grad():
         for name, t in target.items():
@@ -224,8 +231,19 @@ def load_weights(accelerator, model, ckpt_dir: Path) -> tuple[int, int, list[str
                 missing.append((name, t))
     # A tied tensor (lm_head = embeddings) is saved once; it is loaded through its twin.
     skipped = [n for n, t in missing if t.data_ptr() not in done]
-    accelerator.wait_for_everyone()
     return len(target) - len(skipped), len(target), skipped
+
+
+def best_into(model, best: Path) -> list[str]:
+    """Load a best-N folder's trainable weights into a plain model (`tuitrain ask`); returns the
+    saved names the model has no parameter for."""
+    state = torch.load(Path(best) / "trainable.pt", map_location="cpu", weights_only=True)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if name in params and tuple(params[name].shape) == tuple(value.shape):
+                params[name].copy_(value)
+    return [n for n, v in state.items() if n not in params or params[n].shape != v.shape]
 
 
 def export_final(accelerator, model, tok, run_dir: Path) -> Path | None:

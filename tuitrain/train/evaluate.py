@@ -1,4 +1,4 @@
-"""Provides evaluation (val_loss, perplexity or accuracy, summed over ranks) and sample generations."""
+"""Provides evaluation: val_loss, perplexity or accuracy, summed over ranks (sample generations: tuitrain.train.generate)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tuitrain.config.schema import TrainConfig
-from tuitrain.train.data import ByteTokenizer, Examples
+from tuitrain.train.data import Examples
 
 
 @torch.no_grad()
@@ -60,76 +60,3 @@ def evaluate(accelerator, model, val: Examples, cfg: TrainConfig) -> dict[str, f
     else:
         out["val_accuracy"] = correct / count
     return out
-
-
-@torch.no_grad()
-def generate(accelerator, model, tok, cfg: TrainConfig, splits=None) -> list[tuple[str, str]]:
-    """(prompt, completion) for each generation prompt; rank 0 only, training RNG left untouched.
-    Chat/instruction runs render the prompts with the chat template, add held-out validation
-    prompts, and cut each answer where the template ends a turn."""
-    from tuitrain.data.records import CHAT_FORMATS
-
-    g = cfg.generation
-    chat = splits is not None and splits.format in CHAT_FORMATS
-    if cfg.model.task != "causal-lm" or not g.enabled or not accelerator.is_main_process:
-        return []
-    stop = None
-    if chat:
-        from tuitrain.train.sft import answer_end, sample_prompts
-
-        prompts = sample_prompts(cfg, tok, splits)
-        stop = answer_end(cfg, tok) or None
-    else:
-        prompts = [(p, _ids(tok, p)) for p in g.prompts if isinstance(p, str)]
-    if not prompts:
-        return []
-    net = accelerator.unwrap_model(model)
-    was_training = net.training
-    net.eval()
-    conf = net.config
-    max_pos = (
-        getattr(conf, "n_positions", None)
-        or getattr(conf, "max_position_embeddings", None)
-        or 1 << 30
-    )
-    out = []
-    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # samples must not shift the training RNG stream
-        torch.manual_seed(cfg.run.seed)
-        for prompt, ids in prompts:
-            ids = ids[-(max_pos - 1) :] or [tok.bos_token_id or 0]
-            new = max(1, min(g.max_new_tokens, max_pos - len(ids)))
-            x = torch.tensor([ids], device=accelerator.device)
-            sample = g.temperature > 0
-            kw = (
-                {
-                    "do_sample": True,
-                    "temperature": g.temperature,
-                    "top_k": g.top_k or None,
-                    "top_p": g.top_p,
-                }
-                if sample
-                else {"do_sample": False}
-            )
-            y = net.generate(
-                x,
-                attention_mask=torch.ones_like(x),
-                max_new_tokens=new,
-                pad_token_id=tok.pad_token_id,
-                **kw,
-            )
-            text = tok.decode(y[0, len(ids) :].tolist())
-            # Cut where the turn ends (the template's marker, or eos written as text).
-            for end in (stop, getattr(tok, "eos_token", None)):
-                if isinstance(end, str) and end and end in text:
-                    text = text[: text.index(end)]
-            out.append((prompt, text))
-    if was_training:
-        net.train()
-    return out
-
-
-def _ids(tok, prompt: str) -> list[int]:
-    if isinstance(tok, ByteTokenizer):
-        return tok.encode(prompt)
-    return tok(prompt, add_special_tokens=False)["input_ids"]

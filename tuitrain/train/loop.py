@@ -33,7 +33,8 @@ from tuitrain.config.errors import ConfigError
 from tuitrain.data.sources import DataError
 from tuitrain.train import checkpoint as ckpt
 from tuitrain.train import setup
-from tuitrain.train.evaluate import evaluate, generate
+from tuitrain.train.evaluate import evaluate
+from tuitrain.train.generate import generate
 from tuitrain.train.metrics import first_nonfinite
 from tuitrain.train.model import SetupError
 from tuitrain.train.report import Reporter
@@ -267,9 +268,9 @@ class Trainer:
             lr = self.lrc.lr(st.step)
             msg = f"plateau: lr cut to {lr:.3g} ({es.monitor} stalled)"
             self.report.event("lr", msg, st.step, {"lr": lr})
-        for prompt, text in generate(self.acc, self.model, self.tok, self.cfg, self.splits):
-            line = " ".join(f"{prompt} -> {text}".split())  # one line in the events pane
-            self.report.event("generation", line, st.step, {"prompt": prompt, "text": text})
+        samples = generate(self.acc, self.model, self.tok, self.cfg, self.splits)
+        if samples:
+            self.report.samples(st.step, samples)  # rows, samples/* metrics, generation events
         self.buf.reset_clock()
 
     def checkpoint(self) -> None:

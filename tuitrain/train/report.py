@@ -1,5 +1,5 @@
-"""Provides the trainer's reporting side: rank 0 writes metrics, events and status to the store
-through the run client (tuitrain.client.core) and prints a line to train.log; every other
+"""Provides the trainer's reporting side: rank 0 writes metrics, events, samples and status to the
+store through the run client (tuitrain.client.core) and prints a line to train.log; every other
 rank's Reporter does nothing."""
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tuitrain.client.core import RunClient
+from tuitrain.samples import scores
+
+EVENT_CHARS = 160  # a generation event's line; the whole answer is in its data and the sample
 
 
 class Reporter:
@@ -50,6 +53,27 @@ class Reporter:
                 f"[{kind}] {'step ' + str(step) + ': ' if step is not None else ''}{message}",
                 flush=True,
             )
+
+    def samples(self, step: int, rows: list[dict]) -> None:
+        """One evaluation's generated answers: scored (tuitrain.samples.scores), stored in one
+        write, their means logged as samples/* metrics at `step`, and a short `generation`
+        event per answer for the events pane."""
+        if not self.active:
+            return
+        for r in rows:
+            r.update(scores.score(r["output"], r.get("reference")))
+        try:
+            self.store.samples.add(self.run_id, [{**r, "step": step} for r in rows])
+        except Exception as exc:  # a busy database must cost the samples, never the run
+            msg = f"{len(rows)} samples of step {step} not stored: {exc}"
+            self.event("warning", msg, step)
+        self.log(step, scores.means(rows))
+        for r in rows:
+            said = r["output"].strip() or "(empty answer)"
+            text = " ".join(f"{r['prompt']} -> {said}".split())  # one line in the events pane
+            line = text if len(text) <= EVENT_CHARS else text[: EVENT_CHARS - 1] + "…"
+            data = {"prompt": r["prompt"], "text": r["output"], "prompt_id": r["prompt_id"]}
+            self.event("generation", line, step, data)
 
     @contextmanager
     def phase(self, name: str):

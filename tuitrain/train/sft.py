@@ -1,6 +1,6 @@
 """Provides what chat / instruction training needs beyond its examples: the packing guarantee
-(checked on the model before training), the held-out validation prompts, and the prompts and
-answer end used for samples at each evaluation, all rendered with the one template lookup
+(checked on the model before training), the held-out validation prompts, and the rendering and
+answer end the samples at each evaluation use (tuitrain.train.generate), all from the one template lookup
 (`tuitrain.data.templates.lookup`) that tokenising used."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import torch
 from tuitrain.data.sources import DataError
 from tuitrain.data.templates import TemplateError, end_marker, lookup
 from tuitrain.train.examples import RaggedExamples
-from tuitrain.train.tokenizer import encoder
 
 
 def chat_render(cfg, tok=None):
@@ -97,28 +96,7 @@ def answer_end(cfg, tok) -> str:
     return end_marker(render)
 
 
-def sample_prompts(cfg, tok, splits) -> list[tuple[str, list[int]]]:
-    """(shown prompt, token ids) to sample at each evaluation: generation.prompts rendered with
-    the chat template (a string is one user message), then the held-out validation prompts."""
-    render, _ = chat_render(cfg, tok)
-    enc = encoder(tok)
-    out: list[tuple[str, list[int]]] = []
-    for p in cfg.generation.prompts:
-        msgs = (
-            [{"role": "user", "content": p}]
-            if isinstance(p, str)
-            else [{"role": m.role, "content": m.content} for m in p]
-        )
-        shown = (
-            msgs[-1]["content"] if isinstance(p, str) else " | ".join(m["content"] for m in msgs)
-        )
-        out.append((shown, enc([render(msgs, True)])[0]))
-    for ids, _answer in splits.held_out:
-        out.append((_last_user_turn(tok.decode(ids), render), ids))
-    return out
-
-
-def _last_user_turn(prompt: str, render) -> str:
+def last_user_turn(prompt: str, render) -> str:
     """A readable form of a rendered prompt: the text between the template's markers."""
     probe = "\x00q\x00"
     shape = render([{"role": "user", "content": probe}], True)
