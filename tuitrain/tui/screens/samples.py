@@ -23,8 +23,8 @@ from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.dialogs.text import TextDialog
 from tuitrain.tui.messages import AskDone, SamplesLoaded
 from tuitrain.tui.pollers.samples import SamplesReader
-from tuitrain.tui.screens.samples_ask import AskActions
 from tuitrain.tui.screens.compare import unique_names
+from tuitrain.tui.screens.samples_ask import AskActions
 from tuitrain.tui.widgets import samples as view
 from tuitrain.tui.widgets.keybar import KeyBar
 
@@ -49,8 +49,8 @@ class SamplesScreen(AskActions, Screen):
         Binding("p", "ask", "Ask", group=ASK),
         Binding("q,escape,b", "back", "Back", key_display="q", group=NAV),
         Binding("g", "go_step", "Go to step", show=False, group=BROWSE),
-        Binding("home", "columns_edge(-1)", "First columns", show=False, group=BROWSE),
-        Binding("end", "columns_edge(1)", "Last columns", show=False, group=BROWSE),
+        Binding("shift+left", "columns_edge(-1)", "First columns", show=False, group=BROWSE),
+        Binding("shift+right", "columns_edge(1)", "Last columns", show=False, group=BROWSE),
     ]
     EXTRA_KEYS = {
         "Read": [
@@ -61,7 +61,7 @@ class SamplesScreen(AskActions, Screen):
     }
 
     def __init__(self, run_refs: list[str], spawn: Any = None) -> None:
-        super().__init__(id="samples")
+        super().__init__(name="samples")
         self.run_refs = run_refs
         self.single = len(run_refs) == 1
         # One run: every evaluation across; compared runs: each one's best step side by side.
