@@ -104,7 +104,7 @@ async def test_a_opens_compared_runs_side_by_side_at_their_best_steps(runs):
         text = answers(screen)
         # Wide: the reference is a column beside both answers.
         assert "reference" in text and "low-lr@150 best" in text and "baseline@400 best" in text
-        assert "✓ exact  sim 100" in text and "Return turn a a a a the" in text
+        assert "✓ exact sim 100%" in text and "Return turn a a a a the" in text
         assert "columns 1-2 of 2" in head(screen) and "←/→" not in head(screen)
         await pilot.press("q")
         await until(pilot, lambda: app.screen is compare, "back on compare")
@@ -126,7 +126,7 @@ async def test_left_right_scroll_the_columns_and_say_which_are_shown(runs):
         assert screen.shown == (7, 8, 8)
         await pilot.press("right")  # at the end: stays
         assert screen.shown == (7, 8, 8)
-        assert "step 400 best" in answers(screen) and "rep 54%" in answers(screen)
+        assert "step 400 best" in answers(screen) and "rep 37%" in answers(screen)
         await pilot.press("left", "shift+left")
         assert screen.shown == (1, 2, 8)
         await pilot.resize_terminal(160, 40)

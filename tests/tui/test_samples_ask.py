@@ -19,26 +19,42 @@ from tuitrain.tui.screens.samples_ask import wait_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER = "It parses a JSON string into a Python object."
-# What tuitrain.runs.ask's child does once it has an answer (the model part left out): store it
-# as a sample of source "ask" at the asked checkpoint's step, and exit 0.
-STORES_ANSWER = f"""
-import hashlib, sys
+
+
+def answering(at: str = "best", gate: str = "") -> str:
+    """What tuitrain.runs.ask's child does once it has an answer (the model part left out): store
+    it as a sample of source "ask" at the checkpoint's step (the best step's, or with `at` last,
+    the newest one's: a run that kept no best weights), print the answers as JSON, exit 0.
+    With a `gate` path it first waits (30 s at most) until that file exists."""
+    return f"""
+import hashlib, json, os, sys, time
 from tuitrain.store import Store
 runs_dir, prompt, *run_ids = sys.argv[1:]
+deadline = time.monotonic() + 30
+while {gate!r} and not os.path.exists({gate!r}) and time.monotonic() < deadline:
+    time.sleep(0.05)
+answers = []
 with Store(runs_dir) as store:
     for rid in run_ids:
-        step = store.get_run(rid).summary["best_step"]
+        run = store.get_run(rid)
+        step = run.summary["best_step"] if {at!r} == "best" else run.last_step
+        note = None if {at!r} == "best" else "no best weights kept: the newest checkpoint answers"
         store.samples.add(rid, [{{
-            "step": step, "prompt_id": "ask:" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
+            "step": step, "prompt_id": "ask:" + hashlib.sha1(prompt.encode()).hexdigest()[:8],
             "source": "ask", "prompt": prompt, "output": {ANSWER!r}, "tokens": 11,
             "seconds": 0.4, "repetition": 0.0, "settings": {{"do_sample": False}},
         }}])
+        answers.append({{"run": rid, "run_name": run.name, "step": step, "note": note}})
+print(json.dumps(answers))
 """
+
+
 FAILS = """
 import sys
 print("loading the checkpoint...", file=sys.stderr)
-print("no checkpoint in runs/x/checkpoints: save one with k in the monitor", file=sys.stderr)
-sys.exit(2)
+print("error: run x has no complete checkpoint in runs/x/checkpoints", file=sys.stderr)
+print("(0 files removed)", file=sys.stderr)
+sys.exit(4)
 """
 
 
@@ -50,8 +66,10 @@ def spawner(script: str, calls: list):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         return subprocess.Popen(
             [sys.executable, "-c", script, str(runs_dir), prompt, *run_ids],
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            text=True,
             env=env,
         )
 
@@ -60,13 +78,19 @@ def spawner(script: str, calls: list):
 
 def test_wait_answer_returns_none_on_success_and_the_last_stderr_line_on_failure():
     ok = subprocess.Popen([sys.executable, "-c", "pass"], stderr=subprocess.PIPE)
-    assert wait_answer(ok, lambda: False) is None
-    bad = subprocess.Popen([sys.executable, "-c", FAILS], stderr=subprocess.PIPE)
+    assert wait_answer(ok, lambda: False) == (None, [])
+    bad = subprocess.Popen([sys.executable, "-c", FAILS], stderr=subprocess.PIPE, text=True)
     assert wait_answer(bad, lambda: False) == (
-        "no checkpoint in runs/x/checkpoints: save one with k in the monitor"
+        "run x has no complete checkpoint in runs/x/checkpoints",
+        [],
     )
+    last = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit('CUDA out of memory')"],
+        stderr=subprocess.PIPE,
+    )
+    assert wait_answer(last, lambda: False) == ("CUDA out of memory", [])
     silent = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    assert wait_answer(silent, lambda: False) == "the asking process exited with code 3"
+    assert wait_answer(silent, lambda: False) == ("the asking process exited with code 3", [])
 
 
 def test_wait_answer_is_bounded_and_stops_a_hung_process():
@@ -74,7 +98,7 @@ def test_wait_answer_is_bounded_and_stops_a_hung_process():
         [sys.executable, "-c", "import time; time.sleep(60)"], stderr=subprocess.PIPE
     )
     try:
-        error = wait_answer(hung, lambda: False, timeout=0.5)
+        error, _ = wait_answer(hung, lambda: False, timeout=0.5)
         assert error is not None and error.startswith("no answer after")
         assert hung.poll() is not None  # killed, reaped
     finally:
@@ -90,7 +114,8 @@ async def test_p_asks_the_compared_runs_best_checkpoints_and_the_answer_shows(ru
     app = make_app(start="compare", compare=[runs["early"], runs["completed"]], settings=FAST)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_samples(pilot)
-        screen.spawn = spawner(STORES_ANSWER, calls)
+        gate = Path("answer-now").absolute()
+        screen.spawn = spawner(answering(gate=str(gate)), calls)
         await pilot.press("p")
         await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the prompt dialog")
         assert "Ask low-lr, baseline @ best checkpoint" in app.screen.title_text
@@ -100,6 +125,11 @@ async def test_p_asks_the_compared_runs_best_checkpoints_and_the_answer_shows(ru
         await pilot.press(*"What does json.loads do?", "enter")
         await until(pilot, lambda: app.screen is screen, "the dialog closed")
         assert screen.asking and "asking low-lr, baseline @ best checkpoint" in screen.asking
+        status = shown_text(screen, "#samples-status")
+        assert "asking low-lr, baseline @ best checkpoint…" in status
+        await pilot.press("p")  # one question at a time
+        assert not isinstance(app.screen, PromptDialog)
+        gate.touch()  # the child answers now
         await until(pilot, lambda: screen.asking is None, "the answer", timeout=60)
         row = lambda: next((r for r in screen.grid.rows if r.source == "ask"), None)  # noqa: E731
         await until(pilot, lambda: row() is not None, "the ask row", timeout=30)
@@ -125,7 +155,7 @@ async def test_a_failed_ask_shows_the_processes_one_line_error(runs):
         await pilot.press(*"hello", "enter")
         await until(pilot, lambda: screen.asking is None, "the failure", timeout=60)
         status = shown_text(screen, "#samples-status")
-        assert "asking baseline failed: no checkpoint in runs/x/checkpoints" in status
+        assert "asking baseline failed: run x has no complete checkpoint in" in status
         assert not any(r.source == "ask" for r in screen.grid.rows)
 
 
@@ -136,7 +166,7 @@ async def test_p_on_a_run_still_training_asks_nothing(runs):
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_samples(pilot)
-        screen.spawn = spawner(STORES_ANSWER, calls)
+        screen.spawn = spawner(answering(), calls)
         shown = len(app._notifications)
         await pilot.press("p")
         await until(pilot, lambda: len(app._notifications) > shown, "the refusal")
@@ -144,3 +174,30 @@ async def test_p_on_a_run_still_training_asks_nothing(runs):
         assert any("warmup-10 is still training: ask its checkpoints once" in t for t in texts)
         await pilot.pause()
         assert app.screen is screen and calls == [] and screen.asking is None
+
+
+@aio
+async def test_an_answer_from_another_steps_checkpoint_shows_every_eval(runs):
+    """low-lr kept no best weights: its newest checkpoint (step 250) answers while the screen
+    shows its best step (150); the screen switches to every eval so the answer's row shows."""
+    add_samples(Path("runs"), runs)
+    app = make_app(start="watch", run=runs["early"], settings=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_samples(pilot)
+        screen.spawn = spawner(answering("last"), [])
+        await pilot.press("s")
+        await until(pilot, lambda: screen.which == "best" and len(screen.grid.columns) == 1, "best")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the prompt dialog")
+        await pilot.press(*"What does json.loads do?", "enter")
+        await until(pilot, lambda: screen.which == "all", "every eval", timeout=60)
+        await until(
+            pilot,
+            lambda: screen.grid.rows and screen.selected_row().source == "ask",
+            "the ask row selected",
+            timeout=30,
+        )
+        row = screen.selected_row()
+        assert [c.step for c, s in zip(screen.grid.columns, row.cells, strict=True) if s] == [250]
+        status = shown_text(screen, "#samples-status")
+        assert "low-lr: no best weights kept: the newest checkpoint answers" in status

@@ -32,14 +32,20 @@ def changed_spans(before: str | None, after: str) -> list[tuple[int, int]]:
     return spans
 
 
-def scores_text(sample: Sample) -> str:
-    """`✓ exact  sim 87  rep 5%`: the scores a sample has (exact and sim need a reference; the
-    repetition is the share of repeated n-grams, 0-1, shown in percent)."""
+def score_parts(sample: Sample) -> list[str]:
+    """`["✓ exact", "sim 87%", "rep 5%"]`: the scores a sample has (exact and sim need a
+    reference). Similarity and repetition are stored in 0..1 (tuitrain.samples.scores) and shown
+    in percent."""
     parts = []
     if sample.exact_match is not None:
         parts.append(("✓" if sample.exact_match >= 1.0 else "✗") + " exact")
     if sample.similarity is not None:
-        parts.append(f"sim {sample.similarity:.0f}")
+        parts.append(f"sim {100 * sample.similarity:.0f}%")
     if sample.repetition is not None:
         parts.append(f"rep {100 * sample.repetition:.0f}%")
-    return "  ".join(parts)
+    return parts
+
+
+def scores_text(sample: Sample, sep: str = "  ") -> str:
+    """The scores on one line: `✓ exact  sim 87%  rep 5%`."""
+    return sep.join(score_parts(sample))

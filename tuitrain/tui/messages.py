@@ -132,3 +132,4 @@ class AskDone(Message):
     prompt: str
     runs: str  # the asked runs' names, for the message
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. best weights not kept: newest answered

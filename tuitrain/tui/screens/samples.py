@@ -172,6 +172,8 @@ class SamplesScreen(AskActions, Screen):
         )
         if index is not None:
             self._keep_prompt = None  # found (an asked prompt is kept until its answer shows)
+        if self.find_asked(index is not None):
+            return  # the grid at every eval is on its way
         if rows:
             prompts.highlighted = index or 0
         n = len(self.grid.columns)

@@ -5,6 +5,7 @@ the screen's next read shows it. A failure shows the process's one-line error.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from tuitrain.tui.messages import AskDone
 # asking process is stopped and the screen says so.
 ASK_TIMEOUT_S = 900.0
 CHECKPOINT = "best"
+ERROR_PREFIX = "error: "  # the asking process marks its one-line reason so
 
 
 def parse_prompt(text: str) -> str:
@@ -33,27 +35,44 @@ def parse_prompt(text: str) -> str:
 
 def wait_answer(
     proc: subprocess.Popen, cancelled: Callable[[], bool], timeout: float = ASK_TIMEOUT_S
-) -> str | None:
-    """Wait for the asking process: None when it exited 0 (its answer is stored), else its
-    one-line error (the last line of its stderr). Bounded by `timeout` (then killed); a
-    cancelled wait leaves the process to finish on its own (its answer is still stored)."""
+) -> tuple[str | None, list[dict]]:
+    """Wait for the asking process: (None, its answers) when it exited 0 (the answers are stored;
+    it prints them as a JSON list on stdout), else (its one-line error, []). Bounded by
+    `timeout` (then killed); a cancelled wait leaves the process to finish on its own (its
+    answer is still stored)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _out, err = proc.communicate(timeout=0.25)
+            out, err = proc.communicate(timeout=0.25)
             break
         except subprocess.TimeoutExpired:
             if cancelled():
-                return "the screen was closed while asking (the answer is stored when it comes)"
+                return "the screen was closed while asking (the answer is stored when it comes)", []
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.communicate()
-                return f"no answer after {timeout:.0f} s: the asking process was stopped"
-    if proc.returncode == 0:
-        return None
-    text = err.decode(errors="replace") if isinstance(err, bytes) else (err or "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else f"the asking process exited with code {proc.returncode}"
+                return f"no answer after {timeout:.0f} s: the asking process was stopped", []
+    if proc.returncode != 0:
+        return error_line(_text(err), proc.returncode), []
+    try:
+        answers = json.loads(_text(out) or "[]")
+    except ValueError:
+        answers = []  # stored all the same: the screen's next read shows it
+    return None, [a for a in answers if isinstance(a, dict)] if isinstance(answers, list) else []
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def error_line(stderr: str, code: int | None) -> str:
+    """The process's reason for failing: its last `error: ` line without the prefix, else its
+    last line, else the exit code (the rule of tuitrain.runs.ask.error_line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    marked = [line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)]
+    if marked or lines:
+        return (marked or lines)[-1]
+    return f"the asking process exited with code {code}"
 
 
 class AskActions:
@@ -65,6 +84,7 @@ class AskActions:
         self.spawn = spawn
         self.asking: str | None = None  # what is being asked (shown in the status line)
         self._ask_started = 0.0
+        self._find_asked = False  # the next grid should show the asked prompt's row
 
     def action_ask(self) -> None:
         """Ask a finished run's best checkpoint (compared runs: each one's) a new prompt."""
@@ -110,16 +130,30 @@ class AskActions:
         worker = get_current_worker()
         spawn = self.spawn
         error: str | None
+        answers: list[dict] = []
         try:
             if spawn is None:
                 from tuitrain.runs.ask import spawn_ask as spawn
             proc = spawn(app_of(self).runs_dir, run_ids, prompt, checkpoint=CHECKPOINT)
-            error = wait_answer(proc, lambda: worker.is_cancelled)
+            error, answers = wait_answer(proc, lambda: worker.is_cancelled)
         except ImportError as exc:
             error = f"asking a checkpoint needs tuitrain.runs.ask, missing here ({exc})"
         except Exception as exc:  # refused before it started (no such run, bad input)
             error = str(exc) or type(exc).__name__
-        self.post_message(AskDone(prompt, names, error))
+        notes = [f"{a.get('run_name', '')}: {a['note']}" for a in answers if a.get("note")]
+        self.post_message(AskDone(prompt, names, error, notes))
+
+    def find_asked(self, found: bool) -> bool:
+        """After an answer: False when its row is shown (or cannot be); True when another
+        step choice is being read to show it (the checkpoint's step is not among these)."""
+        if not self._find_asked:
+            return False
+        self._find_asked = False
+        if found or self.which == "all":
+            return False
+        self.notify("the answer's checkpoint step is not shown here: showing every eval")
+        self.set_which("all")
+        return True
 
     def ask_done(self, msg: AskDone) -> None:
         """The answer is stored (show its row), or say why not."""
@@ -128,10 +162,9 @@ class AskActions:
             self.set_status(f"[red]asking {escape(msg.runs)} failed: {escape(msg.error)}[/]")
             self.notify(msg.error, title="ask failed", severity="error", timeout=10)
             return
-        self.set_status("")
-        self.notify(f"{msg.runs} answered (the 'ask' row)", timeout=4)
+        # A note (best weights not kept: the newest checkpoint answered) stays in view.
+        self.set_status(escape("; ".join(msg.notes)))
+        self.notify("\n".join([f"{msg.runs} answered (the 'ask' row)", *msg.notes]), timeout=6)
         self._keep_prompt = msg.prompt
-        if self.which in ("all", CHECKPOINT):
-            self.poll(force=True)
-        else:
-            self.set_which(CHECKPOINT)  # the asked checkpoint's step
+        self._find_asked = True  # not in the grid at these steps: every eval is shown instead
+        self.poll(force=True)

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tuitrain.samples.view import changed_spans, scores_text
+from tuitrain.samples.view import changed_spans, score_parts, scores_text
 from tuitrain.tui import fmt
 from tuitrain.tui.widgets.events import one_line
 
@@ -51,21 +51,19 @@ def answer_text(sample, before: str | None, diff: bool, empty: str) -> Text:
     if diff:
         for start, end in changed_spans(before, sample.output):
             text.stylize(DIFF_STYLE, start, end)
-    scores = scores_text(sample)
-    if scores:
-        line = Text("\n")
-        for part in scores.split("  "):
-            if line.plain != "\n":
-                line.append("  ")
-            style = ""
+    parts = score_parts(sample)
+    if parts:
+        text.append("\n")
+        for i, part in enumerate(parts):
+            style = "dim"
             if part.startswith("✓"):
-                style = fmt.no_color("green")
+                style = fmt.no_color("green") or "bold"
             elif part.startswith("✗"):
-                style = fmt.no_color("red")
+                style = fmt.no_color("red") or "dim"
             elif part.startswith("rep"):
-                style = rep_style(sample.repetition)
-            line.append(part, style=style or "dim")
-        text.append_text(line)
+                style = rep_style(sample.repetition) or "dim"
+            # One space apart: `✗ exact sim 100% rep 100%` fits a 26-cell column unwrapped.
+            text.append((" " if i else "") + part, style=style)
     return text
 
 
