@@ -222,3 +222,18 @@ async def test_empty_state_says_how_to_get_samples(runs):
         assert not screen.query_one("#samples-prompts").display
         await pilot.press("right", "d")  # nothing to scroll or mark: no error
         assert app.return_code is None and isinstance(app.screen, SamplesScreen)
+
+
+def test_best_is_marked_only_where_the_run_knows_one(tmp_path):
+    """A run with neither a best step nor val_loss marks no column `best` (pick_steps would give
+    its last); its lowest val_loss marks one once it logs it."""
+    from tuitrain.tui.pollers.samples import marked_best
+
+    with Store(tmp_path) as store:
+        rid = store.create_run({"run": {"name": "plain"}}, {}, name="plain").id
+        for step in (50, 100, 150):
+            store.samples.add(rid, sample_rows(step, ("a", "b", "c")))
+        assert marked_best(store, store.get_run(rid)) is None
+        store.log_metrics(rid, [(50, "val_loss", 2.0, 1.0), (100, "val_loss", 1.5, 2.0),
+                                (150, "val_loss", 1.7, 3.0)])  # fmt: skip
+        assert marked_best(store, store.get_run(rid)) == 100

@@ -18,6 +18,16 @@ from tuitrain.tui.messages import SamplesLoaded
 RUNS_EVERY_S = 2.0
 
 
+def marked_best(store: Any, run: Any) -> int | None:
+    """The sample step to mark `best` (select.pick_steps' rule), when the run knows one: its
+    summary's best step or its val_loss; a run with neither would get its last step."""
+    known = (run.summary or {}).get("best_step") is not None
+    if not known and not store.tail(run.id, ["val_loss"]):
+        return None
+    steps = pick_steps(store, run, "best")
+    return steps[0] if steps else None
+
+
 class SamplesReader:
     """The samples screen's reads, and what it remembers between them."""
 
@@ -58,8 +68,5 @@ class SamplesReader:
             self.force = False
             self._newest, self._runs, self._sig = newest, runs, sig
             self.reads += 1
-            best = {}
-            for r in runs:
-                steps = pick_steps(store, r, "best")
-                best[r.id] = steps[0] if steps else None
+            best = {r.id: marked_best(store, r) for r in runs}
             return SamplesLoaded(runs, grid(store, runs, which), which, best)
