@@ -237,3 +237,11 @@ def test_best_is_marked_only_where_the_run_knows_one(tmp_path):
         store.log_metrics(rid, [(50, "val_loss", 2.0, 1.0), (100, "val_loss", 1.5, 2.0),
                                 (150, "val_loss", 1.7, 3.0)])  # fmt: skip
         assert marked_best(store, store.get_run(rid)) == 100
+
+
+def test_a_run_of_blank_lines_shows_as_one_marked_line():
+    from tuitrain.tui.widgets.samples import shown_output
+
+    assert shown_output("\n\n\n\n\n\n e") == "⏎×6\n e"
+    assert shown_output("a\n\nb\n\n\n\nc\n\n\n") == "a\n\nb\n⏎×3\nc"
+    assert shown_output(" \n ") == "(empty answer)"

@@ -243,7 +243,7 @@ class SamplesScreen(AskActions, Screen):
                     row.cells[i],
                     before,
                     self.diff,
-                    "(no answer at this step)",
+                    "(not asked here)" if row.source == "ask" else "(no answer at this step)",
                 )
             )
         head.update(self.head_text())

@@ -4,6 +4,8 @@ full text of one prompt's answers."""
 
 from __future__ import annotations
 
+import re
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -19,6 +21,7 @@ MIN_COL = 26
 # line above them (at 80x24 two answers side by side matter more than the reference's column).
 REF_COLUMN_FROM = 3
 DIFF_STYLE = "reverse"  # readable without colour too
+_BLANKS = re.compile(r"\n{3,}")
 SOURCE_TAG = {"val": "val", "prompt": "gen", "ask": "ask"}
 SOURCE_TEXT = {
     "val": "validation prompt",
@@ -42,14 +45,27 @@ def rep_style(repetition: float | None) -> str:
     return fmt.no_color("bold red" if repetition >= 0.5 else "yellow")
 
 
+def shown_output(output: str) -> str:
+    """The answer as a cell shows it: a run of blank lines (a small model's answer is often
+    mostly newlines) as one `⏎×N` line, so the words stay in view; the full text has them all."""
+    if not output.strip():
+        return "(empty answer)"
+    def mark(m: re.Match) -> str:
+        n = len(m.group())
+        return f"⏎×{n}\n" if m.start() == 0 else f"\n⏎×{n - 1}\n"  # the blank lines it held
+
+    return _BLANKS.sub(mark, output.rstrip("\n"))
+
+
 def answer_text(sample, before: str | None, diff: bool, empty: str) -> Text:
     """One answer wrapped, its scores under it; with `diff`, the words that differ from `before`
     (the answer in the column to its left) are marked."""
     if sample is None:
         return Text(empty, style="dim")
-    text = Text(sample.output if sample.output.strip() else "(empty answer)")
+    shown = shown_output(sample.output)
+    text = Text(shown)
     if diff:
-        for start, end in changed_spans(before, sample.output):
+        for start, end in changed_spans(None if before is None else shown_output(before), shown):
             text.stylize(DIFF_STYLE, start, end)
     parts = score_parts(sample)
     if parts:
