@@ -357,9 +357,7 @@ class CompareScreen(Screen):
 
     def action_samples(self) -> None:
         """The compared runs' answers to the same prompts, side by side (screens.samples)."""
-        from tuitrain.tui.screens.samples import SamplesScreen
-
-        self.app.push_screen(SamplesScreen(list(self.run_ids)))
+        app_of(self).open_samples(list(self.run_ids))
 
     def action_back(self) -> None:
         """Back to the runs list."""

@@ -395,9 +395,7 @@ class MonitorScreen(SteeringActions, Screen):
 
     def action_samples(self) -> None:
         """What the model answered at each evaluation (tuitrain.tui.screens.samples)."""
-        from tuitrain.tui.screens.samples import SamplesScreen
-
-        self.app.push_screen(SamplesScreen([self.run.id if self.run else self.run_ref]))
+        app_of(self).open_samples([self.run.id if self.run else self.run_ref])
 
     def action_edit_notes(self) -> None:
         """Edit the run's notes (what you were trying); saved in the run record."""

@@ -50,6 +50,7 @@ def shown_output(output: str) -> str:
     mostly newlines) as one `⏎×N` line, so the words stay in view; the full text has them all."""
     if not output.strip():
         return "(empty answer)"
+
     def mark(m: re.Match) -> str:
         n = len(m.group())
         return f"⏎×{n}\n" if m.start() == 0 else f"\n⏎×{n - 1}\n"  # the blank lines it held
