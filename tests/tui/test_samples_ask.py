@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.tui.conftest import aio, make_app, until
 from tests.tui.fixture_db import add_samples
 from tests.tui.test_samples import FAST, open_samples, shown_text
@@ -201,3 +203,48 @@ async def test_an_answer_from_another_steps_checkpoint_shows_every_eval(runs):
         assert [c.step for c, s in zip(screen.grid.columns, row.cells, strict=True) if s] == [250]
         status = shown_text(screen, "#samples-status")
         assert "low-lr: no best weights kept: the newest checkpoint answers" in status
+
+
+# The short SFT demo run of tests/samples/conftest.py (two evaluations, best weights kept).
+SFT_SHORT = [
+    "model.arch.hidden_size=64", "model.arch.num_layers=1", "model.arch.num_heads=2",
+    "batch.size=8", "optimizer.lr=3e-3", "training.max_steps=40", "training.eval_every=20",
+    "training.eval_max_batches=2", "training.log_every=5", "training.save_best=true",
+    "generation.max_new_tokens=16",
+]  # fmt: skip
+
+
+@pytest.mark.e2e
+@aio
+async def test_p_asks_a_real_checkpoint_through_tuitrain_runs_ask(tmp_path, monkeypatch):
+    """The real path: `p` spawns tuitrain.runs.ask's process, which loads the SFT run's best
+    weights, answers and stores the sample; the row shows (torch is loaded there, not here:
+    tests/tui/test_tui_boundaries.py)."""
+    pytest.importorskip("tuitrain.runs.ask")
+    from tests.train.helpers import REPO, Launcher
+
+    lx = Launcher(tmp_path)
+    try:
+        run = lx.start(SFT_SHORT, config=REPO / "configs" / "sft-demo.yaml", name="sft")
+        info = lx.wait(run, timeout=300)
+        assert info.status == "completed", lx.log(run)[-3000:]
+        lx.wait_exit(run)
+    finally:
+        lx.kill_all()
+    monkeypatch.chdir(tmp_path)
+    app = make_app(start="watch", run=run.id, runs_dir=lx.runs_dir, settings=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_samples(pilot)
+        assert screen.grid.columns and any(r.source == "val" for r in screen.grid.rows)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the prompt dialog")
+        await pilot.press(*"What does json.loads do?", "enter")
+        await until(pilot, lambda: screen.asking is None, "the answer", timeout=300)
+        assert not shown_text(screen, "#samples-status").startswith("asking")
+        await until(
+            pilot,
+            lambda: any(r.source == "ask" for r in screen.grid.rows),
+            "the ask row",
+            timeout=30,
+        )
+        assert screen.selected_row().source == "ask"
