@@ -42,11 +42,11 @@ class SamplesScreen(AskActions, Screen):
 
     HELP_TITLE = "Samples"
     BINDINGS = [
-        Binding("left", "columns(-1)", "Prev", key_display="←", group=BROWSE),
-        Binding("right", "columns(1)", "Next", key_display="→", group=BROWSE),
-        Binding("s", "cycle_steps", "Steps", group=BROWSE),
-        Binding("d", "diff", "Diff", group=BROWSE),
-        Binding("p", "ask", "Ask", group=ASK),
+        Binding("left", "columns(-1)", "Prev column", key_display="←", group=BROWSE),
+        Binding("right", "columns(1)", "Next column", key_display="→", group=BROWSE),
+        Binding("s", "cycle_steps", "Steps (all, best, last)", group=BROWSE),
+        Binding("d", "diff", "Diff vs left", group=BROWSE),
+        Binding("p", "ask", "Ask a checkpoint", group=ASK),
         Binding("q,escape,b", "back", "Back", key_display="q", group=NAV),
         Binding("g", "go_step", "Go to step", show=False, group=BROWSE),
         Binding("shift+left", "columns_edge(-1)", "First columns", show=False, group=BROWSE),
