@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -107,7 +108,12 @@ class SamplesScreen(AskActions, Screen):
 
     def on_resize(self) -> None:
         wide = (self.size.width or 80) >= WIDE
-        self.query_one("#samples-prompts").styles.width = LIST_WIDTH_WIDE if wide else LIST_WIDTH
+        prompts = self.query_one("#samples-prompts", OptionList)
+        width = LIST_WIDTH_WIDE if wide else LIST_WIDTH
+        if prompts.styles.width is None or prompts.styles.width.value != width:
+            prompts.styles.width = width
+            if self.grid is not None:
+                self.fill_prompts(self.selected_id())  # the prompts cut to the new width
         self.call_after_refresh(self.show)
 
     # -- reading (one thread worker at a time; a Store per read: ~1 ms) ------------------------
@@ -153,34 +159,42 @@ class SamplesScreen(AskActions, Screen):
 
     def on_samples_loaded(self, msg: SamplesLoaded) -> None:
         if msg.grid is None:
-            self.set_status(f"[red]cannot read the samples: {msg.error}[/]" if msg.error else "")
+            self.set_status(
+                f"[red]cannot read the samples: {escape(msg.error)}[/]" if msg.error else ""
+            )
             return
         self.runs, self.grid, self.best = msg.runs, msg.grid, msg.best
         self.names = dict(zip([r.id for r in self.runs], unique_names(self.runs), strict=True))
-        prompts = self.query_one("#samples-prompts", OptionList)
         keep = self._keep_prompt or self.selected_id()
         at_end = self.shown[1] == self.shown[2]  # following the newest evaluation
-        width = prompts.styles.width.value if prompts.styles.width else LIST_WIDTH
-        prompts.clear_options()
-        prompts.add_options(
-            [Option(view.prompt_line(r, int(width) - 2), id=r.prompt_id) for r in self.grid.rows]
-        )
-        rows = self.grid.rows
-        index = next(
-            (i for i, r in enumerate(rows) if keep is not None and keep in (r.prompt_id, r.prompt)),
-            None,
-        )
+        index = self.fill_prompts(keep)
         if index is not None:
             self._keep_prompt = None  # found (an asked prompt is kept until its answer shows)
         if self.find_asked(index is not None):
             return  # the grid at every eval is on its way
-        if rows:
-            prompts.highlighted = index or 0
         n = len(self.grid.columns)
         if at_end and self.shown[2] and n > self.shown[2]:
             self.first_col = n  # a new evaluation came while the last one was shown: follow it
-        prompts.display = bool(rows)
         self.show()
+
+    def fill_prompts(self, keep: str | None) -> int | None:
+        """The prompt list for the grid (cut to the list's width), `keep` (a prompt id, or an
+        asked prompt's text) highlighted; returns its index (None: not there, the first is)."""
+        prompts = self.query_one("#samples-prompts", OptionList)
+        rows = self.grid.rows
+        width = prompts.styles.width.value if prompts.styles.width else LIST_WIDTH
+        prompts.clear_options()
+        prompts.add_options(
+            [Option(view.prompt_line(r, int(width) - 2), id=r.prompt_id) for r in rows]
+        )
+        index = next(
+            (i for i, r in enumerate(rows) if keep is not None and keep in (r.prompt_id, r.prompt)),
+            None,
+        )
+        if rows:
+            prompts.highlighted = index or 0
+        prompts.display = bool(rows)
+        return index
 
     # -- showing (main thread) -----------------------------------------------------------------
 
@@ -308,6 +322,7 @@ class SamplesScreen(AskActions, Screen):
     def set_which(self, which: str | int) -> None:
         """Show other steps: read the grid again."""
         self.which, self.first_col = which, 0
+        self.shown = (0, 0, 0)  # a new choice starts at its first columns (no following)
         self.notify(f"steps: {which}", timeout=1.5)
         self.poll(force=True)
 
