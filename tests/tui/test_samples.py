@@ -141,6 +141,8 @@ async def test_s_cycles_best_last_all_and_g_picks_a_step(runs):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_samples(pilot)
         assert [c.step for c in screen.grid.columns] == [50, 100, 150, 200, 250]
+        await pilot.press("down", "shift+right")  # at the last columns
+        assert screen.shown == (4, 5, 5)
         await pilot.press("s")
         await wait_grid(pilot, lambda: screen.which == "best" and len(screen.grid.columns) == 1, "best")  # fmt: skip
         assert labels(screen) == ["low-lr@150"] and "best step" in head(screen)
@@ -148,6 +150,7 @@ async def test_s_cycles_best_last_all_and_g_picks_a_step(runs):
         await wait_grid(pilot, lambda: labels(screen) == ["low-lr@250"], "last")
         await pilot.press("s")
         await wait_grid(pilot, lambda: len(screen.grid.columns) == 5, "all again")
+        assert screen.shown == (1, 2, 5)  # a new choice starts at its first columns
         await pilot.press("g")
         await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the step dialog")
         await pilot.press(*"soon", "enter")
