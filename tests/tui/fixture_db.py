@@ -153,3 +153,108 @@ def add_set_lr(runs_dir: Path, run_id: str, lr: float, step: int) -> int:
     store.ack_command(cid, step, f"LR set to {lr:g} at step {step}")
     store.close()
     return cid
+
+
+# Generation samples (tuitrain.store.samples): what the model answered at each evaluation. The
+# baseline learns the answers, then (past its best step by val_loss, 400) falls into repetition;
+# low-lr is best at 150 and stays sane.
+SAMPLE_PROMPTS = [
+    ("val:0", "val", "What does json.dumps do?", "It serialises a Python object to a JSON string."),
+    ("val:1", "val", "What does os.path.join do?",
+     "Join two or more path components, inserting a separator as needed."),
+    ("prompt:0", "prompt", "Complete: def add(a, b):", None),
+]  # fmt: skip
+SAMPLE_OUTPUTS = {
+    "baseline": {
+        50: ("Rend|> Rend|> Rend|> Rend|> Rend|>", "Rend|> Rend|> Rend|>", "    re re re re"),
+        100: ("It returns the the object to a string.", "Join two path the the components.",
+              "    return a"),
+        150: ("It serialises a Python object to a string.", "Join two or more path components.",
+              "    return a + b"),
+        200: ("It serialises a Python object to a JSON string.",
+              "Join two or more path components, inserting a separator.", "    return a + b"),
+        250: ("It serialises a Python object to a JSON string.",
+              "Join two or more path components, inserting a separator as needed.",
+              "    return a + b"),
+        300: ("Return turn a a a a the object to a JSON string.",
+              "Join two or more path path path components components.", "    return a + b + b"),
+        350: ("Return turn a a a a the the a a a a", "Join join join join the the the the",
+              "    return a + b + b + b + b"),
+        400: ("Return turn a a a a the the a a a a a a", "Join join join join the the the the the",
+              "    return return return return"),
+    },
+    "low-lr": {
+        50: ("Rend|> Rend|> Rend|> Rend|> Rend|>", "Rend|> Rend|>", "    re re re"),
+        100: ("It returns a Python object.", "Join path components.", "    return a"),
+        150: ("It serialises a Python object to a JSON string.",
+              "Join two or more path components, inserting a separator as needed.",
+              "    return a + b"),
+        200: ("It serialises a Python object to a JSON string.",
+              "Join two or more path components, inserting a separator.", "    return a + b"),
+        250: ("It serialises an object to a JSON string.", "Join two or more path components.",
+              "    return a + b"),
+    },
+    "warmup-10": {
+        50: ("Rend|> Rend|> Rend|>", "Rend|>", "    re re"),
+        100: ("It returns the object.", "Join the path.", "    return"),
+        150: ("It serialises a Python object to a string.", "Join two path components.",
+              "    return a + b"),
+    },
+    "high-lr": {50: ("the the the the the the the the", "the the the the", "    the the the")},
+}  # fmt: skip
+
+
+def sample_scores(output: str, reference: str | None) -> dict[str, float | None]:
+    """Fixture scores, by the rules of tuitrain.samples.scores written out (so the fixture holds
+    still when the scorer is tuned): exact match and rapidfuzz ratio / 100 of the normalised
+    texts, and the share of repeated character 5-grams of the answer (whitespace collapsed)."""
+    from rapidfuzz import fuzz
+
+    norm = " ".join(output.split())
+    grams = [norm[i : i + 5] for i in range(len(norm) - 4)]
+    rep = round(1 - len(set(grams)) / len(grams), 3) if len(grams) > 1 else 0.0
+    if reference is None:
+        return {"exact_match": None, "similarity": None, "repetition": rep}
+    out, ref = norm.casefold(), " ".join(reference.split()).casefold()
+    return {
+        "exact_match": 1.0 if out == ref else 0.0,
+        "similarity": round(fuzz.ratio(out, ref) / 100, 3),
+        "repetition": rep,
+    }
+
+
+def sample_rows(step: int, outputs: tuple[str, ...]) -> list[dict]:
+    """One evaluation's sample rows (greedy decoding) for SAMPLE_PROMPTS."""
+    rows = []
+    for (pid, source, prompt, ref), out in zip(SAMPLE_PROMPTS, outputs, strict=True):
+        rows.append(
+            {
+                "step": step,
+                "prompt_id": pid,
+                "source": source,
+                "prompt": prompt,
+                "messages": [{"role": "user", "content": prompt}],
+                "reference": ref,
+                "output": out,
+                "tokens": 2 * len(out.split()),
+                "seconds": 0.25,
+                "settings": {"do_sample": False, "max_new_tokens": 64},
+                "created": NOW - 3600 + step,
+                **sample_scores(out, ref),
+            }
+        )
+    return rows
+
+
+def add_samples(runs_dir: Path, ids: dict[str, str]) -> None:
+    """Samples at each evaluation of the fixture runs built by build() (SAMPLE_OUTPUTS)."""
+    names = {
+        "completed": "baseline",
+        "early": "low-lr",
+        "running": "warmup-10",
+        "crashed": "high-lr",
+    }
+    with Store(runs_dir) as store:
+        for key, name in names.items():
+            for step, outputs in SAMPLE_OUTPUTS[name].items():
+                store.samples.add(ids[key], sample_rows(step, outputs))

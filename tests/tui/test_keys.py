@@ -24,10 +24,14 @@ async def _open(pilot, where: str, runs: dict) -> None:
         await pilot.press("enter")
         await settle(pilot, rounds=1)
         await pilot.press("h")
+    elif where == "samples":
+        await pilot.press("enter")
+        await settle(pilot, rounds=1)
+        await pilot.press("a")
     await settle(pilot, rounds=1)
 
 
-SCREENS = ["runs", "monitor", "compare", "sweeps", "doctor"]
+SCREENS = ["runs", "monitor", "compare", "sweeps", "doctor", "samples"]
 
 
 @pytest.mark.parametrize("where", SCREENS)

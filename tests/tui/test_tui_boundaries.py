@@ -14,7 +14,7 @@ ML = {"torch", "transformers", "accelerate", "peft"}
 PROBE = r"""
 import json, sys
 sys.path.insert(0, {root!r})
-from tests.tui.fixture_db import build
+from tests.tui.fixture_db import add_samples, build
 import time
 from textual.worker import WorkerState
 from tuitrain.store import Store
@@ -22,8 +22,10 @@ from tuitrain.tui.app import TuitrainApp
 from tuitrain.tui.screens.branch import open_branch
 from tuitrain.tui.screens.doctor import DoctorScreen
 from tuitrain.tui.screens.lrfind import LRFindScreen
+from tuitrain.tui.screens.samples import SamplesScreen
 
 ids = build({runs!r})
+add_samples({runs!r}, ids)
 # A branchable run: its config.yaml (the branch editor opens from it).
 from pathlib import Path
 from tuitrain.config import load_config, save_yaml
@@ -38,6 +40,8 @@ async def tour(pilot):
     app.open_monitor(ids["running"])
     await pilot.pause(0.5)
     app.open_compare([ids["completed"], ids["early"]])
+    await pilot.pause(0.5)
+    app.push_screen(SamplesScreen([ids["completed"], ids["early"]]))
     await pilot.pause(0.5)
     app.open_editor()
     await pilot.pause(0.5)
@@ -59,6 +63,10 @@ async def tour(pilot):
         if time.monotonic() > deadline:
             raise SystemExit("workers still running after 60 s")
         await pilot.pause(0.05)
+    try:  # the samples screen's `p` spawns through it: the module itself must stay torch-free
+        import tuitrain.runs.ask
+    except ImportError:
+        pass
     app.exit([type(s).__name__ for s in app.screen_stack])
 
 screens = TuitrainApp(runs_dir={runs!r}).run(headless=True, size=(80, 24), auto_pilot=tour)
@@ -75,10 +83,11 @@ def test_mounting_every_screen_loads_no_ml_stack(tmp_path: Path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["screens"][-7:] == [
+    assert got["screens"][-8:] == [
         "RunsScreen",
         "MonitorScreen",
         "CompareScreen",
+        "SamplesScreen",
         "EditorScreen",
         "LRFindScreen",
         "DoctorScreen",

@@ -179,6 +179,12 @@ class TuitrainApp(App):
 
         self.push_screen(CompareScreen(run_ids))
 
+    def open_samples(self, run_refs: list[str]) -> None:
+        """Open what one run (or 2-4 compared runs) answered at each evaluation."""
+        from tuitrain.tui.screens.samples import SamplesScreen
+
+        self.push_screen(SamplesScreen(run_refs))
+
     def action_help(self) -> None:
         """The keys of the current screen, grouped (`?` / F1)."""
         from tuitrain.tui.dialogs.help import KeysDialog

@@ -108,3 +108,28 @@ class Diagnosed(Message):
     diagnoses: list
     # tuitrain.doctor.history.combined: the open diagnoses, then every closed episode (dicts)
     history: list = field(default_factory=list)
+
+
+@dataclass
+class SamplesLoaded(Message):
+    """The samples screen's grid (tuitrain.samples.select.grid) for its runs at `which` steps."""
+
+    runs: list[Any]  # RunInfo, in the screen's order
+    grid: Any  # tuitrain.samples.select.Grid
+    which: str | int
+    best: dict[str, int | None] = field(default_factory=dict)  # run id -> its best sample step
+    error: str = ""  # a run could not be read (deleted meanwhile): said in the status line
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the newest grid matters."""
+        return isinstance(message, SamplesLoaded)
+
+
+@dataclass
+class AskDone(Message):
+    """A checkpoint asked from the samples screen has answered (stored as a sample), or why not."""
+
+    prompt: str
+    runs: str  # the asked runs' names, for the message
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. best weights not kept: newest answered

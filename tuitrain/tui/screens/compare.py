@@ -169,6 +169,7 @@ class CompareScreen(Screen):
         Binding("M", "metric(-1)", "Prev metric", show=False),
         Binding("y", "log_y", "Log y"),
         Binding("s", "smooth", "Smooth"),
+        Binding("a", "samples", "Samples"),  # the runs' answers side by side
         Binding("1", "tab('curves')", "Curves", show=False),
         Binding("2", "tab('summary')", "Summary", show=False),
         Binding("3", "tab('diff')", "Config diff", show=False),
@@ -353,6 +354,10 @@ class CompareScreen(Screen):
     def action_tab(self, tab: str) -> None:
         """Switch tab."""
         self.query_one("#compare-tabs", TabbedContent).active = tab
+
+    def action_samples(self) -> None:
+        """The compared runs' answers to the same prompts, side by side (screens.samples)."""
+        app_of(self).open_samples(list(self.run_ids))
 
     def action_back(self) -> None:
         """Back to the runs list."""

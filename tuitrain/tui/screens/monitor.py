@@ -63,6 +63,7 @@ class MonitorScreen(SteeringActions, Screen):
         Binding("v", "eval", "Eval", group=STEER),
         Binding("B", "branch", "Branch", group=RUN),
         Binding("e", "edit_notes", "Notes", group=RUN),
+        Binding("a", "samples", "Samples", group=RUN),  # the answers at each eval
         Binding("q,escape,b", "back", "Back", key_display="q", group=NAV),
         Binding("n", "next_chart(1)", "Next chart", show=False, group=VIEW),
         Binding("N", "next_chart(-1)", "Prev chart", show=False, group=VIEW),
@@ -391,6 +392,10 @@ class MonitorScreen(SteeringActions, Screen):
 
         line = self.query_one("#doctor-line", DoctorLine)
         self.app.push_screen(DoctorScreen(self.run, line.diagnoses, self.send, line.history))
+
+    def action_samples(self) -> None:
+        """What the model answered at each evaluation (tuitrain.tui.screens.samples)."""
+        app_of(self).open_samples([self.run.id if self.run else self.run_ref])
 
     def action_edit_notes(self) -> None:
         """Edit the run's notes (what you were trying); saved in the run record."""
