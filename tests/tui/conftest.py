@@ -38,28 +38,59 @@ LOOP_GROUPS = {"monitor-poll", "runs-poll"}
 
 
 async def polled(pilot: Pilot, timeout: float = 20.0) -> None:
-    """Wake the current screen's poll loop and wait until it has read the database again."""
+    """Wake the current screen's poll loop and wait until it has read the database after this
+    call (a read already under way when it is called may predate what the test just wrote, so
+    the loop is woken twice: the second read starts after the first one ended)."""
     screen = pilot.app.screen
     if not hasattr(screen, "polls"):
         return
-    before = screen.polls
-    screen.poll()
     deadline = time.monotonic() + timeout
-    while screen.polls <= before:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{screen!r} did not poll within {timeout} s")
-        await pilot.pause(0.02)
+    for _ in range(2):
+        before = screen.polls
+        screen.poll()
+        while screen.polls <= before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{screen!r} did not poll within {timeout} s")
+            await pilot.pause(0.01)
     await pilot.pause()
 
 
-async def settle(pilot: Pilot, rounds: int = 2, wait: float = 0.6) -> None:
-    """Let timers fire, poll loops read, workers finish and their messages land (twice: polls chain)."""
+async def settle(pilot: Pilot, rounds: int = 2) -> None:
+    """Wait, on conditions only, until what the test did has landed: key handlers and
+    call-afters ran, one-shot workers ended and their messages were handled, the screen's
+    pending timers (the editor's derive delay, the runs list's row chunks) fired, the poll
+    loop read the database since, and the pending chart draw ran. Twice by default: a read's
+    messages can start more work (the runs list reads a first page, then the rest)."""
     for _ in range(rounds):
-        await pilot.pause(wait)
+        await pilot.pause()
+        await idle_workers(pilot)
+        await timers_fired(pilot)
+        await idle_workers(pilot)
         await polled(pilot)
         await idle_workers(pilot)
         await drawn(pilot)
         await pilot.pause()
+
+
+async def timers_fired(pilot: Pilot, timeout: float = 20.0) -> None:
+    """Wait until the current screen's one-shot timers that defer work have fired: the
+    editor's derive delay (its effect is then a worker: idle_workers waits for it) and the
+    runs list's later row chunks (each a 0.01 s timer)."""
+    screen = pilot.app.screen
+    deadline = time.monotonic() + timeout
+
+    def pending() -> bool:
+        timer = getattr(screen, "_derive_timer", None)
+        if timer is not None and timer._task is not None and not timer._task.done():
+            return True
+        target, cells = getattr(screen, "_target", None), getattr(screen, "_cells", None)
+        return target is not None and isinstance(cells, dict) and len(cells) < len(target)
+
+    while pending():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{screen!r}: timers still pending after {timeout} s")
+        await pilot.pause(0.01)
+    await pilot.pause()
 
 
 async def drawn(pilot: Pilot) -> None:

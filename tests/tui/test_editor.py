@@ -78,7 +78,7 @@ async def _set(pilot, path: str, value) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"derived values not updated within 20 s after {path}={value!r}")
         await pilot.pause(0.02)
-    await settle(pilot, rounds=1, wait=0.0)
+    await settle(pilot, rounds=1)
 
 
 @aio
