@@ -211,7 +211,7 @@ rec = build_sweep(Path("runs"), Path.cwd())
 
 async def tour(pilot):
     app = pilot.app
-    await pilot.pause(0.3)
+    await pilot.pause()
     screen = SweepScreen(rec.id)
     app.push_screen(screen)
     while not screen.rows:

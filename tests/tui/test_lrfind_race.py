@@ -37,7 +37,7 @@ async def until(pilot: Pilot, cond, timeout: float, what: str) -> None:
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        await pilot.pause(0.2)
+        await pilot.pause(0.02)
 
 
 @pytest.mark.parametrize("size", SIZES)
