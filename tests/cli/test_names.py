@@ -56,8 +56,10 @@ def test_an_explicit_taken_name_is_an_error_naming_the_run(tmp_path):
 CONCURRENT = """
 import sys, time
 from tuitrain.store import Store
-runs, start, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+runs, n = sys.argv[1], int(sys.argv[2])
 with Store(runs) as s:
+    print("ready", flush=True)
+    start = float(sys.stdin.readline())  # the same moment for every process, once all are up
     while time.time() < start:
         time.sleep(0.005)
     for _ in range(n):
@@ -69,10 +71,10 @@ def test_concurrent_launches_get_distinct_names(tmp_path):
     """Separate processes, each with its own connection, creating runs at the same moment."""
     Store(tmp_path).close()  # the schema exists before the race
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.time() + 3.0  # all four processes are up and waiting by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT, str(tmp_path), str(start), "5"],
+            [sys.executable, "-c", CONCURRENT, str(tmp_path), "5"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -80,6 +82,12 @@ def test_concurrent_launches_get_distinct_names(tmp_path):
         for _ in range(4)
     ]
     try:
+        for p in procs:  # every process has its connection open before the start is set
+            assert p.stdout.readline().strip() == "ready"
+        start = time.time() + 0.5
+        for p in procs:  # all are told before any is waited on
+            p.stdin.write(f"{start}\n")
+            p.stdin.flush()
         outs = [p.communicate(timeout=120)[0] for p in procs]
     finally:
         for p in procs:

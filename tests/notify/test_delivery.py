@@ -40,7 +40,7 @@ def wait(pred, timeout: float, what: str):
 def test_bad_targets_fail_alone_and_are_logged_once(tmp_path):
     with Hook("ok") as good, Hook("500") as bad, Hook("hang") as slow:
         s = replace(
-            FAST, targets=(Target(slow.url), Target(bad.url), Target(good.url)), timeout_s=3.0
+            FAST, targets=(Target(slow.url), Target(bad.url), Target(good.url)), timeout_s=2.0
         )
         log = NotifyLog(tmp_path)
         d = Dispatcher(s, log)

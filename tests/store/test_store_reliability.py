@@ -197,12 +197,15 @@ CLAIMER = """
     s = Store(sys.argv[1]); run_id = sys.argv[2]
     s.claim_commands(run_id)  # the connection is open and the first poll done
     print("polling", flush=True)
-    end = time.monotonic() + float(sys.argv[3])
+    total, end = int(sys.argv[3]), time.monotonic() + 60
     got = []
+    # Claim until every command the test sends is applied (by any claimer), at most 60 s.
     while time.monotonic() < end:
         for c in s.claim_commands(run_id):
             s.ack_command(c.id, step=len(got))  # raises if someone else finished it already
             got.append(c.id)
+        if sum(c.status == "applied" for c in s.commands(run_id)) >= total:
+            break
         time.sleep(0.002)
     print(json.dumps(got))
 """
@@ -212,7 +215,7 @@ def test_commands_claimed_exactly_once(tmp_path, procs):
     store = Store(tmp_path)
     run = store.create_run({}, {})
     store.mark_started(run.id, os.getpid())
-    claimers = [spawn(CLAIMER, str(tmp_path), run.id, "5") for _ in range(4)]
+    claimers = [spawn(CLAIMER, str(tmp_path), run.id, "200") for _ in range(4)]
     procs.extend(claimers)
     for p in claimers:  # every claimer is polling before the first command goes out
         assert p.stdout.readline().strip() == "polling", p.stderr.read()

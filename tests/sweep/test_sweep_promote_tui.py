@@ -28,7 +28,7 @@ async def _open_sweep(pilot, sweep_id: str) -> SweepScreen:
     screen = SweepScreen(sweep_id)
     pilot.app.push_screen(screen)
     await until(pilot, lambda: pilot.app.screen is screen and bool(screen.rows), "the trials")
-    await settle(pilot, rounds=1, wait=0.1)
+    await settle(pilot, rounds=1)
     return screen
 
 
@@ -150,7 +150,7 @@ def test_P_refusals_start_nothing_and_escape_cancels(tmp_path, monkeypatch):
             # trial 0's run is running again (a live process: this one)
             with Store(runs) as s:
                 s.mark_started(by_number[0].run_id, os.getpid())
-            await settle(pilot, rounds=1, wait=0.1)
+            await settle(pilot, rounds=1)
             await _cursor_to_trial(pilot, screen, 0)
             await pilot.press("P")
             says = "trial 0 (run demo-t000) is still running"
@@ -211,7 +211,7 @@ rec = build_sweep(Path("runs"), Path.cwd())
 
 async def tour(pilot):
     app = pilot.app
-    await pilot.pause(0.3)
+    await pilot.pause()
     screen = SweepScreen(rec.id)
     app.push_screen(screen)
     while not screen.rows:

@@ -14,7 +14,7 @@ from .helpers import build_sweep as build
 
 async def settle(pilot) -> None:
     for _ in range(2):
-        await pilot.pause(0.3)
+        await pilot.pause()
         # Poll loops (the runs list's, the monitor's) live as long as their screen: wait for
         # every other worker; one replaced by a newer exclusive worker counts as done.
         for w in [w for w in pilot.app.workers if not w.group.endswith("-poll")]:

@@ -245,6 +245,7 @@ def _doctor_store() -> tuple[Any, list[tuple[str, float]]]:
 
 
 _DOCTOR: list = []
+_DIAGNOSED: dict[str, list] = {}  # repr(Thresholds) -> doctor()'s answer
 
 
 def doctor(cfg: TrainConfig) -> Any:
@@ -259,11 +260,16 @@ def doctor(cfg: TrainConfig) -> Any:
         _DOCTOR.append(_doctor_store())
     store, runs = _DOCTOR[0]
     th = Thresholds.from_group(cfg.doctor)
+    # The same thresholds over the same store give the same answer: each field's base case
+    # (the unchanged doctor group, shared by every doctor.* field) is diagnosed once.
+    if repr(th) in _DIAGNOSED:
+        return _DIAGNOSED[repr(th)]
     out = []
     for rid, now in runs:
         run = dataclasses.replace(store.get_run(rid), started=now - 3600, heartbeat=now)
         for d in diagnose(read_run(store, run, th.window, now=now), th):
             out.append((rid, d.id, d.severity, d.step))
+    _DIAGNOSED[repr(th)] = out
     return out
 
 

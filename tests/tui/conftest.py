@@ -37,29 +37,69 @@ def make_app(**kwargs) -> TuitrainApp:
 LOOP_GROUPS = {"monitor-poll", "runs-poll"}
 
 
+async def flush(pilot: Pilot) -> None:
+    """Let the current screen handle every message already queued (what threads posted too),
+    without pause()'s wait for an idle CPU (at least 20 ms each; settle calls this often)."""
+    await pilot._wait_for_screen()
+    await asyncio.sleep(0)
+
+
 async def polled(pilot: Pilot, timeout: float = 20.0) -> None:
-    """Wake the current screen's poll loop and wait until it has read the database again."""
+    """Wake the current screen's poll loop and wait until it has read the database after this
+    call (a read already under way when it is called may predate what the test just wrote, so
+    the loop is woken twice: the second read starts after the first one ended)."""
     screen = pilot.app.screen
     if not hasattr(screen, "polls"):
         return
-    before = screen.polls
-    screen.poll()
     deadline = time.monotonic() + timeout
-    while screen.polls <= before:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{screen!r} did not poll within {timeout} s")
-        await pilot.pause(0.02)
-    await pilot.pause()
+    for _ in range(2):
+        before = screen.polls
+        screen.poll()
+        while screen.polls <= before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{screen!r} did not poll within {timeout} s")
+            await pilot.pause(0.01)
+    await flush(pilot)
 
 
-async def settle(pilot: Pilot, rounds: int = 2, wait: float = 0.6) -> None:
-    """Let timers fire, poll loops read, workers finish and their messages land (twice: polls chain)."""
+async def settle(pilot: Pilot, rounds: int = 2) -> None:
+    """Wait, on conditions only, until what the test did has landed: key handlers and
+    call-afters ran, one-shot workers ended and their messages were handled, the screen's
+    deferring timers fired, the poll loop read the database since, and the pending chart
+    draw ran. Twice by default: a read's messages can start more work (the runs list reads
+    a first page, then the rest)."""
     for _ in range(rounds):
-        await pilot.pause(wait)
+        await pilot.pause()
+        await idle_workers(pilot)
+        await timers_fired(pilot)
+        await idle_workers(pilot)
         await polled(pilot)
         await idle_workers(pilot)
         await drawn(pilot)
         await pilot.pause()
+
+
+async def timers_fired(pilot: Pilot, timeout: float = 20.0) -> None:
+    """Fire now the current screen's timers that defer work, then wait for their effect:
+    the editor's derive delay (DERIVE_DELAY_S, a debounce; tests check the derived values,
+    not the delay: its callback, the derive worker, starts at once and idle_workers waits
+    for it) and the runs list's later row chunks (each a 0.01 s timer: waited for)."""
+    screen = pilot.app.screen
+    timer = getattr(screen, "_derive_timer", None)
+    if timer is not None and timer._task is not None and not timer._task.done():
+        timer.stop()
+        timer._callback()  # what the timer would have called
+
+    def pending() -> bool:
+        target, cells = getattr(screen, "_target", None), getattr(screen, "_cells", None)
+        return target is not None and isinstance(cells, dict) and len(cells) < len(target)
+
+    deadline = time.monotonic() + timeout
+    while pending():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{screen!r}: row chunks still pending after {timeout} s")
+        await pilot.pause(0.01)
+    await flush(pilot)
 
 
 async def drawn(pilot: Pilot) -> None:
@@ -71,7 +111,7 @@ async def drawn(pilot: Pilot) -> None:
     if timer is not None:
         timer.stop()
         screen.redraw()  # clears _draw_timer
-    await pilot.pause()
+    await flush(pilot)
 
 
 async def idle_workers(pilot: Pilot, timeout: float = 30.0) -> None:

@@ -146,7 +146,7 @@ async def test_a_new_point_repaints_a_few_cells_at_the_right_edge_and_is_drawn(
         )
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         charts = [app.screen.query_one(c) for c in ("#chart-loss", "#chart-lr", "#chart-grad")]
         for step in range(601, 621, 5):
             before = [_picture(c) for c in charts]
@@ -166,8 +166,8 @@ async def test_a_new_point_repaints_a_few_cells_at_the_right_edge_and_is_drawn(
             deadline = time.monotonic() + 20
             while charts[0].lines[0].xs[-1] != step + 4:
                 assert time.monotonic() < deadline, "the new point did not reach the chart"
-                await settle(pilot, rounds=1, wait=0.05)
-            await settle(pilot, rounds=1, wait=0.05)
+                await settle(pilot, rounds=1)
+            await settle(pilot, rounds=1)
             for chart, old in zip(charts, before, strict=True):
                 new = _picture(chart)
                 area = chart.size.width * chart.size.height
@@ -181,7 +181,7 @@ async def test_no_color_train_and_val_have_their_own_marks_and_a_legend(runs, mo
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         text = _picture(app.screen.query_one("#chart-loss")).plain
         assert "train" in text and "val" in text
         assert "•" in text  # the val line's character, beside "val" in the legend too
@@ -190,5 +190,5 @@ async def test_no_color_train_and_val_have_their_own_marks_and_a_legend(runs, mo
     monkeypatch.delenv("NO_COLOR")
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert "•" not in _picture(app.screen.query_one("#chart-loss")).plain

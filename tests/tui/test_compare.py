@@ -35,7 +35,7 @@ async def test_compare_lists_interventions_marks_them_and_uses_unique_names(runs
     ids = [a, runs["early"], twin]
     app = make_app(start="compare", compare=ids, settings=FAST)
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         screen = app.screen
         legend = str(screen.query_one("#compare-legend", Static).render())
         assert legend.count("baseline") == 2 and f"baseline·{twin[-4:]}" in legend

@@ -49,7 +49,7 @@ async def open_doctor(pilot: Pilot) -> None:
     await doctor_ready(pilot)
     await pilot.press("h")
     await until(pilot, lambda: pilot.app.screen.id == "doctor", "the doctor screen")
-    await pilot.pause(0.2)
+    await settle(pilot, rounds=1)
 
 
 @aio
@@ -71,7 +71,7 @@ async def test_a_finished_run_still_says_what_went_wrong(runs):
         assert closed and "recovered" in closed[0] and "peak:" in closed[0], texts
         assert "steps " in closed[0] and "loss " in closed[0], closed[0]
         await pilot.press("enter")  # a closed episode is history: nothing to apply, no dialog
-        await pilot.pause(0.2)
+        await settle(pilot, rounds=1)
         assert app.screen.id == "doctor"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import OptionList
 
-from tests.tui.conftest import aio, kill_runs, make_app, until
+from tests.tui.conftest import aio, kill_runs, make_app, settle, until
 from tests.tui.test_doctor_snapshots import add_spiky, doctor_ready
 from tuitrain.config import load_config, save_yaml
 from tuitrain.store import Store
@@ -49,7 +49,7 @@ async def open_rollback_dialog(pilot) -> None:
     await pilot.pause()
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "the dialog")
-    await pilot.pause(0.2)
+    await settle(pilot, rounds=1)
 
 
 @pytest.mark.parametrize("size", SIZES)

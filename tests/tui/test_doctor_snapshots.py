@@ -67,7 +67,7 @@ def test_doctor_screen(snap_compare, runs, size):
         await doctor_ready(pilot)
         await pilot.press("h")
         await until(pilot, lambda: pilot.app.screen.id == "doctor", "the doctor screen")
-        await pilot.pause(0.2)
+        await settle(pilot, rounds=1)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
     assert app.return_code == 0
@@ -93,7 +93,7 @@ async def test_doctor_action_goes_through_steering(runs):
         store = Store("runs")
         while not store.commands(rid):
             assert time.monotonic() < deadline, "no command was sent"
-            await pilot.pause(0.1)
+            await pilot.pause(0.02)
         (cmd,) = store.commands(rid)
         assert cmd.kind == "scale_lr" and cmd.payload["factor"] == 0.5
         assert cmd.payload["diagnosis"] in ("exploding_gradients", "loss_spike")

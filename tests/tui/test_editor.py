@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, Static, Switch
 
-from tests.tui.conftest import aio, make_app, settle
+from tests.tui.conftest import aio, make_app, settle, timers_fired
 from tuitrain.config import load_config
 from tuitrain.config.schema import TrainConfig
 from tuitrain.tui.widgets.fields import FieldSpec, from_text, sections, to_text
@@ -77,8 +77,9 @@ async def _set(pilot, path: str, value) -> None:
     while app.screen.generation <= before or panel.has_class("-pending"):
         if time.monotonic() > deadline:
             raise AssertionError(f"derived values not updated within 20 s after {path}={value!r}")
+        await timers_fired(pilot)  # the debounce's derive starts now
         await pilot.pause(0.02)
-    await settle(pilot, rounds=1, wait=0.0)
+    await settle(pilot, rounds=1)
 
 
 @aio

@@ -17,7 +17,7 @@ async def _type(pilot, path: str, value: str) -> None:
     await pilot.app.screen.jump_to(path)
     await pilot.pause()
     pilot.app.screen.query_one("#f-" + path.replace(".", "--"), Input).value = value
-    await settle(pilot, rounds=1, wait=0.5)
+    await settle(pilot, rounds=1)
 
 
 async def _until(pilot, cond, timeout: float = 30.0) -> None:

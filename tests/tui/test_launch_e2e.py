@@ -77,7 +77,7 @@ async def test_launch_from_editor_runs_training_and_monitor_shows_points(tmp_pat
             assert run.status == "completed", run.exit_reason
             header = str(app.screen.query_one("#run-header").render())
             assert "completed" in header and "step 40/40" in header
-            await settle(pilot, rounds=1, wait=0.4)
+            await settle(pilot, rounds=1)
             pane = app.screen.query_one("#events")  # an OptionList: one option per event
             events = "\n".join(
                 str(pane.get_option_at_index(i).prompt) for i in range(pane.option_count)

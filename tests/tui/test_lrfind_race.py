@@ -37,7 +37,7 @@ async def until(pilot: Pilot, cond, timeout: float, what: str) -> None:
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        await pilot.pause(0.2)
+        await pilot.pause(0.02)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -61,7 +61,7 @@ async def test_race_dialog_defaults_to_a_tenth_of_the_remaining_steps_and_clamps
     default; 500 would train past step 400 and is clamped to 240; bad fields say which and why."""
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, RaceDialog), 20, "race dialog")
         dialog = app.screen
@@ -75,7 +75,7 @@ async def test_race_dialog_defaults_to_a_tenth_of_the_remaining_steps_and_clamps
         assert "past the run's end (step 400): clamped to 240" in plan.note
         dialog.query_one("#race-factors", Input).value = "2"
         await pilot.press("k")  # refused: the error shows, the dialog stays
-        await settle(pilot, wait=0.2)
+        await settle(pilot)
         assert isinstance(app.screen, RaceDialog)
         assert "at least two positive factors" in str(dialog.query_one("#race-error").render())
         await pilot.press("escape")
@@ -99,15 +99,15 @@ async def test_race_dialog_escape_starts_nothing_and_w_needs_a_race(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("W")  # no race yet: nothing is sent
         await pilot.press("G")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, RaceDialog), 20, "race dialog")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MonitorScreen), 20, "back to monitor")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert not any(w.group == "lr-race" for w in app.workers)
     assert not (Path("runs") / RECORD_DIR).exists()
     with Store("runs") as s:

@@ -38,20 +38,20 @@ async def test_lr_up_writes_a_command_that_shows_pending_then_applied(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert "step 160/400" in _text(app, "#run-header")
         await pilot.press("u")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         (cmd,) = _commands(rid)
         assert (cmd.kind, cmd.payload, cmd.status) == ("scale_lr", {"factor": 2.0}, "pending")
         assert "pending" in _text(app, "#commands")
         with Store("runs") as s:  # the trainer's side: claim and acknowledge at step 170
             s.claim_commands(rid)
             s.ack_command(cmd.id, 170, "LR x2")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert "applied @170" in _text(app, "#commands")
         await pilot.press("d")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert [c.payload for c in _commands(rid)][-1] == {"factor": 0.5}
 
 
@@ -60,7 +60,7 @@ async def test_set_lr_prompt_rejects_text_and_accepts_scientific_notation(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("l")
         await pilot.pause()
         assert isinstance(app.screen, PromptDialog)
@@ -72,7 +72,7 @@ async def test_set_lr_prompt_rejects_text_and_accepts_scientific_notation(runs):
         assert app.screen.query_one(Input).value == "fast please"
         app.screen.query_one(Input).value = "5e-5"
         await pilot.press("enter")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert isinstance(app.screen, MonitorScreen)
         (cmd,) = _commands(rid)
         assert (cmd.kind, cmd.payload) == ("set_lr", {"lr": 5e-5})
@@ -93,18 +93,18 @@ async def test_stop_needs_confirmation_and_other_keys_queue_commands(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("s")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert _commands(rid) == []
         await pilot.press("s")
         await pilot.pause()
         await pilot.press("y")
         await pilot.press("k", "v")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert sorted(c.kind for c in _commands(rid)) == ["checkpoint", "eval", "stop"]
 
 
@@ -113,22 +113,22 @@ async def test_new_points_and_status_changes_show_without_reopening(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         chart = app.screen.query_one("#chart-loss")
         before = chart.lines[0].xs[-1]
         with Store("runs") as s:
             s.log_metrics(rid, [(st, "loss", 1.5, time.time()) for st in range(161, 181)])
             s.add_event(rid, "warning", "loss spike", 175)
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert "step 180/400" in _text(app, "#run-header")
         assert chart.lines[0].xs[-1] == 180 > before
         assert "loss spike" in _events_text(app)
         with Store("runs") as s:
             s.set_status(rid, "completed", "finished")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert "completed" in _text(app, "#run-header")
         await pilot.press("u")  # a finished run cannot be steered: nothing is written
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert _commands(rid) == []
 
 
@@ -136,24 +136,24 @@ async def test_new_points_and_status_changes_show_without_reopening(runs):
 async def test_runs_list_shows_new_runs_and_compares_marked_ones(runs):
     app = make_app(settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.4)
+        await settle(pilot)
         table = app.screen.query_one("#runs-table")
         assert table.row_count == 4
         with Store("runs") as s:  # a run started elsewhere (CLI, script) appears
             rid = add_run(s, "from-cli", 1e-3, 100, 10)
             s.mark_started(rid, __import__("os").getpid())
-        await settle(pilot, wait=0.4)
+        await settle(pilot)
         assert table.row_count == 5
         await pilot.press("space", "space", "space")
         await pilot.press("c")
-        await settle(pilot, wait=0.4)
+        await settle(pilot)
         assert isinstance(app.screen, CompareScreen)
         assert len(app.screen.runs) == 3
         assert "Comparing 3 runs" in _text(app, "#compare-legend")
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("enter")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert isinstance(app.screen, MonitorScreen)
 
 
@@ -183,7 +183,7 @@ async def test_palette_lists_the_screens_key_actions(runs):
             "Back",
         } <= set(commands)
         await commands["Eval"].callback()  # what the palette runs when the entry is chosen
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert [c.kind for c in _commands(runs["running"])] == ["eval"]
 
 
@@ -191,7 +191,7 @@ async def test_palette_lists_the_screens_key_actions(runs):
 async def test_log_y_and_smoothing_toggles_change_the_charts(runs):
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         loss = app.screen.query_one("#chart-loss")
         raw = loss.lines[0].ys
         await pilot.press("y")

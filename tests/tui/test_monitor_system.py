@@ -106,7 +106,7 @@ async def test_no_sys_metrics_no_strip(runs):
     """Runs from before the sampler (the fixture) keep the old header and layout."""
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert _strip(app) == ""
         assert app.screen.query_one("#monitor-bottom").styles.height.value == 7
 
@@ -117,7 +117,7 @@ async def test_cpu_strip_and_system_chart_toggle(runs):
     add_system(Path("runs"), rid, gpus=0)
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         text = _strip(app)
         assert text.startswith("CPU ") and "RAM 24/126G" in text and "disk 512G" in text, text
         assert "step 0.319s data 1% other 1%" in text and "MFU" not in text  # no peak: no MFU
@@ -127,14 +127,14 @@ async def test_cpu_strip_and_system_chart_toggle(runs):
         chart = app.screen.query_one("#chart-grad")
         assert chart.title.startswith("grad norm")
         await pilot.press("g")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert chart.title.startswith("CPU/RAM % of host")
         labels = {ln.label: ln for ln in chart.lines}
         assert set(labels) == {"cpu", "ram"}
         assert labels["cpu"].xs == tuple(STEPS)
         assert labels["ram"].ys[-1] == pytest.approx(100 * (20 + 160 / 40) / 125.7, rel=0.01)
         await pilot.press("g")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert chart.title.startswith("grad norm") and chart.lines[0].label == ""
 
 
@@ -144,7 +144,7 @@ async def test_gpu_strip_wide_and_narrow_and_gpu_chart(runs):
     add_system(Path("runs"), rid, gpus=8)
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         lines = _strip(app).splitlines()
         assert len(lines) == 2, lines  # tall: GPUs on one line, step times on the next
         assert lines[0].startswith("GPU %/G/W ") and len(lines[0].split()) == 2 + 8
@@ -153,7 +153,7 @@ async def test_gpu_strip_wide_and_narrow_and_gpu_chart(runs):
             == "step 0.319s = data 4.0ms + compute 0.312s + other 3.0ms  MFU 41.2%  g: chart"
         )
         await pilot.press("g")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         chart = app.screen.query_one("#chart-grad")
         assert chart.title.startswith("GPU util/mem % (8 GPUs)")
         labels = {ln.label: ln for ln in chart.lines}
@@ -162,7 +162,7 @@ async def test_gpu_strip_wide_and_narrow_and_gpu_chart(runs):
             labels["util (min)"].ys[-1] < labels["util (mean)"].ys[-1]
         )  # gpu7 runs 28 points lower
         await pilot.resize_terminal(80, 24)
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         text = _strip(app)
         assert text.startswith("8 GPUs ") and "MFU 41%" in text and "\n" not in text, text
 
@@ -171,7 +171,7 @@ async def test_gpu_strip_wide_and_narrow_and_gpu_chart(runs):
 async def test_system_key_is_in_the_palette_listing(runs):
     app = make_app(start="watch", run=runs["running"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         names = {c.title: c.help for c in app.get_system_commands(app.screen)}
         assert names.get("System") == "key: g"
 

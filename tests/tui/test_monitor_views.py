@@ -39,23 +39,23 @@ async def test_an_eval_written_at_a_step_already_read_shows_in_chart_and_header(
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         chart = app.screen.query_one("#chart-loss")
         assert [ln.label for ln in chart.lines] == ["train", "val"]
         assert chart.lines[1].xs[-1] == 150  # fixture: val every 50 steps, train up to 160
         with Store("runs") as s:  # the eval of step 160 arrives after step 160 was read
             s.log_metrics(rid, [(160, "val_loss", 1.2345, time.time())])
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert chart.lines[1].xs[-1] == 160 and chart.lines[1].ys[-1] == 1.2345
         assert "val 1.234" in _header(app)
         # The final eval of a run that has already finished (no step will ever follow).
         with Store("runs") as s:
             s.set_status(rid, "completed", "finished")
-        await settle(pilot, wait=0.4)
+        await settle(pilot)
         assert "completed" in _header(app)
         with Store("runs") as s:
             s.log_metrics(rid, [(160, "val_loss", 1.1111, time.time())])
-        await settle(pilot, wait=0.4)
+        await settle(pilot)
         assert chart.lines[1].ys[-1] == 1.1111
         assert "val 1.111" in _header(app)
 
@@ -77,7 +77,7 @@ async def test_leaving_the_monitor_during_a_blocked_read_closes_the_store_after_
     slow = Settings(poll_s=60.0, list_poll_s=60.0, chart_cpu_budget=1.0)  # reads only when woken
     app = make_app(start="watch", run=rid, settings=slow)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         screen = app.screen
         dead = subprocess.Popen(["true"])
         dead.wait()
@@ -120,10 +120,10 @@ async def test_a_deleted_run_is_reported_in_the_header(runs):
     rid = runs["crashed"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         with Store("runs") as s:
             s.delete_run(rid)
-        await settle(pilot, wait=0.5)
+        await settle(pilot)
         assert "no run with id or name" in _header(app)
 
 
@@ -141,7 +141,7 @@ async def test_events_are_one_line_each_enter_opens_one_and_generations_can_be_h
         s.add_event(rid, "checkpoint", "saved checkpoints/step-160", 160)
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         lines = _events(app)
         gen = [ln for ln in lines if "generation" in ln]
         assert len(gen) == 1 and "\n" not in gen[0] and "⏎" in gen[0]
@@ -186,7 +186,7 @@ async def test_zoom_shows_one_chart_at_full_height_with_every_point_in_range(run
         s.log_metrics(rid, [(155, "loss", 137.0, time.time())])
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         screen = app.screen
         assert not screen.single  # 80x24: three charts fit
         normal = _chart_rows(app, "#chart-loss")
@@ -213,7 +213,7 @@ async def test_a_small_terminal_shows_one_chart_at_a_time_and_the_header_keeps_t
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(60, 20)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         screen = app.screen
         assert screen.single
         shown = [
@@ -236,7 +236,7 @@ async def test_notes_show_under_the_header_and_can_be_edited(runs):
     rid = runs["running"]
     app = make_app(start="watch", run=rid, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         notes = app.screen.query_one("#run-notes")
         assert not notes.display  # no notes yet: the line takes no room
         await pilot.press("e")
@@ -244,7 +244,7 @@ async def test_notes_show_under_the_header_and_can_be_edited(runs):
         assert isinstance(app.screen, PromptDialog)
         app.screen.query_one(Input).value = "warmup 10% vs 5%"
         await pilot.press("enter")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         with Store("runs") as s:
             assert s.get_run(rid).config["run"]["notes"] == "warmup 10% vs 5%"
         assert notes.display and "warmup 10% vs 5%" in str(notes.render())

@@ -86,7 +86,7 @@ async def test_monitor_header_status_is_bold_without_colour_under_no_color(runs,
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(start="watch", run=runs["crashed"], settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         header = app.screen.query_one("#run-header", RunHeader)
         styles = _styles_of(header, "crashed")
         assert styles, header.render().plain

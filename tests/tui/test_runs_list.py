@@ -38,10 +38,10 @@ def test_progress_text_never_needs_more_than_the_column():
 async def test_the_table_has_focus_after_coming_back_from_the_monitor(runs):
     app = make_app(settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert isinstance(app.focused, DataTable)
         await pilot.press("enter")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert isinstance(app.screen, MonitorScreen)
         await pilot.press("escape")
         await pilot.pause()
@@ -68,7 +68,7 @@ async def test_tags_show_and_slash_filters_by_tag_or_name(runs):
             conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg), rid))
     app = make_app(settings=FAST)
     async with app.run_test(size=(100, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         table = app.screen.query_one("#runs-table", DataTable)
         assert "lora ablation" in table.get_cell(rid, "name").plain
         await pilot.press("slash")
@@ -96,7 +96,7 @@ async def test_stalled_and_failure_reason_show_in_the_list(runs):
         s.set_status(rid, "failed", "launcher died before training started:\nImportError: x")
     app = make_app(settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert _names(app)[0] == "never-started"  # newest first, under the cursor
         detail = str(app.screen.query_one("#runs-detail", Static).render())
         assert "failed" in detail and "ImportError: x" in detail and "\n" not in detail
@@ -114,7 +114,7 @@ async def test_idle_polls_read_nothing_and_a_change_reads_only_its_row(runs):
             s.set_status(rid, "completed", "finished")
     app = make_app(settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         screen = app.screen
         assert screen.query_one("#runs-table", DataTable).row_count == 34
         reads = screen.row_reads
@@ -125,7 +125,7 @@ async def test_idle_polls_read_nothing_and_a_change_reads_only_its_row(runs):
             s.set_status(
                 runs["early"], "early_stopped", "patience: 3 evals", summary={"best_value": 1.5}
             )
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert screen.last_changed == {runs["early"]}
         assert screen.row_reads == reads + 1
         table = screen.query_one("#runs-table", DataTable)
@@ -133,6 +133,6 @@ async def test_idle_polls_read_nothing_and_a_change_reads_only_its_row(runs):
         # A new run appears (and only it is read).
         with Store("runs") as s:
             new = add_run(s, "fresh", 1e-3, 10, 1)
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         assert table.row_count == 35 and new in screen.last_changed
         assert len(screen.last_changed) == 1

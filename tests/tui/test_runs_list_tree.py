@@ -37,7 +37,7 @@ async def test_t_toggles_the_tree_view_with_fork_step_and_parent_value(runs):
     ids = _lineage(runs)
     app = make_app(settings=FAST)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         table = app.screen.query_one("#runs-table", DataTable)
         labels = [str(c.label) for c in table.columns.values()]
         assert labels[-1] == "started" and "from" not in labels
@@ -74,7 +74,7 @@ async def test_tree_view_survives_a_filter_and_a_new_run(runs):
     _lineage(runs)
     app = make_app(settings=FAST)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         await pilot.press("t", "slash")
         await pilot.press(*"baseline")
         await pilot.press("enter")
@@ -84,7 +84,7 @@ async def test_tree_view_survives_a_filter_and_a_new_run(runs):
         assert app.screen.query_one("#runs-filter", Input).display is False
         with Store("runs") as s:
             s.create_run({}, {"total_steps": 10}, name="baseline-new")
-        await settle(pilot, wait=0.3)
+        await settle(pilot)
         names = [r[1] for r in _rows(app)]
         assert names[0] == "baseline-new" and "└ baseline-b200" in names, names
 
@@ -107,7 +107,7 @@ async def test_a_long_list_opens_with_a_first_page_then_lists_every_run(runs):
     try:
         app = make_app(settings=FAST)
         async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot, wait=0.3)
+            await settle(pilot)
             table = app.screen.query_one("#runs-table", DataTable)
             got = [str(k.value) for k in table.rows]
             assert got == want

@@ -34,39 +34,51 @@ rdir = Path({runs!r}) / ids["completed"]
 rdir.mkdir(parents=True, exist_ok=True)
 save_yaml(cfg.config, rdir / "config.yaml", header="probe")
 
-async def tour(pilot):
+# The runs list / monitor poll loops live for their screen's life: never waited on.
+LOOPS = {{"monitor-poll", "runs-poll"}}
+
+async def landed(pilot):
+    # The screen on top has mounted, read once (a poll loop's first read), its deferred
+    # derive ran and its one-shot workers have ended: whatever it imports is imported.
     app = pilot.app
-    await pilot.pause(0.3)
-    app.open_monitor(ids["running"])
-    await pilot.pause(0.5)
-    app.open_compare([ids["completed"], ids["early"]])
-    await pilot.pause(0.5)
-    app.push_screen(SamplesScreen([ids["completed"], ids["early"]]))
-    await pilot.pause(0.5)
-    app.open_editor()
-    await pilot.pause(0.5)
-    app.push_screen(LRFindScreen(ids["completed"]))
-    await pilot.pause(0.5)
-    with Store({runs!r}) as store:
-        run = store.get_run(ids["completed"])
-    app.push_screen(DoctorScreen(run, []))
-    await pilot.pause(0.5)
-    open_branch(app, run)
-    await pilot.pause(0.5)
-    # The runs list / monitor poll loops live for their screen's life: never waited on.
-    loops = {{"monitor-poll", "runs-poll"}}
+    await pilot.pause()
+    screen = app.screen
     deadline = time.monotonic() + 60
-    while any(
-        w.group not in loops and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    def deferred():
+        timer = getattr(screen, "_derive_timer", None)
+        return timer is not None and timer._task is not None and not timer._task.done()
+
+    while getattr(screen, "polls", 1) < 1 or deferred() or any(
+        w.group not in LOOPS and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
         for w in app.workers
     ):
         if time.monotonic() > deadline:
-            raise SystemExit("workers still running after 60 s")
-        await pilot.pause(0.05)
-    try:  # the samples screen's `p` spawns through it: the module itself must stay torch-free
-        import tuitrain.runs.ask
-    except ImportError:
-        pass
+            raise SystemExit(f"{{screen!r}}: not settled after 60 s")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+async def tour(pilot):
+    app = pilot.app
+    await landed(pilot)
+    app.open_monitor(ids["running"])
+    await landed(pilot)
+    app.open_compare([ids["completed"], ids["early"]])
+    await landed(pilot)
+    app.push_screen(SamplesScreen([ids["completed"], ids["early"]]))
+    await landed(pilot)
+    app.open_editor()
+    await landed(pilot)
+    app.push_screen(LRFindScreen(ids["completed"]))
+    await landed(pilot)
+    with Store({runs!r}) as store:
+        run = store.get_run(ids["completed"])
+    app.push_screen(DoctorScreen(run, []))
+    await landed(pilot)
+    open_branch(app, run)
+    await landed(pilot)
+    # the samples screen's `p` spawns through it: the module itself must stay torch-free
+    import tuitrain.runs.ask  # noqa: F401
     app.exit([type(s).__name__ for s in app.screen_stack])
 
 screens = TuitrainApp(runs_dir={runs!r}).run(headless=True, size=(80, 24), auto_pilot=tour)
