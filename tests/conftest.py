@@ -7,9 +7,11 @@ a training process fails loudly at teardown (how the tiers are kept honest:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +164,20 @@ def procs():
         if p.poll() is None:
             p.kill()
         p.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sft_trained(tmp_path_factory):
+    """The short SFT demo run (tests/train/helpers.SFT_SHORT), trained once per session; tests
+    that write to it take `sft_copy`."""
+    from tests.train.helpers import train_sft
+
+    return train_sft(tmp_path_factory.mktemp("sft-trained"))
+
+
+@pytest.fixture
+def sft_copy(sft_trained, tmp_path) -> tuple[Path, str]:
+    """(runs dir, run id) of this test's own copy of the trained SFT run."""
+    dst = tmp_path / "runs"
+    shutil.copytree(sft_trained.runs_dir, dst)
+    return dst, sft_trained.run_id

@@ -166,3 +166,34 @@ class Launcher:
 def losses(store: Store, run_id: str) -> list[tuple[int, float]]:
     """(step, loss) pairs of a run, by step."""
     return [(p.step, p.value) for p in store.tail(run_id, ["loss"])]
+
+
+SFT_DEMO = REPO / "configs" / "sft-demo.yaml"
+# The short SFT demo run: two evaluations (steps 20 and 40) of a tiny model, about 10 s of CPU.
+SFT_SHORT = [
+    "model.arch.hidden_size=64",
+    "model.arch.num_layers=1",
+    "model.arch.num_heads=2",
+    "batch.size=8",
+    "optimizer.lr=3e-3",
+    "training.max_steps=40",
+    "training.eval_every=20",
+    "training.eval_max_batches=2",
+    "training.log_every=5",
+    "training.save_best=true",
+    "generation.max_new_tokens=16",
+]
+
+
+def train_sft(folder: Path) -> Trained:
+    """The short SFT demo run (chat records, ChatML, held-out validation prompts) trained to its
+    end under folder/runs, all its processes gone."""
+    lx = Launcher(folder)
+    try:
+        run = lx.start(SFT_SHORT, config=SFT_DEMO, name="sft")
+        info = lx.wait(run, timeout=300)
+        assert info.status == "completed", lx.log(run)[-3000:]
+        lx.wait_exit(run)
+        return Trained(lx.runs_dir, run.id)
+    finally:
+        lx.kill_all()

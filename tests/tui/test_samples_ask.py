@@ -92,7 +92,7 @@ def test_wait_answer_returns_none_on_success_and_the_last_stderr_line_on_failure
     )
     assert wait_answer(last, lambda: False) == ("CUDA out of memory", [])
     silent = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    assert wait_answer(silent, lambda: False) == ("the asking process exited with code 3", [])
+    assert wait_answer(silent, lambda: False) == ("the answering process failed (exit 3)", [])
 
 
 def test_wait_answer_is_bounded_and_stops_a_hung_process():
@@ -205,34 +205,15 @@ async def test_an_answer_from_another_steps_checkpoint_shows_every_eval(runs):
         assert "low-lr: no best weights kept: the newest checkpoint answers" in status
 
 
-# The short SFT demo run of tests/samples/conftest.py (two evaluations, best weights kept).
-SFT_SHORT = [
-    "model.arch.hidden_size=64", "model.arch.num_layers=1", "model.arch.num_heads=2",
-    "batch.size=8", "optimizer.lr=3e-3", "training.max_steps=40", "training.eval_every=20",
-    "training.eval_max_batches=2", "training.log_every=5", "training.save_best=true",
-    "generation.max_new_tokens=16",
-]  # fmt: skip
-
-
 @pytest.mark.e2e
 @aio
-async def test_p_asks_a_real_checkpoint_through_tuitrain_runs_ask(tmp_path, monkeypatch):
+async def test_p_asks_a_real_checkpoint_through_tuitrain_runs_ask(sft_copy, tmp_path, monkeypatch):
     """The real path: `p` spawns tuitrain.runs.ask's process, which loads the SFT run's best
     weights, answers and stores the sample; the row shows (torch is loaded there, not here:
     tests/tui/test_tui_boundaries.py)."""
-    pytest.importorskip("tuitrain.runs.ask")
-    from tests.train.helpers import REPO, Launcher
-
-    lx = Launcher(tmp_path)
-    try:
-        run = lx.start(SFT_SHORT, config=REPO / "configs" / "sft-demo.yaml", name="sft")
-        info = lx.wait(run, timeout=300)
-        assert info.status == "completed", lx.log(run)[-3000:]
-        lx.wait_exit(run)
-    finally:
-        lx.kill_all()
+    runs_dir, run_id = sft_copy
     monkeypatch.chdir(tmp_path)
-    app = make_app(start="watch", run=run.id, runs_dir=lx.runs_dir, settings=FAST)
+    app = make_app(start="watch", run=run_id, runs_dir=runs_dir, settings=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_samples(pilot)
         assert screen.grid.columns and any(r.source == "val" for r in screen.grid.rows)

@@ -5,7 +5,6 @@ the screen's next read shows it. A failure shows the process's one-line error.""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from rich.markup import escape
 from textual import work
 from textual.worker import get_current_worker
 
+from tuitrain.runs.ask import AskError, check_prompt, error_line, parse_answers, spawn_ask
 from tuitrain.tui.context import app_of
 from tuitrain.tui.dialogs.prompt import PromptDialog
 from tuitrain.tui.messages import AskDone
@@ -23,14 +23,14 @@ from tuitrain.tui.messages import AskDone
 # asking process is stopped and the screen says so.
 ASK_TIMEOUT_S = 900.0
 CHECKPOINT = "best"
-ERROR_PREFIX = "error: "  # the asking process marks its one-line reason so
 
 
 def parse_prompt(text: str) -> str:
-    """A prompt typed by a person: anything but blank."""
-    if not text.strip():
-        raise ValueError("type a prompt: the run's chat template wraps it as a user turn")
-    return text.strip()
+    """A prompt typed by a person: anything but blank (tuitrain.runs.ask's rule)."""
+    try:
+        return check_prompt(text).strip()
+    except AskError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def wait_answer(
@@ -55,7 +55,7 @@ def wait_answer(
     if proc.returncode != 0:
         return error_line(_text(err), proc.returncode), []
     try:
-        answers = json.loads(_text(out) or "[]")
+        answers = parse_answers(_text(out))
     except ValueError:
         answers = []  # stored all the same: the screen's next read shows it
     return None, [a for a in answers if isinstance(a, dict)] if isinstance(answers, list) else []
@@ -63,16 +63,6 @@ def wait_answer(
 
 def _text(data: bytes | str | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
-
-
-def error_line(stderr: str, code: int | None) -> str:
-    """The process's reason for failing: its last `error: ` line without the prefix, else its
-    last line, else the exit code (the rule of tuitrain.runs.ask.error_line)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    marked = [line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)]
-    if marked or lines:
-        return (marked or lines)[-1]
-    return f"the asking process exited with code {code}"
 
 
 class AskActions:
@@ -128,16 +118,12 @@ class AskActions:
     def ask_worker(self, run_ids: list[str], names: str, prompt: str) -> None:
         """Spawn the asking process and wait for it (this thread only)."""
         worker = get_current_worker()
-        spawn = self.spawn
+        spawn = self.spawn or spawn_ask
         error: str | None
         answers: list[dict] = []
         try:
-            if spawn is None:
-                from tuitrain.runs.ask import spawn_ask as spawn
             proc = spawn(app_of(self).runs_dir, run_ids, prompt, checkpoint=CHECKPOINT)
             error, answers = wait_answer(proc, lambda: worker.is_cancelled)
-        except ImportError as exc:
-            error = f"asking a checkpoint needs tuitrain.runs.ask, missing here ({exc})"
         except Exception as exc:  # refused before it started (no such run, bad input)
             error = str(exc) or type(exc).__name__
         notes = [f"{a.get('run_name', '')}: {a['note']}" for a in answers if a.get("note")]
