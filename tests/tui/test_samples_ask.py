@@ -123,7 +123,7 @@ async def test_p_asks_the_compared_runs_best_checkpoints_and_the_answer_shows(ru
         assert "Ask low-lr, baseline @ best checkpoint" in app.screen.title_text
         await pilot.press("enter")  # blank: refused in the dialog
         await pilot.pause()
-        assert "type a prompt" in shown_text(app.screen, "#prompt-error")
+        assert "the prompt is empty" in shown_text(app.screen, "#prompt-error")
         await pilot.press(*"What does json.loads do?", "enter")
         await until(pilot, lambda: app.screen is screen, "the dialog closed")
         assert screen.asking and "asking low-lr, baseline @ best checkpoint" in screen.asking
