@@ -51,6 +51,9 @@ TRAINER_SIGNS = (
     b"torchrun",
     b"_script.py",  # tests/integrations/*_script.py: DDP loops through the public API
 )
+# ...except the process that answers a prompt with a checkpoint (it trains nothing; a test of
+# its refusals starts it and it exits before loading a model).
+NOT_TRAINERS = (b"-m tuitrain.train.ask",)
 
 
 class _Watcher(threading.Thread):
@@ -86,7 +89,9 @@ class _Watcher(threading.Thread):
                     continue
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     cmd = fh.read().replace(b"\0", b" ").strip()
-                trainer = any(s in cmd for s in TRAINER_SIGNS)
+                trainer = any(s in cmd for s in TRAINER_SIGNS) and not any(
+                    s in cmd for s in NOT_TRAINERS
+                )
                 if not trainer:
                     # A python script (an example, a test's helper script): a trainer once it
                     # loads torch. `python -c` one-liners are import checks (test_boundaries).

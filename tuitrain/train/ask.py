@@ -120,13 +120,18 @@ def answer_with(store, t: Target, prompt: str, max_new_tokens: int | None) -> di
     }
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Answer the prompt with each run's checkpoint; the exit code as tuitrain.cli.exits."""
+    """Answer the prompt with each run's checkpoint; the exit code as tuitrain.cli.exits. Every
+    refusal (bad prompt, no such run, no checkpoint) comes before torch is imported."""
     args = _parser().parse_args(argv)
     from tuitrain.config.errors import ConfigError
     from tuitrain.data.sources import DataError
     from tuitrain.store import Store, StoreError
-    from tuitrain.train.model import SetupError
 
     try:
         prompt = check_prompt(args.prompt)
@@ -134,13 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             raise AskError(f"--max-new-tokens {args.max_new_tokens}: give a number >= 1")
         with Store(args.runs_dir) as store:
             targets = plan(store, args.run, args.checkpoint)  # every check before any load
-            answers = [answer_with(store, t, prompt, args.max_new_tokens) for t in targets]
+            from tuitrain.train.model import SetupError  # imports torch
+
+            try:
+                answers = [answer_with(store, t, prompt, args.max_new_tokens) for t in targets]
+            except SetupError as exc:
+                print(f"error: {_first_line(exc)}", file=sys.stderr, flush=True)
+                return BAD_INPUT
     except AskError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.code
-    except (ConfigError, DataError, SetupError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr, flush=True)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {_first_line(exc)}", file=sys.stderr, flush=True)
         return BAD_INPUT
     except (StoreError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
