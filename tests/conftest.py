@@ -21,6 +21,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Textual's pilot.pause() (and each key press) waits until the app's process looks idle,
+# sampling its CPU time every 20 ms; tests wait on conditions (tests/tui/conftest.settle), so
+# the idle check is only a yield point: sampled every 5 ms it costs a quarter (the quick tier:
+# about 45 s less). A private module of Textual: without it the defaults stay.
+try:
+    import textual._wait as _textual_wait
+
+    _textual_wait.SLEEP_GRANULARITY = 0.005
+    _textual_wait.SLEEP_IDLE = _textual_wait.SLEEP_GRANULARITY / 20.0
+except (ImportError, AttributeError):  # pragma: no cover - another Textual
+    pass
+
 TIER_MARKS = ("e2e", "slow")  # one tier, two names: either mark gets both
 
 

@@ -395,7 +395,7 @@ async def _to_rewarm_prompt(pilot) -> None:
     await pilot.press("B")
     await until(pilot, lambda: isinstance(pilot.app.screen, BranchEditorScreen), "editor")
     pilot.app.screen.set_lr(1e-2)
-    await pilot.pause()
+    await settle(pilot)  # the derived panel (behind the dialog in the snapshot) shows the new LR
     await pilot.press("ctrl+g")
     await until(pilot, lambda: isinstance(pilot.app.screen, PromptDialog), "re-warm question")
 
