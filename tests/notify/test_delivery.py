@@ -97,11 +97,11 @@ def test_notifier_sends_run_end_is_single_and_exits_when_idle(tmp_path):
         stop = threading.Event()
         t = threading.Thread(target=serve, args=(runs, s, 0.1, 0.5, stop), daemon=True)
         t.start()
-        wait(lambda: running_pid(runs) == os.getpid(), 10, "the lock")
+        wait(lambda: running_pid(runs) == os.getpid(), 60, "the lock")  # apprise loads first
         assert not Lock(runs).acquire()  # a second notifier would give up at once
         assert serve(runs, s, 0.1, 0.5) == 0
         store.set_status(run.id, "completed")
-        (m,) = hook.wait_for(lambda m: "completed" in m["title"], 10, "the end")
+        (m,) = hook.wait_for(lambda m: "completed" in m["title"], 60, "the end")
         assert "tuitrain show r" in m["message"]
         t.join(10)  # nothing live for 0.5 s: it exits by itself
         assert not t.is_alive() and running_pid(runs) is None
