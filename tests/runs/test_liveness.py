@@ -318,3 +318,22 @@ def test_threads_get_their_own_connection_and_transactions(store):
     store.close()
     with pytest.raises(Exception, match="closed"):
         store.get_run(run.id)
+
+
+def test_a_queued_runs_launcher_is_judged_once_its_parent_has_reaped_it(store, procs):
+    """A launcher that has exited but is not yet reaped (a zombie) leaves its queued run alone:
+    the launching process writes how it ended to train.log before it reaps it, so no reader
+    fails the run without that line."""
+    from dataclasses import replace
+
+    p = sleeper(procs)
+    start = proc_start(p.pid)
+    run = replace(store.create_run({}, {}, name="z"), status="queued", pid=p.pid, pid_start=start)
+    assert liveness.assess(run) is None  # alive
+    os.kill(p.pid, signal.SIGKILL)
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)  # ended, still a zombie
+    assert liveness.assess(run) is None
+    p.wait()  # reaped
+    change = liveness.assess(run)
+    assert change is not None and change.status == "failed"
+    assert "exited before training started" in change.reason

@@ -106,19 +106,37 @@ def build_env(cfg: TrainConfig, extra_env: dict[str, str] | None = None) -> dict
 def _reap(proc: subprocess.Popen, log_path: Path) -> None:
     # While the launching process lives, wait() in a thread so a finished run leaves no zombie,
     # and say in train.log how the launcher ended when it did not end well: for a launcher that
-    # dies before training starts, that line is the reason the run is failed with.
+    # dies before training starts, that line is the reason the run is failed with. The line is
+    # written before the launcher is reaped (waitid with WNOWAIT), and liveness leaves a queued
+    # run alone while its launcher is an unreaped zombie: no reader sees it dead without it.
     def wait() -> None:
-        code = proc.wait()
-        if code == 0:
-            return
-        how = f"was killed by {_signame(-code)}" if code < 0 else f"exited with code {code}"
-        try:
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(f"[tuitrain] launcher pid {proc.pid} {how}\n")
-        except OSError:
-            pass
+        code = _exit_code_unreaped(proc.pid)
+        if code is None:
+            code = proc.wait()
+        if code != 0:
+            how = f"was killed by {_signame(-code)}" if code < 0 else f"exited with code {code}"
+            try:
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(f"[tuitrain] launcher pid {proc.pid} {how}\n")
+            except OSError:
+                pass
+        proc.wait()
 
     threading.Thread(target=wait, daemon=True, name=f"reap-{proc.pid}").start()
+
+
+def _exit_code_unreaped(pid: int) -> int | None:
+    """Wait for the child to end without reaping it; its code as Popen.returncode gives it
+    (-N: killed by signal N), or None where waitid is missing or another wait reaped it."""
+    if not hasattr(os, "waitid"):
+        return None
+    try:
+        r = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except (ChildProcessError, OSError):
+        return None
+    if r is None:
+        return None
+    return r.si_status if r.si_code == os.CLD_EXITED else -r.si_status
 
 
 def _signame(num: int) -> str:

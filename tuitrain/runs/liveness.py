@@ -33,6 +33,7 @@ from tuitrain.runs.process import (
     proc_start,
     processes_alive,
     this_host,
+    zombie,
 )
 from tuitrain.store.commands import CRASHED_BEFORE_APPLYING, ENDED_BEFORE_APPLYING
 from tuitrain.store.models import InvalidValue
@@ -130,6 +131,8 @@ def _assess_queued(run: Any, now: float, host: str) -> Change | None:
         return None  # launched elsewhere: only that host can look at its processes
     if launcher_alive(run):
         return None
+    if zombie(run.pid, getattr(run, "pid_start", None)):
+        return None  # ended, not reaped yet: its parent writes how it ended to train.log first
     return Change("failed", died_before_start_reason(run))
 
 

@@ -74,6 +74,17 @@ def pid_alive(pid: int | None) -> bool:
     return bool(f) and f[0] not in ("Z", "X")
 
 
+def zombie(pid: int | None, start: int | None = None) -> bool:
+    """Whether pid has exited and waits for its parent to reap it (with this start time; None:
+    any). tuitrain's launching process writes why its launcher ended before it reaps it."""
+    if not pid or pid <= 0:
+        return False
+    f = _stat(pid)
+    if not f or len(f) < 20 or f[0] != "Z":
+        return False
+    return start is None or f[19] == str(start)
+
+
 def is_process(pid: int | None, start: int | None) -> bool:
     """Whether pid is alive and is the process recorded with this start time (None: unknown, any)."""
     if not pid_alive(pid):
