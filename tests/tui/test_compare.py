@@ -54,3 +54,27 @@ async def test_compare_lists_interventions_marks_them_and_uses_unique_names(runs
         await pilot.press("3")
         await pilot.pause()
         assert screen.query_one("#interventions-table").display
+
+
+@aio
+async def test_the_samples_scores_chart_like_any_metric(runs):
+    """The generation samples' per-eval means (samples/*) are among compare's metrics (m)."""
+    a, b = runs["completed"], runs["early"]
+    with Store("runs") as s:
+        for rid, sims in ((a, (0.2, 0.4, 0.5)), (b, (0.3, 0.6, 0.9))):
+            rows = [(50 * (i + 1), "samples/similarity", v, 0.0) for i, v in enumerate(sims)]
+            rows += [(50 * (i + 1), "samples/repetition", 0.1, 0.0) for i in range(3)]
+            s.log_metrics(rid, rows)
+    app = make_app(start="compare", compare=[a, b], settings=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert {"samples/similarity", "samples/repetition"} <= set(screen.metrics)
+        while screen.metric != "samples/similarity":
+            await pilot.press("m")
+        await settle(pilot)
+        chart = screen.query_one("#compare-chart")
+        assert "samples/similarity" in str(chart.title)
+        assert sorted(y for line in chart.lines for y in line.ys if line.label) == [
+            0.2, 0.3, 0.4, 0.5, 0.6, 0.9
+        ]  # fmt: skip

@@ -27,6 +27,9 @@ PREFERRED = (
     "val_loss",
     "val_accuracy",
     "val_perplexity",
+    "samples/similarity",  # the generation samples' per-eval means (tuitrain.samples.scores)
+    "samples/exact_match",
+    "samples/repetition",
     "lr",
     "grad_norm",
     "tokens_per_s",
