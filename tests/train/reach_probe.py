@@ -19,8 +19,9 @@ def observe(runs_dir: Path, label: str, config: dict) -> dict:
     import torch
 
     from tuitrain.config import parse, save_yaml, to_dict
+    from tuitrain.runs.checkpoints import best_steps
     from tuitrain.store import Store
-    from tuitrain.train.checkpoint import best_steps, periodic
+    from tuitrain.train.checkpoint import periodic
     from tuitrain.train.loop import train
 
     cfg = parse(config)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tuitrain.train.checkpoint import best_steps, periodic
+from tuitrain.runs.checkpoints import best_steps
+from tuitrain.train.checkpoint import periodic
 
 from .helpers import TINY, losses
 

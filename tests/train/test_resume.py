@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from tuitrain.runs import liveness
+from tuitrain.runs.checkpoints import best_steps
 from tuitrain.runs.launch import LAUNCH_FILE, resume
-from tuitrain.train.checkpoint import best_steps, periodic
+from tuitrain.train.checkpoint import periodic
 
 from .helpers import ENV, TINY, Launcher, losses
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tuitrain.runs.checkpoints import best_steps
 from tuitrain.runs.launch import LAUNCH_FILE, resume, stop
-from tuitrain.train.checkpoint import best_steps, periodic
+from tuitrain.train.checkpoint import periodic
 
 from .helpers import ENV, REPO, TINY, free_port, losses
 

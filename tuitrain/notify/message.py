@@ -7,8 +7,9 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from tuitrain.runs.checkpoints import best_dir
 
 TITLE_MAX = 100  # ntfy/Slack/Discord show ~100 characters in a title or a preview line
 BODY_MAX = 1000  # well inside Discord (2000), Telegram (4096), ntfy (4096), Matrix
@@ -113,8 +114,7 @@ def run_ended(run: Any) -> Notification:
 
 def _best(s: dict[str, Any], run: Any) -> str:
     if s.get("best_step") is not None and s.get("best_value") is not None:
-        # The trainer keeps the best weights in RUN_DIR/checkpoints/best-STEP (when it saves them).
-        kept = Path(run.run_dir) / "checkpoints" / f"best-{s['best_step']}"
+        kept = best_dir(run.run_dir, s["best_step"])  # when the trainer saved the best weights
         where = f" (kept in checkpoints/{kept.name})" if kept.is_dir() else ""
         return f"best {s.get('best_metric', 'val')} {_num(s['best_value'])} at step {s['best_step']}{where}"
     if s.get("best_val_loss") is not None:

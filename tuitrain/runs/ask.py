@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuitrain.runs.checkpoints import CKPT_DIR, DONE_MARK, CheckpointError, choose_resume
+from tuitrain.runs.checkpoints import (
+    CKPT_DIR,
+    CheckpointError,
+    best_dir,
+    best_steps,
+    choose_resume,
+)
 
 MODULE = "tuitrain.train.ask"
 CHECKPOINTS = ("best", "last")
@@ -61,19 +67,6 @@ def prompt_id(prompt: str) -> str:
     return "ask:" + hashlib.sha1(prompt.strip().encode("utf-8")).hexdigest()[:8]
 
 
-def best_folders(run_dir: Path) -> list[tuple[int, Path]]:
-    """The run's complete best-N folders (step, path), oldest first."""
-    root = Path(run_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    out = []
-    for d in root.glob("best-*"):
-        tail = d.name[len("best-") :]
-        if tail.isdigit() and (d / DONE_MARK).is_file():
-            out.append((int(tail), d))
-    return sorted(out)
-
-
 def choose(run: Any, checkpoint: str = "best") -> Target:
     """The weights `run` (a store RunInfo) answers with for `checkpoint` best or last; AskError
     (NOT_FOUND) when it has none, naming the run and how to get one."""
@@ -89,11 +82,13 @@ def choose(run: Any, checkpoint: str = "best") -> Target:
     fmt = data.get("format") if isinstance(data, dict) else None
     note = None
     if checkpoint == "best":
-        best = best_folders(run_dir)
+        best = best_steps(run_dir)
         want = (run.summary or {}).get("best_step")
         if best:
-            step, path = next(((s, p) for s, p in best if s == want), best[-1])
-            return Target(run.id, run.name, run_dir, "best", path, step, None, fmt)
+            step = want if want in best else best[-1]
+            return Target(
+                run.id, run.name, run_dir, "best", best_dir(run_dir, step), step, None, fmt
+            )
         note = "no best weights kept (training.save_best keeps them): the newest checkpoint answers"
     try:
         path, _ = choose_resume(run_dir, hashes=False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CKPT_DIR = "checkpoints"
+BEST = "best"  # best-N: the best weights of the timeline whose best eval was step N
 DONE_MARK = "complete.json"  # written last: a folder without it is a half-written checkpoint
 FILES_KEY = "files"  # complete.json's manifest: {relative path: {"size": bytes, "sha256": hex}}
 # Written into a finished checkpoint later (the doctor's pin): not part of what was saved.
@@ -114,6 +115,24 @@ def verify(ckpt_dir: str | Path, hashes: bool = True) -> Verdict:
             v.problems.append(f"{rel}: content differs from the manifest (SHA-256)")
     v.verified = True
     return v
+
+
+def best_dir(run_dir: str | Path, step: int) -> Path:
+    """RUN_DIR/checkpoints/best-STEP: the best weights of the timeline whose best eval was STEP."""
+    return Path(run_dir) / CKPT_DIR / f"{BEST}-{step}"
+
+
+def best_steps(run_dir: str | Path) -> list[int]:
+    """Steps of the complete best-N folders, oldest first."""
+    root = Path(run_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    pre = BEST + "-"
+    return sorted(
+        int(d.name[len(pre) :])
+        for d in root.glob(pre + "*")
+        if d.name[len(pre) :].isdigit() and (d / DONE_MARK).is_file()
+    )
 
 
 def step_folders(run_dir: str | Path) -> list[Path]:

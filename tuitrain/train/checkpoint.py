@@ -10,10 +10,16 @@ from pathlib import Path
 
 import torch
 
-from tuitrain.runs.checkpoints import CKPT_DIR, DONE_MARK, choose_resume, write_done
+from tuitrain.runs.checkpoints import (
+    BEST,
+    CKPT_DIR,
+    DONE_MARK,
+    best_dir,
+    choose_resume,
+    write_done,
+)
 from tuitrain.runs.lineage import complete_checkpoints, rotated
 
-BEST = "best"
 STATE_FILE = "train_state.json"  # the loop position and LR control: JSON, never a pickle
 
 
@@ -112,24 +118,6 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {
         n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
     }
-
-
-def best_dir(run_dir: Path, step: int) -> Path:
-    """RUN_DIR/checkpoints/best-STEP: the best weights of the timeline whose best eval was STEP."""
-    return ckpt_root(run_dir) / f"{BEST}-{step}"
-
-
-def best_steps(run_dir: Path) -> list[int]:
-    """Steps of the complete best-N folders, oldest first."""
-    root = ckpt_root(run_dir)
-    if not root.is_dir():
-        return []
-    pre = BEST + "-"
-    return sorted(
-        int(d.name[len(pre) :])
-        for d in root.glob(pre + "*")
-        if d.name[len(pre) :].isdigit() and (d / DONE_MARK).is_file()
-    )
 
 
 def save_best(accelerator, model, run_dir: Path, step: int, metric: str, value: float) -> Path:
