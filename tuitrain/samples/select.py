@@ -62,9 +62,8 @@ def parse_which(text: str) -> str | int:
 
 
 def best_step(run: RunInfo, steps: list[int]) -> int | None:
-    """The sample step of the run's best evaluation: the summary's best_step when the run has one
-    (the early-stop monitor's best), else the step with the lowest val_loss among the sample
-    steps, else the last; snapped to the newest sample step at or before it."""
+    """The sample step of the run's summary best_step (the early-stop monitor's best), snapped to
+    the newest sample step at or before it; None without samples or without a best_step."""
     if not steps:
         return None
     best = run.summary.get("best_step") if run.summary else None
@@ -74,8 +73,16 @@ def best_step(run: RunInfo, steps: list[int]) -> int | None:
     return at_or_before[-1] if at_or_before else steps[0]
 
 
+def known_best(store: Store, run: RunInfo, steps: list[int]) -> int | None:
+    """The sample step of the run's best evaluation when the run knows one: its summary's
+    best_step (best_step), else the sample step with the lowest val_loss; None otherwise."""
+    b = best_step(run, steps)
+    return b if b is not None else _lowest_val_loss(store, run, steps)
+
+
 def pick_steps(store: Store, run: RunInfo, which: str | int) -> list[int]:
-    """The run's sample steps that `which` selects (empty when it has none there)."""
+    """The run's sample steps that `which` selects (empty when it has none there); `best` is
+    known_best, else the last step."""
     steps = store.samples.steps(run.id)
     if not steps:
         return []
@@ -84,9 +91,7 @@ def pick_steps(store: Store, run: RunInfo, which: str | int) -> list[int]:
     if which == "last":
         return steps[-1:]
     if which == "best":
-        b = best_step(run, steps)
-        if b is None:
-            b = _lowest_val_loss(store, run, steps)
+        b = known_best(store, run, steps)
         return [b] if b is not None else steps[-1:]
     return [which] if which in steps else []
 

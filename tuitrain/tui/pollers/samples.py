@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from tuitrain.runs import liveness
-from tuitrain.samples.select import grid, pick_steps
+from tuitrain.samples.select import grid, known_best
 from tuitrain.tui.messages import SamplesLoaded
 
 # A live run's record (status, best step) is read again this often even when no sample came:
@@ -19,13 +19,9 @@ RUNS_EVERY_S = 2.0
 
 
 def marked_best(store: Any, run: Any) -> int | None:
-    """The sample step to mark `best` (select.pick_steps' rule), when the run knows one: its
-    summary's best step or its val_loss; a run with neither would get its last step."""
-    known = (run.summary or {}).get("best_step") is not None
-    if not known and not store.tail(run.id, ["val_loss"]):
-        return None
-    steps = pick_steps(store, run, "best")
-    return steps[0] if steps else None
+    """The sample step to mark `best`: only where the run knows its best (select.known_best: its
+    summary's best step or its lowest val_loss), never the last step `best` falls back to."""
+    return known_best(store, run, store.samples.steps(run.id))
 
 
 class SamplesReader:
