@@ -134,9 +134,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from tuitrain.store import Store
 
     try:
-        check_prompt(args.prompt)
-        if args.max_new_tokens is not None and args.max_new_tokens < 1:
-            raise AskError(f"--max-new-tokens {args.max_new_tokens}: give a number >= 1")
+        check_prompt(args.prompt, args.max_new_tokens)
         with Store(args.runs_dir) as store:
             targets = plan(store, args.runs, args.checkpoint)
     except AskError as exc:
@@ -158,7 +156,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         proc.wait()
         raise
     if proc.returncode != 0:
-        code = proc.returncode if proc.returncode in (1, 2, 4) else exits.FAILED
+        known = (exits.FAILED, exits.BAD_INPUT, exits.NOT_FOUND)  # the process's codes
+        code = proc.returncode if proc.returncode in known else exits.FAILED
         raise CommandError(error_line(err, proc.returncode), code)
     answers = parse_answers(out)
     for a in answers:

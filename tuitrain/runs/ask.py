@@ -119,10 +119,12 @@ def plan(store: Any, run_refs: Sequence[str], checkpoint: str = "best") -> list[
     return out
 
 
-def check_prompt(prompt: str) -> str:
-    """The prompt, refused (AskError) when empty."""
+def check_prompt(prompt: str, max_new_tokens: int | None = None) -> str:
+    """The prompt, refused (AskError) when empty, or when `max_new_tokens` is given and below 1."""
     if not str(prompt).strip():
         raise AskError("the prompt is empty: type a question for the model")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise AskError(f"--max-new-tokens {max_new_tokens}: give a number >= 1")
     return str(prompt)
 
 

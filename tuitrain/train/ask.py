@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuitrain.store import Store, StoreError
 
     try:
-        prompt = check_prompt(args.prompt)
-        if args.max_new_tokens is not None and args.max_new_tokens < 1:
-            raise AskError(f"--max-new-tokens {args.max_new_tokens}: give a number >= 1")
+        prompt = check_prompt(args.prompt, args.max_new_tokens)
         with Store(args.runs_dir) as store:
             targets = plan(store, args.run, args.checkpoint)  # every check before any load
             from tuitrain.train.model import SetupError  # imports torch
