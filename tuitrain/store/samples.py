@@ -3,13 +3,12 @@ at one step), read back as store.models.Sample."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tuitrain.store.db import immediate
+from tuitrain.store.db import dumps, immediate, loads
 from tuitrain.store.models import SAMPLE_SOURCES, InvalidValue, Sample
 
 COLUMNS = (
@@ -105,7 +104,7 @@ def _row_values(run_id: str, r: Mapping[str, Any]) -> tuple:
         else:
             v = r.get(col)
             if col in _JSON and v is not None:
-                v = json.dumps(v)
+                v = dumps(v)
             elif col in ("prompt_id", "source", "prompt", "output", "reference") and v is not None:
                 v = str(v)
         out.append(v)
@@ -115,6 +114,6 @@ def _row_values(run_id: str, r: Mapping[str, Any]) -> tuple:
 def _sample(r: tuple) -> Sample:
     d = dict(zip(("id", *COLUMNS), r, strict=True))
     for k in _JSON:
-        d[k] = json.loads(d[k]) if d[k] else None
+        d[k] = loads(d[k] or None, None)
     d["settings"] = d["settings"] or {}
     return Sample(**d)
